@@ -1,0 +1,112 @@
+//! `MailDomain`: a DNS domain Postbay accepts mail for.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::condition::Condition;
+use crate::dns::DnsRecord;
+use crate::validate::{ADDRESS_OR_LOCAL_PART_PATTERN, DOMAIN_PATTERN};
+
+/// A mail domain. Mailboxes and aliases may only use domains declared here.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "postbay.dev",
+    version = "v1alpha1",
+    kind = "MailDomain",
+    namespaced,
+    status = "MailDomainStatus",
+    shortname = "md",
+    category = "postbay",
+    derive = "PartialEq",
+    printcolumn(name = "Domain", type_ = "string", json_path = ".spec.domain"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "DMARC",
+        type_ = "string",
+        json_path = ".spec.dmarc.policy",
+        priority = 1
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MailDomainSpec {
+    /// Lowercase DNS name, e.g. `example.com`. Immutable: mailboxes, keys and stored mail are
+    /// keyed by it, so renaming means creating a new domain.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = DOMAIN_PATTERN),
+        extend("x-kubernetes-validations" = [
+            {"rule": "self == oldSelf", "message": "domain is immutable"}
+        ])
+    )]
+    pub domain: String,
+    /// Where mail for unknown local parts goes: a full address, or a bare local part meaning
+    /// that local part at this domain. Absent: unknown recipients are rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = ADDRESS_OR_LOCAL_PART_PATTERN))]
+    pub catch_all: Option<String>,
+    /// The DMARC record to publish for the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dmarc: Option<DmarcSpec>,
+    /// The MTA-STS policy to serve for the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mta_sts: Option<MtaStsSpec>,
+}
+
+/// DMARC settings (RFC 7489).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DmarcSpec {
+    /// What receivers should do with mail failing DMARC.
+    #[serde(default)]
+    pub policy: DmarcPolicy,
+    /// Address for aggregate reports (`rua=mailto:...`); absent: no reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_address: Option<String>,
+}
+
+/// DMARC `p=` values.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcPolicy {
+    /// Monitor only; the safe start.
+    #[default]
+    None,
+    Quarantine,
+    Reject,
+}
+
+/// MTA-STS settings (RFC 8461).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MtaStsSpec {
+    /// Policy mode served at `https://mta-sts.<domain>/.well-known/mta-sts.txt`.
+    pub mode: MtaStsMode,
+}
+
+/// MTA-STS `mode:` values.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MtaStsMode {
+    None,
+    Testing,
+    Enforce,
+}
+
+/// What the operator observed and wants published for a domain.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MailDomainStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Records to publish in the domain's zone (MX, SPF, DMARC, MTA-STS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_records: Vec<DnsRecord>,
+}

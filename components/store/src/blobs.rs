@@ -1,0 +1,175 @@
+//! Message bodies as immutable files on the shared volume.
+//!
+//! A blob is written to a temporary name, fsync'd, renamed into place and its directory
+//! fsync'd, so once `write` returns the bytes survive a crash or power loss. Blobs never
+//! change after that; flags and folder membership live in the database. Paths are relative
+//! to the mail root so the volume can be mounted anywhere.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+impl BlobStore {
+    pub fn new(root: PathBuf) -> BlobStore {
+        BlobStore { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Stores `parts` (concatenated) as a new blob below `home` and returns its relative path.
+    pub async fn write(&self, home: &str, parts: Vec<bytes_owned::Part>) -> Result<String> {
+        let month = month_dir();
+        let name = format!("{}.eml", ulid::Ulid::new());
+        let rel = format!("{home}/{month}/{name}");
+        let path = self.root.join(&rel);
+        tokio::task::spawn_blocking(move || {
+            let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+            write_file_durably(&path, &slices)
+        })
+        .await
+        .expect("blob writer task panicked")?;
+        Ok(rel)
+    }
+
+    pub async fn read(&self, rel: &str) -> Result<Vec<u8>> {
+        let path = self.root.join(rel);
+        tokio::fs::read(&path).await.map_err(Error::io(&path))
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Removes a blob; a blob that is already gone is not an error.
+    pub async fn remove(&self, rel: &str) -> Result<()> {
+        let path = self.root.join(rel);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&path)(e)),
+        }
+    }
+}
+
+/// Owned byte parts, so callers can hand a header they built plus a shared body to the
+/// blocking writer without copying them into one buffer first.
+pub mod bytes_owned {
+    use std::sync::Arc;
+
+    #[derive(Clone, Debug)]
+    pub enum Part {
+        Owned(Vec<u8>),
+        Shared(Arc<Vec<u8>>),
+    }
+
+    impl Part {
+        pub fn as_slice(&self) -> &[u8] {
+            match self {
+                Part::Owned(v) => v,
+                Part::Shared(v) => v,
+            }
+        }
+    }
+}
+
+fn month_dir() -> String {
+    // Days since epoch / ~30: a coarse shard that keeps directories small without a
+    // calendar dependency; only its stability within a month matters.
+    let days = crate::now_unix() / 86_400;
+    format!("{:05}", days / 30)
+}
+
+/// Writes `parts` to `path` so that it is complete and on stable storage when this returns:
+/// temp file, fsync, rename, fsync of the directory (and of directories it had to create).
+pub fn write_file_durably(path: &Path, parts: &[&[u8]]) -> Result<()> {
+    let dir = path.parent().expect("durable file path has a parent");
+    create_dir_durably(dir)?;
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("durable file path has a utf-8 file name");
+    let tmp = dir.join(format!(".tmp-{file_name}"));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(Error::io(&tmp))?;
+    for part in parts {
+        file.write_all(part).map_err(Error::io(&tmp))?;
+    }
+    file.sync_all().map_err(Error::io(&tmp))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(Error::io(path))?;
+    sync_dir(dir)
+}
+
+/// Creates `dir` and any missing parents, fsyncing each parent whose entry list changed.
+pub fn create_dir_durably(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_durably(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(Error::io(dir)(e)),
+    }
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn write_read_remove_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path().to_path_buf());
+        let rel = store
+            .write(
+                "example.test/alice",
+                vec![
+                    bytes_owned::Part::Owned(b"Received: x\r\n".to_vec()),
+                    bytes_owned::Part::Owned(b"Subject: hi\r\n\r\nbody\r\n".to_vec()),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(rel.starts_with("example.test/alice/"));
+        assert_eq!(
+            store.read(&rel).await.unwrap(),
+            b"Received: x\r\nSubject: hi\r\n\r\nbody\r\n"
+        );
+        // No temporary file is left behind.
+        let parent = store.path(&rel).parent().unwrap().to_path_buf();
+        let names: Vec<_> = fs::read_dir(parent)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        store.remove(&rel).await.unwrap();
+        store.remove(&rel).await.unwrap();
+        assert!(store.read(&rel).await.is_err());
+    }
+}

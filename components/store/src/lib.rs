@@ -1,0 +1,106 @@
+//! Postbay's store: the directory (domains, mailboxes, aliases, DKIM keys) and the mailbox
+//! metadata (folders, UIDs, flags) in one SQL database reached through sqlx's `Any` driver, so
+//! the same queries serve the embedded SQLite default and production MariaDB; message bodies
+//! live as immutable blobs on the shared volume (see [`blobs`]).
+//!
+//! Every replica of every component may use the same database and volume at once: UIDs are
+//! allocated inside a row-locking transaction and deliveries carry an idempotency key, so
+//! concurrent or repeated deliveries never share a UID and never duplicate a message.
+
+pub mod blobs;
+mod db;
+pub mod directory;
+pub mod mailstore;
+
+use std::path::{Path, PathBuf};
+
+pub use db::Backend;
+pub use directory::{DkimKeyRow, DomainRow, MailboxRow, Recipient, Resolution};
+pub use mailstore::{Delivered, FolderInfo, MessageMeta};
+
+/// Errors at the store's edge. Callers map them to protocol replies: everything here is a
+/// temporary failure unless a variant says otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("schema migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url {0:?} (use sqlite://PATH or mysql://USER@HOST/DB)")]
+    UnsupportedUrl(String),
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no such mailbox {0}")]
+    NoSuchMailbox(String),
+    #[error("no such folder {0}")]
+    NoSuchFolder(String),
+    #[error("folder {0} already exists")]
+    FolderExists(String),
+    #[error("mailbox {address} is over quota ({used} + {size} > {quota} bytes)")]
+    OverQuota {
+        address: String,
+        used: i64,
+        size: i64,
+        quota: i64,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl AsRef<Path>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.as_ref().to_path_buf();
+        move |source| Error::Io { path, source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Handle on the database and the blob volume; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: sqlx::AnyPool,
+    backend: Backend,
+    blobs: blobs::BlobStore,
+}
+
+impl Store {
+    /// Connects to `database_url` (`sqlite://...` or `mysql://...`), runs pending migrations
+    /// and keeps message blobs under `mail_root` (the shared volume).
+    pub async fn open(database_url: &str, mail_root: &Path) -> Result<Store> {
+        let (pool, backend) = db::connect(database_url).await?;
+        db::migrate(&pool, backend).await?;
+        let blobs = blobs::BlobStore::new(mail_root.to_path_buf());
+        Ok(Store {
+            pool,
+            backend,
+            blobs,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn blobs(&self) -> &blobs::BlobStore {
+        &self.blobs
+    }
+
+    pub fn pool(&self) -> &sqlx::AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Seconds since the Unix epoch, the store's only time unit.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,354 @@
+//! Mailbox metadata: folders with their UID counters, and one row per message.
+//!
+//! UID allocation is the heart of replica safety. A delivery increments the folder's
+//! `uidnext` and `highest_modseq` with an `UPDATE` as the first statement of its transaction,
+//! which takes the row lock in MariaDB and the write lock in SQLite; the new message row is
+//! inserted before commit. Two replicas delivering into the same folder therefore serialise
+//! on that row and can never hand out the same UID, and a UID is never reused because
+//! `uidnext` only grows. A `delivery_key` (queue id + recipient) with a unique index makes a
+//! retried delivery a no-op instead of a duplicate.
+
+use sqlx::Row;
+
+use crate::blobs::bytes_owned::Part;
+use crate::directory::DEFAULT_FOLDERS;
+use crate::{now_unix, Error, Result, Store};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderInfo {
+    pub id: i64,
+    pub mailbox_id: i64,
+    pub name: String,
+    pub special_use: Option<String>,
+    pub subscribed: bool,
+    pub uidvalidity: i64,
+    pub uidnext: i64,
+    pub highest_modseq: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub id: i64,
+    pub uid: i64,
+    pub modseq: i64,
+    pub blob_path: String,
+    pub size: i64,
+    pub internal_date: i64,
+    pub flags: Vec<String>,
+}
+
+/// Outcome of a delivery into a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub uid: i64,
+    pub uidvalidity: i64,
+    /// The same delivery key had already been stored: nothing new was written.
+    pub duplicate: bool,
+}
+
+/// A message to store: its bytes (in parts), arrival time, initial flags and idempotency key.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub parts: Vec<Part>,
+    pub internal_date: i64,
+    pub flags: Vec<String>,
+    pub delivery_key: Option<String>,
+}
+
+impl NewMessage {
+    pub fn size(&self) -> i64 {
+        self.parts.iter().map(|p| p.as_slice().len() as i64).sum()
+    }
+}
+
+const FOLDER_COLUMNS: &str =
+    "id, mailbox_id, name, special_use, subscribed, uidvalidity, uidnext, highest_modseq";
+
+impl Store {
+    pub(crate) async fn ensure_default_folders(&self, mailbox_id: i64) -> Result<()> {
+        for (name, special_use) in DEFAULT_FOLDERS {
+            if self.folder(mailbox_id, name).await?.is_none() {
+                match self.create_folder(mailbox_id, name, *special_use).await {
+                    Ok(_) | Err(Error::FolderExists(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_folder(
+        &self,
+        mailbox_id: i64,
+        name: &str,
+        special_use: Option<&str>,
+    ) -> Result<FolderInfo> {
+        let result = sqlx::query(
+            "INSERT INTO folders (mailbox_id, name, special_use, subscribed, uidvalidity, uidnext, highest_modseq) \
+             VALUES (?, ?, ?, 1, ?, 1, 1)",
+        )
+        .bind(mailbox_id)
+        .bind(name)
+        .bind(special_use)
+        .bind(now_unix())
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(Error::FolderExists(name.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.folder(mailbox_id, name)
+            .await?
+            .ok_or_else(|| Error::NoSuchFolder(name.to_string()))
+    }
+
+    pub async fn folder(&self, mailbox_id: i64, name: &str) -> Result<Option<FolderInfo>> {
+        let row = sqlx::query(&format!(
+            "SELECT {FOLDER_COLUMNS} FROM folders WHERE mailbox_id = ? AND name = ?"
+        ))
+        .bind(mailbox_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| folder_from_row(&r)))
+    }
+
+    pub async fn folders(&self, mailbox_id: i64) -> Result<Vec<FolderInfo>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FOLDER_COLUMNS} FROM folders WHERE mailbox_id = ? ORDER BY name"
+        ))
+        .bind(mailbox_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(folder_from_row).collect())
+    }
+
+    /// Stores a message into `folder` of the mailbox `address`: blob first (durable), then the
+    /// metadata row in one transaction that allocates the UID and charges the quota.
+    pub async fn deliver(
+        &self,
+        address: &str,
+        folder: &str,
+        message: NewMessage,
+    ) -> Result<Delivered> {
+        let mailbox = self
+            .mailbox(address)
+            .await?
+            .ok_or_else(|| Error::NoSuchMailbox(address.to_string()))?;
+        let folder_info = self
+            .folder(mailbox.id, folder)
+            .await?
+            .ok_or_else(|| Error::NoSuchFolder(folder.to_string()))?;
+        let size = message.size();
+        if let Some(key) = &message.delivery_key {
+            if let Some(uid) = self.uid_for_delivery_key(folder_info.id, key).await? {
+                return Ok(Delivered {
+                    uid,
+                    uidvalidity: folder_info.uidvalidity,
+                    duplicate: true,
+                });
+            }
+        }
+        if mailbox.quota_bytes > 0 && mailbox.used_bytes + size > mailbox.quota_bytes {
+            return Err(over_quota(&mailbox, size));
+        }
+
+        let blob_path = self.blobs.write(&mailbox.home, message.parts).await?;
+        match self
+            .insert_message_row(
+                &mailbox,
+                &folder_info,
+                &blob_path,
+                size,
+                &message.flags,
+                message.internal_date,
+                message.delivery_key.as_deref(),
+            )
+            .await
+        {
+            Ok(delivered) => Ok(delivered),
+            Err(e) => {
+                // The row never committed: the blob is unreachable, remove it.
+                if let Err(cleanup) = self.blobs.remove(&blob_path).await {
+                    tracing::warn!(%cleanup, blob_path, "could not remove orphan blob");
+                }
+                match (e, message.delivery_key) {
+                    (InsertError::DuplicateKey, Some(key)) => {
+                        let uid = self
+                            .uid_for_delivery_key(folder_info.id, &key)
+                            .await?
+                            .unwrap_or(0);
+                        Ok(Delivered {
+                            uid,
+                            uidvalidity: folder_info.uidvalidity,
+                            duplicate: true,
+                        })
+                    }
+                    (InsertError::DuplicateKey, None) => unreachable!("no key, no duplicate"),
+                    (InsertError::OverQuota, _) => Err(over_quota(&mailbox, size)),
+                    (InsertError::Store(e), _) => Err(e),
+                }
+            }
+        }
+    }
+
+    async fn uid_for_delivery_key(&self, folder_id: i64, key: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT uid FROM messages WHERE folder_id = ? AND delivery_key = ?")
+            .bind(folder_id)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get("uid")))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_message_row(
+        &self,
+        mailbox: &crate::MailboxRow,
+        folder: &FolderInfo,
+        blob_path: &str,
+        size: i64,
+        flags: &[String],
+        internal_date: i64,
+        delivery_key: Option<&str>,
+    ) -> Result<Delivered, InsertError> {
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        // First statement writes: takes the folder row lock (MariaDB) or the database write
+        // lock (SQLite) before anything is read, so the read below cannot go stale.
+        sqlx::query("UPDATE folders SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1 WHERE id = ?")
+            .bind(folder.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        let row =
+            sqlx::query("SELECT uidnext, highest_modseq, uidvalidity FROM folders WHERE id = ?")
+                .bind(folder.id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(Error::from)?;
+        let uid: i64 = row.get::<i64, _>("uidnext") - 1;
+        let modseq: i64 = row.get("highest_modseq");
+        let uidvalidity: i64 = row.get("uidvalidity");
+        let charged = sqlx::query(
+            "UPDATE mailboxes SET used_bytes = used_bytes + ? WHERE id = ? AND (quota_bytes = 0 OR used_bytes + ? <= quota_bytes)",
+        )
+        .bind(size)
+        .bind(mailbox.id)
+        .bind(size)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::from)?;
+        if charged.rows_affected() == 0 {
+            return Err(InsertError::OverQuota);
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO messages (folder_id, uid, modseq, blob_path, size, internal_date, flags, delivery_key) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(folder.id)
+        .bind(uid)
+        .bind(modseq)
+        .bind(blob_path)
+        .bind(size)
+        .bind(internal_date)
+        .bind(flags.join(" "))
+        .bind(delivery_key)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(InsertError::DuplicateKey)
+            }
+            Err(e) => return Err(InsertError::Store(e.into())),
+        }
+        tx.commit().await.map_err(Error::from)?;
+        Ok(Delivered {
+            uid,
+            uidvalidity,
+            duplicate: false,
+        })
+    }
+
+    /// All messages of a folder in UID order.
+    pub async fn messages(&self, folder_id: i64) -> Result<Vec<MessageMeta>> {
+        let rows = sqlx::query(
+            "SELECT id, uid, modseq, blob_path, size, internal_date, flags FROM messages WHERE folder_id = ? ORDER BY uid",
+        )
+        .bind(folder_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(message_from_row).collect())
+    }
+
+    /// Number of messages in a mailbox's folder; a cheap check for tests and benchmarks.
+    pub async fn count_messages(&self, address: &str, folder: &str) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM messages m JOIN folders f ON f.id = m.folder_id \
+             JOIN mailboxes b ON b.id = f.mailbox_id WHERE b.address = ? AND f.name = ?",
+        )
+        .bind(crate::directory::canonical_address(address))
+        .bind(folder)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get("n"))
+    }
+
+    /// Total number of stored messages across all mailboxes.
+    pub async fn count_all_messages(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM messages")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get("n"))
+    }
+}
+
+enum InsertError {
+    DuplicateKey,
+    OverQuota,
+    Store(Error),
+}
+
+impl From<Error> for InsertError {
+    fn from(e: Error) -> Self {
+        InsertError::Store(e)
+    }
+}
+
+fn over_quota(mailbox: &crate::MailboxRow, size: i64) -> Error {
+    Error::OverQuota {
+        address: mailbox.address.clone(),
+        used: mailbox.used_bytes,
+        size,
+        quota: mailbox.quota_bytes,
+    }
+}
+
+fn folder_from_row(r: &sqlx::any::AnyRow) -> FolderInfo {
+    FolderInfo {
+        id: r.get("id"),
+        mailbox_id: r.get("mailbox_id"),
+        name: r.get("name"),
+        special_use: r.get("special_use"),
+        subscribed: r.get::<i64, _>("subscribed") != 0,
+        uidvalidity: r.get("uidvalidity"),
+        uidnext: r.get("uidnext"),
+        highest_modseq: r.get("highest_modseq"),
+    }
+}
+
+fn message_from_row(r: &sqlx::any::AnyRow) -> MessageMeta {
+    let flags: String = r.get("flags");
+    MessageMeta {
+        id: r.get("id"),
+        uid: r.get("uid"),
+        modseq: r.get("modseq"),
+        blob_path: r.get("blob_path"),
+        size: r.get("size"),
+        internal_date: r.get("internal_date"),
+        flags: flags.split_whitespace().map(str::to_string).collect(),
+    }
+}

@@ -1,0 +1,283 @@
+mod common;
+
+use std::collections::HashSet;
+
+use postbay_store::blobs::bytes_owned::Part;
+use postbay_store::directory::MailboxSpec;
+use postbay_store::mailstore::NewMessage;
+use postbay_store::{DomainRow, Recipient, Resolution, Store};
+
+async fn seed(store: &Store) {
+    store
+        .put_domain(&DomainRow {
+            name: "example.test".into(),
+            catch_all: None,
+            enabled: true,
+            owner: None,
+        })
+        .await
+        .unwrap();
+    store
+        .put_domain(&DomainRow {
+            name: "catch.test".into(),
+            catch_all: Some("bucket".into()),
+            enabled: true,
+            owner: None,
+        })
+        .await
+        .unwrap();
+    for address in [
+        "alice@example.test",
+        "bob@example.test",
+        "bucket@catch.test",
+    ] {
+        store
+            .put_mailbox(&MailboxSpec {
+                address: address.into(),
+                password_hash: "{PLAIN}x".into(),
+                quota_bytes: 0,
+                enabled: true,
+                owner: None,
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .set_alias(
+            "team@example.test",
+            &[
+                "alice@example.test".into(),
+                "bob@example.test".into(),
+                "far@remote.test".into(),
+            ],
+            Some("ns/team"),
+        )
+        .await
+        .unwrap();
+    store
+        .set_alias("loop1@example.test", &["loop2@example.test".into()], None)
+        .await
+        .unwrap();
+    store
+        .set_alias("loop2@example.test", &["loop1@example.test".into()], None)
+        .await
+        .unwrap();
+}
+
+fn message(body: &str, key: Option<&str>) -> NewMessage {
+    NewMessage {
+        parts: vec![Part::Owned(
+            format!("Subject: t\r\n\r\n{body}\r\n").into_bytes(),
+        )],
+        internal_date: 1_700_000_000,
+        flags: vec![],
+        delivery_key: key.map(str::to_string),
+    }
+}
+
+#[tokio::test]
+async fn resolution_follows_mailboxes_aliases_plus_and_catch_all() {
+    for t in common::stores().await {
+        let s = &t.store;
+        seed(s).await;
+        let local = |a: &str| Recipient::Local(a.to_string());
+        assert_eq!(
+            s.resolve("alice@example.test").await.unwrap(),
+            Resolution::Deliver(vec![local("alice@example.test")]),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.resolve("Alice@Example.TEST").await.unwrap(),
+            Resolution::Deliver(vec![local("alice@example.test")]),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.resolve("alice+news@example.test").await.unwrap(),
+            Resolution::Deliver(vec![local("alice@example.test")]),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.resolve("nobody@example.test").await.unwrap(),
+            Resolution::Unknown,
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.resolve("x@elsewhere.test").await.unwrap(),
+            Resolution::NonLocalDomain,
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.resolve("anyone@catch.test").await.unwrap(),
+            Resolution::Deliver(vec![local("bucket@catch.test")]),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.resolve("team@example.test").await.unwrap(),
+            Resolution::Deliver(vec![
+                local("alice@example.test"),
+                local("bob@example.test"),
+                Recipient::Remote("far@remote.test".into())
+            ]),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.resolve("loop1@example.test").await.unwrap(),
+            Resolution::Unknown,
+            "{}",
+            t.name
+        );
+        // Replacing an alias's destinations replaces the set.
+        s.set_alias(
+            "team@example.test",
+            &["bob@example.test".into()],
+            Some("ns/team"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            s.resolve("team@example.test").await.unwrap(),
+            Resolution::Deliver(vec![local("bob@example.test")]),
+            "{}",
+            t.name
+        );
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn deliveries_get_ascending_uids_and_keys_deduplicate() {
+    for t in common::stores().await {
+        let s = &t.store;
+        seed(s).await;
+        let first = s
+            .deliver(
+                "alice@example.test",
+                "INBOX",
+                message("one", Some("q1:alice")),
+            )
+            .await
+            .unwrap();
+        let second = s
+            .deliver(
+                "alice@example.test",
+                "INBOX",
+                message("two", Some("q2:alice")),
+            )
+            .await
+            .unwrap();
+        let again = s
+            .deliver(
+                "alice@example.test",
+                "INBOX",
+                message("one", Some("q1:alice")),
+            )
+            .await
+            .unwrap();
+        assert_eq!((first.uid, first.duplicate), (1, false), "{}", t.name);
+        assert_eq!((second.uid, second.duplicate), (2, false), "{}", t.name);
+        assert_eq!((again.uid, again.duplicate), (1, true), "{}", t.name);
+        assert_eq!(
+            s.count_messages("alice@example.test", "INBOX")
+                .await
+                .unwrap(),
+            2,
+            "{}",
+            t.name
+        );
+        let mb = s.mailbox("alice@example.test").await.unwrap().unwrap();
+        let folder = s.folder(mb.id, "INBOX").await.unwrap().unwrap();
+        let msgs = s.messages(folder.id).await.unwrap();
+        let body = s.blobs().read(&msgs[1].blob_path).await.unwrap();
+        assert!(String::from_utf8(body).unwrap().contains("two"));
+        let names: Vec<_> = s
+            .folders(mb.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        for wanted in ["INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive"] {
+            assert!(names.iter().any(|n| n == wanted), "{}: {names:?}", t.name);
+        }
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_never_share_a_uid() {
+    for t in common::stores().await {
+        let s = &t.store;
+        seed(s).await;
+        // Two independent store handles stand in for two replicas on one database.
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.deliver(
+                    "bob@example.test",
+                    "INBOX",
+                    message(&format!("m{i}"), Some(&format!("q{i}:bob"))),
+                )
+                .await
+                .unwrap()
+            }));
+        }
+        let mut uids = HashSet::new();
+        for task in tasks {
+            assert!(
+                uids.insert(task.await.unwrap().uid),
+                "{}: duplicate uid",
+                t.name
+            );
+        }
+        assert_eq!(uids.len(), 60);
+        assert_eq!(
+            *uids.iter().max().unwrap(),
+            60,
+            "{}: uids are dense 1..=60",
+            t.name
+        );
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn quota_is_enforced() {
+    for t in common::stores().await {
+        let s = &t.store;
+        seed(s).await;
+        s.put_mailbox(&MailboxSpec {
+            address: "small@example.test".into(),
+            password_hash: "{PLAIN}x".into(),
+            quota_bytes: 100,
+            enabled: true,
+            owner: None,
+        })
+        .await
+        .unwrap();
+        s.deliver("small@example.test", "INBOX", message("fits", None))
+            .await
+            .unwrap();
+        let err = s
+            .deliver(
+                "small@example.test",
+                "INBOX",
+                message(&"x".repeat(200), None),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, postbay_store::Error::OverQuota { .. }),
+            "{}: {err}",
+            t.name
+        );
+        t.cleanup().await;
+    }
+}
