@@ -15,6 +15,7 @@ use crate::validate::{DOMAIN_PATTERN, SELECTOR_PATTERN};
     group = "postbay.dev",
     version = "v1alpha1",
     kind = "DkimKey",
+    doc = "A DKIM signing key for one domain and selector.",
     namespaced,
     status = "DkimKeyStatus",
     shortname = "dkim",
@@ -28,7 +29,11 @@ use crate::validate::{DOMAIN_PATTERN, SELECTOR_PATTERN};
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DkimKeySpec {
@@ -47,15 +52,13 @@ pub struct DkimKeySpec {
     pub secret_ref: Option<SecretRef>,
 }
 
-/// DKIM `a=` values, spelled as in the signature header.
+/// DKIM `a=` values, spelled as in the signature header. RSA is understood by every
+/// verifier; Ed25519 (RFC 8463) is not, and is usually deployed beside an RSA key.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DkimAlgorithm {
-    /// RSA, understood by every verifier.
     #[default]
     #[serde(rename = "rsa-sha256")]
     RsaSha256,
-    /// Ed25519 (RFC 8463); verifiers that lack it treat the signature as absent, so it is
-    /// usually deployed beside an RSA key.
     #[serde(rename = "ed25519-sha256")]
     Ed25519Sha256,
 }
@@ -65,6 +68,7 @@ pub enum DkimAlgorithm {
 #[serde(rename_all = "camelCase")]
 pub struct DkimKeyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

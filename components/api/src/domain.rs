@@ -14,6 +14,7 @@ use crate::validate::{ADDRESS_OR_LOCAL_PART_PATTERN, DOMAIN_PATTERN};
     group = "postbay.dev",
     version = "v1alpha1",
     kind = "MailDomain",
+    doc = "A mail domain Postbay accepts mail for.",
     namespaced,
     status = "MailDomainStatus",
     shortname = "md",
@@ -31,7 +32,11 @@ use crate::validate::{ADDRESS_OR_LOCAL_PART_PATTERN, DOMAIN_PATTERN};
         json_path = ".spec.dmarc.policy",
         priority = 1
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MailDomainSpec {
@@ -70,11 +75,10 @@ pub struct DmarcSpec {
     pub report_address: Option<String>,
 }
 
-/// DMARC `p=` values.
+/// DMARC `p=` values; `none` (monitor only) is the safe start.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DmarcPolicy {
-    /// Monitor only; the safe start.
     #[default]
     None,
     Quarantine,
@@ -103,6 +107,7 @@ pub enum MtaStsMode {
 #[serde(rename_all = "camelCase")]
 pub struct MailDomainStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

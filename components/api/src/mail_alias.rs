@@ -13,6 +13,7 @@ use crate::validate::ADDRESS_PATTERN;
     group = "postbay.dev",
     version = "v1alpha1",
     kind = "MailAlias",
+    doc = "An address forwarding to one or more other addresses.",
     namespaced,
     status = "MailAliasStatus",
     shortname = "mal",
@@ -29,7 +30,11 @@ use crate::validate::ADDRESS_PATTERN;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MailAliasSpec {
@@ -46,6 +51,7 @@ pub struct MailAliasSpec {
 #[serde(rename_all = "camelCase")]
 pub struct MailAliasStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

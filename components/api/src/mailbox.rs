@@ -15,6 +15,7 @@ use crate::validate::ADDRESS_PATTERN;
     group = "postbay.dev",
     version = "v1alpha1",
     kind = "Mailbox",
+    doc = "A mailbox: an account that stores mail and may log in.",
     namespaced,
     status = "MailboxStatus",
     shortname = "mbx",
@@ -28,7 +29,11 @@ use crate::validate::ADDRESS_PATTERN;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MailboxSpec {
@@ -58,7 +63,10 @@ fn enabled_default() -> bool {
 impl MailboxSpec {
     /// The quota in bytes; `Ok(None)` for unlimited.
     pub fn quota_bytes(&self) -> Result<Option<u64>, crate::quota::QuotaError> {
-        self.quota.as_deref().map(crate::quota::parse_quota).transpose()
+        self.quota
+            .as_deref()
+            .map(crate::quota::parse_quota)
+            .transpose()
     }
 }
 
@@ -67,6 +75,7 @@ impl MailboxSpec {
 #[serde(rename_all = "camelCase")]
 pub struct MailboxStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

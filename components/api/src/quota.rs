@@ -123,7 +123,7 @@ mod tests {
             ("1Pi", 1 << 50),
             ("1E", 1_000_000_000_000_000_000),
             ("15Ei", 15 << 60),
-            ("0.1", 1),       // fractional bytes round up
+            ("0.1", 1),        // fractional bytes round up
             ("1.0001k", 1001), // 1000.1 rounds up
             ("007M", 7_000_000),
         ];
@@ -155,7 +155,10 @@ mod tests {
             ("0", QuotaError::Zero("0".into())),
             ("0.0Gi", QuotaError::Zero("0.0Gi".into())),
             ("16Ei", QuotaError::TooLarge("16Ei".into())),
-            ("18446744073709551616", QuotaError::TooLarge("18446744073709551616".into())),
+            (
+                "18446744073709551616",
+                QuotaError::TooLarge("18446744073709551616".into()),
+            ),
         ];
         for (input, want) in table {
             assert_eq!(parse_quota(input), Err(want), "{input}");

@@ -1,0 +1,54 @@
+//! Dovecot-compatible password hashes.
+//!
+//! Postbay stores what Dovecot's `doveadm pw` prints, `{SCHEME}` prefix included, so that
+//! passwd-files and SQL tables can move between Dovecot and Postbay in either direction, and
+//! so that a Secret may hold a hash instead of a cleartext password.
+//!
+//! [`hash`] writes the three schemes worth choosing today; [`verify`] also reads the older and
+//! migration-only forms Dovecot installations carry (`{ARGON2I}`, `{SHA256-CRYPT}`, `{CRYPT}`,
+//! `{PLAIN}`, bare `$6$...` strings).
+
+mod argon;
+mod blf;
+mod error;
+mod params;
+mod plain;
+mod scheme;
+mod shacrypt;
+mod stored;
+
+pub use error::PasswdError;
+pub use params::Params;
+pub use scheme::Scheme;
+
+use stored::Stored;
+
+/// Hashes `password` with Dovecot's default parameters for `scheme`.
+pub fn hash(password: &[u8], scheme: Scheme) -> Result<String, PasswdError> {
+    hash_with(password, scheme, &Params::default())
+}
+
+/// Hashes `password` with explicit parameters, returning `{SCHEME}...` as Dovecot stores it.
+pub fn hash_with(password: &[u8], scheme: Scheme, params: &Params) -> Result<String, PasswdError> {
+    let body = match scheme {
+        Scheme::Argon2id => argon::hash(password, params)?,
+        Scheme::BlfCrypt => blf::hash(password, params.bcrypt_cost)?,
+        Scheme::Sha512Crypt => shacrypt::hash512(password, params.sha_crypt_rounds)?,
+    };
+    Ok(format!("{{{scheme}}}{body}"))
+}
+
+/// Checks `password` against a stored value. `Ok(false)` means a well-formed hash that does not
+/// match; a value we cannot interpret is an error, never a silent `false`, so that a broken
+/// directory entry is noticed rather than looking like a wrong password.
+///
+/// Trailing CR/LF on `stored` is ignored: Secrets made with `--from-file` usually carry one.
+pub fn verify(password: &[u8], stored: &str) -> Result<bool, PasswdError> {
+    match Stored::parse(stored.trim_end_matches(['\r', '\n']))? {
+        Stored::Argon2(phc) => argon::verify(password, phc),
+        Stored::Bcrypt(crypt) => blf::verify(password, crypt),
+        Stored::Sha512Crypt(crypt) => shacrypt::verify512(password, crypt),
+        Stored::Sha256Crypt(crypt) => shacrypt::verify256(password, crypt),
+        Stored::Plain(expected) => Ok(plain::verify(password, &expected)),
+    }
+}

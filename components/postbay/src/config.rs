@@ -1,0 +1,206 @@
+//! Configuration: built-in defaults, then an optional YAML file, then environment variables.
+//!
+//! Any setting can come from the environment as `POSTBAY_<SECTION>__<KEY>` (double
+//! underscore between levels, e.g. `POSTBAY_SMTP__MAX_RECIPIENTS=50`), and top-level ones as
+//! `POSTBAY_<KEY>` (`POSTBAY_DATABASE_URL`). Values are parsed as YAML scalars, so numbers,
+//! booleans and lists (`[10.0.0.0/8, 192.168.0.0/16]`) work. This is what the Helm chart and
+//! the manifests use; Secrets reach the process the same way (env from secretKeyRef).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Our host name: greeting, EHLO, Received headers, self-signed certificate.
+    pub hostname: String,
+    /// `sqlite://PATH?mode=rwc` or `mysql://USER:PASSWORD@HOST/DB`. Empty means SQLite in
+    /// `data_dir`.
+    pub database_url: String,
+    /// The shared volume: mail blobs under `mail/`, queues under `spool/`, dev TLS under `tls/`.
+    pub data_dir: PathBuf,
+    /// Stable identity of this replica (a StatefulSet pod name); names its queue directory.
+    pub node_id: String,
+    pub tls: TlsConfig,
+    pub smtp: SmtpSection,
+    pub lmtp: LmtpSection,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, or a directory holding `tls.crt` and `tls.key` (a mounted
+    /// kubernetes.io/tls Secret). Unset: a self-signed certificate is generated.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSection {
+    /// The MX listener (port 25).
+    pub listen: Option<SocketAddr>,
+    /// Where the queue delivers: the mailbox component's LMTP listener.
+    pub lmtp_target: Option<SocketAddr>,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_errors: usize,
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub data_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Load balancer addresses allowed to send a PROXY protocol header (v1 or v2); from
+    /// them a header is required, from anyone else it is never read.
+    pub proxy_trusted: Vec<ipnet::IpNet>,
+    /// Deliveries the queue runs at once.
+    pub queue_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LmtpSection {
+    pub listen: Option<SocketAddr>,
+    pub max_connections: usize,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: "localhost".into(),
+            database_url: String::new(),
+            data_dir: PathBuf::from("./postbay-data"),
+            node_id: "node-0".into(),
+            tls: TlsConfig::default(),
+            smtp: SmtpSection::default(),
+            lmtp: LmtpSection::default(),
+        }
+    }
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        let base = postbay_smtp::SmtpConfig::default();
+        SmtpSection {
+            listen: None,
+            lmtp_target: None,
+            max_message_size: base.max_message_size,
+            max_recipients: base.max_recipients,
+            max_errors: base.max_errors,
+            command_timeout: base.command_timeout,
+            data_timeout: base.data_timeout,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            proxy_trusted: Vec::new(),
+            queue_concurrency: 32,
+        }
+    }
+}
+
+impl Default for LmtpSection {
+    fn default() -> Self {
+        LmtpSection {
+            listen: None,
+            max_connections: 500,
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then `POSTBAY_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Config> {
+        let mut value = serde_yaml::to_value(Config::default())?;
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading config file {}", file.display()))?;
+            let from_file: serde_yaml::Value = serde_yaml::from_str(&text)
+                .with_context(|| format!("parsing config file {}", file.display()))?;
+            merge(&mut value, from_file);
+        }
+        for (key, raw) in std::env::vars() {
+            let Some(path) = key.strip_prefix("POSTBAY_") else {
+                continue;
+            };
+            if path.starts_with("TEST_") || path == "REQUIRE_PEERS" || path == "LOG" {
+                continue;
+            }
+            let parsed: serde_yaml::Value =
+                serde_yaml::from_str(&raw).unwrap_or(serde_yaml::Value::String(raw.clone()));
+            set_path(
+                &mut value,
+                &path.to_lowercase().split("__").collect::<Vec<_>>(),
+                parsed,
+            );
+        }
+        serde_yaml::from_value(value)
+            .context("invalid configuration (file or POSTBAY_* environment)")
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("postbay.db").display()
+            )
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn mail_root(&self) -> PathBuf {
+        self.data_dir.join("mail")
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.data_dir.join("spool")
+    }
+
+    pub fn smtp_config(&self) -> postbay_smtp::SmtpConfig {
+        postbay_smtp::SmtpConfig {
+            hostname: self.hostname.clone(),
+            max_message_size: self.smtp.max_message_size,
+            max_recipients: self.smtp.max_recipients,
+            max_errors: self.smtp.max_errors,
+            command_timeout: self.smtp.command_timeout,
+            data_timeout: self.smtp.data_timeout,
+        }
+    }
+}
+
+fn merge(base: &mut serde_yaml::Value, overlay: serde_yaml::Value) {
+    match (base, overlay) {
+        (serde_yaml::Value::Mapping(b), serde_yaml::Value::Mapping(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn set_path(value: &mut serde_yaml::Value, path: &[&str], new: serde_yaml::Value) {
+    let Some((first, rest)) = path.split_first() else {
+        *value = new;
+        return;
+    };
+    if !value.is_mapping() {
+        *value = serde_yaml::Value::Mapping(Default::default());
+    }
+    let map = value.as_mapping_mut().expect("just made a mapping");
+    let key = serde_yaml::Value::String(first.to_string());
+    let entry = map.entry(key).or_insert(serde_yaml::Value::Null);
+    set_path(entry, rest, new);
+}

@@ -1,0 +1,179 @@
+//! Starting components: each role binds its listeners, prints one line per listener, and
+//! runs until the process is stopped. `dev` runs them all in one process.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use postbay_net::{ConnectionGate, ConnectionLimits, ProxyPolicy, TlsProvider, TlsSettings};
+use postbay_store::Store;
+
+use crate::config::Config;
+
+#[derive(clap::Args)]
+pub struct DevArgs {
+    /// Data folder: SQLite database, mail, queue and the self-signed certificate.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Listeners go on 127.0.0.1 at this number plus the standard port (25, 24, 143, ...).
+    #[arg(long, default_value_t = 10000)]
+    port_base: u16,
+    /// Use this database instead of SQLite in the data folder (e.g. mysql://root@127.0.0.1/postbay).
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+/// Everything in one process, for a laptop or a test.
+pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
+    if let Some(data) = args.data {
+        config.data_dir = data;
+    }
+    if let Some(url) = args.database_url {
+        config.database_url = url;
+    }
+    let at = |port: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.port_base + port);
+    config.lmtp.listen.get_or_insert(at(24));
+    config.smtp.listen.get_or_insert(at(25));
+    let lmtp = config.lmtp.listen.expect("set above");
+    config.smtp.lmtp_target.get_or_insert(lmtp);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let store = open_store(&config).await?;
+    let tls = tls_provider(&config).await?;
+    start_mailbox(&config, store.clone()).await?;
+    start_smtp(&config, store, tls).await?;
+    println!(
+        "postbay dev ready (data {}, database {})",
+        config.data_dir.display(),
+        redact(&config.database_url())
+    );
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+pub async fn smtp(mut config: Config) -> Result<()> {
+    config
+        .smtp
+        .listen
+        .get_or_insert(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 25));
+    config
+        .smtp
+        .lmtp_target
+        .get_or_insert(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 24));
+    let store = open_store(&config).await?;
+    let tls = tls_provider(&config).await?;
+    start_smtp(&config, store, tls).await?;
+    println!("postbay smtp ready");
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+pub async fn mailbox(mut config: Config) -> Result<()> {
+    config
+        .lmtp
+        .listen
+        .get_or_insert(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 24));
+    let store = open_store(&config).await?;
+    start_mailbox(&config, store).await?;
+    println!("postbay imap ready");
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+async fn open_store(config: &Config) -> Result<Store> {
+    let url = config.database_url();
+    Store::open(&url, &config.mail_root())
+        .await
+        .with_context(|| format!("opening store {}", redact(&url)))
+}
+
+async fn tls_provider(config: &Config) -> Result<TlsProvider> {
+    let settings = TlsSettings {
+        cert_path: config.tls.cert.clone(),
+        key_path: config.tls.key.clone(),
+        self_signed_names: vec![config.hostname.clone()],
+        self_signed_dir: Some(config.data_dir.join("tls")),
+    };
+    TlsProvider::new(settings).await.context("setting up TLS")
+}
+
+async fn start_smtp(config: &Config, store: Store, tls: TlsProvider) -> Result<()> {
+    let listen = config.smtp.listen.expect("caller sets the SMTP address");
+    let target = config
+        .smtp
+        .lmtp_target
+        .expect("caller sets the LMTP target");
+    let (queue, wake) = postbay_smtp::queue::Queue::open(&config.spool(), &config.node_id)?;
+    let lmtp = Arc::new(postbay_smtp::lmtp_client::LmtpClient::new(
+        target,
+        config.hostname.clone(),
+    ));
+    let runner = postbay_smtp::queue::runner::Runner::new(
+        queue.clone(),
+        lmtp,
+        postbay_smtp::queue::runner::RunnerSettings {
+            concurrency: config.smtp.queue_concurrency,
+            ..Default::default()
+        },
+    );
+    tokio::spawn(runner.run(wake));
+    let ctx = Arc::new(postbay_smtp::ServerContext {
+        config: config.smtp_config(),
+        store,
+        queue,
+    });
+    let listener = postbay_net::listener::bind(listen)
+        .await
+        .with_context(|| format!("binding SMTP on {listen}"))?;
+    let settings = postbay_smtp::server::ListenerSettings {
+        proxy: ProxyPolicy {
+            trusted: config.smtp.proxy_trusted.clone(),
+            required: true,
+        },
+        gate: ConnectionGate::new(ConnectionLimits {
+            max_connections: config.smtp.max_connections,
+            max_per_ip: config.smtp.max_connections_per_ip,
+        }),
+        tls: Some(tls),
+        implicit_tls: false,
+    };
+    println!("smtp (mx) listening on {}", listener.local_addr()?);
+    tokio::spawn(postbay_smtp::server::serve(listener, ctx, settings));
+    Ok(())
+}
+
+async fn start_mailbox(config: &Config, store: Store) -> Result<()> {
+    let listen = config.lmtp.listen.expect("caller sets the LMTP address");
+    let ctx = Arc::new(postbay_mailbox::lmtp::session::LmtpContext {
+        hostname: config.hostname.clone(),
+        store,
+        max_message_size: config.smtp.max_message_size + 64 * 1024,
+        timeout: config.lmtp.timeout,
+        max_recipients: 1000,
+    });
+    let listener = postbay_net::listener::bind(listen)
+        .await
+        .with_context(|| format!("binding LMTP on {listen}"))?;
+    let gate = ConnectionGate::new(ConnectionLimits {
+        max_connections: config.lmtp.max_connections,
+        max_per_ip: config.lmtp.max_connections,
+    });
+    println!("lmtp listening on {}", listener.local_addr()?);
+    tokio::spawn(postbay_mailbox::serve_lmtp(listener, ctx, gate));
+    Ok(())
+}
+
+/// Hides a password in a database URL before it is printed.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,181 @@
+//! The durable queue between "250 OK" and delivery.
+//!
+//! Each accepted message is one file `<id>.msg` in this replica's queue directory on the shared
+//! volume: a JSON envelope line, then the message with our Received header. It is written to a
+//! temporary name, fsync'd and renamed (directory fsync'd) before the client hears 250, so a
+//! crash at any later point loses nothing: on start the runner finds the file and delivers it.
+//! Delivery is idempotent (LMTP carries the queue id as TRANSID, the mailbox deduplicates), so
+//! a crash between delivering and deleting the file never duplicates mail.
+//!
+//! Replicas use separate directories (`queue/<node-id>/`), so there is no contention for files;
+//! a StatefulSet pod keeps its node id across restarts and resumes its own queue.
+
+pub mod runner;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use postbay_store::blobs::write_file_durably;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue storage: {0}")]
+    Store(#[from] postbay_store::Error),
+    #[error("queue file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("queue file {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// Who a queued message goes to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueuedRecipient {
+    /// Final address: a local mailbox (after alias expansion) or a remote address.
+    pub address: String,
+    /// The address the client gave in RCPT TO, for Delivered-To and DSNs.
+    pub original: String,
+    pub local: bool,
+}
+
+/// The envelope stored in front of the message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub id: String,
+    /// Reverse path; empty for bounces (`MAIL FROM:<>`).
+    pub mail_from: String,
+    pub recipients: Vec<QueuedRecipient>,
+    pub received_at: i64,
+    pub client_ip: String,
+    pub helo: String,
+    pub smtputf8: bool,
+    pub eight_bit: bool,
+}
+
+/// One replica's queue directory plus the channel that wakes its runner.
+#[derive(Clone)]
+pub struct Queue {
+    dir: PathBuf,
+    wake: mpsc::UnboundedSender<String>,
+}
+
+impl Queue {
+    /// Opens (creating) `spool/queue/<node_id>`; the receiver wakes the runner for new ids.
+    pub fn open(
+        spool: &Path,
+        node_id: &str,
+    ) -> Result<(Queue, mpsc::UnboundedReceiver<String>), QueueError> {
+        let dir = spool.join("queue").join(node_id);
+        postbay_store::blobs::create_dir_durably(&dir)?;
+        let (wake, rx) = mpsc::unbounded_channel();
+        Ok((Queue { dir, wake }, rx))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn new_id() -> String {
+        ulid::Ulid::new().to_string()
+    }
+
+    pub fn path_of(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.msg"))
+    }
+
+    /// Writes the message durably; when this returns Ok the message may be acknowledged.
+    pub async fn enqueue(
+        &self,
+        envelope: &Envelope,
+        header: Vec<u8>,
+        body: Vec<u8>,
+    ) -> Result<(), QueueError> {
+        let path = self.path_of(&envelope.id);
+        let mut line = serde_json::to_vec(envelope).expect("envelope serialises");
+        line.push(b'\n');
+        tokio::task::spawn_blocking(move || write_file_durably(&path, &[&line, &header, &body]))
+            .await
+            .expect("queue writer task panicked")?;
+        let _ = self.wake.send(envelope.id.clone());
+        Ok(())
+    }
+
+    /// Reads a queued message: its envelope and the message bytes.
+    pub async fn load(&self, id: &str) -> Result<(Envelope, Vec<u8>), QueueError> {
+        let path = self.path_of(id);
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|source| QueueError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        parse_queue_file(&path, bytes)
+    }
+
+    /// Removes a fully handled message. Not fsync'd: if the unlink is lost in a crash the
+    /// message is delivered again, and delivery is idempotent.
+    pub async fn remove(&self, id: &str) -> Result<(), QueueError> {
+        let path = self.path_of(id);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(QueueError::Io { path, source }),
+        }
+    }
+
+    /// Ids of every message in the directory, oldest first; removes leftovers of writes that
+    /// crashed before their rename (those were never acknowledged).
+    pub async fn scan(&self) -> Result<Vec<String>, QueueError> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut ids = Vec::new();
+            let entries = std::fs::read_dir(&dir).map_err(|source| QueueError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if name.starts_with(".tmp-") {
+                    let _ = std::fs::remove_file(entry.path());
+                } else if let Some(id) = name.strip_suffix(".msg") {
+                    ids.push(id.to_string());
+                }
+            }
+            ids.sort();
+            Ok(ids)
+        })
+        .await
+        .expect("queue scan task panicked")
+    }
+
+    /// Moves a message that can never be delivered out of the way, keeping it for an admin.
+    pub async fn park(&self, id: &str) -> Result<(), QueueError> {
+        let failed = self.dir.join("failed");
+        postbay_store::blobs::create_dir_durably(&failed)?;
+        let from = self.path_of(id);
+        let to = failed.join(format!("{id}.msg"));
+        tokio::fs::rename(&from, &to)
+            .await
+            .map_err(|source| QueueError::Io { path: from, source })
+    }
+}
+
+fn parse_queue_file(path: &Path, bytes: Vec<u8>) -> Result<(Envelope, Vec<u8>), QueueError> {
+    let corrupt = |reason: String| QueueError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let newline = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| corrupt("no envelope line".into()))?;
+    let envelope: Envelope =
+        serde_json::from_slice(&bytes[..newline]).map_err(|e| corrupt(e.to_string()))?;
+    let message = bytes[newline + 1..].to_vec();
+    Ok((envelope, message))
+}

@@ -1,0 +1,286 @@
+//! Drains the queue: hands each message to the mailbox component over LMTP, retries
+//! temporary failures with backoff, and parks messages that can never be delivered.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, Mutex, Semaphore};
+
+use super::{Envelope, Queue, QueuedRecipient};
+use crate::lmtp_client::{LmtpClient, ServerReply};
+
+/// How long to wait before each retry; the last step repeats until `max_age`.
+const BACKOFF: &[u64] = &[10, 60, 300, 900, 1800, 3600];
+
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// How often the directory is rescanned for due retries.
+    pub scan_interval: Duration,
+    /// A message still undeliverable after this long is given up (parked).
+    pub max_age: Duration,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        RunnerSettings {
+            concurrency: 32,
+            scan_interval: Duration::from_secs(5),
+            max_age: Duration::from_secs(5 * 86_400),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Schedule {
+    in_flight: HashSet<String>,
+    /// Messages waiting for a retry: attempts so far and when the next one is due.
+    waiting: HashMap<String, (usize, Instant)>,
+}
+
+pub struct Runner {
+    queue: Queue,
+    lmtp: Arc<LmtpClient>,
+    settings: RunnerSettings,
+    slots: Arc<Semaphore>,
+    schedule: Arc<Mutex<Schedule>>,
+}
+
+enum Outcome {
+    /// Every recipient got a final answer (delivered or permanently failed).
+    Done {
+        failed: Vec<(QueuedRecipient, ServerReply)>,
+    },
+    /// Some recipients must be tried again.
+    Retry {
+        remaining: Vec<QueuedRecipient>,
+        reason: String,
+    },
+}
+
+impl Runner {
+    pub fn new(queue: Queue, lmtp: Arc<LmtpClient>, settings: RunnerSettings) -> Arc<Runner> {
+        let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+        Arc::new(Runner {
+            queue,
+            lmtp,
+            settings,
+            slots,
+            schedule: Arc::default(),
+        })
+    }
+
+    /// Runs until the wake channel closes: first everything left from before a restart, then
+    /// new messages as they are queued and retries as they fall due.
+    pub async fn run(self: Arc<Self>, mut wake: mpsc::UnboundedReceiver<String>) {
+        match self.queue.scan().await {
+            Ok(ids) => {
+                if !ids.is_empty() {
+                    tracing::info!(count = ids.len(), "resuming queued messages");
+                }
+                for id in ids {
+                    self.clone().start(id).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "queue scan failed"),
+        }
+        let mut tick = tokio::time::interval(self.settings.scan_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                id = wake.recv() => match id {
+                    Some(id) => self.clone().start(id).await,
+                    None => break,
+                },
+                _ = tick.tick() => self.clone().start_due().await,
+            }
+        }
+    }
+
+    async fn start_due(self: Arc<Self>) {
+        let now = Instant::now();
+        let due: Vec<String> = {
+            let schedule = self.schedule.lock().await;
+            schedule
+                .waiting
+                .iter()
+                .filter(|(_, (_, at))| *at <= now)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in due {
+            self.clone().start(id).await;
+        }
+        // Files that appeared without a wake-up (e.g. written by a replica before it was
+        // rescheduled here) are picked up too.
+        if let Ok(ids) = self.queue.scan().await {
+            for id in ids {
+                let known = {
+                    let s = self.schedule.lock().await;
+                    s.in_flight.contains(&id) || s.waiting.contains_key(&id)
+                };
+                if !known {
+                    self.clone().start(id).await;
+                }
+            }
+        }
+    }
+
+    async fn start(self: Arc<Self>, id: String) {
+        {
+            let mut schedule = self.schedule.lock().await;
+            if !schedule.in_flight.insert(id.clone()) {
+                return;
+            }
+        }
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closes");
+        tokio::spawn(async move {
+            self.attempt(&id).await;
+            drop(permit);
+        });
+    }
+
+    async fn attempt(&self, id: &str) {
+        let (envelope, message) = match self.queue.load(id).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(queue_id = id, error = %e, "cannot load queued message");
+                self.finish(id, None).await;
+                return;
+            }
+        };
+        let outcome = self.deliver(&envelope, &message).await;
+        match outcome {
+            Outcome::Done { failed } => {
+                if failed.is_empty() {
+                    tracing::debug!(queue_id = id, "delivered");
+                    if let Err(e) = self.queue.remove(id).await {
+                        tracing::error!(queue_id = id, error = %e, "cannot remove delivered message");
+                    }
+                } else {
+                    for (rcpt, reply) in &failed {
+                        tracing::warn!(
+                            queue_id = id,
+                            rcpt = rcpt.address,
+                            code = reply.code,
+                            reply = reply.text,
+                            "permanent delivery failure"
+                        );
+                    }
+                    if let Err(e) = self.queue.park(id).await {
+                        tracing::error!(queue_id = id, error = %e, "cannot park failed message");
+                    }
+                }
+                self.finish(id, None).await;
+            }
+            Outcome::Retry { remaining, reason } => {
+                let age = crate::now_unix() - envelope.received_at;
+                if age as u64 > self.settings.max_age.as_secs() {
+                    tracing::warn!(queue_id = id, reason, "giving up after max queue age");
+                    let _ = self.queue.park(id).await;
+                    self.finish(id, None).await;
+                    return;
+                }
+                if remaining.len() < envelope.recipients.len() {
+                    let mut shrunk = envelope.clone();
+                    shrunk.recipients = remaining;
+                    if let Err(e) = self.rewrite(&shrunk, &message).await {
+                        tracing::error!(queue_id = id, error = %e, "cannot record partial delivery");
+                    }
+                }
+                let attempts = {
+                    let s = self.schedule.lock().await;
+                    s.waiting.get(id).map(|(n, _)| *n).unwrap_or(0) + 1
+                };
+                let delay = Duration::from_secs(BACKOFF[(attempts - 1).min(BACKOFF.len() - 1)]);
+                tracing::info!(queue_id = id, attempts, ?delay, reason, "delivery deferred");
+                self.finish(id, Some((attempts, Instant::now() + delay)))
+                    .await;
+            }
+        }
+    }
+
+    async fn finish(&self, id: &str, retry: Option<(usize, Instant)>) {
+        let mut schedule = self.schedule.lock().await;
+        schedule.in_flight.remove(id);
+        match retry {
+            Some(at) => {
+                schedule.waiting.insert(id.to_string(), at);
+            }
+            None => {
+                schedule.waiting.remove(id);
+            }
+        }
+    }
+
+    async fn deliver(&self, envelope: &Envelope, message: &[u8]) -> Outcome {
+        let local: Vec<&QueuedRecipient> = envelope.recipients.iter().filter(|r| r.local).collect();
+        let mut remaining: Vec<QueuedRecipient> = envelope
+            .recipients
+            .iter()
+            .filter(|r| !r.local)
+            .cloned()
+            .collect();
+        let mut failed = Vec::new();
+        let mut reason = String::new();
+        if !remaining.is_empty() {
+            reason = "outbound delivery to remote domains is not enabled on this node".into();
+        }
+        if !local.is_empty() {
+            match self.lmtp.deliver(envelope, &local, message).await {
+                Ok(replies) => {
+                    for (rcpt, reply) in local.into_iter().zip(replies) {
+                        if reply.is_success() {
+                            continue;
+                        } else if reply.is_permanent() {
+                            failed.push((rcpt.clone(), reply));
+                        } else {
+                            reason = format!("{} {}", reply.code, reply.text);
+                            remaining.push(rcpt.clone());
+                        }
+                    }
+                }
+                Err(e) => {
+                    reason = e.to_string();
+                    remaining.extend(local.into_iter().cloned());
+                }
+            }
+        }
+        if remaining.is_empty() {
+            Outcome::Done { failed }
+        } else {
+            // Permanent failures among a partly deferred message are logged now; the
+            // recipients still pending keep the message queued.
+            for (rcpt, reply) in &failed {
+                tracing::warn!(
+                    queue_id = envelope.id,
+                    rcpt = rcpt.address,
+                    code = reply.code,
+                    reply = reply.text,
+                    "permanent delivery failure"
+                );
+            }
+            Outcome::Retry { remaining, reason }
+        }
+    }
+
+    async fn rewrite(&self, envelope: &Envelope, message: &[u8]) -> Result<(), super::QueueError> {
+        let path = self.queue.path_of(&envelope.id);
+        let mut line = serde_json::to_vec(envelope).expect("envelope serialises");
+        line.push(b'\n');
+        let message = message.to_vec();
+        tokio::task::spawn_blocking(move || {
+            postbay_store::blobs::write_file_durably(&path, &[&line, &message])
+        })
+        .await
+        .expect("queue writer task panicked")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! Pulling commands and message content off a [`Wire`] with smtp-proto's sans-IO receivers.
+//!
+//! DATA ends only at `<CRLF>.<CRLF>`: a bare LF or bare CR followed by a dot is content, so
+//! nothing a client sends inside a message can end it early or smuggle a command in
+//! (the 2023 "SMTP smuggling" class). Dot-stuffing is undone by the receiver.
+
+use std::time::Duration;
+
+use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, RequestReceiver};
+use smtp_proto::Request;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::wire::{ReadError, Wire};
+
+/// Reads the next complete command line, or the protocol error it caused.
+pub async fn next_command<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    receiver: &mut RequestReceiver,
+    timeout: Duration,
+) -> Result<Result<Request<String>, smtp_proto::Error>, ReadError> {
+    loop {
+        if !wire.pending().is_empty() {
+            let pending = wire.pending();
+            let mut iter = pending.iter();
+            let parsed = receiver.ingest(&mut iter).map(Request::into_owned);
+            let consumed = pending.len() - iter.len();
+            wire.consume(consumed);
+            match parsed {
+                Err(smtp_proto::Error::NeedsMoreData { .. }) => {}
+                other => return Ok(other),
+            }
+        }
+        wire.fill(timeout).await?;
+    }
+}
+
+/// Message content as received, or the fact that it outgrew the limit.
+#[derive(Debug)]
+pub struct Content {
+    pub bytes: Vec<u8>,
+    pub too_big: bool,
+}
+
+/// Reads DATA content up to the terminating `<CRLF>.<CRLF>`, undoing dot-stuffing. Content
+/// beyond `max_size` is read and thrown away so the session stays in sync.
+pub async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    max_size: usize,
+    timeout: Duration,
+) -> Result<Content, ReadError> {
+    let mut receiver = DataReceiver::new();
+    // The DATA command's own CRLF counts as the line break before a terminating dot, so an
+    // empty message (`.` right away) ends correctly.
+    let mut primer = Vec::new();
+    receiver.ingest(&mut b"\r\n".iter(), &mut primer);
+    let mut content = Content {
+        bytes: Vec::new(),
+        too_big: false,
+    };
+    loop {
+        if !wire.pending().is_empty() {
+            let pending = wire.pending();
+            let mut iter = pending.iter();
+            let done = receiver.ingest(&mut iter, &mut content.bytes);
+            let consumed = pending.len() - iter.len();
+            wire.consume(consumed);
+            if content.bytes.len() > max_size {
+                content.too_big = true;
+                content.bytes.clear();
+            }
+            if done {
+                if content.too_big {
+                    content.bytes = Vec::new();
+                }
+                return Ok(content);
+            }
+        }
+        wire.fill(timeout).await?;
+    }
+}
+
+/// Reads exactly one BDAT chunk of `size` bytes and appends it to `into` (unless that would
+/// pass `max_size`, in which case the bytes are dropped and `too_big` is set).
+pub async fn read_chunk<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    size: usize,
+    into: &mut Content,
+    max_size: usize,
+    timeout: Duration,
+) -> Result<(), ReadError> {
+    let mut receiver = BdatReceiver::new(size, false);
+    let mut chunk = Vec::with_capacity(size.min(1 << 20));
+    loop {
+        if size == 0 {
+            break;
+        }
+        if !wire.pending().is_empty() {
+            let pending = wire.pending();
+            let mut iter = pending.iter();
+            let done = receiver.ingest(&mut iter, &mut chunk);
+            let consumed = pending.len() - iter.len();
+            wire.consume(consumed);
+            if into.too_big || into.bytes.len() + chunk.len() > max_size {
+                into.too_big = true;
+                into.bytes.clear();
+                chunk.clear();
+            }
+            if done {
+                break;
+            }
+        }
+        wire.fill(timeout).await?;
+    }
+    if !into.too_big {
+        into.bytes.extend_from_slice(&chunk);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::MaybeTls;
+
+    async fn data_of(input: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut wire = Wire::new(MaybeTls::Plain(server));
+        let input = input.to_vec();
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut client = client;
+            client.write_all(&input).await.unwrap();
+            client
+        });
+        let content = read_data(&mut wire, 1 << 20, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let _client = writer.await.unwrap();
+        (content.bytes, wire.pending().to_vec())
+    }
+
+    #[tokio::test]
+    async fn data_ends_only_at_crlf_dot_crlf() {
+        let cases: &[(&[u8], &[u8], &[u8])] = &[
+            (
+                b"Subject: a\r\n\r\nbody\r\n.\r\n",
+                b"Subject: a\r\n\r\nbody\r\n",
+                b"",
+            ),
+            (b".\r\n", b"", b""),
+            (
+                b"..leading dot\r\n.\r\nQUIT\r\n",
+                b".leading dot\r\n",
+                b"QUIT\r\n",
+            ),
+            // Bare LF before the dot: content, not an end (smuggling attempt).
+            (
+                b"a\n.\nMAIL FROM:<x@y>\r\n.\r\n",
+                b"a\n.\nMAIL FROM:<x@y>\r\n",
+                b"",
+            ),
+            (
+                b"a\n.\r\nRCPT TO:<x@y>\r\n.\r\n",
+                b"a\n.\r\nRCPT TO:<x@y>\r\n",
+                b"",
+            ),
+            (b"a\r.\r\nb\r\n.\r\n", b"a\r.\r\nb\r\n", b""),
+            (b"a\r\n.\nb\r\n.\r\n", b"a\r\n\nb\r\n", b""),
+        ];
+        for (input, body, rest) in cases {
+            let (got, left) = data_of(input).await;
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(body),
+                "input {:?}",
+                String::from_utf8_lossy(input)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&left),
+                String::from_utf8_lossy(rest),
+                "input {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+}

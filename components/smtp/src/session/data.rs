@@ -1,0 +1,177 @@
+//! DATA (RFC 5321 §4.1.1.4) and BDAT (RFC 3030): receive the content, add our trace header,
+//! write it durably to the queue, and only then say 250.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Ending, Session, Transaction};
+use crate::queue::{Envelope, Queue, QueuedRecipient};
+use crate::receive::{read_chunk, read_data, Content};
+use crate::received::Trace;
+use crate::reply::Reply;
+use crate::wire::ReadError;
+use postbay_store::Recipient;
+
+/// RFC 5321 §6.3: a message that has passed this many hops is looping.
+const MAX_HOPS: usize = 50;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(super) async fn data(&mut self) -> Result<Option<Ending>, ReadError> {
+        if self.chunks.is_some() {
+            self.reply(Reply::bad_sequence("DATA not allowed during BDAT transfer"));
+            return Ok(None);
+        }
+        if self.tx.mail_from.is_none() {
+            self.reply(Reply::bad_sequence("Need MAIL command"));
+            return Ok(None);
+        }
+        if self.tx.rcpts.is_empty() {
+            self.reply(Reply::new(554, "5.5.1", "No valid recipients"));
+            return Ok(None);
+        }
+        self.reply(Reply::new(
+            354,
+            "",
+            "Start mail input; end with <CRLF>.<CRLF>",
+        ));
+        let content = read_data(
+            &mut self.wire,
+            self.ctx.config.max_message_size,
+            self.ctx.config.data_timeout,
+        )
+        .await?;
+        self.finish_message(content).await;
+        Ok(None)
+    }
+
+    pub(super) async fn bdat(
+        &mut self,
+        size: usize,
+        last: bool,
+    ) -> Result<Option<Ending>, ReadError> {
+        let mut content = self.chunks.take().unwrap_or(Content {
+            bytes: Vec::new(),
+            too_big: false,
+        });
+        read_chunk(
+            &mut self.wire,
+            size,
+            &mut content,
+            self.ctx.config.max_message_size,
+            self.ctx.config.data_timeout,
+        )
+        .await?;
+        if self.tx.mail_from.is_none() || self.tx.rcpts.is_empty() {
+            // The chunk was consumed to stay in sync; the transaction is not valid.
+            self.reply(Reply::bad_sequence("Need MAIL and RCPT before BDAT"));
+            return Ok(None);
+        }
+        if last {
+            self.finish_message(content).await;
+        } else {
+            self.reply(Reply::new(250, "2.0.0", format!("{size} octets received")));
+            self.chunks = Some(content);
+        }
+        Ok(None)
+    }
+
+    async fn finish_message(&mut self, content: Content) {
+        let tx = std::mem::take(&mut self.tx);
+        self.chunks = None;
+        if content.too_big {
+            self.reply(Reply::too_big());
+            return;
+        }
+        if count_received(&content.bytes) > MAX_HOPS {
+            self.reply(Reply::new(
+                554,
+                "5.4.6",
+                "Too many hops, mail loop detected",
+            ));
+            return;
+        }
+        let reply = self.enqueue(tx, content.bytes).await;
+        self.reply(reply);
+    }
+
+    async fn enqueue(&mut self, tx: Transaction, body: Vec<u8>) -> Reply {
+        let id = Queue::new_id();
+        let now = crate::now_unix();
+        let mut recipients: Vec<QueuedRecipient> = Vec::new();
+        for rcpt in &tx.rcpts {
+            for target in &rcpt.targets {
+                let (address, local) = match target {
+                    Recipient::Local(a) => (a.clone(), true),
+                    Recipient::Remote(a) => (a.clone(), false),
+                };
+                if !recipients.iter().any(|r| r.address == address) {
+                    recipients.push(QueuedRecipient {
+                        address,
+                        original: rcpt.original.clone(),
+                        local,
+                    });
+                }
+            }
+        }
+        let tls = self.wire.stream.tls_description();
+        let protocol = match (self.esmtp, tls.is_some()) {
+            (true, true) => "ESMTPS",
+            (true, false) => "ESMTP",
+            (false, _) => "SMTP",
+        };
+        let helo = self.helo.clone().unwrap_or_default();
+        let single = (tx.rcpts.len() == 1).then(|| tx.rcpts[0].original.as_str());
+        let header = Trace {
+            helo: &helo,
+            client_ip: self.peer.ip(),
+            by_host: &self.ctx.config.hostname,
+            protocol,
+            tls: tls.as_deref(),
+            queue_id: &id,
+            single_recipient: single,
+            timestamp: now,
+        }
+        .header();
+        let envelope = Envelope {
+            id: id.clone(),
+            mail_from: tx.mail_from.unwrap_or_default(),
+            recipients,
+            received_at: now,
+            client_ip: self.peer.ip().to_string(),
+            helo,
+            smtputf8: tx.smtputf8,
+            eight_bit: tx.eight_bit,
+        };
+        match self.ctx.queue.enqueue(&envelope, header, body).await {
+            Ok(()) => {
+                tracing::info!(queue_id = id, from = envelope.mail_from, rcpts = envelope.recipients.len(), peer = %self.peer, "message queued");
+                Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot queue message");
+                Reply::temporary_failure()
+            }
+        }
+    }
+}
+
+/// Number of Received headers in the header section.
+fn count_received(message: &[u8]) -> usize {
+    let header_end = find(message, b"\r\n\r\n").unwrap_or(message.len());
+    let headers = &message[..header_end];
+    let mut count = 0;
+    let mut line_start = true;
+    for (i, &b) in headers.iter().enumerate() {
+        if line_start
+            && headers.len() - i >= 9
+            && headers[i..i + 9].eq_ignore_ascii_case(b"received:")
+        {
+            count += 1;
+        }
+        line_start = b == b'\n';
+    }
+    count
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}

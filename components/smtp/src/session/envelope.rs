@@ -1,0 +1,131 @@
+//! MAIL FROM and RCPT TO (RFC 5321 §4.1.1.2-3): who sends, who receives, and the relay
+//! decision. Without authentication only our own domains are accepted as recipients.
+
+use smtp_proto::{MailFrom, RcptTo, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{AcceptedRcpt, Session};
+use crate::reply::Reply;
+use postbay_store::Resolution;
+
+/// RFC 5321 §4.5.3.1.3: the longest path we must accept.
+const MAX_PATH_LEN: usize = 256;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(super) fn mail(&mut self, from: MailFrom<String>) {
+        if self.helo.is_none() {
+            self.reply(Reply::bad_sequence("Send HELO/EHLO first"));
+            return;
+        }
+        if self.tx.mail_from.is_some() {
+            self.reply(Reply::bad_sequence("Nested MAIL command"));
+            return;
+        }
+        if from.address.len() > MAX_PATH_LEN {
+            self.reply(Reply::new(501, "5.1.7", "Sender address too long"));
+            return;
+        }
+        if from.size > self.ctx.config.max_message_size {
+            self.reply(Reply::too_big());
+            return;
+        }
+        if from.flags & MAIL_BODY_BINARYMIME != 0 {
+            self.reply(Reply::new(555, "5.5.4", "BINARYMIME not supported"));
+            return;
+        }
+        self.tx.smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+        self.tx.eight_bit = from.flags & MAIL_BODY_8BITMIME != 0;
+        self.tx.declared_size = from.size;
+        self.tx.mail_from = Some(from.address);
+        self.reply(Reply::new(250, "2.1.0", "Sender OK"));
+    }
+
+    pub(super) async fn rcpt(&mut self, to: RcptTo<String>) {
+        if self.tx.mail_from.is_none() {
+            self.reply(Reply::bad_sequence("Need MAIL before RCPT"));
+            return;
+        }
+        if self.tx.rcpts.len() >= self.ctx.config.max_recipients {
+            self.reply(Reply::new(452, "4.5.3", "Too many recipients"));
+            return;
+        }
+        let address = to.address;
+        if address.is_empty() {
+            // `<postmaster>` without a domain (RFC 5321 §4.5.1) means our own postmaster.
+            let postmaster = format!("postmaster@{}", self.ctx.config.postmaster_domain());
+            return self.accept_if_local(address, postmaster).await;
+        }
+        if address.len() > MAX_PATH_LEN {
+            self.reply(Reply::new(501, "5.1.3", "Recipient address too long"));
+            return;
+        }
+        if is_relay_trick(&address) {
+            tracing::info!(peer = %self.peer, rcpt = address, "relay trick refused");
+            self.reply(relay_denied());
+            return;
+        }
+        self.accept_if_local(address.clone(), address).await;
+    }
+
+    async fn accept_if_local(&mut self, original: String, lookup: String) {
+        match self.ctx.store.resolve(&lookup).await {
+            Ok(Resolution::Deliver(targets)) => {
+                self.tx.rcpts.push(AcceptedRcpt { original, targets });
+                self.reply(Reply::new(250, "2.1.5", "Recipient OK"));
+            }
+            Ok(Resolution::Unknown) => self.reply(Reply::new(
+                550,
+                "5.1.1",
+                "User unknown in virtual mailbox table",
+            )),
+            Ok(Resolution::NonLocalDomain) => {
+                tracing::info!(peer = %self.peer, rcpt = lookup, "relay attempt refused");
+                self.reply(relay_denied());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "recipient lookup failed");
+                self.reply(Reply::temporary_failure());
+            }
+        }
+    }
+}
+
+fn relay_denied() -> Reply {
+    Reply::new(554, "5.7.1", "Relay access denied")
+}
+
+/// Addresses that older MTAs would route somewhere else than their domain says: the `%`
+/// hack, UUCP bang paths, quoted local parts hiding an `@`, and address literals. We never
+/// interpret them, and we do not accept them either, so no downstream system can.
+fn is_relay_trick(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return true;
+    };
+    local.contains(['%', '!', '@', '"'])
+        || domain.starts_with('[')
+        || domain.contains(['%', '!', ':'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_relay_trick;
+
+    #[test]
+    fn relay_tricks_are_recognised() {
+        for trick in [
+            "user%other.test@local.test",
+            "other.test!user@local.test",
+            "\"user@other.test\"@local.test",
+            "user@[192.0.2.1]",
+        ] {
+            assert!(is_relay_trick(trick), "{trick}");
+        }
+        for fine in [
+            "user@local.test",
+            "first.last+tag@local.test",
+            "o'brien@local.test",
+        ] {
+            assert!(!is_relay_trick(fine), "{fine}");
+        }
+    }
+}
