@@ -10,6 +10,8 @@ use crate::refs::SecretRef;
 use crate::validate::{DOMAIN_PATTERN, SELECTOR_PATTERN};
 
 /// A DKIM key. Its public half is reported as a DNS record to publish.
+// Clippy reads kube's repeated `printcolumn(type_ = "string")` as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "postbay.dev",

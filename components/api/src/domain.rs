@@ -9,6 +9,8 @@ use crate::dns::DnsRecord;
 use crate::validate::{ADDRESS_OR_LOCAL_PART_PATTERN, DOMAIN_PATTERN};
 
 /// A mail domain. Mailboxes and aliases may only use domains declared here.
+// Clippy reads kube's repeated `printcolumn(type_ = "string")` as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "postbay.dev",

@@ -5,6 +5,25 @@
 //! `postbay apply`, which reads them from YAML files without a cluster; that is why the
 //! manifest parser validates what the API server would (and a little more) before anything is
 //! applied.
+//!
+//! ```
+//! let manifest = r#"
+//! apiVersion: postbay.dev/v1alpha1
+//! kind: MailDomain
+//! metadata: {name: example-com}
+//! spec: {domain: example.com}
+//! ---
+//! apiVersion: postbay.dev/v1alpha1
+//! kind: Mailbox
+//! metadata: {name: alice}
+//! spec:
+//!   address: "alice%relay@example.com"
+//!   passwordSecretRef: {name: passwords, key: alice}
+//! "#;
+//! let err = postbay_api::parse_stream(manifest).unwrap_err();
+//! assert_eq!(err.document, 2);
+//! assert!(err.to_string().starts_with(r#"document 2 (Mailbox "alice"): spec.address: "#));
+//! ```
 
 pub mod condition;
 pub mod crd;
@@ -27,10 +46,10 @@ pub use domain::{
 };
 pub use mail_alias::{MailAlias, MailAliasSpec, MailAliasStatus};
 pub use mailbox::{Mailbox, MailboxSpec, MailboxStatus};
-pub use manifest::{parse_stream, Bundle, ManifestError, Resource};
+pub use manifest::{parse_stream, Bundle, DocumentProblem, ManifestError, Resource};
 pub use quota::{parse_quota, QuotaError};
 pub use refs::{SecretKeyRef, SecretRef};
-pub use validate::{validate_address, validate_domain, Problem, ValidationError};
+pub use validate::{validate_address, validate_domain, ValidationError};
 
 /// The API group of every Postbay resource.
 pub const GROUP: &str = "postbay.dev";

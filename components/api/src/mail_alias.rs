@@ -8,6 +8,8 @@ use crate::condition::Condition;
 use crate::validate::ADDRESS_PATTERN;
 
 /// An alias. Destinations may be local mailboxes or external addresses.
+// Clippy reads kube's repeated `printcolumn(type_ = "string")` as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "postbay.dev",

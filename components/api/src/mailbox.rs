@@ -10,6 +10,8 @@ use crate::refs::SecretKeyRef;
 use crate::validate::ADDRESS_PATTERN;
 
 /// A mailbox. Its address's domain must be declared by a `MailDomain`.
+// Clippy reads kube's repeated `printcolumn(type_ = "string")` as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "postbay.dev",

@@ -7,6 +7,18 @@
 //! [`hash`] writes the three schemes worth choosing today; [`verify`] also reads the older and
 //! migration-only forms Dovecot installations carry (`{ARGON2I}`, `{SHA256-CRYPT}`, `{CRYPT}`,
 //! `{PLAIN}`, bare `$6$...` strings).
+//!
+//! ```
+//! use postbay_passwd::{hash, verify, Scheme};
+//!
+//! let stored = hash(b"secret", Scheme::Sha512Crypt)?;
+//! assert!(stored.starts_with("{SHA512-CRYPT}$6$"));
+//! assert!(verify(b"secret", &stored)?);
+//! assert!(!verify(b"guess", &stored)?);
+//! // Written by `doveadm pw -s BLF-CRYPT -p secret`:
+//! assert!(verify(b"secret", "{BLF-CRYPT}$2y$05$sw6oK9yeWd.9iDB/DdzzvuBGcXz6ObIG4CRIDJNz8M5EatelwoF5a")?);
+//! # Ok::<(), postbay_passwd::PasswdError>(())
+//! ```
 
 mod argon;
 mod blf;

@@ -306,6 +306,144 @@ impl Store {
     }
 }
 
+/// How a STORE-like update changes a message's flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagChange {
+    Replace,
+    Add,
+    Remove,
+}
+
+impl Store {
+    /// Removes messages by UID and records them as expunged with a fresh modseq, so other
+    /// sessions (on any replica) learn about it. Returns the UIDs actually removed. Each
+    /// message row owns its blob (COPY hard-links), so blobs are deleted after commit.
+    pub async fn expunge(&self, folder_id: i64, uids: &[i64]) -> Result<Vec<i64>> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE folders SET highest_modseq = highest_modseq + 1 WHERE id = ?")
+            .bind(folder_id)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query("SELECT highest_modseq, mailbox_id FROM folders WHERE id = ?")
+            .bind(folder_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let modseq: i64 = row.get("highest_modseq");
+        let mailbox_id: i64 = row.get("mailbox_id");
+        let mut removed = Vec::new();
+        let mut blobs = Vec::new();
+        let mut freed = 0i64;
+        for &uid in uids {
+            let Some(msg) = sqlx::query("SELECT blob_path, size FROM messages WHERE folder_id = ? AND uid = ?")
+                .bind(folder_id)
+                .bind(uid)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                continue;
+            };
+            sqlx::query("DELETE FROM messages WHERE folder_id = ? AND uid = ?")
+                .bind(folder_id)
+                .bind(uid)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO expunged (folder_id, uid, modseq) VALUES (?, ?, ?)")
+                .bind(folder_id)
+                .bind(uid)
+                .bind(modseq)
+                .execute(&mut *tx)
+                .await?;
+            blobs.push(msg.get::<String, _>("blob_path"));
+            freed += msg.get::<i64, _>("size");
+            removed.push(uid);
+        }
+        sqlx::query("UPDATE mailboxes SET used_bytes = CASE WHEN used_bytes >= ? THEN used_bytes - ? ELSE 0 END WHERE id = ?")
+            .bind(freed)
+            .bind(freed)
+            .bind(mailbox_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        for blob in blobs {
+            if let Err(e) = self.blobs.remove(&blob).await {
+                tracing::warn!(error = %e, blob, "could not remove expunged blob");
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Changes the flags of the given UIDs; each changed message gets a new modseq. Returns
+    /// the messages as they are afterwards.
+    pub async fn update_flags(
+        &self,
+        folder_id: i64,
+        uids: &[i64],
+        change: FlagChange,
+        flags: &[String],
+    ) -> Result<Vec<MessageMeta>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE folders SET highest_modseq = highest_modseq + 1 WHERE id = ?")
+            .bind(folder_id)
+            .execute(&mut *tx)
+            .await?;
+        let modseq: i64 = sqlx::query("SELECT highest_modseq FROM folders WHERE id = ?")
+            .bind(folder_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .get("highest_modseq");
+        let mut out = Vec::new();
+        for &uid in uids {
+            let Some(row) = sqlx::query(
+                "SELECT id, uid, modseq, blob_path, size, internal_date, flags FROM messages WHERE folder_id = ? AND uid = ?",
+            )
+            .bind(folder_id)
+            .bind(uid)
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
+                continue;
+            };
+            let mut meta = message_from_row(&row);
+            let new_flags = apply_flag_change(&meta.flags, change, flags);
+            if new_flags != meta.flags {
+                sqlx::query("UPDATE messages SET flags = ?, modseq = ? WHERE id = ?")
+                    .bind(new_flags.join(" "))
+                    .bind(modseq)
+                    .bind(meta.id)
+                    .execute(&mut *tx)
+                    .await?;
+                meta.flags = new_flags;
+                meta.modseq = modseq;
+            }
+            out.push(meta);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+/// Flags compare case-insensitively (RFC 3501 §2.3.2) but keep the spelling first given.
+pub fn apply_flag_change(current: &[String], change: FlagChange, flags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = match change {
+        FlagChange::Replace => Vec::new(),
+        _ => current.to_vec(),
+    };
+    match change {
+        FlagChange::Replace | FlagChange::Add => {
+            for f in flags {
+                if !out.iter().any(|o| o.eq_ignore_ascii_case(f)) {
+                    out.push(f.clone());
+                }
+            }
+        }
+        FlagChange::Remove => out.retain(|o| !flags.iter().any(|f| f.eq_ignore_ascii_case(o))),
+    }
+    out
+}
+
 enum InsertError {
     DuplicateKey,
     OverQuota,

@@ -82,9 +82,9 @@ pub struct ManifestError {
     pub kind: Option<String>,
     /// `metadata.name`, when the document has one.
     pub name: Option<String>,
-    /// What is wrong.
+    /// What is wrong (boxed to keep `Result`s small).
     #[source]
-    pub problem: DocumentProblem,
+    pub problem: Box<DocumentProblem>,
 }
 
 impl fmt::Display for ManifestError {
@@ -174,7 +174,7 @@ pub fn parse_stream(text: &str) -> Result<Vec<Resource>, ManifestError> {
             document,
             kind: header.and_then(|h| h.kind.clone()),
             name: header.and_then(|h| h.name.clone()),
-            problem,
+            problem: Box::new(problem),
         };
 
         let value =

@@ -1,0 +1,1 @@
+//! Postbay's IMAP server.

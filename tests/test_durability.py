@@ -1,0 +1,97 @@
+"""Nothing that got 250 is lost, nothing is delivered twice: kill -9 at any point, restart,
+and the queue finishes its work."""
+
+import email
+import smtplib
+import threading
+import time
+
+from conftest import FIXTURES
+
+
+def split_roles(pb):
+    """Runs `postbay smtp` and `postbay imap` as separate processes, like two StatefulSets."""
+    env = {
+        "POSTBAY_DATA_DIR": str(pb.data),
+        "POSTBAY_DATABASE_URL": pb.database_url,
+        "POSTBAY_SMTP__LISTEN": f"127.0.0.1:{pb.smtp}",
+        "POSTBAY_SMTP__LMTP_TARGET": f"127.0.0.1:{pb.lmtp}",
+        "POSTBAY_LMTP__LISTEN": f"127.0.0.1:{pb.lmtp}",
+        "POSTBAY_NODE_ID": "smtp-0",
+    }
+    pb.env.update(env)
+
+
+def subjects(msgs):
+    return [email.message_from_bytes(m)["Subject"] for m in msgs]
+
+
+def test_messages_wait_in_queue_while_mailbox_is_down(make_postbay):
+    pb = make_postbay()
+    pb.apply(FIXTURES / "example.yaml")
+    split_roles(pb)
+    pb.start("smtp", wait_ports=[pb.smtp], log_name="smtp")
+    with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=20) as s:
+        for i in range(20):
+            s.sendmail("q@remote.test", ["alice@example.test"], f"Subject: queued {i}\r\n\r\nbody\r\n")
+    queue = list((pb.data / "spool" / "queue" / "smtp-0").glob("*.msg"))
+    assert len(queue) == 20, "every accepted message is a durable queue file"
+    assert pb.total_messages() == 0
+    pb.start("imap", wait_ports=[pb.lmtp], log_name="imap")
+    msgs = pb.wait_messages("alice@example.test", 20, timeout=60)
+    assert sorted(subjects(msgs)) == sorted(f"queued {i}" for i in range(20))
+    deadline = time.time() + 10
+    while time.time() < deadline and list((pb.data / "spool" / "queue" / "smtp-0").glob("*.msg")):
+        time.sleep(0.1)
+    assert list((pb.data / "spool" / "queue" / "smtp-0").glob("*.msg")) == []
+
+
+def test_kill_9_during_load_loses_nothing_and_duplicates_nothing(make_postbay):
+    pb = make_postbay()
+    pb.apply(FIXTURES / "example.yaml")
+    dev = pb.start_dev()
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(worker: int):
+        n = 0
+        while not stop.is_set():
+            try:
+                with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=10) as s:
+                    while not stop.is_set():
+                        subject = f"w{worker}-m{n}"
+                        s.sendmail("load@remote.test", ["bob@example.test"], f"Subject: {subject}\r\n\r\nx\r\n")
+                        with lock:
+                            acked.append(subject)
+                        n += 1
+            except (OSError, smtplib.SMTPException):
+                return
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 30
+    while time.time() < deadline and len(acked) < 150:
+        time.sleep(0.02)
+    pb.kill(dev)  # SIGKILL, mid-stream
+    stop.set()
+    for t in threads:
+        t.join(timeout=15)
+    with lock:
+        acknowledged = list(acked)
+    assert len(acknowledged) >= 150, f"load did not get going: {len(acknowledged)} acks"
+
+    pb.start_dev()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        got = subjects(pb.messages("bob@example.test"))
+        if set(acknowledged) <= set(got):
+            break
+        time.sleep(0.2)
+    time.sleep(1)
+    got = subjects(pb.messages("bob@example.test"))
+    missing = set(acknowledged) - set(got)
+    assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:5]}"
+    dupes = {s for s in got if got.count(s) > 1}
+    assert not dupes, f"delivered twice: {sorted(dupes)[:5]}"
