@@ -7,6 +7,7 @@
 //! [`server`] owns the listening sockets.
 
 pub mod config;
+pub mod fuzzing;
 pub mod lmtp_client;
 pub mod queue;
 pub mod receive;

@@ -117,6 +117,40 @@ pub async fn read_chunk<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Sans-IO form of [`read_data`]: the unstuffed content and the bytes consumed, or `None`
+/// if `input` holds no complete message yet. Used by the fuzz target and tests.
+pub fn decode_data(input: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let mut receiver = DataReceiver::new();
+    let mut primer = Vec::new();
+    receiver.ingest(&mut b"\r\n".iter(), &mut primer);
+    let mut out = Vec::new();
+    let mut iter = input.iter();
+    let done = receiver.ingest(&mut iter, &mut out);
+    done.then(|| (out, input.len() - iter.len()))
+}
+
+/// Turns every bare LF into CRLF, as Postfix's `smtpd_forbid_bare_newline = normalize`
+/// does, so that the next hop (our LMTP, or anyone's) sees unambiguous line ends and a
+/// `<LF>.<LF>` in the content can never be read as an end of data further down the line.
+pub fn normalize_bare_lf(bytes: Vec<u8>) -> Vec<u8> {
+    let bare = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
+        .count();
+    if bare == 0 {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len() + bare);
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' && (i == 0 || bytes[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +171,46 @@ mod tests {
             .unwrap();
         let _client = writer.await.unwrap();
         (content.bytes, wire.pending().to_vec())
+    }
+
+    #[test]
+    fn stuffing_then_decoding_gives_back_normalised_content() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let alphabet = b"ab.\r\n ";
+        for len in 0..400 {
+            let content: Vec<u8> = (0..len % 60)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    alphabet[(seed % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            let normal = normalize_bare_lf(content);
+            let wire = crate::lmtp_client::dot_stuff(&normal);
+            let (decoded, used) = decode_data(&wire).expect("stuffed content always terminates");
+            assert_eq!(used, wire.len());
+            let mut expected = normal.clone();
+            if !expected.is_empty() && !expected.ends_with(b"\r\n") {
+                expected.extend_from_slice(b"\r\n");
+            }
+            assert_eq!(
+                decoded,
+                expected,
+                "content {:?}",
+                String::from_utf8_lossy(&normal)
+            );
+        }
+    }
+
+    #[test]
+    fn bare_lf_becomes_crlf() {
+        assert_eq!(
+            normalize_bare_lf(b"a\nb\r\nc\n".to_vec()),
+            b"a\r\nb\r\nc\r\n"
+        );
+        assert_eq!(normalize_bare_lf(b"\n".to_vec()), b"\r\n");
+        assert_eq!(normalize_bare_lf(b"ok\r\n".to_vec()), b"ok\r\n");
     }
 
     #[tokio::test]

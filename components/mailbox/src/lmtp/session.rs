@@ -253,7 +253,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LmtpSession<S> {
         let delivery = Delivery {
             return_path: tx.from.as_deref().unwrap_or(""),
             transaction_id: tx.transaction_id.as_deref(),
-            content: Arc::new(content.bytes),
+            content: Arc::new(postbay_smtp::receive::normalize_bare_lf(content.bytes)),
             received_at: postbay_store::now_unix(),
         };
         for rcpt in &tx.rcpts {

@@ -89,7 +89,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ));
             return;
         }
-        let reply = self.enqueue(tx, content.bytes).await;
+        let body = crate::receive::normalize_bare_lf(content.bytes);
+        let reply = self.enqueue(tx, body).await;
         self.reply(reply);
     }
 
@@ -155,7 +156,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 }
 
 /// Number of Received headers in the header section.
-fn count_received(message: &[u8]) -> usize {
+pub(super) fn count_received(message: &[u8]) -> usize {
     let header_end = find(message, b"\r\n\r\n").unwrap_or(message.len());
     let headers = &message[..header_end];
     let mut count = 0;

@@ -97,7 +97,7 @@ fn relay_denied() -> Reply {
 /// Addresses that older MTAs would route somewhere else than their domain says: the `%`
 /// hack, UUCP bang paths, quoted local parts hiding an `@`, and address literals. We never
 /// interpret them, and we do not accept them either, so no downstream system can.
-fn is_relay_trick(address: &str) -> bool {
+pub(super) fn is_relay_trick(address: &str) -> bool {
     let Some((local, domain)) = address.rsplit_once('@') else {
         return true;
     };

@@ -225,6 +225,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 }
 
+pub(crate) fn is_relay_trick_for_fuzzing(address: &str) -> bool {
+    envelope::is_relay_trick(address)
+}
+
+pub(crate) fn count_received_for_fuzzing(message: &[u8]) -> usize {
+    data::count_received(message)
+}
+
 /// The reply for input smtp-proto could not accept.
 pub(crate) fn protocol_error_reply(e: &smtp_proto::Error) -> Reply {
     use smtp_proto::Error as E;
