@@ -1,1 +1,102 @@
-//! Postbay's IMAP server.
+//! Postbay's IMAP server: IMAP4rev2 (RFC 9051) and IMAP4rev1 (RFC 3501) over the shared
+//! store, so every replica of the mailbox component serves the same mailboxes.
+//!
+//! # Wiring
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use postbay_imap::{serve, ImapContext, ImapLimits, ListenerSettings};
+//! use postbay_net::{ConnectionGate, ConnectionLimits, ProxyPolicy, TlsProvider, TlsSettings};
+//!
+//! # async fn run(store: postbay_store::Store) -> Result<(), Box<dyn std::error::Error>> {
+//! let ctx = Arc::new(ImapContext::new(store, "mail.example.test", ImapLimits::default()));
+//! let tls = TlsProvider::new(TlsSettings::default()).await?;
+//! let listener = postbay_net::listener::bind("0.0.0.0:143".parse()?).await?;
+//! let settings = ListenerSettings {
+//!     proxy: ProxyPolicy::default(),
+//!     gate: ConnectionGate::new(ConnectionLimits { max_connections: 10_000, max_per_ip: 50 }),
+//!     tls: Some(tls),
+//!     implicit_tls: false, // true for port 993
+//! };
+//! tokio::spawn(serve(listener, ctx, settings));
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! * [`server`] accepts connections (PROXY protocol, limits, implicit TLS) and starts a
+//!   [`Session`] per client.
+//! * [`session`] frames input with imap-codec's fragmentizer (line and literal limits,
+//!   continuation requests), runs STARTTLS, AUTHENTICATE and IDLE, and hands each command to
+//!   [`op::dispatch`].
+//! * [`op`] has one module per command group; handlers change the I/O-free [`Protocol`]
+//!   state and talk to the store.
+//! * [`selected`] tracks the selected mailbox and reports other sessions' changes (on any
+//!   replica) by polling the folder's modseq.
+//! * [`message`] turns stored messages into ENVELOPE, BODYSTRUCTURE and sections.
+//!
+//! # Replicas
+//!
+//! Nothing is cached across sessions: UIDs are allocated by the store under the folder row
+//! lock, and each session learns about changes by comparing the folder's `highest_modseq`
+//! (before every command's tagged reply, and every `idle_poll_interval` during IDLE).
+
+pub mod auth;
+pub mod config;
+pub mod conn;
+pub mod ext_syntax;
+pub mod message;
+pub mod mutf7;
+pub mod names;
+pub mod op;
+pub mod protocol;
+pub mod response;
+pub mod selected;
+pub mod server;
+pub mod session;
+
+pub use config::ImapLimits;
+pub use conn::MaybeTls;
+pub use protocol::Protocol;
+pub use server::{serve, ListenerSettings};
+pub use session::Session;
+
+/// What every session of one server shares.
+pub struct ImapContext {
+    pub store: postbay_store::Store,
+    /// Our name, for logs and greetings.
+    pub hostname: String,
+    pub limits: ImapLimits,
+    /// Failed-login counters, shared by all sessions of this server.
+    pub login_limiter: auth::LoginLimiter,
+}
+
+impl ImapContext {
+    pub fn new(
+        store: postbay_store::Store,
+        hostname: impl Into<String>,
+        limits: ImapLimits,
+    ) -> ImapContext {
+        ImapContext {
+            store,
+            hostname: hostname.into(),
+            login_limiter: auth::LoginLimiter::new(&limits),
+            limits,
+        }
+    }
+}
+
+/// Where a command handler may push output early (FETCH of large mailboxes), keeping the
+/// handlers independent of the actual stream.
+#[allow(async_fn_in_trait)]
+pub trait Sink {
+    async fn write(&mut self, out: &mut Vec<u8>) -> std::io::Result<()>;
+}
+
+/// A sink that keeps everything in memory, for tests and the fuzz target.
+impl Sink for Vec<u8> {
+    async fn write(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        self.append(out);
+        Ok(())
+    }
+}

@@ -12,25 +12,80 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::wire::{ReadError, Wire};
 
-/// Reads the next complete command line, or the protocol error it caused.
-pub async fn next_command<S: AsyncRead + AsyncWrite + Unpin>(
-    wire: &mut Wire<S>,
-    receiver: &mut RequestReceiver,
-    timeout: Duration,
-) -> Result<Result<Request<String>, smtp_proto::Error>, ReadError> {
-    loop {
-        if !wire.pending().is_empty() {
-            let pending = wire.pending();
-            let mut iter = pending.iter();
-            let parsed = receiver.ingest(&mut iter).map(Request::into_owned);
-            let consumed = pending.len() - iter.len();
-            wire.consume(consumed);
-            match parsed {
-                Err(smtp_proto::Error::NeedsMoreData { .. }) => {}
-                other => return Ok(other),
+/// Longest command line accepted, CRLF included. RFC 5321 §4.5.3.1.4 asks for at least
+/// 512; like Postfix we allow more, and smtp-proto's own buffer limit is the same.
+pub const MAX_COMMAND_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
+
+/// Reads command lines, enforcing [`MAX_COMMAND_LINE`] however the bytes arrive.
+#[derive(Default)]
+pub struct CommandReader {
+    receiver: RequestReceiver,
+    /// Inside an over-long line: drop bytes up to its end, then report it once.
+    discarding: bool,
+}
+
+impl CommandReader {
+    /// Reads the next complete command, or the protocol error it caused.
+    pub async fn next<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        wire: &mut Wire<S>,
+        timeout: Duration,
+    ) -> Result<Result<Request<String>, smtp_proto::Error>, ReadError> {
+        loop {
+            if !wire.pending().is_empty() {
+                if let Some(outcome) = self.step(wire) {
+                    return Ok(outcome);
+                }
             }
+            wire.fill(timeout).await?;
         }
-        wire.fill(timeout).await?;
+    }
+
+    /// Consumes what it can from the buffered input; `None` means "need more bytes".
+    fn step<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        wire: &mut Wire<S>,
+    ) -> Option<Result<Request<String>, smtp_proto::Error>> {
+        let pending = wire.pending();
+        let newline = pending.iter().position(|&b| b == b'\n');
+        if self.discarding {
+            return match newline {
+                Some(pos) => {
+                    wire.consume(pos + 1);
+                    self.discarding = false;
+                    Some(Err(smtp_proto::Error::ResponseTooLong))
+                }
+                None => {
+                    let n = pending.len();
+                    wire.consume(n);
+                    None
+                }
+            };
+        }
+        let buffered = self.receiver.buf().len();
+        match newline {
+            Some(pos) if buffered + pos + 1 > MAX_COMMAND_LINE => {
+                wire.consume(pos + 1);
+                self.receiver = RequestReceiver::default();
+                return Some(Err(smtp_proto::Error::ResponseTooLong));
+            }
+            None if buffered + pending.len() > MAX_COMMAND_LINE => {
+                let n = pending.len();
+                wire.consume(n);
+                self.receiver = RequestReceiver::default();
+                self.discarding = true;
+                return None;
+            }
+            _ => {}
+        }
+        let mut iter = pending.iter();
+        let parsed = self.receiver.ingest(&mut iter).map(Request::into_owned);
+        let consumed = pending.len() - iter.len();
+        wire.consume(consumed);
+        match parsed {
+            Err(smtp_proto::Error::NeedsMoreData { .. }) => None,
+            other => Some(other),
+        }
     }
 }
 

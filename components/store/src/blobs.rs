@@ -81,7 +81,7 @@ pub mod bytes_owned {
     }
 }
 
-fn month_dir() -> String {
+pub(crate) fn month_dir() -> String {
     // Days since epoch / ~30: a coarse shard that keeps directories small without a
     // calendar dependency; only its stability within a month matters.
     let days = crate::now_unix() / 86_400;

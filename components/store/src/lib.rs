@@ -10,6 +10,7 @@
 pub mod blobs;
 mod db;
 pub mod directory;
+pub mod imap;
 pub mod mailstore;
 
 use std::path::{Path, PathBuf};

@@ -61,7 +61,7 @@ impl NewMessage {
     }
 }
 
-const FOLDER_COLUMNS: &str =
+pub(crate) const FOLDER_COLUMNS: &str =
     "id, mailbox_id, name, special_use, subscribed, uidvalidity, uidnext, highest_modseq";
 
 impl Store {
@@ -465,7 +465,7 @@ fn over_quota(mailbox: &crate::MailboxRow, size: i64) -> Error {
     }
 }
 
-fn folder_from_row(r: &sqlx::any::AnyRow) -> FolderInfo {
+pub(crate) fn folder_from_row(r: &sqlx::any::AnyRow) -> FolderInfo {
     FolderInfo {
         id: r.get("id"),
         mailbox_id: r.get("mailbox_id"),
@@ -478,7 +478,7 @@ fn folder_from_row(r: &sqlx::any::AnyRow) -> FolderInfo {
     }
 }
 
-fn message_from_row(r: &sqlx::any::AnyRow) -> MessageMeta {
+pub(crate) fn message_from_row(r: &sqlx::any::AnyRow) -> MessageMeta {
     let flags: String = r.get("flags");
     MessageMeta {
         id: r.get("id"),

@@ -5,12 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use smtp_proto::request::receiver::RequestReceiver;
 use smtp_proto::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::deliver::{deliver_to, Delivery};
-use postbay_smtp::receive::{next_command, read_chunk, read_data, Content};
+use postbay_smtp::receive::{read_chunk, read_data, CommandReader, Content};
 use postbay_smtp::reply::{multiline, Reply};
 use postbay_smtp::wire::{MaybeTls, ReadError, Wire};
 use postbay_store::{Recipient, Resolution, Store};
@@ -58,10 +57,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LmtpSession<S> {
     pub async fn run(mut self) {
         self.wire
             .queue(format!("220 {} LMTP Postbay ready\r\n", self.ctx.hostname).as_bytes());
-        let mut receiver = RequestReceiver::default();
+        let mut reader = CommandReader::default();
         loop {
-            let request = match next_command(&mut self.wire, &mut receiver, self.ctx.timeout).await
-            {
+            let request = match reader.next(&mut self.wire, self.ctx.timeout).await {
                 Ok(Ok(request)) => request,
                 Ok(Err(e)) => {
                     self.wire.queue_reply(&lmtp_protocol_error(&e));

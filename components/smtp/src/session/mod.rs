@@ -9,11 +9,10 @@ mod envelope;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use smtp_proto::request::receiver::RequestReceiver;
 use smtp_proto::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::receive::next_command;
+use crate::receive::CommandReader;
 use crate::reply::Reply;
 use crate::wire::{MaybeTls, ReadError, Wire};
 use crate::ServerContext;
@@ -81,14 +80,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // The greeting carries no enhanced code (RFC 2034 §3 applies after EHLO).
         self.wire
             .queue(format!("220 {} ESMTP Postbay\r\n", self.ctx.config.hostname).as_bytes());
-        let mut receiver = RequestReceiver::default();
+        let mut reader = CommandReader::default();
         let ending = loop {
-            let command = match next_command(
-                &mut self.wire,
-                &mut receiver,
-                self.ctx.config.command_timeout,
-            )
-            .await
+            let command = match reader
+                .next(&mut self.wire, self.ctx.config.command_timeout)
+                .await
             {
                 Ok(command) => command,
                 Err(e) => break self.on_read_error(e).await,

@@ -1,0 +1,378 @@
+//! The few IMAP4rev2 command forms imap-codec 2.0.0-alpha.10 cannot parse yet:
+//! `SEARCH RETURN (...)` (RFC 4731 / RFC 9051 §6.4.4) and the extended LIST syntax
+//! (RFC 5258: selection options, several patterns, `RETURN (...)`). They are peeled off here
+//! and the rest — a plain RFC 3501 command — is parsed by imap-codec as usual. This only
+//! recognises tokens; anything it does not understand is left for imap-codec to reject.
+
+use std::borrow::Cow;
+
+/// RFC 4731 result options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchReturn {
+    Min,
+    Max,
+    All,
+    Count,
+    Save,
+}
+
+/// RFC 5258 selection and return options, and patterns beyond the first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    pub extended: bool,
+    pub select_subscribed: bool,
+    pub select_special_use: bool,
+    pub recursive_match: bool,
+    pub return_subscribed: bool,
+    pub return_children: bool,
+    pub return_special_use: bool,
+    /// RFC 5819 LIST-STATUS: the STATUS items, upper-case.
+    pub return_status: Option<Vec<String>>,
+    /// Patterns after the first (decoded bytes).
+    pub more_patterns: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// `Some` when the SEARCH had RETURN (...); empty list means `RETURN ()` (= ALL).
+    pub search_return: Option<Vec<SearchReturn>>,
+    pub list: Option<ListOptions>,
+}
+
+/// Peels extension syntax off a complete command message (line plus literals).
+pub fn preparse(message: &[u8]) -> Result<(Cow<'_, [u8]>, Extras), String> {
+    let mut extras = Extras::default();
+    let mut s = Scanner { b: message, pos: 0 };
+    let Some(_tag) = s.atom() else {
+        return Ok((Cow::Borrowed(message), extras));
+    };
+    if !s.eat(b' ') {
+        return Ok((Cow::Borrowed(message), extras));
+    }
+    let Some(mut name) = s.atom() else {
+        return Ok((Cow::Borrowed(message), extras));
+    };
+    if name.eq_ignore_ascii_case(b"UID") && s.eat(b' ') {
+        match s.atom() {
+            Some(n) => name = n,
+            None => return Ok((Cow::Borrowed(message), extras)),
+        }
+    }
+    if !s.eat(b' ') {
+        return Ok((Cow::Borrowed(message), extras));
+    }
+    let args_at = s.pos;
+    if name.eq_ignore_ascii_case(b"SEARCH") {
+        let mut t = Scanner {
+            b: message,
+            pos: args_at,
+        };
+        if t.atom().is_some_and(|a| a.eq_ignore_ascii_case(b"RETURN")) && t.eat(b' ') {
+            let words = t.group()?.ok_or("RETURN needs a parenthesised list")?;
+            let mut opts = Vec::new();
+            for w in words.iter().flat_map(Word::atoms) {
+                opts.push(match w.to_ascii_uppercase().as_str() {
+                    "MIN" => SearchReturn::Min,
+                    "MAX" => SearchReturn::Max,
+                    "ALL" => SearchReturn::All,
+                    "COUNT" => SearchReturn::Count,
+                    "SAVE" => SearchReturn::Save,
+                    other => return Err(format!("Unknown SEARCH RETURN option {other}")),
+                });
+            }
+            if !t.eat(b' ') {
+                return Err("SEARCH RETURN (...) must be followed by search keys".into());
+            }
+            extras.search_return = Some(opts);
+            let mut rebuilt = message[..args_at].to_vec();
+            rebuilt.extend_from_slice(&message[t.pos..]);
+            return Ok((Cow::Owned(rebuilt), extras));
+        }
+        return Ok((Cow::Borrowed(message), extras));
+    }
+    if name.eq_ignore_ascii_case(b"LIST") {
+        return preparse_list(message, args_at, extras);
+    }
+    Ok((Cow::Borrowed(message), extras))
+}
+
+fn preparse_list(
+    message: &[u8],
+    args_at: usize,
+    mut extras: Extras,
+) -> Result<(Cow<'_, [u8]>, Extras), String> {
+    let mut opts = ListOptions::default();
+    let mut s = Scanner {
+        b: message,
+        pos: args_at,
+    };
+    if s.peek() == Some(b'(') {
+        opts.extended = true;
+        let words = s.group()?.ok_or("bad LIST selection options")?;
+        for w in words.iter().flat_map(Word::atoms) {
+            match w.to_ascii_uppercase().as_str() {
+                "SUBSCRIBED" => opts.select_subscribed = true,
+                "SPECIAL-USE" => opts.select_special_use = true,
+                "RECURSIVEMATCH" => opts.recursive_match = true,
+                "REMOTE" => {}
+                other => return Err(format!("Unknown LIST selection option {other}")),
+            }
+        }
+        if opts.recursive_match && !opts.select_subscribed {
+            return Err("RECURSIVEMATCH needs another selection option".into());
+        }
+        if !s.eat(b' ') {
+            return Err("LIST needs a reference and a pattern".into());
+        }
+    }
+    let reference_at = s.pos;
+    s.astring().ok_or("LIST needs a reference name")?;
+    let reference = &message[reference_at..s.pos];
+    if !s.eat(b' ') {
+        return Ok((Cow::Borrowed(message), extras));
+    }
+    let mut patterns: Vec<Vec<u8>> = Vec::new();
+    let first_pattern: Vec<u8>;
+    if s.peek() == Some(b'(') {
+        opts.extended = true;
+        s.pos += 1;
+        loop {
+            let at = s.pos;
+            let decoded = s.astring().ok_or("bad LIST pattern list")?;
+            patterns.push(decoded);
+            let _ = at;
+            if s.eat(b')') {
+                break;
+            }
+            if !s.eat(b' ') {
+                return Err("bad LIST pattern list".into());
+            }
+        }
+        first_pattern = quote_for_codec(&patterns.remove(0));
+    } else {
+        let at = s.pos;
+        s.astring().ok_or("LIST needs a pattern")?;
+        first_pattern = message[at..s.pos].to_vec();
+    }
+    let tail_at = s.pos;
+    if s.eat(b' ') {
+        let mut t = Scanner { b: message, pos: s.pos };
+        if t.atom().is_some_and(|a| a.eq_ignore_ascii_case(b"RETURN")) && t.eat(b' ') {
+            opts.extended = true;
+            let words = t.group()?.ok_or("bad LIST RETURN options")?;
+            let mut i = 0;
+            while i < words.len() {
+                match &words[i] {
+                    Word::Atom(a) => match a.to_ascii_uppercase().as_str() {
+                        "SUBSCRIBED" => opts.return_subscribed = true,
+                        "CHILDREN" => opts.return_children = true,
+                        "SPECIAL-USE" => opts.return_special_use = true,
+                        "STATUS" => {
+                            let Some(Word::Group(items)) = words.get(i + 1) else {
+                                return Err("STATUS return option needs a list".into());
+                            };
+                            opts.return_status = Some(
+                                items
+                                    .iter()
+                                    .flat_map(Word::atoms)
+                                    .map(|a| a.to_ascii_uppercase())
+                                    .collect(),
+                            );
+                            i += 1;
+                        }
+                        other => return Err(format!("Unknown LIST return option {other}")),
+                    },
+                    Word::Group(_) => return Err("bad LIST RETURN options".into()),
+                }
+                i += 1;
+            }
+            s.pos = t.pos;
+        } else {
+            s.pos = tail_at;
+        }
+    }
+    if !opts.extended {
+        return Ok((Cow::Borrowed(message), extras));
+    }
+    opts.more_patterns = patterns;
+    let mut rebuilt = message[..args_at].to_vec();
+    rebuilt.extend_from_slice(reference);
+    rebuilt.push(b' ');
+    rebuilt.extend_from_slice(&first_pattern);
+    rebuilt.extend_from_slice(&message[s.pos..]);
+    extras.list = Some(opts);
+    Ok((Cow::Owned(rebuilt), extras))
+}
+
+/// A decoded pattern written back as a literal, which imap-codec accepts for any bytes.
+fn quote_for_codec(decoded: &[u8]) -> Vec<u8> {
+    let mut out = format!("{{{}+}}\r\n", decoded.len()).into_bytes();
+    out.extend_from_slice(decoded);
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Word {
+    Atom(String),
+    Group(Vec<Word>),
+}
+
+impl Word {
+    fn atoms(&self) -> Vec<String> {
+        match self {
+            Word::Atom(a) => vec![a.clone()],
+            Word::Group(_) => Vec::new(),
+        }
+    }
+}
+
+struct Scanner<'b> {
+    b: &'b [u8],
+    pos: usize,
+}
+
+impl<'b> Scanner<'b> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// ASTRING-CHAR run (atom, also accepting list wildcards and `]`).
+    fn atom(&mut self) -> Option<&'b [u8]> {
+        let start = self.pos;
+        while let Some(c) = self.peek() {
+            if c <= b' ' || c >= 0x7f || matches!(c, b'(' | b')' | b'{' | b'"' | b'\\') {
+                break;
+            }
+            self.pos += 1;
+        }
+        (self.pos > start).then(|| &self.b[start..self.pos])
+    }
+
+    /// atom, quoted string or literal; returns the decoded bytes.
+    fn astring(&mut self) -> Option<Vec<u8>> {
+        match self.peek()? {
+            b'"' => {
+                self.pos += 1;
+                let mut out = Vec::new();
+                loop {
+                    let c = self.peek()?;
+                    self.pos += 1;
+                    match c {
+                        b'"' => return Some(out),
+                        b'\\' => {
+                            out.push(self.peek()?);
+                            self.pos += 1;
+                        }
+                        b'\r' | b'\n' => return None,
+                        c => out.push(c),
+                    }
+                }
+            }
+            b'{' | b'~' => {
+                if self.peek() == Some(b'~') {
+                    self.pos += 1;
+                }
+                self.pos += 1;
+                let start = self.pos;
+                while self.peek()?.is_ascii_digit() {
+                    self.pos += 1;
+                }
+                let n: usize = std::str::from_utf8(&self.b[start..self.pos])
+                    .ok()?
+                    .parse()
+                    .ok()?;
+                self.eat(b'+');
+                if !(self.eat(b'}') && self.eat(b'\r') && self.eat(b'\n')) {
+                    return None;
+                }
+                let data = self.b.get(self.pos..self.pos + n)?.to_vec();
+                self.pos += n;
+                Some(data)
+            }
+            _ => {
+                let start = self.pos;
+                while let Some(c) = self.peek() {
+                    if c <= b' ' || c >= 0x7f || matches!(c, b'(' | b')' | b'{' | b'"' | b'\\') {
+                        break;
+                    }
+                    self.pos += 1;
+                }
+                (self.pos > start).then(|| self.b[start..self.pos].to_vec())
+            }
+        }
+    }
+
+    /// A parenthesised list of atoms and nested lists.
+    fn group(&mut self) -> Result<Option<Vec<Word>>, String> {
+        if !self.eat(b'(') {
+            return Ok(None);
+        }
+        let mut words = Vec::new();
+        loop {
+            if self.eat(b')') {
+                return Ok(Some(words));
+            }
+            if !words.is_empty() && !self.eat(b' ') {
+                return Err("expected a space in option list".into());
+            }
+            if self.peek() == Some(b'(') {
+                words.push(Word::Group(self.group()?.unwrap_or_default()));
+            } else {
+                let a = self.atom().ok_or("bad option list")?;
+                words.push(Word::Atom(String::from_utf8_lossy(a).into_owned()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_return_is_peeled() {
+        let (rest, extras) = preparse(b"a UID SEARCH RETURN (MIN COUNT) UNSEEN\r\n").unwrap();
+        assert_eq!(rest.as_ref(), b"a UID SEARCH UNSEEN\r\n");
+        assert_eq!(
+            extras.search_return,
+            Some(vec![SearchReturn::Min, SearchReturn::Count])
+        );
+        let (rest, extras) = preparse(b"a SEARCH RETURN () ALL\r\n").unwrap();
+        assert_eq!(rest.as_ref(), b"a SEARCH ALL\r\n");
+        assert_eq!(extras.search_return, Some(vec![]));
+        let (rest, extras) = preparse(b"a SEARCH ALL\r\n").unwrap();
+        assert_eq!(rest.as_ref(), b"a SEARCH ALL\r\n");
+        assert!(extras.search_return.is_none());
+    }
+
+    #[test]
+    fn extended_list_is_peeled() {
+        let (rest, extras) =
+            preparse(b"t LIST (SUBSCRIBED) \"\" (\"INBOX\" Sent) RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n")
+                .unwrap();
+        assert_eq!(rest.as_ref(), b"t LIST \"\" {5+}\r\nINBOX\r\n");
+        let list = extras.list.unwrap();
+        assert!(list.select_subscribed && list.return_children);
+        assert_eq!(list.more_patterns, vec![b"Sent".to_vec()]);
+        assert_eq!(
+            list.return_status,
+            Some(vec!["MESSAGES".to_string(), "UNSEEN".to_string()])
+        );
+        let (rest, extras) = preparse(b"t LIST \"\" \"*\" RETURN (SPECIAL-USE)\r\n").unwrap();
+        assert_eq!(rest.as_ref(), b"t LIST \"\" \"*\"\r\n");
+        assert!(extras.list.unwrap().return_special_use);
+        let (rest, extras) = preparse(b"t LIST \"\" %\r\n").unwrap();
+        assert_eq!(rest.as_ref(), b"t LIST \"\" %\r\n");
+        assert!(extras.list.is_none());
+        assert!(preparse(b"t LIST (BOGUS) \"\" *\r\n").is_err());
+    }
+}

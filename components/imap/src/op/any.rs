@@ -1,0 +1,124 @@
+//! Commands valid in any state: CAPABILITY, NOOP, ID (RFC 2971), and ENABLE (RFC 5161).
+
+use imap_codec::imap_types::core::{Atom, IString, NString, Vec1};
+use imap_codec::imap_types::extensions::enable::CapabilityEnable;
+use imap_codec::imap_types::response::{Capability, Code, Data};
+
+use crate::protocol::{ok, OpResult, Protocol};
+use crate::response;
+
+/// Advertised after login: everything this server implements.
+const AUTHENTICATED: &[&str] = &[
+    "IMAP4rev1",
+    "IMAP4rev2",
+    "LITERAL+",
+    "ENABLE",
+    "IDLE",
+    "ID",
+    "NAMESPACE",
+    "UNSELECT",
+    "UIDPLUS",
+    "MOVE",
+    "CHILDREN",
+    "LIST-EXTENDED",
+    "LIST-STATUS",
+    "SPECIAL-USE",
+    "ESEARCH",
+    "BINARY",
+    "STATUS=SIZE",
+    "QUOTA",
+    "QUOTA=RES-STORAGE",
+    "CONDSTORE",
+];
+
+/// The capability list for the session's state (RFC 9051 §6.1.1).
+pub fn capabilities(p: &Protocol) -> Vec<Capability<'static>> {
+    let mut names: Vec<&str> = Vec::new();
+    if p.user.is_some() {
+        names.extend_from_slice(AUTHENTICATED);
+    } else {
+        names.extend_from_slice(&["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ENABLE", "IDLE", "ID"]);
+        if p.starttls_available {
+            names.push("STARTTLS");
+        }
+        if p.tls_active || p.ctx.limits.allow_plaintext_auth {
+            names.extend_from_slice(&["AUTH=PLAIN", "AUTH=LOGIN"]);
+        } else {
+            names.push("LOGINDISABLED");
+        }
+    }
+    names
+        .into_iter()
+        .filter_map(|n| Atom::try_from(n).ok().map(Capability::from))
+        .collect()
+}
+
+/// `[CAPABILITY ...]` for greetings and login replies, saving clients a round trip.
+pub fn capability_code(p: &Protocol) -> Option<Code<'static>> {
+    Vec1::try_from(capabilities(p)).ok().map(Code::Capability)
+}
+
+pub fn capability(p: &mut Protocol) -> OpResult {
+    if let Ok(caps) = Vec1::try_from(capabilities(p)) {
+        response::data(&mut p.out, Data::Capability(caps));
+    }
+    ok("")
+}
+
+pub fn noop(_p: &mut Protocol) -> OpResult {
+    // The dispatcher reports pending changes after every command; NOOP exists for that.
+    ok("")
+}
+
+pub fn id(p: &mut Protocol, parameters: Option<Vec<(IString<'_>, NString<'_>)>>) -> OpResult {
+    if let Some(params) = parameters {
+        let described: Vec<String> = params
+            .iter()
+            .take(30)
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    String::from_utf8_lossy(k.as_ref()),
+                    v.0.as_ref()
+                        .map(|v| String::from_utf8_lossy(v.as_ref()).into_owned())
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        tracing::debug!(peer = %p.peer, client = ?described, "client ID");
+    }
+    let ours = vec![
+        (
+            IString::try_from("name").expect("quoted"),
+            NString::try_from("Postbay").expect("quoted"),
+        ),
+        (
+            IString::try_from("version").expect("quoted"),
+            NString::try_from(env!("CARGO_PKG_VERSION")).expect("quoted"),
+        ),
+    ];
+    response::data(&mut p.out, Data::Id { parameters: Some(ours) });
+    ok("")
+}
+
+pub fn enable(p: &mut Protocol, capabilities: Vec1<CapabilityEnable<'_>>) -> OpResult {
+    let mut enabled = Vec::new();
+    for cap in capabilities.as_ref() {
+        let name = cap.to_string().to_ascii_uppercase();
+        match name.as_str() {
+            "CONDSTORE" if !p.enabled.condstore => {
+                p.enabled.condstore = true;
+                enabled.push(CapabilityEnable::CondStore);
+            }
+            "IMAP4REV2" if !p.enabled.rev2 => {
+                p.enabled.rev2 = true;
+                if let Ok(atom) = Atom::try_from("IMAP4rev2") {
+                    enabled.push(CapabilityEnable::from(atom));
+                }
+            }
+            _ => {}
+        }
+    }
+    response::data(&mut p.out, Data::Enabled { capabilities: enabled });
+    ok("")
+}

@@ -1,0 +1,79 @@
+//! APPEND (RFC 9051 §6.3.12) with APPENDUID (RFC 4315) and literal8 (RFC 3516). Messages
+//! go through `Store::deliver`, so UIDs come from the same locked counter as mail delivery.
+
+use std::num::NonZeroU32;
+
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::flag::Flag;
+use imap_codec::imap_types::mailbox::Mailbox;
+use imap_codec::imap_types::response::Code;
+use postbay_store::blobs::bytes_owned::Part;
+use postbay_store::mailstore::NewMessage;
+
+use crate::protocol::{no, OpError, OpResult, Outcome, Protocol};
+
+/// Stored spelling of flags a client sets; \Recent is server-managed and dropped.
+pub fn flag_names(flags: &[Flag<'_>]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in flags {
+        let name = f.to_string();
+        if name.eq_ignore_ascii_case("\\Recent") {
+            continue;
+        }
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(&name)) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+pub async fn append(
+    p: &mut Protocol,
+    mailbox: Mailbox<'_>,
+    flags: Vec<Flag<'_>>,
+    date: Option<DateTime>,
+    message: LiteralOrLiteral8<'_>,
+) -> OpResult {
+    let name = p.mailbox_name(&mailbox)?;
+    let folder = match p.folder(&name).await {
+        Ok(f) => f,
+        Err(OpError::No(..)) => {
+            return Err(no(Some("TRYCREATE"), format!("Mailbox doesn't exist: {name}")))
+        }
+        Err(e) => return Err(e),
+    };
+    let data: Vec<u8> = match message {
+        LiteralOrLiteral8::Literal(l) => l.as_ref().to_vec(),
+        LiteralOrLiteral8::Literal8(l) => l.data.into_owned(),
+    };
+    if data.is_empty() {
+        return Err(no(None, "Can't save a zero byte message"));
+    }
+    let internal_date = date
+        .map(|d| d.as_ref().timestamp())
+        .unwrap_or_else(postbay_store::now_unix);
+    let address = p.user()?.address.clone();
+    let delivered = p
+        .ctx
+        .store
+        .deliver(
+            &address,
+            &folder.name,
+            NewMessage {
+                parts: vec![Part::Owned(data)],
+                internal_date,
+                flags: flag_names(&flags),
+                delivery_key: None,
+            },
+        )
+        .await?;
+    let code = match (
+        NonZeroU32::new(delivered.uidvalidity.clamp(0, u32::MAX as i64) as u32),
+        NonZeroU32::new(delivered.uid.clamp(0, u32::MAX as i64) as u32),
+    ) {
+        (Some(uid_validity), Some(uid)) => Some(Code::AppendUid { uid_validity, uid }),
+        _ => None,
+    };
+    Ok(Outcome::Ok(code, "APPEND completed".into()))
+}

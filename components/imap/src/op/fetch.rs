@@ -1,0 +1,300 @@
+//! FETCH (RFC 9051 §6.4.5) with BINARY (RFC 3516) and CONDSTORE's MODSEQ and CHANGEDSINCE
+//! (RFC 7162 §3.1.4-5). Output is handed to the [`Sink`] whenever it grows large, so fetching
+//! a whole big mailbox streams instead of piling up in memory.
+
+use std::collections::{HashMap, HashSet};
+use std::num::{NonZeroU32, NonZeroU64};
+
+use chrono::{FixedOffset, TimeZone};
+use imap_codec::imap_types::command::FetchModifier;
+use imap_codec::imap_types::core::{IString, Literal, NString, NString8, Vec1};
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::Literal8;
+use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName};
+use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::sequence::SequenceSet;
+use imap_codec::imap_types::IntoStatic;
+use postbay_store::mailstore::FlagChange;
+use postbay_store::MessageMeta;
+
+use crate::conn::FLUSH_THRESHOLD;
+use crate::message::{BinaryError, Parsed};
+use crate::protocol::{bad, no, OpError, OpResult, Outcome, Protocol};
+use crate::response;
+use crate::selected::fetch_flags;
+use crate::Sink;
+
+/// Body data as a literal. Literals cannot carry NUL (RFC 9051 §4.3); like Dovecot, NULs in
+/// non-BINARY fetches are sent as 0x80.
+pub fn literal(mut data: Vec<u8>) -> NString<'static> {
+    if data.contains(&0) {
+        for b in data.iter_mut().filter(|b| **b == 0) {
+            *b = 0x80;
+        }
+    }
+    match Literal::try_from(data) {
+        Ok(l) => NString(Some(IString::Literal(l))),
+        Err(_) => NString(None),
+    }
+}
+
+fn partial(data: &[u8], partial: Option<(u32, NonZeroU32)>) -> Vec<u8> {
+    match partial {
+        None => data.to_vec(),
+        Some((origin, length)) => {
+            let start = (origin as usize).min(data.len());
+            let end = start.saturating_add(length.get() as usize).min(data.len());
+            data[start..end].to_vec()
+        }
+    }
+}
+
+pub fn internal_date(ts: i64) -> Option<DateTime> {
+    let utc = FixedOffset::east_opt(0)?;
+    let dt = utc.timestamp_opt(ts, 0).single()?;
+    DateTime::try_from(dt).ok()
+}
+
+fn needs_blob(name: &MessageDataItemName<'_>) -> bool {
+    use MessageDataItemName as N;
+    !matches!(
+        name,
+        N::Flags | N::InternalDate | N::Rfc822Size | N::Uid | N::ModSeq
+    )
+}
+
+fn sets_seen(name: &MessageDataItemName<'_>) -> bool {
+    use MessageDataItemName as N;
+    matches!(
+        name,
+        N::BodyExt { peek: false, .. } | N::Binary { peek: false, .. } | N::Rfc822 | N::Rfc822Text
+    )
+}
+
+pub async fn fetch<S: Sink>(
+    p: &mut Protocol,
+    sink: &mut S,
+    set: SequenceSet,
+    items: MacroOrMessageDataItemNames<'_>,
+    by_uid: bool,
+    modifiers: Vec<FetchModifier>,
+) -> OpResult {
+    let mut changed_since = None;
+    for m in modifiers {
+        match m {
+            FetchModifier::ChangedSince(v) => {
+                changed_since = Some(v.get().min(i64::MAX as u64) as i64);
+                p.enabled.condstore = true;
+            }
+            FetchModifier::Vanished => return Err(bad("VANISHED requires QRESYNC")),
+        }
+    }
+    let names: Vec<MessageDataItemName<'static>> = match items {
+        MacroOrMessageDataItemNames::Macro(m) => {
+            m.expand().into_iter().map(IntoStatic::into_static).collect()
+        }
+        MacroOrMessageDataItemNames::MessageDataItemNames(v) => {
+            v.into_iter().map(IntoStatic::into_static).collect()
+        }
+    };
+    if names.iter().any(|n| matches!(n, MessageDataItemName::ModSeq)) {
+        p.enabled.condstore = true;
+    }
+    let condstore = p.enabled.condstore;
+    let want_modseq = names.iter().any(|n| matches!(n, MessageDataItemName::ModSeq))
+        || changed_since.is_some();
+    let want_uid = by_uid || names.iter().any(|n| matches!(n, MessageDataItemName::Uid));
+    let want_blob = names.iter().any(needs_blob);
+
+    let sel = p.selected.as_ref().ok_or_else(|| bad("No mailbox selected"))?;
+    let read_only = sel.read_only;
+    let folder_id = sel.folder_id;
+    let targets = sel.resolve(&set, by_uid).map_err(bad)?;
+    if targets.is_empty() {
+        return Ok(Outcome::Ok(None, String::new()));
+    }
+    let first = targets.first().map(|t| t.1).unwrap_or(1) as i64;
+    let last = targets.last().map(|t| t.1).unwrap_or(1) as i64;
+    let mut metas: HashMap<u32, MessageMeta> = p
+        .ctx
+        .store
+        .messages_in_uid_range(folder_id, first, last)
+        .await?
+        .into_iter()
+        .map(|m| (m.uid as u32, m))
+        .collect();
+
+    // RFC 9051 §6.4.5: fetching body data without .PEEK sets \Seen (not in EXAMINE).
+    let mut flags_changed: HashSet<u32> = HashSet::new();
+    if !read_only && names.iter().any(sets_seen) {
+        let unseen: Vec<i64> = targets
+            .iter()
+            .filter_map(|(_, uid)| metas.get(uid))
+            .filter(|m| changed_since.is_none_or(|c| m.modseq > c))
+            .filter(|m| !m.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")))
+            .map(|m| m.uid)
+            .collect();
+        if !unseen.is_empty() {
+            let update = p
+                .ctx
+                .store
+                .store_flags(folder_id, &unseen, FlagChange::Add, &["\\Seen".to_string()], None)
+                .await?;
+            let sel = p.selected.as_mut().ok_or_else(|| bad("No mailbox selected"))?;
+            for m in update.changed {
+                sel.note_own_modseq(m.modseq);
+                flags_changed.insert(m.uid as u32);
+                metas.insert(m.uid as u32, m);
+            }
+        }
+    }
+
+    let mut missing = false;
+    for (seq, uid) in targets {
+        let Some(meta) = metas.get(&uid) else {
+            missing = true;
+            continue;
+        };
+        if changed_since.is_some_and(|c| meta.modseq <= c) {
+            continue;
+        }
+        let blob = if want_blob {
+            match p.ctx.store.blobs().read(&meta.blob_path).await {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    // Expunged by another session after we listed it.
+                    tracing::debug!(error = %e, uid, "message body unavailable");
+                    missing = true;
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let parsed = blob.as_deref().map(Parsed::new);
+        let mut items: Vec<MessageDataItem<'static>> = Vec::with_capacity(names.len() + 2);
+        if want_uid {
+            if let Some(u) = NonZeroU32::new(uid) {
+                items.push(MessageDataItem::Uid(u));
+            }
+        }
+        let mut has_flags = false;
+        for name in &names {
+            if let Some(item) = item(name, meta, parsed.as_ref())? {
+                has_flags |= matches!(item, MessageDataItem::Flags(_));
+                items.push(item);
+            }
+        }
+        if flags_changed.contains(&uid) && !has_flags {
+            items.push(MessageDataItem::Flags(fetch_flags(&meta.flags)));
+            has_flags = true;
+        }
+        if (want_modseq || (condstore && has_flags))
+            && !items.iter().any(|i| matches!(i, MessageDataItem::ModSeq(_)))
+        {
+            if let Some(m) = NonZeroU64::new(meta.modseq as u64) {
+                items.push(MessageDataItem::ModSeq(m));
+            }
+        }
+        if let (Some(seq), Ok(items)) = (NonZeroU32::new(seq), Vec1::try_from(items)) {
+            response::data(&mut p.out, Data::Fetch { seq, items });
+        }
+        if p.out.len() >= FLUSH_THRESHOLD {
+            sink.write(&mut p.out)
+                .await
+                .map_err(|e| OpError::Close(format!("write failed: {e}")))?;
+        }
+    }
+    if missing {
+        return Err(no(
+            Some("EXPUNGEISSUED"),
+            "Some of the requested messages no longer exist",
+        ));
+    }
+    Ok(Outcome::Ok(None, String::new()))
+}
+
+fn item(
+    name: &MessageDataItemName<'static>,
+    meta: &MessageMeta,
+    parsed: Option<&Parsed<'_>>,
+) -> Result<Option<MessageDataItem<'static>>, OpError> {
+    use MessageDataItemName as N;
+    let body = || parsed.ok_or_else(|| bad("internal: body not loaded"));
+    Ok(Some(match name {
+        N::Uid => return Ok(None),
+        N::Flags => MessageDataItem::Flags(fetch_flags(&meta.flags)),
+        N::InternalDate => match internal_date(meta.internal_date) {
+            Some(d) => MessageDataItem::InternalDate(d),
+            None => return Ok(None),
+        },
+        N::Rfc822Size => MessageDataItem::Rfc822Size(meta.size.clamp(0, u32::MAX as i64) as u32),
+        N::ModSeq => match NonZeroU64::new(meta.modseq as u64) {
+            Some(m) => MessageDataItem::ModSeq(m),
+            None => return Ok(None),
+        },
+        N::Envelope => MessageDataItem::Envelope(body()?.envelope()),
+        N::Body => MessageDataItem::Body(body()?.body_structure(false)),
+        N::BodyStructure => MessageDataItem::BodyStructure(body()?.body_structure(true)),
+        N::Rfc822 => MessageDataItem::Rfc822(literal(body()?.raw().to_vec())),
+        N::Rfc822Header => MessageDataItem::Rfc822Header(literal(body()?.header().to_vec())),
+        N::Rfc822Text => MessageDataItem::Rfc822Text(literal(body()?.text().to_vec())),
+        N::BodyExt {
+            section,
+            partial: range,
+            ..
+        } => {
+            let data = body()?
+                .section(section.as_ref())
+                .map(|d| partial(&d, *range))
+                .unwrap_or_default();
+            MessageDataItem::BodyExt {
+                section: section.clone(),
+                origin: range.map(|(o, _)| o),
+                data: literal(data),
+            }
+        }
+        N::Binary {
+            section,
+            partial: range,
+            ..
+        } => {
+            let decoded = body()?.binary(section).map_err(binary_error)?;
+            let value = match decoded {
+                None => NString8::NString(NString(None)),
+                Some(d) => {
+                    let d = partial(&d, *range);
+                    if d.contains(&0) {
+                        NString8::Literal8(Literal8 {
+                            data: d.into(),
+                            mode: imap_codec::imap_types::core::LiteralMode::Sync,
+                        })
+                    } else {
+                        NString8::NString(literal(d))
+                    }
+                }
+            };
+            MessageDataItem::Binary {
+                section: section.clone(),
+                value,
+            }
+        }
+        N::BinarySize { section } => {
+            let decoded = body()?.binary(section).map_err(binary_error)?;
+            MessageDataItem::BinarySize {
+                section: section.clone(),
+                size: decoded.map(|d| d.len() as u32).unwrap_or(0),
+            }
+        }
+    }))
+}
+
+fn binary_error(e: BinaryError) -> OpError {
+    match e {
+        BinaryError::UnknownCte => no(
+            Some("UNKNOWN-CTE"),
+            "Unknown Content-Transfer-Encoding",
+        ),
+        BinaryError::Multipart => no(None, "BINARY of a multipart part is not possible"),
+    }
+}

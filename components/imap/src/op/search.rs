@@ -1,0 +1,262 @@
+//! SEARCH (RFC 9051 §6.4.4, all RFC 3501 keys), ESEARCH results (RFC 4731) and MODSEQ
+//! searches (RFC 7162 §3.1.5). Flag, date and size keys use the metadata rows; header and
+//! text keys read and parse the message only when a key needs it.
+
+use std::collections::HashMap;
+use std::num::{NonZeroU32, NonZeroU64};
+
+use chrono::NaiveDate;
+use imap_codec::imap_types::core::{Charset, Tag, Vec1};
+use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::search::SearchKey;
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use postbay_store::MessageMeta;
+
+use crate::ext_syntax::SearchReturn;
+use crate::message::Parsed;
+use crate::protocol::{bad, OpResult, Outcome, Protocol};
+use crate::response;
+
+/// Charsets accepted for search strings; everything is matched as UTF-8.
+const CHARSETS: [&str; 2] = ["UTF-8", "US-ASCII"];
+
+struct Candidate<'c> {
+    seq: u32,
+    uid: u32,
+    max_seq: u32,
+    max_uid: u32,
+    meta: &'c MessageMeta,
+    parsed: Option<&'c Parsed<'c>>,
+}
+
+fn has_flag(meta: &MessageMeta, flag: &str) -> bool {
+    meta.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+}
+
+fn in_set(set: &SequenceSet, n: u32, max: u32) -> bool {
+    let value = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => max,
+    };
+    let sequences: &[Sequence] = set.0.as_ref();
+    sequences.iter().any(|s| match s {
+        Sequence::Single(a) => value(a) == n,
+        Sequence::Range(a, b) => {
+            let (x, y) = (value(a), value(b));
+            x.min(y) <= n && n <= x.max(y)
+        }
+    })
+}
+
+fn contains(haystack: &str, needle: &str) -> bool {
+    needle.is_empty() || haystack.to_lowercase().contains(&needle.to_lowercase())
+}
+
+fn text(s: &impl AsRef<[u8]>) -> String {
+    String::from_utf8_lossy(s.as_ref()).into_owned()
+}
+
+fn internal_day(ts: i64) -> Option<NaiveDate> {
+    chrono::DateTime::from_timestamp(ts, 0).map(|d| d.date_naive())
+}
+
+fn header_has(c: &Candidate<'_>, field: &str, needle: &str) -> bool {
+    c.parsed.is_some_and(|p| {
+        p.header_search_values(field)
+            .iter()
+            .any(|v| contains(v, needle))
+    })
+}
+
+/// Whether evaluating `key` needs the message itself.
+fn needs_message(key: &SearchKey<'_>) -> bool {
+    use SearchKey as K;
+    match key {
+        K::And(keys) => keys.as_ref().iter().any(needs_message),
+        K::Not(k) => needs_message(k),
+        K::Or(a, b) => needs_message(a) || needs_message(b),
+        K::Bcc(_)
+        | K::Body(_)
+        | K::Cc(_)
+        | K::From(_)
+        | K::Header(..)
+        | K::Subject(_)
+        | K::Text(_)
+        | K::To(_)
+        | K::SentBefore(_)
+        | K::SentOn(_)
+        | K::SentSince(_) => true,
+        _ => false,
+    }
+}
+
+fn uses_modseq(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::And(keys) => keys.as_ref().iter().any(uses_modseq),
+        SearchKey::Not(k) => uses_modseq(k),
+        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
+        SearchKey::ModSequence { .. } => true,
+        _ => false,
+    }
+}
+
+fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
+    use SearchKey as K;
+    let m = c.meta;
+    let sent = || c.parsed.and_then(|p| p.sent_date());
+    match key {
+        K::And(keys) => keys.as_ref().iter().all(|k| matches(k, c)),
+        K::SequenceSet(set) => in_set(set, c.seq, c.max_seq),
+        K::Uid(set) => in_set(set, c.uid, c.max_uid),
+        K::All => true,
+        K::Answered => has_flag(m, "\\Answered"),
+        K::Deleted => has_flag(m, "\\Deleted"),
+        K::Draft => has_flag(m, "\\Draft"),
+        K::Flagged => has_flag(m, "\\Flagged"),
+        K::Seen => has_flag(m, "\\Seen"),
+        K::Unanswered => !has_flag(m, "\\Answered"),
+        K::Undeleted => !has_flag(m, "\\Deleted"),
+        K::Undraft => !has_flag(m, "\\Draft"),
+        K::Unflagged => !has_flag(m, "\\Flagged"),
+        K::Unseen => !has_flag(m, "\\Seen"),
+        // No message is \Recent in this server (RFC 9051 dropped it).
+        K::New | K::Recent => false,
+        K::Old => true,
+        K::Keyword(k) => has_flag(m, k.as_ref()),
+        K::Unkeyword(k) => !has_flag(m, k.as_ref()),
+        K::Bcc(s) => header_has(c, "Bcc", &text(s)),
+        K::Cc(s) => header_has(c, "Cc", &text(s)),
+        K::From(s) => header_has(c, "From", &text(s)),
+        K::To(s) => header_has(c, "To", &text(s)),
+        K::Subject(s) => header_has(c, "Subject", &text(s)),
+        K::Header(field, value) => header_has(c, &text(field), &text(value)),
+        K::Body(s) => c
+            .parsed
+            .is_some_and(|p| contains(&p.body_search_text(), &text(s))),
+        K::Text(s) => c.parsed.is_some_and(|p| {
+            let needle = text(s);
+            contains(&String::from_utf8_lossy(p.header()), &needle)
+                || contains(&p.body_search_text(), &needle)
+        }),
+        K::Before(d) => internal_day(m.internal_date).is_some_and(|x| x < *d.as_ref()),
+        K::On(d) => internal_day(m.internal_date).is_some_and(|x| x == *d.as_ref()),
+        K::Since(d) => internal_day(m.internal_date).is_some_and(|x| x >= *d.as_ref()),
+        K::SentBefore(d) => sent().is_some_and(|x| x < *d.as_ref()),
+        K::SentOn(d) => sent().is_some_and(|x| x == *d.as_ref()),
+        K::SentSince(d) => sent().is_some_and(|x| x >= *d.as_ref()),
+        K::Larger(n) => m.size > *n as i64,
+        K::Smaller(n) => m.size < *n as i64,
+        K::Not(k) => !matches(k, c),
+        K::Or(a, b) => matches(a, c) || matches(b, c),
+        K::ModSequence { modseq, .. } => m.modseq as u64 >= *modseq,
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}
+
+pub async fn search(
+    p: &mut Protocol,
+    tag: &Tag<'_>,
+    charset: Option<Charset<'_>>,
+    criteria: Vec1<SearchKey<'_>>,
+    by_uid: bool,
+    returns: Option<Vec<SearchReturn>>,
+) -> OpResult {
+    if let Some(cs) = &charset {
+        if !CHARSETS.iter().any(|c| c.eq_ignore_ascii_case(cs.as_ref())) {
+            let allowed = CHARSETS
+                .iter()
+                .filter_map(|c| Charset::try_from(*c).ok())
+                .collect();
+            return Err(crate::protocol::OpError::No(
+                Some(imap_codec::imap_types::response::Code::BadCharset { allowed }),
+                format!("Unsupported charset {}", cs.as_ref()),
+            ));
+        }
+    }
+    if returns
+        .as_ref()
+        .is_some_and(|r| r.contains(&SearchReturn::Save))
+    {
+        return Err(bad("RETURN (SAVE) is not supported (no SEARCHRES)"));
+    }
+    let key = SearchKey::And(criteria);
+    let modseq_search = uses_modseq(&key);
+    if modseq_search {
+        p.enabled.condstore = true;
+    }
+    let sel = p.selected.as_ref().ok_or_else(|| bad("No mailbox selected"))?;
+    let folder_id = sel.folder_id;
+    let uids = sel.uids.clone();
+    let metas: HashMap<u32, MessageMeta> = p
+        .ctx
+        .store
+        .messages(folder_id)
+        .await?
+        .into_iter()
+        .map(|m| (m.uid as u32, m))
+        .collect();
+    let need_message = needs_message(&key);
+    let max_seq = uids.len() as u32;
+    let max_uid = uids.last().copied().unwrap_or(0);
+    let mut hits: Vec<u32> = Vec::new();
+    let mut highest_modseq = 0i64;
+    for (i, uid) in uids.iter().enumerate() {
+        let Some(meta) = metas.get(uid) else { continue };
+        let blob = if need_message {
+            match p.ctx.store.blobs().read(&meta.blob_path).await {
+                Ok(b) => Some(b),
+                Err(_) => continue,
+            }
+        } else {
+            None
+        };
+        let parsed = blob.as_deref().map(Parsed::new);
+        let candidate = Candidate {
+            seq: i as u32 + 1,
+            uid: *uid,
+            max_seq,
+            max_uid,
+            meta,
+            parsed: parsed.as_ref(),
+        };
+        if matches(&key, &candidate) {
+            hits.push(if by_uid { *uid } else { i as u32 + 1 });
+            highest_modseq = highest_modseq.max(meta.modseq);
+        }
+    }
+    let modseq = (modseq_search && !hits.is_empty())
+        .then(|| NonZeroU64::new(highest_modseq as u64))
+        .flatten();
+
+    if returns.is_some() || p.enabled.rev2 {
+        let returns = returns.unwrap_or_default();
+        let all = returns.is_empty() || returns.contains(&SearchReturn::All);
+        let mut line = format!("ESEARCH (TAG {})", response::quoted(tag.as_ref()));
+        if by_uid {
+            line.push_str(" UID");
+        }
+        if !hits.is_empty() {
+            if returns.contains(&SearchReturn::Min) {
+                line.push_str(&format!(" MIN {}", hits[0]));
+            }
+            if returns.contains(&SearchReturn::Max) {
+                line.push_str(&format!(" MAX {}", hits[hits.len() - 1]));
+            }
+            if all {
+                line.push_str(&format!(" ALL {}", response::sequence_set(&hits)));
+            }
+        }
+        if returns.contains(&SearchReturn::Count) {
+            line.push_str(&format!(" COUNT {}", hits.len()));
+        }
+        if let Some(m) = modseq {
+            line.push_str(&format!(" MODSEQ {m}"));
+        }
+        response::raw(&mut p.out, &line);
+    } else {
+        let numbers: Vec<NonZeroU32> = hits.into_iter().filter_map(NonZeroU32::new).collect();
+        response::data(&mut p.out, Data::Search(numbers, modseq));
+    }
+    Ok(Outcome::Ok(None, String::new()))
+}

@@ -1,0 +1,124 @@
+//! SELECT and EXAMINE (RFC 9051 §6.3.2-3, CONDSTORE RFC 7162 §3.1.8), UNSELECT (RFC 3691),
+//! CLOSE (§6.4.1).
+
+use std::num::{NonZeroU32, NonZeroU64};
+
+use imap_codec::imap_types::command::SelectParameter;
+use imap_codec::imap_types::flag::{Flag, FlagPerm};
+use imap_codec::imap_types::mailbox::Mailbox;
+use imap_codec::imap_types::response::{Code, Data, StatusKind};
+
+use crate::names;
+use crate::protocol::{bad, no, ok, OpResult, Outcome, Protocol};
+use crate::response;
+use crate::selected::{to_flag, Selected};
+
+const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
+
+pub async fn select(
+    p: &mut Protocol,
+    mailbox: Mailbox<'_>,
+    parameters: Vec<SelectParameter>,
+    read_only: bool,
+) -> OpResult {
+    if p.selected.take().is_some() {
+        response::untagged(&mut p.out, StatusKind::Ok, Some(Code::Closed), "Previous mailbox closed.");
+    }
+    for param in &parameters {
+        match param {
+            SelectParameter::CondStore => p.enabled.condstore = true,
+            SelectParameter::QResync { .. } => return Err(bad("QRESYNC is not supported")),
+        }
+    }
+    let name = p.mailbox_name(&mailbox)?;
+    let folder = p.folder(&name).await?;
+    let Some((folder, messages)) = p.ctx.store.folder_snapshot(folder.id).await? else {
+        return Err(no(Some("NONEXISTENT"), format!("Mailbox doesn't exist: {name}")));
+    };
+    let sel = Selected::new(&folder, &messages, read_only);
+
+    let mut keywords: Vec<String> = Vec::new();
+    for m in &messages {
+        for f in &m.flags {
+            if !f.starts_with('\\') && !keywords.iter().any(|k| k.eq_ignore_ascii_case(f)) {
+                keywords.push(f.clone());
+            }
+        }
+    }
+    let flags: Vec<Flag<'static>> = SYSTEM_FLAGS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(keywords)
+        .filter_map(|f| to_flag(&f))
+        .collect();
+    response::data(&mut p.out, Data::Flags(flags.clone()));
+    let mut permanent: Vec<FlagPerm<'static>> = if read_only {
+        Vec::new()
+    } else {
+        flags.into_iter().map(FlagPerm::Flag).collect()
+    };
+    if !read_only {
+        permanent.push(FlagPerm::Asterisk);
+    }
+    response::untagged(
+        &mut p.out,
+        StatusKind::Ok,
+        Some(Code::PermanentFlags(permanent)),
+        if read_only { "No permanent flags permitted." } else { "Flags permitted." },
+    );
+    response::data(&mut p.out, Data::Exists(sel.exists()));
+    if !p.enabled.rev2 {
+        response::data(&mut p.out, Data::Recent(0));
+        let first_unseen = messages
+            .iter()
+            .position(|m| !m.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")));
+        if let Some(seq) = first_unseen.and_then(|i| NonZeroU32::new(i as u32 + 1)) {
+            response::untagged(&mut p.out, StatusKind::Ok, Some(Code::Unseen(seq)), &format!("First unseen."));
+        }
+    }
+    if let Some(v) = NonZeroU32::new(sel.uidvalidity) {
+        response::untagged(&mut p.out, StatusKind::Ok, Some(Code::UidValidity(v)), "UIDs valid");
+    }
+    if let Some(next) = NonZeroU32::new(folder.uidnext.clamp(1, u32::MAX as i64) as u32) {
+        response::untagged(&mut p.out, StatusKind::Ok, Some(Code::UidNext(next)), "Predicted next UID");
+    }
+    if p.enabled.condstore {
+        match NonZeroU64::new(folder.highest_modseq as u64) {
+            Some(m) => response::untagged(&mut p.out, StatusKind::Ok, Some(Code::HighestModSeq(m)), "Highest"),
+            None => response::untagged(&mut p.out, StatusKind::Ok, Some(Code::NoModSeq), "No modseq"),
+        }
+    }
+    if p.enabled.rev2 {
+        response::data(
+            &mut p.out,
+            Data::List {
+                items: Vec::new(),
+                delimiter: Some(imap_codec::imap_types::core::QuotedChar::unvalidated(names::DELIMITER)),
+                mailbox: names::to_wire(&folder.name, true),
+            },
+        );
+    }
+    tracing::debug!(peer = %p.peer, mailbox = %folder.name, read_only, "selected");
+    p.selected = Some(sel);
+    let code = if read_only { Code::ReadOnly } else { Code::ReadWrite };
+    Ok(Outcome::Ok(
+        Some(code),
+        format!("{} completed", if read_only { "EXAMINE" } else { "SELECT" }),
+    ))
+}
+
+pub fn unselect(p: &mut Protocol) -> OpResult {
+    p.selected = None;
+    ok("")
+}
+
+/// CLOSE expunges \Deleted messages silently (no EXPUNGE responses) unless read-only.
+pub async fn close(p: &mut Protocol) -> OpResult {
+    if let Some(sel) = p.selected.take() {
+        if !sel.read_only {
+            let uids = super::expunge::deleted_uids(&p.ctx.store, sel.folder_id, None).await?;
+            p.ctx.store.expunge(sel.folder_id, &uids).await?;
+        }
+    }
+    ok("")
+}

@@ -1,0 +1,289 @@
+//! The selected mailbox of a session: its UID→sequence-number map and how far the session
+//! has caught up with the folder's changes.
+//!
+//! Other sessions — on this server or another replica sharing the database — change the
+//! folder at any time. Every command (and IDLE, every poll interval) compares the folder's
+//! `highest_modseq` with the last one this session has seen; only when it moved are the
+//! changed rows and the `expunged` entries in between read, and reported as untagged
+//! EXPUNGE, EXISTS and FETCH (RFC 9051 §7.4, §7.3.1).
+
+use std::num::NonZeroU32;
+
+use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::fetch::MessageDataItem;
+use imap_codec::imap_types::flag::{Flag, FlagFetch};
+use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use postbay_store::{MessageMeta, Store};
+
+use crate::response;
+
+#[derive(Debug)]
+pub struct Selected {
+    pub folder_id: i64,
+    pub name: String,
+    pub uidvalidity: u32,
+    pub read_only: bool,
+    /// UIDs in ascending order; message sequence number = index + 1.
+    pub uids: Vec<u32>,
+    /// Every change up to this modseq has been reported to the client.
+    pub known_modseq: i64,
+    /// Modseqs of this session's own writes, already reported in their tagged command.
+    own_modseqs: Vec<i64>,
+    /// Messages expunged elsewhere while expunges could not be announced (during FETCH,
+    /// STORE, SEARCH: RFC 9051 §7.5.1); they keep their sequence numbers until then.
+    pending_expunged: Vec<u32>,
+}
+
+/// What the client may be told by [`sync`].
+#[derive(Debug, Clone, Copy)]
+pub struct SyncMode {
+    pub allow_expunge: bool,
+    pub condstore: bool,
+}
+
+impl Selected {
+    pub fn new(
+        folder: &postbay_store::FolderInfo,
+        messages: &[MessageMeta],
+        read_only: bool,
+    ) -> Selected {
+        Selected {
+            folder_id: folder.id,
+            name: folder.name.clone(),
+            uidvalidity: folder.uidvalidity.clamp(1, u32::MAX as i64) as u32,
+            read_only,
+            uids: messages.iter().map(|m| m.uid as u32).collect(),
+            known_modseq: folder.highest_modseq,
+            own_modseqs: Vec::new(),
+            pending_expunged: Vec::new(),
+        }
+    }
+
+    pub fn exists(&self) -> u32 {
+        self.uids.len() as u32
+    }
+
+    pub fn seq_of(&self, uid: u32) -> Option<u32> {
+        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+    }
+
+    pub fn uid_of(&self, seq: u32) -> Option<u32> {
+        self.uids.get((seq as usize).checked_sub(1)?).copied()
+    }
+
+    /// Whether the message vanished in the store but still has a sequence number here.
+    pub fn is_pending_expunge(&self, uid: u32) -> bool {
+        self.pending_expunged.contains(&uid)
+    }
+
+    /// Records that this session wrote `modseq`, so [`sync`] does not echo it back.
+    pub fn note_own_modseq(&mut self, modseq: i64) {
+        if modseq > self.known_modseq && !self.own_modseqs.contains(&modseq) {
+            self.own_modseqs.push(modseq);
+        }
+    }
+
+    /// Removes a message this session expunged; returns its former sequence number.
+    pub fn remove(&mut self, uid: u32) -> Option<u32> {
+        let i = self.uids.binary_search(&uid).ok()?;
+        self.uids.remove(i);
+        self.pending_expunged.retain(|u| *u != uid);
+        Some(i as u32 + 1)
+    }
+
+    /// Resolves a sequence set to (sequence number, UID) pairs in ascending order.
+    /// Sequence numbers beyond the mailbox are an error (RFC 9051 §6.4.4 "BAD"); UIDs that
+    /// do not exist are skipped, and `n:*` always includes the last message.
+    pub fn resolve(&self, set: &SequenceSet, by_uid: bool) -> Result<Vec<(u32, u32)>, String> {
+        let mut seqs: Vec<u32> = Vec::new();
+        let last_uid = self.uids.last().copied().unwrap_or(0);
+        let count = self.exists();
+        let value = |s: &SeqOrUid, max: u32| match s {
+            SeqOrUid::Value(v) => v.get(),
+            SeqOrUid::Asterisk => max,
+        };
+        let sequences: &[Sequence] = set.0.as_ref();
+        for sequence in sequences {
+            let (a, b) = match sequence {
+                Sequence::Single(s) => (s, s),
+                Sequence::Range(a, b) => (a, b),
+            };
+            if by_uid {
+                if self.uids.is_empty() {
+                    continue;
+                }
+                let (x, y) = (value(a, last_uid), value(b, last_uid));
+                let (lo, hi) = (x.min(y), x.max(y));
+                let (lo, hi) = if matches!(a, SeqOrUid::Asterisk) || matches!(b, SeqOrUid::Asterisk) {
+                    (lo.min(last_uid), hi)
+                } else {
+                    (lo, hi)
+                };
+                let start = self.uids.partition_point(|u| *u < lo);
+                let end = self.uids.partition_point(|u| *u <= hi);
+                seqs.extend((start..end).map(|i| i as u32 + 1));
+            } else {
+                if count == 0 {
+                    return Err("No messages in mailbox".into());
+                }
+                let (x, y) = (value(a, count), value(b, count));
+                let (lo, hi) = (x.min(y), x.max(y));
+                if hi > count {
+                    return Err(format!("Invalid message sequence number {hi} (only {count} messages)"));
+                }
+                seqs.extend(lo..=hi);
+            }
+        }
+        seqs.sort_unstable();
+        seqs.dedup();
+        Ok(seqs
+            .into_iter()
+            .map(|s| (s, self.uids[s as usize - 1]))
+            .collect())
+    }
+}
+
+/// A stored flag name as an IMAP flag (`\\Seen` → system flag, else keyword).
+pub fn to_flag(name: &str) -> Option<Flag<'static>> {
+    use imap_codec::imap_types::core::Atom;
+    match name.strip_prefix('\\') {
+        Some(system) => Atom::try_from(system.to_string()).ok().map(Flag::system),
+        None => Atom::try_from(name.to_string()).ok().map(Flag::keyword),
+    }
+}
+
+/// Stored flag names as IMAP flags; unparseable names (never written by us) are skipped.
+pub fn fetch_flags(flags: &[String]) -> Vec<FlagFetch<'static>> {
+    flags
+        .iter()
+        .filter_map(|f| to_flag(f))
+        .map(FlagFetch::Flag)
+        .collect()
+}
+
+/// An untagged `FETCH (FLAGS ... UID ... [MODSEQ])` for a changed message.
+pub fn flags_response(
+    out: &mut Vec<u8>,
+    seq: u32,
+    meta: &MessageMeta,
+    condstore: bool,
+) {
+    let Some(seq) = NonZeroU32::new(seq) else {
+        return;
+    };
+    let mut items = vec![MessageDataItem::Flags(fetch_flags(&meta.flags))];
+    if let Some(uid) = NonZeroU32::new(meta.uid as u32) {
+        items.push(MessageDataItem::Uid(uid));
+    }
+    if condstore {
+        if let Some(m) = std::num::NonZeroU64::new(meta.modseq as u64) {
+            items.push(MessageDataItem::ModSeq(m));
+        }
+    }
+    if let Ok(items) = Vec1::try_from(items) {
+        response::data(out, Data::Fetch { seq, items });
+    }
+}
+
+/// Outcome of [`sync`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synced {
+    Ok,
+    /// The folder was deleted (or renamed away) by someone else.
+    FolderGone,
+}
+
+/// Brings the session up to date with the store, writing untagged responses to `out`.
+pub async fn sync(
+    store: &Store,
+    sel: &mut Selected,
+    out: &mut Vec<u8>,
+    mode: SyncMode,
+) -> Result<Synced, postbay_store::Error> {
+    let Some(highest) = store.folder_highest_modseq(sel.folder_id).await? else {
+        return Ok(Synced::FolderGone);
+    };
+    let mut grew = false;
+    let mut flag_changes = Vec::new();
+    if highest > sel.known_modseq {
+        let changes = store
+            .folder_changes(sel.folder_id, sel.known_modseq, highest)
+            .await?;
+        for uid in changes.expunged {
+            let uid = uid as u32;
+            if sel.seq_of(uid).is_some() && !sel.pending_expunged.contains(&uid) {
+                sel.pending_expunged.push(uid);
+            }
+        }
+        for meta in changes.changed {
+            let uid = meta.uid as u32;
+            if sel.uids.last().is_none_or(|last| uid > *last) {
+                sel.uids.push(uid);
+                grew = true;
+            } else if sel.seq_of(uid).is_some()
+                && !sel.own_modseqs.contains(&meta.modseq)
+                && !sel.pending_expunged.contains(&uid)
+            {
+                flag_changes.push(meta);
+            }
+        }
+        sel.known_modseq = highest;
+        sel.own_modseqs.retain(|m| *m > highest);
+    }
+    if mode.allow_expunge && !sel.pending_expunged.is_empty() {
+        let mut gone = std::mem::take(&mut sel.pending_expunged);
+        gone.sort_unstable();
+        // Highest first, so each reported number is still valid when the client applies it.
+        for uid in gone.into_iter().rev() {
+            if let Some(seq) = sel.remove(uid) {
+                if let Some(seq) = NonZeroU32::new(seq) {
+                    response::data(out, Data::Expunge(seq));
+                }
+            }
+        }
+    }
+    for meta in &flag_changes {
+        if let Some(seq) = sel.seq_of(meta.uid as u32) {
+            flags_response(out, seq, meta, mode.condstore);
+        }
+    }
+    if grew {
+        response::data(out, Data::Exists(sel.exists()));
+    }
+    Ok(Synced::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sel(uids: &[u32]) -> Selected {
+        Selected {
+            folder_id: 1,
+            name: "INBOX".into(),
+            uidvalidity: 1,
+            read_only: false,
+            uids: uids.to_vec(),
+            known_modseq: 1,
+            own_modseqs: Vec::new(),
+            pending_expunged: Vec::new(),
+        }
+    }
+
+    fn set(s: &str) -> SequenceSet {
+        SequenceSet::try_from(s).unwrap()
+    }
+
+    #[test]
+    fn resolves_sequence_numbers_and_uids() {
+        let s = sel(&[3, 5, 9, 10]);
+        assert_eq!(s.resolve(&set("2:3"), false).unwrap(), vec![(2, 5), (3, 9)]);
+        assert_eq!(s.resolve(&set("*"), false).unwrap(), vec![(4, 10)]);
+        assert!(s.resolve(&set("5"), false).is_err());
+        assert_eq!(s.resolve(&set("4:9"), true).unwrap(), vec![(2, 5), (3, 9)]);
+        assert_eq!(s.resolve(&set("20:*"), true).unwrap(), vec![(4, 10)]);
+        assert_eq!(s.resolve(&set("11"), true).unwrap(), vec![]);
+        assert_eq!(s.resolve(&set("1:*"), true).unwrap().len(), 4);
+    }
+}

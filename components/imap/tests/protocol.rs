@@ -1,0 +1,446 @@
+//! Protocol-level tests with a raw socket: state machine, literals, limits, bad input,
+//! replicas (IDLE across servers, UID allocation under concurrent APPENDs), CONDSTORE, QUOTA,
+//! COPY blobs, UIDVALIDITY.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+use postbay_imap::ImapLimits;
+
+fn tagged<'a>(lines: &'a [String], tag: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|l| l.starts_with(&format!("{tag} ")))
+        .map(String::as_str)
+        .unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_select_append_fetch_flow() {
+    each_backend(test_limits(), |env| async move {
+        let (mut c, greeting) = Raw::connect(env.port()).await;
+        assert!(greeting.starts_with("* OK [CAPABILITY IMAP4rev1 IMAP4rev2"), "{greeting}");
+        assert!(greeting.contains("STARTTLS") && greeting.contains("AUTH=PLAIN"), "{greeting}");
+        let caps = c.cmd("a CAPABILITY").await;
+        assert!(caps[0].starts_with("* CAPABILITY"), "{caps:?}");
+        let r = c.cmd("b LOGIN alice@example.test secret").await;
+        assert!(tagged(&r, "b").starts_with("b OK [CAPABILITY"), "{r:?}");
+        assert!(tagged(&r, "b").contains("UIDPLUS"), "{r:?}");
+
+        // APPEND with a synchronizing literal: wait for the continuation.
+        let msg = message("first", "hello");
+        c.send(format!("c APPEND INBOX (\\Seen) {{{}}}\r\n", msg.len()).as_bytes()).await;
+        let cont = c.line().await;
+        assert!(cont.starts_with("+ "), "{cont}");
+        c.send(&msg).await;
+        c.send(b"\r\n").await;
+        let r = c.until_tag("c").await;
+        assert!(tagged(&r, "c").starts_with("c OK [APPENDUID "), "{r:?}");
+        // LITERAL+: no continuation.
+        let msg2 = message("second", "world");
+        c.send(format!("d APPEND INBOX {{{}+}}\r\n", msg2.len()).as_bytes()).await;
+        c.send(&msg2).await;
+        c.send(b"\r\n").await;
+        let r = c.until_tag("d").await;
+        assert!(tagged(&r, "d").starts_with("d OK [APPENDUID "), "{r:?}");
+
+        let r = c.cmd("e SELECT INBOX").await;
+        assert!(r.contains(&"* 2 EXISTS".to_string()), "{r:?}");
+        assert!(r.iter().any(|l| l.starts_with("* OK [UIDVALIDITY ")), "{r:?}");
+        assert!(r.iter().any(|l| l.starts_with("* OK [UIDNEXT 3]")), "{r:?}");
+        assert!(tagged(&r, "e").starts_with("e OK [READ-WRITE]"), "{r:?}");
+
+        let r = c.cmd("f FETCH 1:* (UID FLAGS RFC822.SIZE)").await;
+        assert!(r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Seen) RFC822.SIZE "), "{r:?}");
+        assert!(r[1].starts_with("* 2 FETCH (UID 2 FLAGS () RFC822.SIZE "), "{r:?}");
+
+        let r = c.cmd("g FETCH 2 (BODY[TEXT])").await;
+        assert!(r.iter().any(|l| l.contains("BODY[TEXT] {7}")), "{r:?}");
+        assert!(r.iter().any(|l| l.contains("FLAGS (\\Seen)")), "non-peek sets \\Seen: {r:?}");
+        let r = c.cmd("h UID SEARCH UNSEEN").await;
+        assert_eq!(r[0], "* SEARCH", "{r:?}");
+        let r = c.cmd("i LOGOUT").await;
+        assert!(r[0].starts_with("* BYE"), "{r:?}");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_answers() {
+    let limits = ImapLimits {
+        max_line_length: 1024,
+        max_unauthenticated_literal: 100,
+        ..test_limits()
+    };
+    each_backend(limits, |env| async move {
+        let (mut c, _) = Raw::connect(env.port()).await;
+        let r = c.cmd("a FROBNICATE").await;
+        assert_eq!(r[0], "a BAD Unknown command FROBNICATE");
+        let r = c.cmd("b SELECT INBOX").await;
+        assert!(r[0].starts_with("b BAD") && r[0].contains("Not authenticated"), "{r:?}");
+        let r = c.cmd("c FETCH 1 FLAGS").await;
+        assert!(r[0].starts_with("c BAD"), "{r:?}");
+        c.send(b"garbage-without-command\r\n").await;
+        let line = c.line().await;
+        assert!(line.starts_with("garbage-without-command BAD") || line.starts_with("* BAD"), "{line}");
+        // A NUL byte can't be in a command line.
+        c.send(b"d LOGIN a\0b c\r\n").await;
+        let line = c.line().await;
+        assert!(line.starts_with("d BAD"), "{line}");
+        // A literal over the pre-auth limit is refused before its bytes are sent.
+        c.send(b"e LOGIN {5000}\r\n").await;
+        let line = c.line().await;
+        assert!(line.starts_with("e NO [TOOBIG]"), "{line}");
+        // ...and the session continues normally.
+        let r = c.cmd("f LOGIN alice@example.test secret").await;
+        assert!(tagged(&r, "f").starts_with("f OK"), "{r:?}");
+        let r = c.cmd("g LOGIN alice@example.test secret").await;
+        assert!(r[0].starts_with("g BAD") && r[0].contains("Already authenticated"), "{r:?}");
+        let r = c.cmd("h FETCH 1 FLAGS").await;
+        assert!(r[0].contains("No mailbox selected"), "{r:?}");
+        c.cmd("i SELECT INBOX").await;
+        let r = c.cmd("j FETCH 5 FLAGS").await;
+        assert!(tagged(&r, "j").starts_with("j BAD"), "{r:?}");
+        let r = c.cmd("k SEARCH CHARSET KOI8-R TEXT x").await;
+        assert!(tagged(&r, "k").starts_with("k NO [BADCHARSET"), "{r:?}");
+        let r = c.cmd("l SEARCH CHARSET UTF-8 TEXT x").await;
+        assert!(tagged(&r, "l").starts_with("l OK"), "{r:?}");
+        let r = c.cmd("m SELECT nosuch").await;
+        assert!(tagged(&r, "m").starts_with("m NO [NONEXISTENT]"), "{r:?}");
+        let r = c.cmd("n CREATE \"a//b\"").await;
+        assert!(tagged(&r, "n").starts_with("n NO"), "{r:?}");
+        let r = c.cmd("o FETCH 1:* (BODY[").await;
+        assert!(tagged(&r, "o").starts_with("o BAD"), "{r:?}");
+        let r = c.cmd("p LIST (NOSUCHOPTION) \"\" *").await;
+        assert!(tagged(&r, "p").starts_with("p BAD"), "{r:?}");
+        // A line longer than the limit ends the connection with BYE.
+        let long = format!("q NOOP {}\r\n", "x".repeat(5000));
+        c.send(long.as_bytes()).await;
+        let line = c.line().await;
+        assert!(line.starts_with("* BYE") && line.contains("too long"), "{line}");
+        assert_eq!(c.line().await, "", "connection closed");
+
+        // An over-limit non-synchronizing literal cannot be skipped: BYE.
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        c.send(b"r APPEND INBOX {999999999+}\r\nabc").await;
+        let line = c.line().await;
+        assert!(line.starts_with("* BYE"), "{line}");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_delayed_limited_and_disconnected() {
+    let limits = ImapLimits {
+        max_failures_per_user: 4,
+        failed_login_delay: Duration::from_millis(300),
+        ..test_limits()
+    };
+    each_backend(limits, |env| async move {
+        let (mut c, _) = Raw::connect(env.port()).await;
+        let started = Instant::now();
+        let r = c.cmd("a LOGIN bob@example.test wrong").await;
+        assert!(started.elapsed() >= Duration::from_millis(300), "failure is delayed");
+        assert!(r[0].starts_with("a NO [AUTHENTICATIONFAILED]"), "{r:?}");
+        let r = c.cmd("b LOGIN nobody@example.test wrong").await;
+        assert!(r[0].starts_with("b NO [AUTHENTICATIONFAILED]"), "{r:?}");
+        let r = c.cmd("c AUTHENTICATE PLAIN AGJvYkBleGFtcGxlLnRlc3QAd3Jvbmc=").await;
+        assert!(tagged(&r, "c").starts_with("c NO"), "{r:?}");
+        // Third failure on one connection: BYE.
+        let line = c.line().await;
+        assert!(line.starts_with("* BYE"), "{line}");
+
+        // bob has 3 failures; a 4th, then even the right password is refused for a while.
+        let (mut c, _) = Raw::connect(env.port()).await;
+        c.cmd("d LOGIN bob@example.test wrong").await;
+        let r = c.cmd("e LOGIN bob@example.test hunter2").await;
+        assert!(r[0].starts_with("e NO [UNAVAILABLE]"), "{r:?}");
+        // Other users are not affected.
+        let r = c.cmd("f LOGIN alice@example.test secret").await;
+        assert!(tagged(&r, "f").starts_with("f OK"), "{r:?}");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticate_plain_and_login_mechanisms() {
+    each_backend(test_limits(), |env| async move {
+        // SASL PLAIN with a continuation.
+        let (mut c, _) = Raw::connect(env.port()).await;
+        c.send(b"a AUTHENTICATE PLAIN\r\n").await;
+        assert_eq!(c.line().await, "+ ");
+        c.send(b"AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=\r\n").await;
+        let r = c.until_tag("a").await;
+        assert!(tagged(&r, "a").starts_with("a OK"), "{r:?}");
+        // LOGIN mechanism, cancelled then done.
+        let (mut c, _) = Raw::connect(env.port()).await;
+        c.send(b"b AUTHENTICATE LOGIN\r\n").await;
+        assert_eq!(c.line().await, "+ VXNlcm5hbWU6");
+        c.send(b"*\r\n").await;
+        let r = c.until_tag("b").await;
+        assert!(tagged(&r, "b").starts_with("b BAD"), "{r:?}");
+        c.send(b"c AUTHENTICATE LOGIN\r\n").await;
+        c.line().await;
+        c.send(b"Ym9iQGV4YW1wbGUudGVzdA==\r\n").await;
+        assert_eq!(c.line().await, "+ UGFzc3dvcmQ6");
+        c.send(b"aHVudGVyMg==\r\n").await;
+        let r = c.until_tag("c").await;
+        assert!(tagged(&r, "c").starts_with("c OK"), "{r:?}");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autologout_before_authentication() {
+    let limits = ImapLimits {
+        auth_timeout: Duration::from_secs(1),
+        ..test_limits()
+    };
+    each_backend(limits, |env| async move {
+        let (mut c, _) = Raw::connect(env.port()).await;
+        let started = Instant::now();
+        let line = c.line().await;
+        assert!(line.starts_with("* BYE"), "{line}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        env
+    })
+    .await;
+}
+
+/// IDLE on one replica sees APPEND, delivery, flag changes and expunges made through another
+/// replica (its own store handle on the same database) within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sees_changes_from_another_replica() {
+    each_backend(test_limits(), |mut env| async move {
+        let limits = test_limits();
+        let second = env.add_server(limits).await;
+        let port_b = env.servers[second].port;
+        let mut a = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        a.cmd("s SELECT INBOX").await;
+        a.send(b"i IDLE\r\n").await;
+        assert!(a.line().await.starts_with("+ "));
+
+        // APPEND through replica B's IMAP.
+        let mut b = Raw::login(port_b, ALICE, ALICE_PASSWORD).await;
+        let msg = message("via b", "x");
+        let started = Instant::now();
+        b.send(format!("a APPEND INBOX {{{}+}}\r\n", msg.len()).as_bytes()).await;
+        b.send(&msg).await;
+        b.send(b"\r\n").await;
+        b.until_tag("a").await;
+        assert_eq!(a.line().await, "* 1 EXISTS");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+
+        // Delivery straight into replica B's store (as LMTP does).
+        let started = Instant::now();
+        deliver(&env.servers[second].store, ALICE, "INBOX", message("lmtp", "y")).await;
+        assert_eq!(a.line().await, "* 2 EXISTS");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+
+        // Flags and expunge through B.
+        b.cmd("b SELECT INBOX").await;
+        b.cmd("c STORE 1 +FLAGS (\\Flagged)").await;
+        let line = a.line().await;
+        assert!(line.starts_with("* 1 FETCH (FLAGS (\\Flagged) UID 1"), "{line}");
+        b.cmd("d STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+        b.cmd("e EXPUNGE").await;
+        let mut line = a.line().await;
+        while line.starts_with("* 1 FETCH") {
+            line = a.line().await;
+        }
+        assert_eq!(line, "* 1 EXPUNGE");
+        a.send(b"DONE\r\n").await;
+        let r = a.until_tag("i").await;
+        assert!(tagged(&r, "i").starts_with("i OK"), "{r:?}");
+        let r = a.cmd("j FETCH 1 (UID)").await;
+        assert!(r[0].starts_with("* 1 FETCH (UID 2)"), "{r:?}");
+        env
+    })
+    .await;
+}
+
+/// Concurrent APPENDs through two replicas: every message gets its own UID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_on_two_replicas_never_share_a_uid() {
+    each_backend(test_limits(), |mut env| async move {
+        let second = env.add_server(test_limits()).await;
+        let ports = [env.port(), env.servers[second].port];
+        let mut tasks = Vec::new();
+        for client in 0..6 {
+            let port = ports[client % 2];
+            tasks.push(tokio::spawn(async move {
+                let mut c = Raw::login(port, ALICE, ALICE_PASSWORD).await;
+                let mut uids = Vec::new();
+                for i in 0..15 {
+                    let msg = message(&format!("c{client} m{i}"), "body");
+                    c.send(format!("a APPEND INBOX {{{}+}}\r\n", msg.len()).as_bytes()).await;
+                    c.send(&msg).await;
+                    c.send(b"\r\n").await;
+                    let r = c.until_tag("a").await;
+                    let last = r.last().unwrap();
+                    assert!(last.starts_with("a OK [APPENDUID "), "{r:?}");
+                    let uid: u32 = last
+                        .split(' ')
+                        .nth(4)
+                        .unwrap()
+                        .trim_end_matches(']')
+                        .parse()
+                        .unwrap();
+                    uids.push(uid);
+                }
+                uids
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let unique: HashSet<u32> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len(), "duplicate UIDs: {all:?}");
+        assert_eq!(all.len(), 90);
+        assert_eq!(env.store().count_messages(ALICE, "INBOX").await.unwrap(), 90);
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let r = c.cmd("s SELECT INBOX").await;
+        assert!(r.contains(&"* 90 EXISTS".to_string()), "{r:?}");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uidvalidity_changes_when_a_name_is_reused() {
+    each_backend(test_limits(), |env| async move {
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let uidvalidity = |r: &[String]| {
+            r.iter()
+                .find(|l| l.starts_with("* OK [UIDVALIDITY "))
+                .unwrap()
+                .split(' ')
+                .nth(3)
+                .unwrap()
+                .trim_end_matches(']')
+                .to_string()
+        };
+        assert!(tagged(&c.cmd("a CREATE Projects/2024").await, "a").starts_with("a OK"));
+        let r = c.cmd("b LIST \"\" \"Projects*\"").await;
+        assert!(r.iter().any(|l| l.contains("\\HasChildren") && l.ends_with("Projects")), "{r:?}");
+        let first = uidvalidity(&c.cmd("c SELECT Projects/2024").await);
+        c.cmd("d UNSELECT").await;
+        assert!(tagged(&c.cmd("e DELETE Projects/2024").await, "e").starts_with("e OK"));
+        assert!(tagged(&c.cmd("f CREATE Projects/2024").await, "f").starts_with("f OK"));
+        let second = uidvalidity(&c.cmd("g SELECT Projects/2024").await);
+        assert_ne!(first, second);
+        let r = c.cmd("h CREATE Projects/2024").await;
+        assert!(tagged(&r, "h").starts_with("h NO [ALREADYEXISTS]"), "{r:?}");
+        let r = c.cmd("i RENAME Projects Archive2").await;
+        assert!(tagged(&r, "i").starts_with("i OK"), "{r:?}");
+        let r = c.cmd("j LIST \"\" \"Archive2/*\"").await;
+        assert!(r.iter().any(|l| l.ends_with("Archive2/2024")), "{r:?}");
+        let r = c.cmd("k DELETE INBOX").await;
+        assert!(tagged(&r, "k").starts_with("k NO"), "{r:?}");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_have_their_own_blob_and_move_is_atomic() {
+    each_backend(test_limits(), |env| async move {
+        deliver(env.store(), ALICE, "INBOX", message("keep me", "payload")).await;
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        c.cmd("a SELECT INBOX").await;
+        let r = c.cmd("b COPY 1 Archive").await;
+        assert!(tagged(&r, "b").starts_with("b OK [COPYUID "), "{r:?}");
+        c.cmd("c STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+        let r = c.cmd("d EXPUNGE").await;
+        assert_eq!(r[0], "* 1 EXPUNGE");
+        c.cmd("e SELECT Archive").await;
+        let r = c.cmd("f FETCH 1 BODY.PEEK[TEXT]").await;
+        assert!(r.iter().any(|l| l == "payload"), "copy survives the original: {r:?}");
+        let r = c.cmd("g MOVE 1 Trash").await;
+        assert!(r.iter().any(|l| l.starts_with("* OK [COPYUID ")), "{r:?}");
+        assert!(r.contains(&"* 1 EXPUNGE".to_string()), "{r:?}");
+        let r = c.cmd("h STATUS Trash (MESSAGES UIDNEXT UNSEEN SIZE)").await;
+        assert!(r[0].starts_with("* STATUS Trash (MESSAGES 1 UIDNEXT 2 UNSEEN 1 SIZE "), "{r:?}");
+        let r = c.cmd("i STATUS Archive (MESSAGES)").await;
+        assert_eq!(r[0], "* STATUS Archive (MESSAGES 0)");
+        let r = c.cmd("j COPY 1 NoSuchFolder").await;
+        assert!(tagged(&r, "j").starts_with("j NO [TRYCREATE]"), "{r:?}");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_is_reported_and_enforced() {
+    each_backend(test_limits(), |env| async move {
+        env.store()
+            .put_mailbox(&postbay_store::directory::MailboxSpec {
+                address: BOB.into(),
+                password_hash: format!("{{PLAIN}}{BOB_PASSWORD}"),
+                quota_bytes: 4096,
+                enabled: true,
+                owner: None,
+            })
+            .await
+            .unwrap();
+        let mut c = Raw::login(env.port(), BOB, BOB_PASSWORD).await;
+        let r = c.cmd("a GETQUOTAROOT INBOX").await;
+        assert_eq!(r[0], "* QUOTAROOT INBOX \"\"");
+        assert_eq!(r[1], "* QUOTA \"\" (STORAGE 0 4)");
+        let big = vec![b'x'; 5000];
+        c.send(format!("b APPEND INBOX {{{}+}}\r\n", big.len() + 14).as_bytes()).await;
+        c.send(b"Subject: x\r\n\r\n").await;
+        c.send(&big).await;
+        c.send(b"\r\n").await;
+        let r = c.until_tag("b").await;
+        assert!(tagged(&r, "b").starts_with("b NO [OVERQUOTA]"), "{r:?}");
+        let r = c.cmd("c GETQUOTA \"\"").await;
+        assert_eq!(r[0], "* QUOTA \"\" (STORAGE 0 4)");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn condstore_modseq_changedsince_unchangedsince() {
+    each_backend(test_limits(), |env| async move {
+        for i in 0..3 {
+            deliver(env.store(), ALICE, "INBOX", message(&format!("m{i}"), "b")).await;
+        }
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let r = c.cmd("a SELECT INBOX (CONDSTORE)").await;
+        let highest: u64 = r
+            .iter()
+            .find(|l| l.starts_with("* OK [HIGHESTMODSEQ "))
+            .unwrap()
+            .split(' ')
+            .nth(3)
+            .unwrap()
+            .trim_end_matches(']')
+            .parse()
+            .unwrap();
+        let r = c.cmd("b STORE 2 +FLAGS (\\Seen)").await;
+        assert!(r[0].starts_with("* 2 FETCH (FLAGS (\\Seen) UID 2 MODSEQ ("), "{r:?}");
+        let r = c.cmd(&format!("c FETCH 1:* (FLAGS) (CHANGEDSINCE {highest})")).await;
+        assert_eq!(r.len(), 2, "only the changed message: {r:?}");
+        assert!(r[0].starts_with("* 2 FETCH"), "{r:?}");
+        let r = c
+            .cmd(&format!("d STORE 1:3 (UNCHANGEDSINCE {highest}) +FLAGS (\\Flagged)"))
+            .await;
+        assert!(tagged(&r, "d").starts_with("d OK [MODIFIED 2]"), "{r:?}");
+        let r = c.cmd(&format!("e SEARCH MODSEQ {}", highest + 1)).await;
+        assert!(r[0].starts_with("* SEARCH 1 2 3 (MODSEQ "), "{r:?}");
+        let r = c.cmd("f UID SEARCH RETURN (MIN MAX COUNT) FLAGGED").await;
+        assert_eq!(r[0], "* ESEARCH (TAG \"f\") UID MIN 1 MAX 3 COUNT 2");
+        env
+    })
+    .await;
+}

@@ -1,0 +1,202 @@
+//! Test helpers: a mocked API server answering a scripted scenario (as controller-rs's
+//! fixtures do), stores on SQLite and MariaDB, and a Context wired to both.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use kube::Client;
+use postbay_reconcile::MailHosts;
+use postbay_store::Store;
+use serde_json::{json, Value};
+use sqlx::Executor;
+use tokio::task::JoinHandle;
+use tower_test::mock::{self, Handle};
+
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+use crate::Context;
+
+/// How long a scenario waits for each expected request.
+const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the mocked API server answers to one request.
+pub enum Reply {
+    /// 200 with this object.
+    Json(Value),
+    /// 200 with the request's own body, as a create or apply of a new object would.
+    Echo,
+    /// 404 with a Kubernetes `Status`.
+    NotFound,
+}
+
+/// One expected request: method and exact path (the query is not compared).
+pub struct Step {
+    method: Method,
+    path: String,
+    reply: Reply,
+}
+
+impl Step {
+    pub fn new(method: Method, path: &str, reply: Reply) -> Step {
+        Step {
+            method,
+            path: path.into(),
+            reply,
+        }
+    }
+}
+
+pub struct ApiServer(Handle<Request<Body>, Response<Body>>);
+
+/// A client whose requests go to the returned scripted server.
+pub fn mock_client() -> (Client, ApiServer) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "default"), ApiServer(handle))
+}
+
+impl ApiServer {
+    /// Serves `steps` in order, asserting method and path of each request, and yields the
+    /// JSON bodies of the requests received (Null for none). A missing request fails after
+    /// [`STEP_TIMEOUT`]; an unexpected one fails the assertion of the step it lands on.
+    pub fn run(self, steps: Vec<Step>) -> JoinHandle<Vec<Value>> {
+        let mut handle = self.0;
+        tokio::spawn(async move {
+            let mut bodies = Vec::new();
+            for step in steps {
+                let next = tokio::time::timeout(STEP_TIMEOUT, handle.next_request()).await;
+                let (request, send) = next
+                    .unwrap_or_else(|_| panic!("expected {} {}, got nothing", step.method, step.path))
+                    .expect("client dropped");
+                assert_eq!(
+                    (request.method(), request.uri().path()),
+                    (&step.method, step.path.as_str()),
+                    "unexpected request (query {:?})",
+                    request.uri().query()
+                );
+                let bytes = request.into_body().collect_bytes().await.unwrap();
+                let body: Value = if bytes.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).expect("request body is JSON")
+                };
+                let (code, reply) = match step.reply {
+                    Reply::Json(v) => (StatusCode::OK, v),
+                    Reply::Echo => (StatusCode::OK, body.clone()),
+                    Reply::NotFound => (
+                        StatusCode::NOT_FOUND,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "message": "not found", "reason": "NotFound", "code": 404}),
+                    ),
+                };
+                let response = Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap();
+                send.send_response(response);
+                bodies.push(body);
+            }
+            bodies
+        })
+    }
+}
+
+/// A Context for `client` and `store`, with mail host `mail.example.test`.
+pub fn context(client: Client, store: Store) -> Arc<Context> {
+    Arc::new(Context::new(
+        client,
+        store,
+        Settings::default(),
+        MailHosts::single("mail.example.test"),
+        Arc::new(Metrics::default()),
+    ))
+}
+
+/// A store for a test, dropped (MariaDB database included) by `cleanup`.
+pub struct TestStore {
+    pub name: &'static str,
+    pub store: Store,
+    _dir: tempfile::TempDir,
+    drop_db: Option<(String, String)>,
+}
+
+impl TestStore {
+    pub async fn cleanup(self) {
+        self.store.close().await;
+        if let Some((server, db)) = &self.drop_db {
+            let pool = sqlx::AnyPool::connect(server).await.unwrap();
+            pool.execute(format!("DROP DATABASE IF EXISTS `{db}`").as_str())
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+/// SQLite always; MariaDB when POSTBAY_TEST_MYSQL_URL is set (required with
+/// POSTBAY_REQUIRE_PEERS=1).
+pub async fn stores() -> Vec<TestStore> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("postbay.db").display());
+    let store = Store::open(&url, &dir.path().join("mail")).await.unwrap();
+    let mut out = vec![TestStore {
+        name: "sqlite",
+        store,
+        _dir: dir,
+        drop_db: None,
+    }];
+    match std::env::var("POSTBAY_TEST_MYSQL_URL") {
+        Ok(server) => {
+            let server = server.trim_end_matches('/').to_string();
+            let db = format!("postbay_op_{}", ulid::Ulid::new().to_string().to_lowercase());
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&server).await.unwrap();
+            pool.execute(format!("CREATE DATABASE `{db}`").as_str())
+                .await
+                .unwrap();
+            pool.close().await;
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&format!("{server}/{db}"), &dir.path().join("mail"))
+                .await
+                .unwrap();
+            out.push(TestStore {
+                name: "mariadb",
+                store,
+                _dir: dir,
+                drop_db: Some((server, db)),
+            });
+        }
+        Err(_) if std::env::var("POSTBAY_REQUIRE_PEERS").as_deref() == Ok("1") => {
+            panic!("POSTBAY_REQUIRE_PEERS=1 but POSTBAY_TEST_MYSQL_URL is not set")
+        }
+        Err(_) => eprintln!("SKIP mariadb: POSTBAY_TEST_MYSQL_URL not set"),
+    }
+    out
+}
+
+/// Metadata of a stored object: namespace `mail`, a uid, generation 1, our finalizer.
+pub fn meta(name: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some("mail".into()),
+        uid: Some(format!("uid-{name}")),
+        generation: Some(1),
+        resource_version: Some("1".into()),
+        finalizers: Some(vec![crate::status::FINALIZER.into()]),
+        ..Default::default()
+    }
+}
+
+/// Marks `meta` as being deleted.
+pub fn deleting(
+    mut meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    meta.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    meta
+}
+
+/// Path of the events endpoint in namespace `mail`.
+pub const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/mail/events";
