@@ -27,8 +27,23 @@ pub enum Reply {
     Json(Value),
     /// 200 with the request's own body, as a create or apply of a new object would.
     Echo,
+    /// 200 with this object, its `status` replaced by the one in the request: what the API
+    /// server answers to a status patch.
+    WithStatus(Value),
     /// 404 with a Kubernetes `Status`.
     NotFound,
+}
+
+impl Reply {
+    /// [`Reply::WithStatus`] of a typed object.
+    pub fn with_status(object: &impl serde::Serialize) -> Reply {
+        Reply::WithStatus(serde_json::to_value(object).unwrap())
+    }
+
+    /// [`Reply::Json`] of a typed object.
+    pub fn object(object: &impl serde::Serialize) -> Reply {
+        Reply::Json(serde_json::to_value(object).unwrap())
+    }
 }
 
 /// One expected request: method and exact path (the query is not compared).
@@ -84,6 +99,10 @@ impl ApiServer {
                 let (code, reply) = match step.reply {
                     Reply::Json(v) => (StatusCode::OK, v),
                     Reply::Echo => (StatusCode::OK, body.clone()),
+                    Reply::WithStatus(mut object) => {
+                        object["status"] = body["status"].clone();
+                        (StatusCode::OK, object)
+                    }
                     Reply::NotFound => (
                         StatusCode::NOT_FOUND,
                         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",

@@ -22,7 +22,7 @@ fn tagged<'a>(lines: &'a [String], tag: &str) -> &'a str {
 async fn login_select_append_fetch_flow() {
     each_backend(test_limits(), |env| async move {
         let (mut c, greeting) = Raw::connect(env.port()).await;
-        assert!(greeting.starts_with("* OK [CAPABILITY IMAP4rev1 IMAP4rev2"), "{greeting}");
+        assert!(greeting.starts_with("* OK [CAPABILITY IMAP4REV1 IMAP4rev2"), "{greeting}");
         assert!(greeting.contains("STARTTLS") && greeting.contains("AUTH=PLAIN"), "{greeting}");
         let caps = c.cmd("a CAPABILITY").await;
         assert!(caps[0].starts_with("* CAPABILITY"), "{caps:?}");
@@ -137,7 +137,7 @@ async fn bad_input_gets_clear_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_are_delayed_limited_and_disconnected() {
     let limits = ImapLimits {
-        max_failures_per_user: 4,
+        max_failures_per_user: 3,
         failed_login_delay: Duration::from_millis(300),
         ..test_limits()
     };

@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+/// Octets of text per status line, well inside RFC 1939 §3's 512 with the status and code.
+const MAX_TEXT: usize = 400;
+
 /// Extended response codes (RFC 2449 §8, RFC 3206), which tell a client whether to ask the
 /// user for a new password or just try again later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,12 +76,13 @@ impl fmt::Display for Status {
         }
         // Texts may quote client input (a user name): keep them on one line, and within
         // RFC 1939 §3's 512 octets per response line.
-        let text: String = self
-            .text
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(400)
-            .collect();
+        let mut text = String::new();
+        for c in self.text.chars().filter(|c| !c.is_control()) {
+            if text.len() + c.len_utf8() > MAX_TEXT {
+                break;
+            }
+            text.push(c);
+        }
         if !text.is_empty() {
             write!(f, " {text}")?;
         }
@@ -118,6 +122,7 @@ mod tests {
              -ERR [SYS/TEMP] try laterINJECTED\r\n+OK\r\n"
         );
         assert!(Status::err("x".repeat(2000)).to_string().len() < 510);
+        assert!(Status::err("ü".repeat(2000)).to_string().len() < 510);
     }
 
     #[test]

@@ -44,8 +44,9 @@ pub struct TlsConfig {
 pub struct SmtpSection {
     /// The MX listener (port 25).
     pub listen: Option<SocketAddr>,
-    /// Where the queue delivers: the mailbox component's LMTP listener.
-    pub lmtp_target: Option<SocketAddr>,
+    /// Where the queue delivers: the mailbox component's LMTP listener, `host:port` (a
+    /// Service name in Kubernetes, resolved per connection).
+    pub lmtp_target: Option<String>,
     pub max_message_size: usize,
     pub max_recipients: usize,
     pub max_errors: usize,

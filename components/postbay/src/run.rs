@@ -36,7 +36,7 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     config.lmtp.listen.get_or_insert(at(24));
     config.smtp.listen.get_or_insert(at(25));
     let lmtp = config.lmtp.listen.expect("set above");
-    config.smtp.lmtp_target.get_or_insert(lmtp);
+    config.smtp.lmtp_target.get_or_insert(lmtp.to_string());
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let store = open_store(&config).await?;
@@ -60,7 +60,7 @@ pub async fn smtp(mut config: Config) -> Result<()> {
     config
         .smtp
         .lmtp_target
-        .get_or_insert(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 24));
+        .get_or_insert_with(|| "127.0.0.1:24".to_string());
     let store = open_store(&config).await?;
     let tls = tls_provider(&config).await?;
     start_smtp(&config, store, tls).await?;
@@ -103,6 +103,7 @@ async fn start_smtp(config: &Config, store: Store, tls: TlsProvider) -> Result<(
     let target = config
         .smtp
         .lmtp_target
+        .clone()
         .expect("caller sets the LMTP target");
     let (queue, wake) = postbay_smtp::queue::Queue::open(&config.spool(), &config.node_id)?;
     let lmtp = Arc::new(postbay_smtp::lmtp_client::LmtpClient::new(

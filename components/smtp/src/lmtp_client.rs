@@ -3,7 +3,6 @@
 //! its own final reply. The queue id travels as TRANSID (RFC 1845), which the mailbox uses
 //! to make a repeated delivery of the same message a no-op.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufStream};
@@ -19,7 +18,7 @@ const MAX_IDLE_CONNECTIONS: usize = 64;
 pub enum LmtpError {
     #[error("cannot reach LMTP server {addr}: {source}")]
     Connect {
-        addr: SocketAddr,
+        addr: String,
         source: std::io::Error,
     },
     #[error("LMTP i/o: {0}")]
@@ -53,13 +52,15 @@ struct Conn {
 }
 
 pub struct LmtpClient {
-    addr: SocketAddr,
+    /// `host:port`; resolved on every new connection, so a Service name spreads
+    /// connections over the mailbox replicas behind it.
+    addr: String,
     hostname: String,
     idle: Mutex<Vec<Conn>>,
 }
 
 impl LmtpClient {
-    pub fn new(addr: SocketAddr, hostname: String) -> LmtpClient {
+    pub fn new(addr: String, hostname: String) -> LmtpClient {
         LmtpClient {
             addr,
             hostname,
@@ -98,11 +99,11 @@ impl LmtpClient {
     }
 
     async fn connect(&self) -> Result<Conn, LmtpError> {
-        let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(self.addr))
+        let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(self.addr.as_str()))
             .await
             .map_err(|_| LmtpError::Timeout)?
             .map_err(|source| LmtpError::Connect {
-                addr: self.addr,
+                addr: self.addr.clone(),
                 source,
             })?;
         tcp.set_nodelay(true)?;

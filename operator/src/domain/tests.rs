@@ -1,1 +1,179 @@
+use std::time::Duration;
+
+use http::Method;
+use postbay_api::condition::READY;
+use postbay_api::{DnsRecordType, MailDomainSpec};
+use postbay_store::DomainRow;
+
 use super::*;
+use crate::fixtures::{context, deleting, meta, mock_client, stores, Reply, Step, EVENTS};
+
+const PATH: &str = "/apis/postbay.dev/v1alpha1/namespaces/mail/maildomains/example";
+
+fn example() -> MailDomain {
+    MailDomain {
+        metadata: meta("example"),
+        spec: MailDomainSpec {
+            domain: "example.test".into(),
+            catch_all: None,
+            dmarc: None,
+            mta_sts: None,
+        },
+        status: None,
+    }
+}
+
+/// Runs one reconcile, failing the test if it waits on a request the scenario lacks.
+async fn reconcile_once(d: MailDomain, ctx: Arc<Context>) -> Result<Action> {
+    tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(d), ctx))
+        .await
+        .expect("reconcile made a request the scenario did not expect")
+}
+
+#[tokio::test]
+async fn a_new_domain_gets_the_finalizer_before_any_row() {
+    for t in stores().await {
+        let (client, server) = mock_client();
+        let mut d = example();
+        d.metadata.finalizers = None;
+        let server = server.run(vec![Step::new(Method::PATCH, PATH, Reply::object(&example()))]);
+        reconcile_once(d, context(client, t.store.clone())).await.unwrap();
+        let bodies = server.await.unwrap();
+        assert_eq!(bodies[0][1]["path"], "/metadata/finalizers");
+        assert_eq!(bodies[0][1]["value"][0], FINALIZER);
+        assert!(t.store.domain("example.test").await.unwrap().is_none(), "{}", t.name);
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_domain_is_written_with_dns_records_in_status_and_then_left_alone() {
+    for t in stores().await {
+        let (client, server) = mock_client();
+        let ctx = context(client, t.store.clone());
+        let server = server.run(vec![
+            Step::new(Method::PATCH, &format!("{PATH}/status"), Reply::with_status(&example())),
+            Step::new(Method::POST, EVENTS, Reply::Echo),
+        ]);
+        let action = reconcile_once(example(), ctx.clone()).await.unwrap();
+        assert_eq!(action, Action::requeue(RESYNC));
+        let bodies = server.await.unwrap();
+        let status: MailDomainStatus = serde_json::from_value(bodies[0]["status"].clone()).unwrap();
+        assert_eq!(bodies[0]["apiVersion"], "postbay.dev/v1alpha1");
+        let ready = &status.conditions[0];
+        assert_eq!((ready.type_.as_str(), ready.reason.as_str()), (READY, "Applied"), "{}", t.name);
+        assert_eq!(ready.observed_generation, Some(1));
+        assert_eq!(status.observed_generation, Some(1));
+        let mx = status.dns_records.iter().find(|r| r.type_ == DnsRecordType::Mx).unwrap();
+        assert_eq!(mx.value, "10 mail.example.test.");
+        assert_eq!(bodies[1]["reason"], "Created");
+        let row = t.store.domain("example.test").await.unwrap().unwrap();
+        assert_eq!(row.owner.as_deref(), Some("mail/example"));
+
+        // The next reconcile sees its own status: no request at all, no self-wakeup.
+        let (client, server) = mock_client();
+        let ctx = context(client, t.store.clone());
+        let server = server.run(vec![]);
+        let mut seen = example();
+        seen.status = Some(status);
+        reconcile_once(seen, ctx).await.unwrap();
+        assert!(server.await.unwrap().is_empty());
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_domain_claimed_in_another_namespace_is_a_conflict_that_changes_nothing() {
+    for t in stores().await {
+        let theirs = DomainRow {
+            name: "example.test".into(),
+            catch_all: Some("x".into()),
+            enabled: true,
+            owner: Some("other/example".into()),
+        };
+        t.store.put_domain(&theirs).await.unwrap();
+        let (client, server) = mock_client();
+        let ctx = context(client, t.store.clone());
+        let server = server.run(vec![
+            Step::new(Method::PATCH, &format!("{PATH}/status"), Reply::with_status(&example())),
+            Step::new(Method::POST, EVENTS, Reply::Echo),
+        ]);
+        let action = reconcile_once(example(), ctx.clone()).await.unwrap();
+        assert_eq!(action, Action::requeue(BLOCKED_RETRY));
+        let bodies = server.await.unwrap();
+        let ready = &bodies[0]["status"]["conditions"][0];
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], "Conflict");
+        assert_eq!(ready["message"], "domain example.test is already declared by other/example");
+        assert!(bodies[0]["status"].get("dnsRecords").is_none());
+        assert_eq!(bodies[1]["type"], "Warning");
+        assert_eq!(bodies[1]["reason"], "Conflict");
+        assert_eq!(t.store.domain("example.test").await.unwrap().unwrap(), theirs, "{}", t.name);
+
+        // Deleting the losing resource leaves the winner's row.
+        let (client, server) = mock_client();
+        let server = server.run(vec![Step::new(Method::PATCH, PATH, Reply::object(&example()))]);
+        let mut gone = example();
+        gone.metadata = deleting(gone.metadata);
+        reconcile_once(gone, context(client, t.store.clone())).await.unwrap();
+        server.await.unwrap();
+        assert_eq!(t.store.domain("example.test").await.unwrap().unwrap(), theirs);
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_domain_removes_its_row_then_the_finalizer() {
+    for t in stores().await {
+        postbay_reconcile::domain::apply(&t.store, &postbay_reconcile::Owner::new("mail", "example"), &example().spec)
+            .await
+            .unwrap();
+        let (client, server) = mock_client();
+        let server = server.run(vec![
+            Step::new(Method::POST, EVENTS, Reply::Echo),
+            Step::new(Method::PATCH, PATH, Reply::object(&example())),
+        ]);
+        let mut d = example();
+        d.metadata = deleting(d.metadata);
+        reconcile_once(d, context(client, t.store.clone())).await.unwrap();
+        let bodies = server.await.unwrap();
+        assert_eq!(bodies[0]["reason"], "Deleted");
+        assert_eq!(bodies[1][1]["op"], "remove", "{}", bodies[1]);
+        assert!(t.store.domain("example.test").await.unwrap().is_none(), "{}", t.name);
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_outage_is_reported_and_retried_with_backoff() {
+    for t in stores().await {
+        t.store.close().await; // every query now fails
+        let (client, server) = mock_client();
+        let ctx = context(client, t.store.clone());
+        let server = server.run(vec![Step::new(Method::PATCH, &format!("{PATH}/status"), Reply::with_status(&example()))]);
+        let d = Arc::new(example());
+        let err = reconcile_once((*d).clone(), ctx.clone()).await.unwrap_err();
+        let bodies = server.await.unwrap();
+        assert_eq!(bodies[0]["status"]["conditions"][0]["reason"], "ReconcileFailed");
+        assert_eq!(err.metric_label(), "store", "{err}");
+        assert_eq!(error_policy(d.clone(), &err, ctx.clone()), Action::requeue(Duration::from_secs(2)));
+        assert_eq!(error_policy(d.clone(), &err, ctx.clone()), Action::requeue(Duration::from_secs(4)));
+        assert_eq!(ctx.metrics.failures(KIND, "store"), 2);
+        t.cleanup().await;
+    }
+}
+
+#[test]
+fn rivals_are_other_claimants_of_the_same_domain() {
+    let mine = example();
+    let mut other = example();
+    other.metadata.namespace = Some("other".into());
+    other.metadata.uid = Some("uid-other".into());
+    let mut unrelated = example();
+    unrelated.metadata.uid = Some("uid-3".into());
+    unrelated.spec.domain = "else.test".into();
+    let all = vec![Arc::new(mine.clone()), Arc::new(other), Arc::new(unrelated)];
+    let refs = rivals(&mine, &all);
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].namespace.as_deref(), Some("other"));
+}
