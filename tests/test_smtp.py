@@ -216,11 +216,22 @@ def test_utf8_sender_and_8bit_content(postbay):
     assert "ÄÖÜ 日本".encode() in m
 
 
-def test_quota_overflow_is_not_delivered(postbay):
-    send(postbay, ["small@example.test"], body="x" * 4000)
-    time.sleep(2)
+def test_over_quota_mailbox_bounces_to_the_sender(postbay):
+    send(postbay, ["small@example.test"], subject="too big for you", body="x" * 4000, sender="alice@example.test")
+    [bounce] = postbay.wait_messages("alice@example.test", 1)
     assert postbay.messages("small@example.test") == []
-    assert list((postbay.data / "spool" / "queue").rglob("failed/*.msg")), "undeliverable message is parked"
+    parsed = email.message_from_bytes(bounce)
+    assert parsed["Return-Path"] == "<>"
+    assert parsed["Subject"] == "Undelivered Mail Returned to Sender"
+    assert parsed.get_content_type() == "multipart/report"
+    status = [p for p in parsed.walk() if p.get_content_type() == "message/delivery-status"][0]
+    text = status.as_string()
+    assert "Final-Recipient: rfc822; small@example.test" in text and "Status: 5.2.2" in text
+    assert b"Subject: too big for you" in bounce, "the original headers are returned"
+    deadline = time.time() + 5
+    while time.time() < deadline and list((postbay.data / "spool" / "queue").rglob("*.msg")):
+        time.sleep(0.1)
+    assert list((postbay.data / "spool" / "queue").rglob("*.msg")) == [], "nothing left queued or parked"
 
 
 @pytest.fixture

@@ -60,7 +60,10 @@ async fn apply(a: &MailAlias, api: &Api<MailAlias>, ctx: &Context) -> Result<Act
             ctx.metrics.blocked(KIND, blocked.reason());
             (Ready::no(blocked.reason(), blocked.to_string()), Ok(None))
         }
-        Err(e) => (Ready::no("ReconcileFailed", e.to_string()), Err(Error::from(e))),
+        Err(e) => (
+            Ready::no("ReconcileFailed", e.to_string()),
+            Err(Error::from(e)),
+        ),
     };
     let status = MailAliasStatus {
         conditions: vec![status::ready(&previous.conditions, generation, &ready)],
@@ -70,32 +73,49 @@ async fn apply(a: &MailAlias, api: &Api<MailAlias>, ctx: &Context) -> Result<Act
     match result? {
         Some(Change::Created) => {
             let note = format!("alias {} created", a.spec.address);
-            ctx.event(a, EventType::Normal, "Created", "Apply", note).await;
+            ctx.event(a, EventType::Normal, "Created", "Apply", note)
+                .await;
         }
         Some(Change::Updated) => {
             let note = format!("alias {} updated", a.spec.address);
-            ctx.event(a, EventType::Normal, "Updated", "Apply", note).await;
+            ctx.event(a, EventType::Normal, "Updated", "Apply", note)
+                .await;
         }
         None if ready.is_news(&previous.conditions) => {
-            ctx.event(a, EventType::Warning, &ready.reason, "Apply", ready.message.clone())
-                .await;
+            ctx.event(
+                a,
+                EventType::Warning,
+                &ready.reason,
+                "Apply",
+                ready.message.clone(),
+            )
+            .await;
         }
         _ => {}
     }
-    Ok(Action::requeue(if ready.ok { RESYNC } else { BLOCKED_RETRY }))
+    Ok(Action::requeue(if ready.ok {
+        RESYNC
+    } else {
+        BLOCKED_RETRY
+    }))
 }
 
 async fn cleanup(a: &MailAlias, ctx: &Context) -> Result<Action> {
     let owner = owner(a)?;
     if alias::delete(&ctx.store, &owner).await? {
         let note = format!("alias {} removed from the directory", a.spec.address);
-        ctx.event(a, EventType::Normal, "Deleted", "Cleanup", note).await;
+        ctx.event(a, EventType::Normal, "Deleted", "Cleanup", note)
+            .await;
     }
     Ok(Action::await_change())
 }
 
 /// Aliases under `domain` in `namespace`, to retry when the domain appears.
-pub fn under_domain(namespace: Option<&str>, domain: &str, all: &[Arc<MailAlias>]) -> Vec<ObjectRef<MailAlias>> {
+pub fn under_domain(
+    namespace: Option<&str>,
+    domain: &str,
+    all: &[Arc<MailAlias>],
+) -> Vec<ObjectRef<MailAlias>> {
     all.iter()
         .filter(|a| {
             a.metadata.namespace.as_deref() == namespace

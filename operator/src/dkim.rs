@@ -78,13 +78,22 @@ async fn apply(k: &DkimKey, api: &Api<DkimKey>, ctx: &Context) -> Result<Action>
             generated,
             public_key,
         }) => {
-            let record =
-                dns::dkim_record(&k.spec.domain, &k.spec.selector, k.spec.algorithm, &public_key);
+            let record = dns::dkim_record(
+                &k.spec.domain,
+                &k.spec.selector,
+                k.spec.algorithm,
+                &public_key,
+            );
             let message = format!("publish the TXT record {} (status.dnsRecord)", record.name);
-            (Ready::yes("Applied", message), Some(record), Ok(Some((change, generated))))
+            (
+                Ready::yes("Applied", message),
+                Some(record),
+                Ok(Some((change, generated))),
+            )
         }
         Ok(Attempt::Blocked(ready)) => {
-            ctx.metrics.blocked(KIND, status::reason_label(&ready.reason));
+            ctx.metrics
+                .blocked(KIND, status::reason_label(&ready.reason));
             (ready, None, Ok(None))
         }
         Err(e) => (Ready::no("ReconcileFailed", e.to_string()), None, Err(e)),
@@ -99,7 +108,8 @@ async fn apply(k: &DkimKey, api: &Api<DkimKey>, ctx: &Context) -> Result<Action>
         Some((change, generated)) => {
             if generated {
                 let note = format!("generated a key into Secret {}", generated_secret_name(k));
-                ctx.event(k, EventType::Normal, "KeyGenerated", "Apply", note).await;
+                ctx.event(k, EventType::Normal, "KeyGenerated", "Apply", note)
+                    .await;
             }
             if change != Change::Unchanged {
                 let note = format!(
@@ -108,22 +118,36 @@ async fn apply(k: &DkimKey, api: &Api<DkimKey>, ctx: &Context) -> Result<Action>
                     k.spec.domain,
                     change.verb()
                 );
-                ctx.event(k, EventType::Normal, "Applied", "Apply", note).await;
+                ctx.event(k, EventType::Normal, "Applied", "Apply", note)
+                    .await;
             }
         }
         None if ready.is_news(&previous.conditions) => {
-            ctx.event(k, EventType::Warning, &ready.reason, "Apply", ready.message.clone())
-                .await;
+            ctx.event(
+                k,
+                EventType::Warning,
+                &ready.reason,
+                "Apply",
+                ready.message.clone(),
+            )
+            .await;
         }
         None => {}
     }
-    Ok(Action::requeue(if ready.ok { RESYNC } else { BLOCKED_RETRY }))
+    Ok(Action::requeue(if ready.ok {
+        RESYNC
+    } else {
+        BLOCKED_RETRY
+    }))
 }
 
 async fn attempt(k: &DkimKey, ctx: &Context) -> Result<Attempt> {
     let owner = owner(k)?;
     if let Some(blocked) = dkim::check(&ctx.store, &owner, &k.spec).await? {
-        return Ok(Attempt::Blocked(Ready::no(blocked.reason(), blocked.to_string())));
+        return Ok(Attempt::Blocked(Ready::no(
+            blocked.reason(),
+            blocked.to_string(),
+        )));
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let (material, generated) = match &k.spec.secret_ref {
@@ -136,7 +160,10 @@ async fn attempt(k: &DkimKey, ctx: &Context) -> Result<Attempt> {
             Err(ready) => return Ok(Attempt::Blocked(ready)),
         },
     };
-    let public_key = material.key.public_key_base64().map_err(postbay_reconcile::Error::Key)?;
+    let public_key = material
+        .key
+        .public_key_base64()
+        .map_err(postbay_reconcile::Error::Key)?;
     match dkim::apply(&ctx.store, &owner, &k.spec, &material).await {
         Ok(Outcome::Applied(change)) => Ok(Attempt::Done {
             change,
@@ -162,7 +189,10 @@ async fn supplied(
     let Some(secret) = secrets.get_opt(name).await? else {
         return Ok(Err(Ready::no(
             "SecretNotFound",
-            format!("Secret {name:?} (spec.secretRef) not found in namespace {:?}", owner.namespace),
+            format!(
+                "Secret {name:?} (spec.secretRef) not found in namespace {:?}",
+                owner.namespace
+            ),
         )));
     };
     let Some((key_name, pem)) = SECRET_KEYS
@@ -182,7 +212,12 @@ async fn supplied(
                 format!("the key in Secret {name:?} is not of spec.algorithm"),
             )))
         }
-        Err(e) => return Ok(Err(Ready::no("InvalidKey", format!("Secret {name:?}: {e}")))),
+        Err(e) => {
+            return Ok(Err(Ready::no(
+                "InvalidKey",
+                format!("Secret {name:?}: {e}"),
+            )))
+        }
     };
     Ok(Ok(KeyMaterial {
         key,
@@ -216,7 +251,13 @@ async fn generated(
             .and_then(|pem| DkimPrivateKey::from_pem(&String::from_utf8_lossy(&pem)).ok())
             .filter(|key| key.algorithm() == k.spec.algorithm);
         if let Some(key) = existing {
-            return Ok(Ok((KeyMaterial { key, private_key_ref }, false)));
+            return Ok(Ok((
+                KeyMaterial {
+                    key,
+                    private_key_ref,
+                },
+                false,
+            )));
         }
     }
     let key = DkimPrivateKey::generate(k.spec.algorithm).map_err(postbay_reconcile::Error::Key)?;
@@ -237,23 +278,41 @@ async fn generated(
         ..Default::default()
     };
     secrets
-        .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&secret))
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
         .await?;
-    Ok(Ok((KeyMaterial { key, private_key_ref }, true)))
+    Ok(Ok((
+        KeyMaterial {
+            key,
+            private_key_ref,
+        },
+        true,
+    )))
 }
 
 /// Removes the row; a generated Secret goes with the DkimKey by ownerReferences.
 async fn cleanup(k: &DkimKey, ctx: &Context) -> Result<Action> {
     let owner = owner(k)?;
     if dkim::delete(&ctx.store, &owner, &k.spec.domain, &k.spec.selector).await? {
-        let note = format!("key {}._domainkey.{} removed", k.spec.selector, k.spec.domain);
-        ctx.event(k, EventType::Normal, "Deleted", "Cleanup", note).await;
+        let note = format!(
+            "key {}._domainkey.{} removed",
+            k.spec.selector, k.spec.domain
+        );
+        ctx.event(k, EventType::Normal, "Deleted", "Cleanup", note)
+            .await;
     }
     Ok(Action::await_change())
 }
 
 /// DkimKeys under `domain` in `namespace`, to retry when the domain appears.
-pub fn under_domain(namespace: Option<&str>, domain: &str, all: &[Arc<DkimKey>]) -> Vec<ObjectRef<DkimKey>> {
+pub fn under_domain(
+    namespace: Option<&str>,
+    domain: &str,
+    all: &[Arc<DkimKey>],
+) -> Vec<ObjectRef<DkimKey>> {
     all.iter()
         .filter(|k| k.metadata.namespace.as_deref() == namespace && k.spec.domain == domain)
         .map(|k| ObjectRef::from_obj(&**k))

@@ -32,7 +32,10 @@ pub async fn publish(
     let gvk = GroupVersionKind::gvk("externaldns.k8s.io", "v1alpha1", "DNSEndpoint");
     let resource = ApiResource::from_gvk_with_plural(&gvk, "dnsendpoints");
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
-    let owner = d.controller_owner_ref(&()).map(|o| vec![o]).unwrap_or_default();
+    let owner = d
+        .controller_owner_ref(&())
+        .map(|o| vec![o])
+        .unwrap_or_default();
     let object = json!({
         "apiVersion": "externaldns.k8s.io/v1alpha1",
         "kind": "DNSEndpoint",
@@ -52,7 +55,10 @@ pub async fn publish(
             generation,
             true,
             "Published",
-            &format!("DNSEndpoint {name} holds {} endpoints", endpoints(records).len()),
+            &format!(
+                "DNSEndpoint {name} holds {} endpoints",
+                endpoints(records).len()
+            ),
         )),
         Err(kube::Error::Api(s)) if s.is_not_found() => Ok(status::condition(
             CONDITION,
@@ -129,13 +135,19 @@ mod tests {
         let eps = endpoints(&domain_records(&spec, &hosts, &[]));
         let mx = eps.iter().find(|e| e["recordType"] == "MX").unwrap();
         assert_eq!(mx["dnsName"], "example.com");
-        assert_eq!(mx["targets"], json!(["10 mx1.example.com", "20 mx2.example.com"]));
+        assert_eq!(
+            mx["targets"],
+            json!(["10 mx1.example.com", "20 mx2.example.com"])
+        );
         let spf = eps
             .iter()
             .find(|e| e["recordType"] == "TXT" && e["dnsName"] == "example.com")
             .unwrap();
         assert_eq!(spf["targets"], json!(["v=spf1 mx -all"]));
-        let srv = eps.iter().find(|e| e["dnsName"] == "_imaps._tcp.example.com").unwrap();
+        let srv = eps
+            .iter()
+            .find(|e| e["dnsName"] == "_imaps._tcp.example.com")
+            .unwrap();
         assert_eq!(srv["targets"], json!(["0 1 993 mx1.example.com"]));
     }
 

@@ -73,7 +73,12 @@ async fn apply(d: &MailDomain, api: &Api<MailDomain>, ctx: &Context) -> Result<A
                 d.spec.domain,
                 records.len()
             );
-            (Ready::yes("Applied", message), records, Some(change), Action::requeue(RESYNC))
+            (
+                Ready::yes("Applied", message),
+                records,
+                Some(change),
+                Action::requeue(RESYNC),
+            )
         }
         Outcome::Blocked(blocked) => {
             ctx.metrics.blocked(KIND, blocked.reason());
@@ -100,15 +105,23 @@ async fn apply(d: &MailDomain, api: &Api<MailDomain>, ctx: &Context) -> Result<A
     match change {
         Some(Change::Created) => {
             let note = format!("domain {} added to the directory", d.spec.domain);
-            ctx.event(d, EventType::Normal, "Created", "Apply", note).await;
+            ctx.event(d, EventType::Normal, "Created", "Apply", note)
+                .await;
         }
         Some(Change::Updated) => {
             let note = format!("domain {} updated", d.spec.domain);
-            ctx.event(d, EventType::Normal, "Updated", "Apply", note).await;
+            ctx.event(d, EventType::Normal, "Updated", "Apply", note)
+                .await;
         }
         None if ready.is_news(&previous.conditions) => {
-            ctx.event(d, EventType::Warning, &ready.reason, "Apply", ready.message.clone())
-                .await;
+            ctx.event(
+                d,
+                EventType::Warning,
+                &ready.reason,
+                "Apply",
+                ready.message.clone(),
+            )
+            .await;
         }
         _ => {}
     }
@@ -120,14 +133,18 @@ async fn cleanup(d: &MailDomain, ctx: &Context) -> Result<Action> {
     let owner = owner(d)?;
     if domain::delete(&ctx.store, &owner, &d.spec.domain).await? {
         let note = format!("domain {} removed from the directory", d.spec.domain);
-        ctx.event(d, EventType::Normal, "Deleted", "Cleanup", note).await;
+        ctx.event(d, EventType::Normal, "Deleted", "Cleanup", note)
+            .await;
     }
     Ok(Action::await_change())
 }
 
 /// MailDomains to look at again when `changed` (created, updated or deleted): those claiming
 /// the same domain elsewhere, which may now win, or lose.
-pub fn rivals(changed: &MailDomain, all: &[Arc<MailDomain>]) -> Vec<kube::runtime::reflector::ObjectRef<MailDomain>> {
+pub fn rivals(
+    changed: &MailDomain,
+    all: &[Arc<MailDomain>],
+) -> Vec<kube::runtime::reflector::ObjectRef<MailDomain>> {
     all.iter()
         .filter(|d| d.spec.domain == changed.spec.domain && d.metadata.uid != changed.metadata.uid)
         .map(|d| kube::runtime::reflector::ObjectRef::from_obj(&**d))

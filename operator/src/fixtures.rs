@@ -82,7 +82,9 @@ impl ApiServer {
             for step in steps {
                 let next = tokio::time::timeout(STEP_TIMEOUT, handle.next_request()).await;
                 let (request, send) = next
-                    .unwrap_or_else(|_| panic!("expected {} {}, got nothing", step.method, step.path))
+                    .unwrap_or_else(|_| {
+                        panic!("expected {} {}, got nothing", step.method, step.path)
+                    })
                     .expect("client dropped");
                 assert_eq!(
                     (request.method(), request.uri().path()),
@@ -157,7 +159,10 @@ impl TestStore {
 /// POSTBAY_REQUIRE_PEERS=1).
 pub async fn stores() -> Vec<TestStore> {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("postbay.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("postbay.db").display()
+    );
     let store = Store::open(&url, &dir.path().join("mail")).await.unwrap();
     let mut out = vec![TestStore {
         name: "sqlite",
@@ -168,7 +173,10 @@ pub async fn stores() -> Vec<TestStore> {
     match std::env::var("POSTBAY_TEST_MYSQL_URL") {
         Ok(server) => {
             let server = server.trim_end_matches('/').to_string();
-            let db = format!("postbay_op_{}", ulid::Ulid::new().to_string().to_lowercase());
+            let db = format!(
+                "postbay_op_{}",
+                ulid::Ulid::new().to_string().to_lowercase()
+            );
             sqlx::any::install_default_drivers();
             let pool = sqlx::AnyPool::connect(&server).await.unwrap();
             pool.execute(format!("CREATE DATABASE `{db}`").as_str())

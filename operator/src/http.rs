@@ -37,7 +37,11 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Arc<Atom
     }
 }
 
-async fn answer(mut stream: TcpStream, metrics: &Metrics, ready: &AtomicBool) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    metrics: &Metrics,
+    ready: &AtomicBool,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
@@ -62,7 +66,10 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics, ready: &AtomicBool) ->
 /// Status line, content type and body for a request head.
 fn route(head: &str, metrics: &Metrics, ready: bool) -> (&'static str, &'static str, String) {
     let mut parts = head.lines().next().unwrap_or_default().split(' ');
-    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, path) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     if method != "GET" {
         return ("405 Method Not Allowed", "text/plain", "GET only\n".into());
     }

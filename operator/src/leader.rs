@@ -21,7 +21,13 @@ pub struct LeaseLock {
 }
 
 impl LeaseLock {
-    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, duration: Duration) -> LeaseLock {
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        duration: Duration,
+    ) -> LeaseLock {
         LeaseLock {
             api: Api::namespaced(client, namespace),
             name: name.into(),
@@ -68,7 +74,11 @@ impl LeaseLock {
             (now, spec.lease_transitions.unwrap_or(0) + 1)
         };
         lease.spec = Some(self.spec(acquired, now, transitions));
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(Error::Kube(e)),
@@ -135,9 +145,19 @@ mod tests {
         let path = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/postbay-operator";
         let server = server.run(vec![
             Step::new(Method::GET, path, Reply::NotFound),
-            Step::new(Method::POST, "/apis/coordination.k8s.io/v1/namespaces/ops/leases", Reply::Echo),
+            Step::new(
+                Method::POST,
+                "/apis/coordination.k8s.io/v1/namespaces/ops/leases",
+                Reply::Echo,
+            ),
         ]);
-        let lock = LeaseLock::new(client, "ops", "postbay-operator", "pod-a", Duration::from_secs(15));
+        let lock = LeaseLock::new(
+            client,
+            "ops",
+            "postbay-operator",
+            "pod-a",
+            Duration::from_secs(15),
+        );
         assert!(lock.try_acquire_or_renew().await.unwrap());
         let requests = server.await.unwrap();
         let created = &requests[1];
@@ -157,8 +177,18 @@ mod tests {
             })
         };
         let (client, server) = mock_client();
-        let server = server.run(vec![Step::new(Method::GET, path, Reply::Json(lease(Timestamp::now())))]);
-        let lock = LeaseLock::new(client, "ops", "postbay-operator", "pod-a", Duration::from_secs(15));
+        let server = server.run(vec![Step::new(
+            Method::GET,
+            path,
+            Reply::Json(lease(Timestamp::now())),
+        )]);
+        let lock = LeaseLock::new(
+            client,
+            "ops",
+            "postbay-operator",
+            "pod-a",
+            Duration::from_secs(15),
+        );
         assert!(!lock.try_acquire_or_renew().await.unwrap());
         server.await.unwrap();
 
@@ -168,11 +198,20 @@ mod tests {
             Step::new(Method::GET, path, Reply::Json(lease(old))),
             Step::new(Method::PUT, path, Reply::Echo),
         ]);
-        let lock = LeaseLock::new(client, "ops", "postbay-operator", "pod-a", Duration::from_secs(15));
+        let lock = LeaseLock::new(
+            client,
+            "ops",
+            "postbay-operator",
+            "pod-a",
+            Duration::from_secs(15),
+        );
         assert!(lock.try_acquire_or_renew().await.unwrap());
         let requests = server.await.unwrap();
         assert_eq!(requests[1]["spec"]["holderIdentity"], "pod-a");
         assert_eq!(requests[1]["spec"]["leaseTransitions"], 3);
-        assert_eq!(requests[1]["metadata"]["resourceVersion"], "7", "the write is conditional");
+        assert_eq!(
+            requests[1]["metadata"]["resourceVersion"], "7",
+            "the write is conditional"
+        );
     }
 }

@@ -62,7 +62,8 @@ async fn apply(m: &Mailbox, api: &Api<Mailbox>, ctx: &Context) -> Result<Action>
             (Ready::yes("Applied", message), Ok(Some(change)))
         }
         Ok(Attempt::Blocked(ready)) => {
-            ctx.metrics.blocked(KIND, status::reason_label(&ready.reason));
+            ctx.metrics
+                .blocked(KIND, status::reason_label(&ready.reason));
             (ready, Ok(None))
         }
         Err(e) => (Ready::no("ReconcileFailed", e.to_string()), Err(e)),
@@ -76,19 +77,34 @@ async fn apply(m: &Mailbox, api: &Api<Mailbox>, ctx: &Context) -> Result<Action>
     match change {
         Some(Change::Created) => {
             let note = format!("mailbox {} created", m.spec.address);
-            ctx.event(m, EventType::Normal, "Created", "Apply", note).await;
+            ctx.event(m, EventType::Normal, "Created", "Apply", note)
+                .await;
         }
         Some(Change::Updated) => {
-            let note = format!("mailbox {} updated (password, quota, aliases or enabled)", m.spec.address);
-            ctx.event(m, EventType::Normal, "Updated", "Apply", note).await;
+            let note = format!(
+                "mailbox {} updated (password, quota, aliases or enabled)",
+                m.spec.address
+            );
+            ctx.event(m, EventType::Normal, "Updated", "Apply", note)
+                .await;
         }
         None if ready.is_news(&previous.conditions) => {
-            ctx.event(m, EventType::Warning, &ready.reason, "Apply", ready.message.clone())
-                .await;
+            ctx.event(
+                m,
+                EventType::Warning,
+                &ready.reason,
+                "Apply",
+                ready.message.clone(),
+            )
+            .await;
         }
         _ => {}
     }
-    Ok(Action::requeue(if ready.ok { RESYNC } else { BLOCKED_RETRY }))
+    Ok(Action::requeue(if ready.ok {
+        RESYNC
+    } else {
+        BLOCKED_RETRY
+    }))
 }
 
 /// Reads the password and writes the rows. `Err` only for what a retry may fix.
@@ -127,7 +143,8 @@ async fn cleanup(m: &Mailbox, ctx: &Context) -> Result<Action> {
     let owner = owner(m)?;
     if mailbox::delete(&ctx.store, &owner, &m.spec.address).await? {
         let note = format!("mailbox {} removed from the directory", m.spec.address);
-        ctx.event(m, EventType::Normal, "Deleted", "Cleanup", note).await;
+        ctx.event(m, EventType::Normal, "Deleted", "Cleanup", note)
+            .await;
     }
     Ok(Action::await_change())
 }
@@ -161,7 +178,11 @@ pub fn reading_secret(secret: &Secret, all: &[Arc<Mailbox>]) -> Vec<ObjectRef<Ma
 }
 
 /// Mailboxes with an address or alias under `domain` in `namespace`.
-pub fn under_domain(namespace: Option<&str>, domain: &str, all: &[Arc<Mailbox>]) -> Vec<ObjectRef<Mailbox>> {
+pub fn under_domain(
+    namespace: Option<&str>,
+    domain: &str,
+    all: &[Arc<Mailbox>],
+) -> Vec<ObjectRef<Mailbox>> {
     all.iter()
         .filter(|m| {
             m.metadata.namespace.as_deref() == namespace

@@ -61,7 +61,10 @@ impl Metrics {
     }
 
     pub fn failures(&self, kind: &'static str, error: &'static str) -> u64 {
-        lock(&self.failures).get(&(kind, error)).copied().unwrap_or(0)
+        lock(&self.failures)
+            .get(&(kind, error))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn observe(&self, kind: &'static str, took: Duration) {
@@ -83,7 +86,10 @@ impl Metrics {
         out.push_str("# HELP postbay_operator_reconciliations_total Reconciliations started.\n");
         out.push_str("# TYPE postbay_operator_reconciliations_total counter\n");
         for (kind, n) in lock(&self.reconciles).iter() {
-            let _ = writeln!(out, "postbay_operator_reconciliations_total{{kind=\"{kind}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "postbay_operator_reconciliations_total{{kind=\"{kind}\"}} {n}"
+            );
         }
         out.push_str("# HELP postbay_operator_reconcile_failures_total Reconciliations that failed and were retried.\n");
         out.push_str("# TYPE postbay_operator_reconcile_failures_total counter\n");
@@ -115,10 +121,20 @@ impl Metrics {
                 "postbay_operator_reconcile_duration_seconds_bucket{{kind=\"{kind}\",le=\"+Inf\"}} {}",
                 h.count
             );
-            let _ = writeln!(out, "postbay_operator_reconcile_duration_seconds_sum{{kind=\"{kind}\"}} {}", h.sum);
-            let _ = writeln!(out, "postbay_operator_reconcile_duration_seconds_count{{kind=\"{kind}\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "postbay_operator_reconcile_duration_seconds_sum{{kind=\"{kind}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "postbay_operator_reconcile_duration_seconds_count{{kind=\"{kind}\"}} {}",
+                h.count
+            );
         }
-        out.push_str("# HELP postbay_operator_leader Whether this replica holds the leader Lease.\n");
+        out.push_str(
+            "# HELP postbay_operator_leader Whether this replica holds the leader Lease.\n",
+        );
         out.push_str("# TYPE postbay_operator_leader gauge\n");
         let _ = writeln!(
             out,
@@ -152,11 +168,21 @@ mod tests {
         m.blocked("MailDomain", "Conflict");
         m.set_leader(true);
         let text = m.render();
-        assert!(text.contains("postbay_operator_reconciliations_total{kind=\"Mailbox\"} 1\n"), "{text}");
-        assert!(text.contains("postbay_operator_reconcile_failures_total{kind=\"Mailbox\",error=\"store\"} 1\n"));
-        assert!(text.contains("postbay_operator_reconcile_blocked_total{kind=\"MailDomain\",reason=\"Conflict\"} 1\n"));
-        assert!(text.contains("postbay_operator_reconcile_duration_seconds_count{kind=\"Mailbox\"} 1\n"));
-        assert!(text.contains("postbay_operator_reconcile_duration_seconds_bucket{kind=\"Mailbox\",le=\"+Inf\"} 1\n"));
+        assert!(
+            text.contains("postbay_operator_reconciliations_total{kind=\"Mailbox\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "postbay_operator_reconcile_failures_total{kind=\"Mailbox\",error=\"store\"} 1\n"
+        ));
+        assert!(text.contains(
+            "postbay_operator_reconcile_blocked_total{kind=\"MailDomain\",reason=\"Conflict\"} 1\n"
+        ));
+        assert!(text
+            .contains("postbay_operator_reconcile_duration_seconds_count{kind=\"Mailbox\"} 1\n"));
+        assert!(text.contains(
+            "postbay_operator_reconcile_duration_seconds_bucket{kind=\"Mailbox\",le=\"+Inf\"} 1\n"
+        ));
         assert!(text.contains("postbay_operator_leader 1\n"));
         assert_eq!(m.failures("Mailbox", "store"), 1);
     }

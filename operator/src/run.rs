@@ -37,12 +37,18 @@ pub async fn run(options: Options) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let listener = http::bind(settings.metrics_addr).await?;
-    println!("operator health and metrics on http://{}", listener.local_addr().map_err(Error::Io)?);
+    println!(
+        "operator health and metrics on http://{}",
+        listener.local_addr().map_err(Error::Io)?
+    );
     tokio::spawn(http::serve(listener, metrics.clone(), ready.clone()));
 
     let client = Client::try_default().await?;
     let store = Store::open(&options.database_url, &options.mail_root).await?;
-    if let Err(e) = Api::<MailDomain>::all(client.clone()).list(&ListParams::default().limit(1)).await {
+    if let Err(e) = Api::<MailDomain>::all(client.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+    {
         return Err(Error::Settings(format!(
             "cannot list MailDomains ({e}); are the CRDs installed? `postbay crds | kubectl apply -f -`"
         )));
@@ -59,7 +65,10 @@ pub async fn run(options: Options) -> Result<()> {
         )
     });
     if let Some(lock) = &lock {
-        println!("waiting for the leader Lease {}/{}", settings.leader_election.namespace, settings.leader_election.lease_name);
+        println!(
+            "waiting for the leader Lease {}/{}",
+            settings.leader_election.namespace, settings.leader_election.lease_name
+        );
         lock.acquire().await?;
     }
     metrics.set_leader(true);
@@ -92,11 +101,17 @@ async fn domains(ctx: Arc<Context>) {
     let rivals = controller.store();
     let by_domain = controller.store();
     controller
-        .watches(Api::<MailDomain>::all(client.clone()), wc.clone(), move |changed| {
-            domain::rivals(&changed, &rivals.state())
-        })
+        .watches(
+            Api::<MailDomain>::all(client.clone()),
+            wc.clone(),
+            move |changed| domain::rivals(&changed, &rivals.state()),
+        )
         .watches(Api::<DkimKey>::all(client), wc, move |key| {
-            domain::for_domain(key.metadata.namespace.as_deref(), &key.spec.domain, &by_domain.state())
+            domain::for_domain(
+                key.metadata.namespace.as_deref(),
+                &key.spec.domain,
+                &by_domain.state(),
+            )
         })
         .shutdown_on_signal()
         .run(domain::reconcile, domain::error_policy, ctx)
@@ -111,11 +126,17 @@ async fn mailboxes(ctx: Arc<Context>) {
     let by_secret = controller.store();
     let by_domain = controller.store();
     controller
-        .watches(Api::<Secret>::all(client.clone()), wc.clone(), move |secret| {
-            mailbox::reading_secret(&secret, &by_secret.state())
-        })
+        .watches(
+            Api::<Secret>::all(client.clone()),
+            wc.clone(),
+            move |secret| mailbox::reading_secret(&secret, &by_secret.state()),
+        )
         .watches(Api::<MailDomain>::all(client), wc, move |d| {
-            mailbox::under_domain(d.metadata.namespace.as_deref(), &d.spec.domain, &by_domain.state())
+            mailbox::under_domain(
+                d.metadata.namespace.as_deref(),
+                &d.spec.domain,
+                &by_domain.state(),
+            )
         })
         .shutdown_on_signal()
         .run(mailbox::reconcile, mailbox::error_policy, ctx)
@@ -130,7 +151,11 @@ async fn aliases(ctx: Arc<Context>) {
     let by_domain = controller.store();
     controller
         .watches(Api::<MailDomain>::all(client), wc, move |d| {
-            alias::under_domain(d.metadata.namespace.as_deref(), &d.spec.domain, &by_domain.state())
+            alias::under_domain(
+                d.metadata.namespace.as_deref(),
+                &d.spec.domain,
+                &by_domain.state(),
+            )
         })
         .shutdown_on_signal()
         .run(alias::reconcile, alias::error_policy, ctx)
@@ -141,13 +166,21 @@ async fn aliases(ctx: Arc<Context>) {
 async fn dkim_keys(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let wc = watcher::Config::default();
-    let generated = watcher::Config::default().labels(&format!("{}={}", dkim::MANAGED_BY.0, dkim::MANAGED_BY.1));
+    let generated = watcher::Config::default().labels(&format!(
+        "{}={}",
+        dkim::MANAGED_BY.0,
+        dkim::MANAGED_BY.1
+    ));
     let controller = Controller::new(Api::<DkimKey>::all(client.clone()), wc.clone());
     let by_domain = controller.store();
     controller
         .owns(Api::<Secret>::all(client.clone()), generated)
         .watches(Api::<MailDomain>::all(client), wc, move |d| {
-            dkim::under_domain(d.metadata.namespace.as_deref(), &d.spec.domain, &by_domain.state())
+            dkim::under_domain(
+                d.metadata.namespace.as_deref(),
+                &d.spec.domain,
+                &by_domain.state(),
+            )
         })
         .shutdown_on_signal()
         .run(dkim::reconcile, dkim::error_policy, ctx)

@@ -83,8 +83,7 @@ impl Settings {
         };
         let text = std::fs::read_to_string(file)
             .map_err(|e| Error::Settings(format!("reading {}: {e}", file.display())))?;
-        serde_yaml::from_str(&text)
-            .map_err(|e| Error::Settings(format!("{}: {e}", file.display())))
+        serde_yaml::from_str(&text).map_err(|e| Error::Settings(format!("{}: {e}", file.display())))
     }
 
     /// The host names DNS guidance uses; `fallback` (the configured hostname) fills gaps.
@@ -107,7 +106,9 @@ impl Settings {
     }
 
     pub fn lease_duration(&self) -> Duration {
-        Duration::from_secs(u64::from(self.leader_election.lease_duration_seconds.max(2)))
+        Duration::from_secs(u64::from(
+            self.leader_election.lease_duration_seconds.max(2),
+        ))
     }
 }
 

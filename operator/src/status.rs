@@ -95,11 +95,23 @@ pub fn condition(
 
 /// The Ready condition for `ready`.
 pub fn ready(previous: &[Condition], generation: Option<i64>, ready: &Ready) -> Condition {
-    condition(READY, previous, generation, ready.ok, &ready.reason, &ready.message)
+    condition(
+        READY,
+        previous,
+        generation,
+        ready.ok,
+        &ready.reason,
+        &ready.message,
+    )
 }
 
 /// Writes `desired` as the object's status by server-side apply, unless it already is.
-pub async fn apply<K>(api: &Api<K>, obj: &K, current: Option<&impl Serialize>, desired: &impl Serialize) -> Result<()>
+pub async fn apply<K>(
+    api: &Api<K>,
+    obj: &K,
+    current: Option<&impl Serialize>,
+    desired: &impl Serialize,
+) -> Result<()>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
@@ -117,9 +129,13 @@ where
         "kind": K::kind(&()),
         "status": desired,
     });
-    api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(Error::Kube)?;
+    api.patch_status(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Kube)?;
     Ok(())
 }
 
@@ -159,10 +175,16 @@ mod tests {
         let mut old = first.clone();
         old.last_transition_time = Some("2020-01-01T00:00:00Z".into());
         let same = ready(&[old.clone()], Some(2), &Ready::no("DomainNotFound", "x"));
-        assert_eq!(same.last_transition_time.as_deref(), Some("2020-01-01T00:00:00Z"));
+        assert_eq!(
+            same.last_transition_time.as_deref(),
+            Some("2020-01-01T00:00:00Z")
+        );
         assert_eq!(same.observed_generation, Some(2));
         let flipped = ready(&[old.clone()], Some(2), &Ready::yes("Applied", "ok"));
-        assert_ne!(flipped.last_transition_time.as_deref(), Some("2020-01-01T00:00:00Z"));
+        assert_ne!(
+            flipped.last_transition_time.as_deref(),
+            Some("2020-01-01T00:00:00Z")
+        );
         assert!(Ready::yes("Applied", "").is_news(&[old.clone()]));
         assert!(Ready::no("Other", "").is_news(&[old.clone()]));
         assert!(!Ready::no("SecretNotFound", "changed text").is_news(&[old]));

@@ -2,6 +2,7 @@
 
 mod apply;
 mod config;
+mod operator;
 mod run;
 
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Print the CustomResourceDefinitions (YAML) for `kubectl apply -f -`.
     Crds,
+    /// Run the Kubernetes operator (in-cluster, or with KUBECONFIG).
+    Operator(operator::OperatorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,6 +62,7 @@ fn main() -> anyhow::Result<()> {
             Command::Smtp => run::smtp(config).await,
             Command::Imap => run::mailbox(config).await,
             Command::Apply(args) => apply::apply(config, args).await,
+            Command::Operator(args) => operator::operator(config, args).await,
             Command::Crds => unreachable!("handled before the runtime starts"),
         }
     })

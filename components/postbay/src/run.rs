@@ -113,6 +113,8 @@ async fn start_smtp(config: &Config, store: Store, tls: TlsProvider) -> Result<(
     let runner = postbay_smtp::queue::runner::Runner::new(
         queue.clone(),
         lmtp,
+        store.clone(),
+        config.hostname.clone(),
         postbay_smtp::queue::runner::RunnerSettings {
             concurrency: config.smtp.queue_concurrency,
             ..Default::default()

@@ -53,7 +53,10 @@ impl Error {
     /// Whether retrying may help (the database or disk), as opposed to a resource that must
     /// be corrected (a bad password value, quota or key), which waits for a change instead.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Store(_) | Error::Database(_) | Error::Io { .. })
+        matches!(
+            self,
+            Error::Store(_) | Error::Database(_) | Error::Io { .. }
+        )
     }
 }
 

@@ -23,13 +23,23 @@ async fn an_alias_waits_for_its_domain_then_is_written() {
     for t in stores().await {
         let (client, server) = mock_client();
         let server = server.run(vec![
-            Step::new(Method::PATCH, &format!("{PATH}/status"), Reply::with_status(&team())),
+            Step::new(
+                Method::PATCH,
+                &format!("{PATH}/status"),
+                Reply::with_status(&team()),
+            ),
             Step::new(Method::POST, EVENTS, Reply::Echo),
         ]);
-        let action = reconcile(Arc::new(team()), context(client, t.store.clone())).await.unwrap();
+        let action = reconcile(Arc::new(team()), context(client, t.store.clone()))
+            .await
+            .unwrap();
         assert_eq!(action, Action::requeue(BLOCKED_RETRY));
         let bodies = server.await.unwrap();
-        assert_eq!(bodies[0]["status"]["conditions"][0]["reason"], "DomainNotFound", "{}", t.name);
+        assert_eq!(
+            bodies[0]["status"]["conditions"][0]["reason"], "DomainNotFound",
+            "{}",
+            t.name
+        );
 
         let spec = MailDomainSpec {
             domain: "example.test".into(),
@@ -44,15 +54,24 @@ async fn an_alias_waits_for_its_domain_then_is_written() {
         seen.status = serde_json::from_value(bodies[0]["status"].clone()).unwrap();
         let (client, server) = mock_client();
         let server = server.run(vec![
-            Step::new(Method::PATCH, &format!("{PATH}/status"), Reply::with_status(&team())),
+            Step::new(
+                Method::PATCH,
+                &format!("{PATH}/status"),
+                Reply::with_status(&team()),
+            ),
             Step::new(Method::POST, EVENTS, Reply::Echo),
         ]);
-        reconcile(Arc::new(seen), context(client, t.store.clone())).await.unwrap();
+        reconcile(Arc::new(seen), context(client, t.store.clone()))
+            .await
+            .unwrap();
         let bodies = server.await.unwrap();
         assert_eq!(bodies[0]["status"]["conditions"][0]["reason"], "Applied");
         assert_eq!(bodies[1]["reason"], "Created");
         assert_eq!(
-            t.store.alias_destinations("team@example.test").await.unwrap(),
+            t.store
+                .alias_destinations("team@example.test")
+                .await
+                .unwrap(),
             ["alice@example.test", "far@remote.test"]
         );
         t.cleanup().await;

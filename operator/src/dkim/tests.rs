@@ -36,11 +36,17 @@ async fn a_key_is_generated_into_an_owned_secret_once() {
         let server = server.run(vec![
             Step::new(Method::GET, SECRET, Reply::NotFound),
             Step::new(Method::PATCH, SECRET, Reply::Echo),
-            Step::new(Method::PATCH, &format!("{PATH}/status"), Reply::with_status(&key())),
+            Step::new(
+                Method::PATCH,
+                &format!("{PATH}/status"),
+                Reply::with_status(&key()),
+            ),
             Step::new(Method::POST, EVENTS, Reply::Echo),
             Step::new(Method::POST, EVENTS, Reply::Echo),
         ]);
-        reconcile(Arc::new(key()), context(client, t.store.clone())).await.unwrap();
+        reconcile(Arc::new(key()), context(client, t.store.clone()))
+            .await
+            .unwrap();
         let bodies = server.await.unwrap();
         let secret: Secret = serde_json::from_value(bodies[1].clone()).unwrap();
         let owners = secret.metadata.owner_references.clone().unwrap();
@@ -55,10 +61,17 @@ async fn a_key_is_generated_into_an_owned_secret_once() {
         assert_eq!(status.conditions[0].reason, "Applied", "{}", t.name);
         let record = status.dns_record.clone().unwrap();
         assert_eq!(record.name, "s2026._domainkey.example.test");
-        assert!(record.value.starts_with("\"v=DKIM1; k=ed25519; p="), "{}", record.value);
+        assert!(
+            record.value.starts_with("\"v=DKIM1; k=ed25519; p="),
+            "{}",
+            record.value
+        );
         assert_eq!(bodies[3]["reason"], "KeyGenerated");
         let rows = t.store.dkim_keys("example.test").await.unwrap();
-        assert_eq!(rows[0].private_key_ref, "secret:mail/example-2026-dkim/private.key");
+        assert_eq!(
+            rows[0].private_key_ref,
+            "secret:mail/example-2026-dkim/private.key"
+        );
         assert!(record.value.contains(&rows[0].public_key));
 
         // Next time the Secret is there: read, not regenerated; nothing else happens.
@@ -66,7 +79,9 @@ async fn a_key_is_generated_into_an_owned_secret_once() {
         seen.status = Some(status);
         let (client, server) = mock_client();
         let server = server.run(vec![Step::new(Method::GET, SECRET, Reply::object(&secret))]);
-        reconcile(Arc::new(seen), context(client, t.store.clone())).await.unwrap();
+        reconcile(Arc::new(seen), context(client, t.store.clone()))
+            .await
+            .unwrap();
         server.await.unwrap();
         assert_eq!(t.store.dkim_keys("example.test").await.unwrap(), rows);
         t.cleanup().await;

@@ -36,12 +36,22 @@ async fn a_new_domain_gets_the_finalizer_before_any_row() {
         let (client, server) = mock_client();
         let mut d = example();
         d.metadata.finalizers = None;
-        let server = server.run(vec![Step::new(Method::PATCH, PATH, Reply::object(&example()))]);
-        reconcile_once(d, context(client, t.store.clone())).await.unwrap();
+        let server = server.run(vec![Step::new(
+            Method::PATCH,
+            PATH,
+            Reply::object(&example()),
+        )]);
+        reconcile_once(d, context(client, t.store.clone()))
+            .await
+            .unwrap();
         let bodies = server.await.unwrap();
         assert_eq!(bodies[0][1]["path"], "/metadata/finalizers");
         assert_eq!(bodies[0][1]["value"][0], FINALIZER);
-        assert!(t.store.domain("example.test").await.unwrap().is_none(), "{}", t.name);
+        assert!(
+            t.store.domain("example.test").await.unwrap().is_none(),
+            "{}",
+            t.name
+        );
         t.cleanup().await;
     }
 }
@@ -52,7 +62,11 @@ async fn a_domain_is_written_with_dns_records_in_status_and_then_left_alone() {
         let (client, server) = mock_client();
         let ctx = context(client, t.store.clone());
         let server = server.run(vec![
-            Step::new(Method::PATCH, &format!("{PATH}/status"), Reply::with_status(&example())),
+            Step::new(
+                Method::PATCH,
+                &format!("{PATH}/status"),
+                Reply::with_status(&example()),
+            ),
             Step::new(Method::POST, EVENTS, Reply::Echo),
         ]);
         let action = reconcile_once(example(), ctx.clone()).await.unwrap();
@@ -61,10 +75,19 @@ async fn a_domain_is_written_with_dns_records_in_status_and_then_left_alone() {
         let status: MailDomainStatus = serde_json::from_value(bodies[0]["status"].clone()).unwrap();
         assert_eq!(bodies[0]["apiVersion"], "postbay.dev/v1alpha1");
         let ready = &status.conditions[0];
-        assert_eq!((ready.type_.as_str(), ready.reason.as_str()), (READY, "Applied"), "{}", t.name);
+        assert_eq!(
+            (ready.type_.as_str(), ready.reason.as_str()),
+            (READY, "Applied"),
+            "{}",
+            t.name
+        );
         assert_eq!(ready.observed_generation, Some(1));
         assert_eq!(status.observed_generation, Some(1));
-        let mx = status.dns_records.iter().find(|r| r.type_ == DnsRecordType::Mx).unwrap();
+        let mx = status
+            .dns_records
+            .iter()
+            .find(|r| r.type_ == DnsRecordType::Mx)
+            .unwrap();
         assert_eq!(mx.value, "10 mail.example.test.");
         assert_eq!(bodies[1]["reason"], "Created");
         let row = t.store.domain("example.test").await.unwrap().unwrap();
@@ -95,7 +118,11 @@ async fn a_domain_claimed_in_another_namespace_is_a_conflict_that_changes_nothin
         let (client, server) = mock_client();
         let ctx = context(client, t.store.clone());
         let server = server.run(vec![
-            Step::new(Method::PATCH, &format!("{PATH}/status"), Reply::with_status(&example())),
+            Step::new(
+                Method::PATCH,
+                &format!("{PATH}/status"),
+                Reply::with_status(&example()),
+            ),
             Step::new(Method::POST, EVENTS, Reply::Echo),
         ]);
         let action = reconcile_once(example(), ctx.clone()).await.unwrap();
@@ -104,20 +131,37 @@ async fn a_domain_claimed_in_another_namespace_is_a_conflict_that_changes_nothin
         let ready = &bodies[0]["status"]["conditions"][0];
         assert_eq!(ready["status"], "False");
         assert_eq!(ready["reason"], "Conflict");
-        assert_eq!(ready["message"], "domain example.test is already declared by other/example");
+        assert_eq!(
+            ready["message"],
+            "domain example.test is already declared by other/example"
+        );
         assert!(bodies[0]["status"].get("dnsRecords").is_none());
         assert_eq!(bodies[1]["type"], "Warning");
         assert_eq!(bodies[1]["reason"], "Conflict");
-        assert_eq!(t.store.domain("example.test").await.unwrap().unwrap(), theirs, "{}", t.name);
+        assert_eq!(
+            t.store.domain("example.test").await.unwrap().unwrap(),
+            theirs,
+            "{}",
+            t.name
+        );
 
         // Deleting the losing resource leaves the winner's row.
         let (client, server) = mock_client();
-        let server = server.run(vec![Step::new(Method::PATCH, PATH, Reply::object(&example()))]);
+        let server = server.run(vec![Step::new(
+            Method::PATCH,
+            PATH,
+            Reply::object(&example()),
+        )]);
         let mut gone = example();
         gone.metadata = deleting(gone.metadata);
-        reconcile_once(gone, context(client, t.store.clone())).await.unwrap();
+        reconcile_once(gone, context(client, t.store.clone()))
+            .await
+            .unwrap();
         server.await.unwrap();
-        assert_eq!(t.store.domain("example.test").await.unwrap().unwrap(), theirs);
+        assert_eq!(
+            t.store.domain("example.test").await.unwrap().unwrap(),
+            theirs
+        );
         t.cleanup().await;
     }
 }
@@ -125,9 +169,13 @@ async fn a_domain_claimed_in_another_namespace_is_a_conflict_that_changes_nothin
 #[tokio::test]
 async fn deleting_a_domain_removes_its_row_then_the_finalizer() {
     for t in stores().await {
-        postbay_reconcile::domain::apply(&t.store, &postbay_reconcile::Owner::new("mail", "example"), &example().spec)
-            .await
-            .unwrap();
+        postbay_reconcile::domain::apply(
+            &t.store,
+            &postbay_reconcile::Owner::new("mail", "example"),
+            &example().spec,
+        )
+        .await
+        .unwrap();
         let (client, server) = mock_client();
         let server = server.run(vec![
             Step::new(Method::POST, EVENTS, Reply::Echo),
@@ -135,11 +183,17 @@ async fn deleting_a_domain_removes_its_row_then_the_finalizer() {
         ]);
         let mut d = example();
         d.metadata = deleting(d.metadata);
-        reconcile_once(d, context(client, t.store.clone())).await.unwrap();
+        reconcile_once(d, context(client, t.store.clone()))
+            .await
+            .unwrap();
         let bodies = server.await.unwrap();
         assert_eq!(bodies[0]["reason"], "Deleted");
         assert_eq!(bodies[1][1]["op"], "remove", "{}", bodies[1]);
-        assert!(t.store.domain("example.test").await.unwrap().is_none(), "{}", t.name);
+        assert!(
+            t.store.domain("example.test").await.unwrap().is_none(),
+            "{}",
+            t.name
+        );
         t.cleanup().await;
     }
 }
@@ -150,14 +204,27 @@ async fn a_database_outage_is_reported_and_retried_with_backoff() {
         t.store.close().await; // every query now fails
         let (client, server) = mock_client();
         let ctx = context(client, t.store.clone());
-        let server = server.run(vec![Step::new(Method::PATCH, &format!("{PATH}/status"), Reply::with_status(&example()))]);
+        let server = server.run(vec![Step::new(
+            Method::PATCH,
+            &format!("{PATH}/status"),
+            Reply::with_status(&example()),
+        )]);
         let d = Arc::new(example());
         let err = reconcile_once((*d).clone(), ctx.clone()).await.unwrap_err();
         let bodies = server.await.unwrap();
-        assert_eq!(bodies[0]["status"]["conditions"][0]["reason"], "ReconcileFailed");
+        assert_eq!(
+            bodies[0]["status"]["conditions"][0]["reason"],
+            "ReconcileFailed"
+        );
         assert_eq!(err.metric_label(), "store", "{err}");
-        assert_eq!(error_policy(d.clone(), &err, ctx.clone()), Action::requeue(Duration::from_secs(2)));
-        assert_eq!(error_policy(d.clone(), &err, ctx.clone()), Action::requeue(Duration::from_secs(4)));
+        assert_eq!(
+            error_policy(d.clone(), &err, ctx.clone()),
+            Action::requeue(Duration::from_secs(2))
+        );
+        assert_eq!(
+            error_policy(d.clone(), &err, ctx.clone()),
+            Action::requeue(Duration::from_secs(4))
+        );
         assert_eq!(ctx.metrics.failures(KIND, "store"), 2);
         t.cleanup().await;
     }

@@ -56,9 +56,12 @@ async fn declare_domain(store: &postbay_store::Store) {
 }
 
 async fn reconcile_once(m: Mailbox, ctx: Arc<Context>) -> Result<Action> {
-    tokio::time::timeout(std::time::Duration::from_secs(10), reconcile(Arc::new(m), ctx))
-        .await
-        .expect("reconcile made a request the scenario did not expect")
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        reconcile(Arc::new(m), ctx),
+    )
+    .await
+    .expect("reconcile made a request the scenario did not expect")
 }
 
 #[tokio::test]
@@ -68,17 +71,31 @@ async fn a_missing_secret_is_a_condition_not_a_crash_loop() {
         let (client, server) = mock_client();
         let server = server.run(vec![
             Step::new(Method::GET, SECRET, Reply::NotFound),
-            Step::new(Method::PATCH, &format!("{PATH}/status"), Reply::with_status(&alice())),
+            Step::new(
+                Method::PATCH,
+                &format!("{PATH}/status"),
+                Reply::with_status(&alice()),
+            ),
             Step::new(Method::POST, EVENTS, Reply::Echo),
         ]);
         let action = reconcile_once(alice(), context(client, t.store.clone())).await;
-        assert_eq!(action.unwrap(), Action::requeue(BLOCKED_RETRY), "{}", t.name);
+        assert_eq!(
+            action.unwrap(),
+            Action::requeue(BLOCKED_RETRY),
+            "{}",
+            t.name
+        );
         let bodies = server.await.unwrap();
         let ready = &bodies[1]["status"]["conditions"][0];
         assert_eq!(ready["status"], "False");
         assert_eq!(ready["reason"], "SecretNotFound");
         assert_eq!(bodies[2]["type"], "Warning");
-        assert!(t.store.mailbox("alice@example.test").await.unwrap().is_none());
+        assert!(t
+            .store
+            .mailbox("alice@example.test")
+            .await
+            .unwrap()
+            .is_none());
         t.cleanup().await;
     }
 }
@@ -89,12 +106,22 @@ async fn a_missing_domain_is_a_condition_too() {
         let (client, server) = mock_client();
         let server = server.run(vec![
             Step::new(Method::GET, SECRET, Reply::object(&secret("pw"))),
-            Step::new(Method::PATCH, &format!("{PATH}/status"), Reply::with_status(&alice())),
+            Step::new(
+                Method::PATCH,
+                &format!("{PATH}/status"),
+                Reply::with_status(&alice()),
+            ),
             Step::new(Method::POST, EVENTS, Reply::Echo),
         ]);
-        reconcile_once(alice(), context(client, t.store.clone())).await.unwrap();
+        reconcile_once(alice(), context(client, t.store.clone()))
+            .await
+            .unwrap();
         let bodies = server.await.unwrap();
-        assert_eq!(bodies[1]["status"]["conditions"][0]["reason"], "DomainNotFound", "{}", t.name);
+        assert_eq!(
+            bodies[1]["status"]["conditions"][0]["reason"], "DomainNotFound",
+            "{}",
+            t.name
+        );
         t.cleanup().await;
     }
 }
@@ -106,20 +133,34 @@ async fn the_password_hash_follows_the_secret() {
         let (client, server) = mock_client();
         let server = server.run(vec![
             Step::new(Method::GET, SECRET, Reply::object(&secret("first"))),
-            Step::new(Method::PATCH, &format!("{PATH}/status"), Reply::with_status(&alice())),
+            Step::new(
+                Method::PATCH,
+                &format!("{PATH}/status"),
+                Reply::with_status(&alice()),
+            ),
             Step::new(Method::POST, EVENTS, Reply::Echo),
         ]);
-        reconcile_once(alice(), context(client, t.store.clone())).await.unwrap();
+        reconcile_once(alice(), context(client, t.store.clone()))
+            .await
+            .unwrap();
         let bodies = server.await.unwrap();
         let status: MailboxStatus = serde_json::from_value(bodies[1]["status"].clone()).unwrap();
         assert_eq!(status.conditions[0].reason, "Applied", "{}", t.name);
         assert_eq!(bodies[2]["reason"], "Created");
-        let row = t.store.mailbox("alice@example.test").await.unwrap().unwrap();
+        let row = t
+            .store
+            .mailbox("alice@example.test")
+            .await
+            .unwrap()
+            .unwrap();
         assert!(postbay_passwd::verify(b"first", &row.password_hash).unwrap());
         assert_eq!(row.quota_bytes, 2 << 30);
         assert_eq!(row.owner.as_deref(), Some("mail/alice"));
         assert_eq!(
-            t.store.alias_destinations("postmaster@example.test").await.unwrap(),
+            t.store
+                .alias_destinations("postmaster@example.test")
+                .await
+                .unwrap(),
             ["alice@example.test"]
         );
 
@@ -131,18 +172,36 @@ async fn the_password_hash_follows_the_secret() {
             Step::new(Method::GET, SECRET, Reply::object(&secret("second"))),
             Step::new(Method::POST, EVENTS, Reply::Echo),
         ]);
-        reconcile_once(seen.clone(), context(client, t.store.clone())).await.unwrap();
+        reconcile_once(seen.clone(), context(client, t.store.clone()))
+            .await
+            .unwrap();
         assert_eq!(server.await.unwrap()[1]["reason"], "Updated");
-        let row = t.store.mailbox("alice@example.test").await.unwrap().unwrap();
+        let row = t
+            .store
+            .mailbox("alice@example.test")
+            .await
+            .unwrap()
+            .unwrap();
         assert!(postbay_passwd::verify(b"second", &row.password_hash).unwrap());
         assert!(!postbay_passwd::verify(b"first", &row.password_hash).unwrap());
 
         // Nothing changed: one GET, nothing written.
         let (client, server) = mock_client();
-        let server = server.run(vec![Step::new(Method::GET, SECRET, Reply::object(&secret("second")))]);
-        reconcile_once(seen, context(client, t.store.clone())).await.unwrap();
+        let server = server.run(vec![Step::new(
+            Method::GET,
+            SECRET,
+            Reply::object(&secret("second")),
+        )]);
+        reconcile_once(seen, context(client, t.store.clone()))
+            .await
+            .unwrap();
         server.await.unwrap();
-        let again = t.store.mailbox("alice@example.test").await.unwrap().unwrap();
+        let again = t
+            .store
+            .mailbox("alice@example.test")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(again.password_hash, row.password_hash);
         t.cleanup().await;
     }
@@ -162,10 +221,25 @@ async fn deleting_a_mailbox_removes_row_and_aliases() {
         ]);
         let mut m = alice();
         m.metadata = deleting(m.metadata);
-        reconcile_once(m, context(client, t.store.clone())).await.unwrap();
+        reconcile_once(m, context(client, t.store.clone()))
+            .await
+            .unwrap();
         server.await.unwrap();
-        assert!(t.store.mailbox("alice@example.test").await.unwrap().is_none(), "{}", t.name);
-        assert!(t.store.alias_destinations("postmaster@example.test").await.unwrap().is_empty());
+        assert!(
+            t.store
+                .mailbox("alice@example.test")
+                .await
+                .unwrap()
+                .is_none(),
+            "{}",
+            t.name
+        );
+        assert!(t
+            .store
+            .alias_destinations("postmaster@example.test")
+            .await
+            .unwrap()
+            .is_empty());
         t.cleanup().await;
     }
 }
@@ -183,7 +257,10 @@ fn secret_and_domain_watches_map_to_the_right_mailboxes() {
 
     let refs = reading_secret(&secret("x"), &all);
     assert_eq!(refs.len(), 1);
-    assert_eq!((refs[0].name.as_str(), refs[0].namespace.as_deref()), ("alice", Some("mail")));
+    assert_eq!(
+        (refs[0].name.as_str(), refs[0].namespace.as_deref()),
+        ("alice", Some("mail"))
+    );
 
     let refs = under_domain(Some("mail"), "else.test", &all);
     assert_eq!(refs.len(), 1);

@@ -10,6 +10,7 @@
 //! Replicas use separate directories (`queue/<node-id>/`), so there is no contention for files;
 //! a StatefulSet pod keeps its node id across restarts and resumes its own queue.
 
+pub mod dsn;
 pub mod runner;
 
 use std::path::{Path, PathBuf};

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
-use super::{Envelope, Queue, QueuedRecipient};
+use super::{dsn, Envelope, Queue, QueuedRecipient};
 use crate::lmtp_client::{LmtpClient, ServerReply};
+use postbay_store::{Recipient, Resolution};
 
 /// How long to wait before each retry; the last step repeats until `max_age`.
 const BACKOFF: &[u64] = &[10, 60, 300, 900, 1800, 3600];
@@ -43,6 +44,9 @@ struct Schedule {
 pub struct Runner {
     queue: Queue,
     lmtp: Arc<LmtpClient>,
+    /// Resolves bounce recipients (the original sender).
+    store: postbay_store::Store,
+    hostname: String,
     settings: RunnerSettings,
     slots: Arc<Semaphore>,
     schedule: Arc<Mutex<Schedule>>,
@@ -53,19 +57,28 @@ enum Outcome {
     Done {
         failed: Vec<(QueuedRecipient, ServerReply)>,
     },
-    /// Some recipients must be tried again.
+    /// Some recipients must be tried again (others may have failed for good).
     Retry {
         remaining: Vec<QueuedRecipient>,
+        failed: Vec<(QueuedRecipient, ServerReply)>,
         reason: String,
     },
 }
 
 impl Runner {
-    pub fn new(queue: Queue, lmtp: Arc<LmtpClient>, settings: RunnerSettings) -> Arc<Runner> {
+    pub fn new(
+        queue: Queue,
+        lmtp: Arc<LmtpClient>,
+        store: postbay_store::Store,
+        hostname: String,
+        settings: RunnerSettings,
+    ) -> Arc<Runner> {
         let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         Arc::new(Runner {
             queue,
             lmtp,
+            store,
+            hostname,
             settings,
             slots,
             schedule: Arc::default(),
@@ -159,28 +172,23 @@ impl Runner {
         let outcome = self.deliver(&envelope, &message).await;
         match outcome {
             Outcome::Done { failed } => {
-                if failed.is_empty() {
-                    tracing::debug!(queue_id = id, "delivered");
+                let bounced = self.report_failures(&envelope, &message, &failed).await;
+                if failed.is_empty() || bounced {
+                    tracing::debug!(queue_id = id, "done");
                     if let Err(e) = self.queue.remove(id).await {
                         tracing::error!(queue_id = id, error = %e, "cannot remove delivered message");
                     }
-                } else {
-                    for (rcpt, reply) in &failed {
-                        tracing::warn!(
-                            queue_id = id,
-                            rcpt = rcpt.address,
-                            code = reply.code,
-                            reply = reply.text,
-                            "permanent delivery failure"
-                        );
-                    }
-                    if let Err(e) = self.queue.park(id).await {
-                        tracing::error!(queue_id = id, error = %e, "cannot park failed message");
-                    }
+                } else if let Err(e) = self.queue.park(id).await {
+                    tracing::error!(queue_id = id, error = %e, "cannot park failed message");
                 }
                 self.finish(id, None).await;
             }
-            Outcome::Retry { remaining, reason } => {
+            Outcome::Retry {
+                remaining,
+                failed,
+                reason,
+            } => {
+                self.report_failures(&envelope, &message, &failed).await;
                 let age = crate::now_unix() - envelope.received_at;
                 if age as u64 > self.settings.max_age.as_secs() {
                     tracing::warn!(queue_id = id, reason, "giving up after max queue age");
@@ -256,18 +264,121 @@ impl Runner {
         if remaining.is_empty() {
             Outcome::Done { failed }
         } else {
-            // Permanent failures among a partly deferred message are logged now; the
-            // recipients still pending keep the message queued.
-            for (rcpt, reply) in &failed {
+            Outcome::Retry {
+                remaining,
+                failed,
+                reason,
+            }
+        }
+    }
+
+    /// Logs permanent failures and sends the sender a bounce. Returns whether the failures
+    /// are fully handled (bounce queued); false means the message should be kept for an
+    /// admin (null sender, or the bounce could not be queued).
+    async fn report_failures(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        failed: &[(QueuedRecipient, ServerReply)],
+    ) -> bool {
+        if failed.is_empty() {
+            return true;
+        }
+        for (rcpt, reply) in failed {
+            tracing::warn!(
+                queue_id = envelope.id,
+                rcpt = rcpt.address,
+                code = reply.code,
+                reply = reply.text,
+                "permanent delivery failure"
+            );
+        }
+        if envelope.mail_from.is_empty() {
+            tracing::warn!(
+                queue_id = envelope.id,
+                "not bouncing a message with a null sender"
+            );
+            return false;
+        }
+        let failures: Vec<dsn::Failure<'_>> = failed
+            .iter()
+            .map(|(r, reply)| dsn::Failure {
+                recipient: &r.original,
+                code: reply.code,
+                text: &reply.text,
+            })
+            .collect();
+        let now = crate::now_unix();
+        let bounce = dsn::bounce(
+            &self.hostname,
+            &envelope.id,
+            &envelope.mail_from,
+            envelope.received_at,
+            now,
+            &failures,
+            message,
+        );
+        let recipients = match self.store.resolve(&envelope.mail_from).await {
+            Ok(Resolution::Deliver(targets)) => targets
+                .into_iter()
+                .map(|t| match t {
+                    Recipient::Local(a) => QueuedRecipient {
+                        address: a,
+                        original: envelope.mail_from.clone(),
+                        local: true,
+                    },
+                    Recipient::Remote(a) => QueuedRecipient {
+                        address: a,
+                        original: envelope.mail_from.clone(),
+                        local: false,
+                    },
+                })
+                .collect(),
+            Ok(Resolution::NonLocalDomain) => vec![QueuedRecipient {
+                address: envelope.mail_from.clone(),
+                original: envelope.mail_from.clone(),
+                local: false,
+            }],
+            Ok(Resolution::Unknown) => {
                 tracing::warn!(
                     queue_id = envelope.id,
-                    rcpt = rcpt.address,
-                    code = reply.code,
-                    reply = reply.text,
-                    "permanent delivery failure"
+                    sender = envelope.mail_from,
+                    "sender is an unknown local address, bounce dropped"
                 );
+                return true;
             }
-            Outcome::Retry { remaining, reason }
+            Err(e) => {
+                tracing::error!(queue_id = envelope.id, error = %e, "cannot resolve the sender for a bounce");
+                return false;
+            }
+        };
+        let bounce_envelope = Envelope {
+            id: Queue::new_id(),
+            mail_from: String::new(),
+            recipients,
+            received_at: now,
+            client_ip: "127.0.0.1".into(),
+            helo: self.hostname.clone(),
+            smtputf8: envelope.smtputf8,
+            eight_bit: true,
+        };
+        match self
+            .queue
+            .enqueue(&bounce_envelope, Vec::new(), bounce)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(
+                    queue_id = envelope.id,
+                    bounce_id = bounce_envelope.id,
+                    "bounce queued"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!(queue_id = envelope.id, error = %e, "cannot queue bounce");
+                false
+            }
         }
     }
 
