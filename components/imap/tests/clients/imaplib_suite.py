@@ -206,10 +206,9 @@ other.logout()
 # QUOTA and ENABLE.
 typ, data = M._simple_command("GETQUOTAROOT", "INBOX")
 assert typ == "OK", data
+ok(M.close(), "CLOSE")
 typ, data = M._simple_command("ENABLE", "CONDSTORE")
 assert typ == "OK", data
-
-ok(M.close(), "CLOSE")
 typ, data = M.logout()
 assert typ == "BYE", (typ, data)
 print("imaplib suite ok")
