@@ -95,3 +95,28 @@ def test_kill_9_during_load_loses_nothing_and_duplicates_nothing(make_postbay):
     assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:5]}"
     dupes = {s for s in got if got.count(s) > 1}
     assert not dupes, f"delivered twice: {sorted(dupes)[:5]}"
+
+
+def test_sigterm_stops_accepting_and_lets_open_sessions_finish(make_postbay):
+    import signal
+    import socket
+
+    pb = make_postbay()
+    pb.apply(FIXTURES / "example.yaml")
+    dev = pb.start_dev()
+    with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=20) as s:
+        s.ehlo("client.test")
+        dev.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        try:
+            socket.create_connection(("127.0.0.1", pb.smtp), timeout=2).close()
+            refused = False
+        except OSError:
+            refused = True
+        assert refused, "no new connections after SIGTERM"
+        s.sendmail("t@remote.test", ["alice@example.test"], "Subject: in flight\r\n\r\nx\r\n")
+    assert dev.wait(timeout=30) == 0
+    # The message was acknowledged, so it is on disk: a restart delivers it if needed.
+    pb.start_dev()
+    [m] = pb.wait_messages("alice@example.test", 1)
+    assert b"in flight" in m

@@ -100,3 +100,38 @@ impl Sink for Vec<u8> {
         Ok(())
     }
 }
+
+/// Entry points for the fuzz target and robustness tests; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::{ImapContext, MaybeTls, Session};
+
+    /// Plays `input` to a fresh session as a client's bytes (then closes the client's
+    /// sending side) and returns everything the server wrote.
+    pub async fn run_session(ctx: Arc<ImapContext>, input: &[u8]) -> Vec<u8> {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let task = tokio::spawn(Session::new(ctx, MaybeTls::Plain(server), peer, None).run());
+        let (mut rd, mut wr) = tokio::io::split(client);
+        let writer = async move {
+            let _ = wr.write_all(input).await;
+            let _ = wr.shutdown().await;
+        };
+        let reader = async move {
+            let mut out = Vec::new();
+            let _ = rd.read_to_end(&mut out).await;
+            out
+        };
+        let ((), out) = tokio::join!(writer, reader);
+        if let Err(e) = task.await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+        out
+    }
+}

@@ -41,14 +41,15 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let store = open_store(&config).await?;
     let tls = tls_provider(&config).await?;
-    start_mailbox(&config, store.clone()).await?;
-    start_smtp(&config, store, tls).await?;
+    let mut running = Running::default();
+    start_mailbox(&config, store.clone(), &mut running).await?;
+    start_smtp(&config, store, tls, &mut running).await?;
     println!(
         "postbay dev ready (data {}, database {})",
         config.data_dir.display(),
         redact(&config.database_url())
     );
-    std::future::pending::<()>().await;
+    running.shutdown().await;
     Ok(())
 }
 
@@ -63,9 +64,10 @@ pub async fn smtp(mut config: Config) -> Result<()> {
         .get_or_insert_with(|| "127.0.0.1:24".to_string());
     let store = open_store(&config).await?;
     let tls = tls_provider(&config).await?;
-    start_smtp(&config, store, tls).await?;
+    let mut running = Running::default();
+    start_smtp(&config, store, tls, &mut running).await?;
     println!("postbay smtp ready");
-    std::future::pending::<()>().await;
+    running.shutdown().await;
     Ok(())
 }
 
@@ -75,9 +77,10 @@ pub async fn mailbox(mut config: Config) -> Result<()> {
         .listen
         .get_or_insert(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 24));
     let store = open_store(&config).await?;
-    start_mailbox(&config, store).await?;
+    let mut running = Running::default();
+    start_mailbox(&config, store, &mut running).await?;
     println!("postbay imap ready");
-    std::future::pending::<()>().await;
+    running.shutdown().await;
     Ok(())
 }
 
@@ -98,7 +101,12 @@ async fn tls_provider(config: &Config) -> Result<TlsProvider> {
     TlsProvider::new(settings).await.context("setting up TLS")
 }
 
-async fn start_smtp(config: &Config, store: Store, tls: TlsProvider) -> Result<()> {
+async fn start_smtp(
+    config: &Config,
+    store: Store,
+    tls: TlsProvider,
+    running: &mut Running,
+) -> Result<()> {
     let listen = config.smtp.listen.expect("caller sets the SMTP address");
     let target = config
         .smtp
@@ -142,11 +150,16 @@ async fn start_smtp(config: &Config, store: Store, tls: TlsProvider) -> Result<(
         implicit_tls: false,
     };
     println!("smtp (mx) listening on {}", listener.local_addr()?);
-    tokio::spawn(postbay_smtp::server::serve(listener, ctx, settings));
+    running.gates.push(settings.gate.clone());
+    running
+        .listeners
+        .push(tokio::spawn(postbay_smtp::server::serve(
+            listener, ctx, settings,
+        )));
     Ok(())
 }
 
-async fn start_mailbox(config: &Config, store: Store) -> Result<()> {
+async fn start_mailbox(config: &Config, store: Store, running: &mut Running) -> Result<()> {
     let listen = config.lmtp.listen.expect("caller sets the LMTP address");
     let ctx = Arc::new(postbay_mailbox::lmtp::session::LmtpContext {
         hostname: config.hostname.clone(),
@@ -163,7 +176,12 @@ async fn start_mailbox(config: &Config, store: Store) -> Result<()> {
         max_per_ip: config.lmtp.max_connections,
     });
     println!("lmtp listening on {}", listener.local_addr()?);
-    tokio::spawn(postbay_mailbox::serve_lmtp(listener, ctx, gate));
+    running.gates.push(gate.clone());
+    running
+        .listeners
+        .push(tokio::spawn(postbay_mailbox::serve_lmtp(
+            listener, ctx, gate,
+        )));
     Ok(())
 }
 
@@ -178,5 +196,39 @@ fn redact(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+/// What a role started, so SIGTERM can stop it gracefully.
+#[derive(Default)]
+struct Running {
+    listeners: Vec<tokio::task::JoinHandle<()>>,
+    gates: Vec<ConnectionGate>,
+}
+
+/// How long open sessions may finish after SIGTERM; keep below the Pod's
+/// terminationGracePeriodSeconds (30 s by default).
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
+
+impl Running {
+    /// Waits for SIGTERM or Ctrl-C, stops accepting, and gives open sessions time to
+    /// finish. Nothing acknowledged is at risk either way: queued mail is on disk.
+    async fn shutdown(self) {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        for listener in &self.listeners {
+            listener.abort();
+        }
+        let open: usize = self.gates.iter().map(ConnectionGate::active).sum();
+        tracing::info!(open, "stopping: no new connections, draining open sessions");
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while tokio::time::Instant::now() < deadline && self.gates.iter().any(|g| g.active() > 0) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        tracing::info!("stopped");
     }
 }
