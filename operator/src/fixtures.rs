@@ -125,10 +125,15 @@ impl ApiServer {
 
 /// A Context for `client` and `store`, with mail host `mail.example.test`.
 pub fn context(client: Client, store: Store) -> Arc<Context> {
+    context_with(client, store, Settings::default())
+}
+
+/// [`context`] with other settings.
+pub fn context_with(client: Client, store: Store, settings: Settings) -> Arc<Context> {
     Arc::new(Context::new(
         client,
         store,
-        Settings::default(),
+        settings,
         MailHosts::single("mail.example.test"),
         Arc::new(Metrics::default()),
     ))

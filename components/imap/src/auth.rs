@@ -182,10 +182,16 @@ mod tests {
         assert!(limiter.allowed(ip, "a"));
         limiter.record_failure(ip, "a");
         limiter.record_failure(ip, "a");
-        assert!(!limiter.allowed(other, "a"), "user a is throttled everywhere");
+        assert!(
+            !limiter.allowed(other, "a"),
+            "user a is throttled everywhere"
+        );
         assert!(limiter.allowed(ip, "b"));
         limiter.record_failure(ip, "b");
-        assert!(!limiter.allowed(ip, "c"), "the IP is throttled for every user");
+        assert!(
+            !limiter.allowed(ip, "c"),
+            "the IP is throttled for every user"
+        );
         assert!(limiter.allowed(other, "c"));
     }
 }

@@ -156,7 +156,10 @@ fn preparse_list(
     }
     let tail_at = s.pos;
     if s.eat(b' ') {
-        let mut t = Scanner { b: message, pos: s.pos };
+        let mut t = Scanner {
+            b: message,
+            pos: s.pos,
+        };
         if t.atom().is_some_and(|a| a.eq_ignore_ascii_case(b"RETURN")) && t.eat(b' ') {
             opts.extended = true;
             let words = t.group()?.ok_or("bad LIST RETURN options")?;

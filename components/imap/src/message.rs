@@ -184,11 +184,9 @@ impl<'a> Parsed<'a> {
             return match (path.is_empty(), spec) {
                 (true, Spec::Header) => Some(Cow::Borrowed(self.header())),
                 (true, Spec::Text) => Some(Cow::Borrowed(self.text())),
-                (true, Spec::Fields(f, not)) => Some(Cow::Owned(filter_fields(
-                    self.header(),
-                    f,
-                    not,
-                ))),
+                (true, Spec::Fields(f, not)) => {
+                    Some(Cow::Owned(filter_fields(self.header(), f, not)))
+                }
                 (false, Spec::Body) if path == [1u32] => Some(Cow::Borrowed(self.text())),
                 _ => None,
             };
@@ -394,15 +392,12 @@ fn message_spec<'m>(msg: PartRef<'m, '_>, spec: Spec<'_>) -> Option<Cow<'m, [u8]
     match spec {
         Spec::Header => Some(Cow::Borrowed(msg.header_bytes())),
         Spec::Text => Some(Cow::Borrowed(msg.body_bytes())),
-        Spec::Fields(fields, not) => Some(Cow::Owned(filter_fields(
-            msg.header_bytes(),
-            fields,
-            not,
-        ))),
-        Spec::Body => Some(Cow::Borrowed(msg.slice(
-            msg.part().offset_header,
-            msg.part().offset_end,
-        ))),
+        Spec::Fields(fields, not) => {
+            Some(Cow::Owned(filter_fields(msg.header_bytes(), fields, not)))
+        }
+        Spec::Body => Some(Cow::Borrowed(
+            msg.slice(msg.part().offset_header, msg.part().offset_end),
+        )),
         Spec::Mime => None,
     }
 }
@@ -460,7 +455,10 @@ fn split_fields(header: &[u8]) -> Vec<&[u8]> {
 }
 
 fn trim_bytes(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
     let end = b
         .iter()
         .rposition(|c| !c.is_ascii_whitespace())
@@ -673,8 +671,8 @@ fn structure(part: PartRef<'_, '_>, extended: bool, in_digest: bool) -> BodyStru
             .into_iter()
             .map(|c| structure(c, extended, digest))
             .collect();
-        let bodies = Vec1::try_from(bodies)
-            .unwrap_or_else(|_| Vec1::from(basic_text_structure(b"")));
+        let bodies =
+            Vec1::try_from(bodies).unwrap_or_else(|_| Vec1::from(basic_text_structure(b"")));
         return BodyStructure::Multi {
             bodies,
             subtype: istring(subtype.into_bytes()),
@@ -770,7 +768,10 @@ inner body\r\n\
 --XX--\r\n";
 
     fn part(numbers: &[u32]) -> Part {
-        let v: Vec<NonZeroU32> = numbers.iter().map(|n| NonZeroU32::new(*n).unwrap()).collect();
+        let v: Vec<NonZeroU32> = numbers
+            .iter()
+            .map(|n| NonZeroU32::new(*n).unwrap())
+            .collect();
         Part(Vec1::try_from(v).unwrap())
     }
 
@@ -780,11 +781,15 @@ inner body\r\n\
         assert!(p.header().starts_with(b"From: Alice"));
         assert!(p.header().ends_with(b"\r\n\r\n"));
         assert_eq!(
-            p.section(Some(&Section::Part(part(&[1])))).unwrap().as_ref(),
+            p.section(Some(&Section::Part(part(&[1]))))
+                .unwrap()
+                .as_ref(),
             b"hello world"
         );
         assert_eq!(
-            p.section(Some(&Section::Mime(part(&[1])))).unwrap().as_ref(),
+            p.section(Some(&Section::Mime(part(&[1]))))
+                .unwrap()
+                .as_ref(),
             b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
         );
         assert_eq!(
@@ -799,9 +804,13 @@ inner body\r\n\
                 .as_ref(),
             b"inner body"
         );
-        assert_eq!(p.binary(&[NonZeroU32::new(2).unwrap()]).unwrap().unwrap(), [0, 1, 2, 3]);
+        assert_eq!(
+            p.binary(&[NonZeroU32::new(2).unwrap()]).unwrap().unwrap(),
+            [0, 1, 2, 3]
+        );
         assert!(p.section(Some(&Section::Part(part(&[4])))).is_none());
-        let fields = Vec1::from(imap_codec::imap_types::core::AString::try_from("subject").unwrap());
+        let fields =
+            Vec1::from(imap_codec::imap_types::core::AString::try_from("subject").unwrap());
         assert_eq!(
             p.section(Some(&Section::HeaderFields(None, fields)))
                 .unwrap()
@@ -827,10 +836,15 @@ inner body\r\n\
         let raw = b"Subject: x\r\n\r\nbody\r\n";
         let p = Parsed::new(raw);
         assert_eq!(
-            p.section(Some(&Section::Part(part(&[1])))).unwrap().as_ref(),
+            p.section(Some(&Section::Part(part(&[1]))))
+                .unwrap()
+                .as_ref(),
             b"body\r\n"
         );
         assert_eq!(p.section(None).unwrap().as_ref(), raw);
-        assert!(matches!(p.body_structure(false), BodyStructure::Single { .. }));
+        assert!(matches!(
+            p.body_structure(false),
+            BodyStructure::Single { .. }
+        ));
     }
 }

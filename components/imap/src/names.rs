@@ -58,7 +58,10 @@ pub fn from_wire(mailbox: &Mailbox<'_>, utf8: bool) -> Result<String, NameError>
 
 /// "inbox", "Inbox/x" ... are INBOX and INBOX/x.
 fn canonical_inbox(name: String) -> String {
-    if name.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("INBOX")) {
+    if name
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("INBOX"))
+    {
         let rest = &name[5..];
         if rest.is_empty() || rest.starts_with(DELIMITER) {
             return format!("INBOX{rest}");
@@ -74,10 +77,7 @@ pub fn validate(name: &str) -> Result<(), NameError> {
     if name.len() > MAX_NAME_BYTES {
         return Err(NameError::TooLong);
     }
-    if name
-        .chars()
-        .any(|c| c == '*' || c == '%' || c.is_control())
-    {
+    if name.chars().any(|c| c == '*' || c == '%' || c.is_control()) {
         return Err(NameError::BadCharacter);
     }
     let levels: Vec<&str> = name.split(DELIMITER).collect();
@@ -168,7 +168,10 @@ mod tests {
     fn names_are_validated_and_canonical() {
         assert_eq!(from_wire_bytes(b"inbox", false).unwrap(), "INBOX");
         assert_eq!(from_wire_bytes(b"Inbox/x", false).unwrap(), "INBOX/x");
-        assert_eq!(from_wire_bytes(b"Entw&APw-rfe/", false).unwrap(), "Entwürfe");
+        assert_eq!(
+            from_wire_bytes(b"Entw&APw-rfe/", false).unwrap(),
+            "Entwürfe"
+        );
         assert_eq!(
             from_wire_bytes("Entwürfe".as_bytes(), true).unwrap(),
             "Entwürfe"

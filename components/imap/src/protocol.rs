@@ -132,7 +132,12 @@ impl Protocol {
             .store
             .folder(user.mailbox_id, name)
             .await?
-            .ok_or_else(|| no(Some("NONEXISTENT"), format!("Mailbox doesn't exist: {name}")))
+            .ok_or_else(|| {
+                no(
+                    Some("NONEXISTENT"),
+                    format!("Mailbox doesn't exist: {name}"),
+                )
+            })
     }
 
     /// Reports other sessions' changes to the selected folder (see [`selected::sync`]).

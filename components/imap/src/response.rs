@@ -147,7 +147,13 @@ mod tests {
     fn tagged_responses_encode() {
         let mut out = Vec::new();
         let tag = Tag::try_from("a1").unwrap();
-        tagged(&mut out, &tag, StatusKind::No, Some(code("NONEXISTENT")), "no\r\nsuch");
+        tagged(
+            &mut out,
+            &tag,
+            StatusKind::No,
+            Some(code("NONEXISTENT")),
+            "no\r\nsuch",
+        );
         assert_eq!(out, b"a1 NO [NONEXISTENT] no  such\r\n");
     }
 }

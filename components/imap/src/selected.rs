@@ -115,7 +115,8 @@ impl Selected {
                 }
                 let (x, y) = (value(a, last_uid), value(b, last_uid));
                 let (lo, hi) = (x.min(y), x.max(y));
-                let (lo, hi) = if matches!(a, SeqOrUid::Asterisk) || matches!(b, SeqOrUid::Asterisk) {
+                let (lo, hi) = if matches!(a, SeqOrUid::Asterisk) || matches!(b, SeqOrUid::Asterisk)
+                {
                     (lo.min(last_uid), hi)
                 } else {
                     (lo, hi)
@@ -130,7 +131,9 @@ impl Selected {
                 let (x, y) = (value(a, count), value(b, count));
                 let (lo, hi) = (x.min(y), x.max(y));
                 if hi > count {
-                    return Err(format!("Invalid message sequence number {hi} (only {count} messages)"));
+                    return Err(format!(
+                        "Invalid message sequence number {hi} (only {count} messages)"
+                    ));
                 }
                 seqs.extend(lo..=hi);
             }
@@ -163,12 +166,7 @@ pub fn fetch_flags(flags: &[String]) -> Vec<FlagFetch<'static>> {
 }
 
 /// An untagged `FETCH (FLAGS ... UID ... [MODSEQ])` for a changed message.
-pub fn flags_response(
-    out: &mut Vec<u8>,
-    seq: u32,
-    meta: &MessageMeta,
-    condstore: bool,
-) {
+pub fn flags_response(out: &mut Vec<u8>, seq: u32, meta: &MessageMeta, condstore: bool) {
     let Some(seq) = NonZeroU32::new(seq) else {
         return;
     };

@@ -36,16 +36,20 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ImapContext>, settings: Liste
         let ctx = ctx.clone();
         let settings = settings.clone();
         tokio::spawn(async move {
-            let established =
-                match listener::establish(stream, peer, &settings.proxy, PROXY_HEADER_TIMEOUT)
-                    .await
-                {
-                    Ok(established) => established,
-                    Err(e) => {
-                        tracing::info!(%peer, error = %e, "dropping connection without a valid PROXY header");
-                        return;
-                    }
-                };
+            let established = match listener::establish(
+                stream,
+                peer,
+                &settings.proxy,
+                PROXY_HEADER_TIMEOUT,
+            )
+            .await
+            {
+                Ok(established) => established,
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "dropping connection without a valid PROXY header");
+                    return;
+                }
+            };
             let accepted = match established.admit(&settings.gate) {
                 listener::Admission::Accepted(accepted) => accepted,
                 listener::Admission::Rejected(mut rejected) => {
@@ -73,8 +77,14 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ImapContext>, settings: Liste
                     }
                 }
             }
-            let starttls = if settings.implicit_tls { None } else { acceptor };
-            Session::new(ctx, stream, accepted.peer, starttls).run().await;
+            let starttls = if settings.implicit_tls {
+                None
+            } else {
+                acceptor
+            };
+            Session::new(ctx, stream, accepted.peer, starttls)
+                .run()
+                .await;
             drop(accepted.permit);
         });
     }

@@ -26,16 +26,47 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Command names, to tell "unknown command" from "bad arguments" when parsing fails.
 const KNOWN: &[&str] = &[
-    "CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "AUTHENTICATE", "LOGIN", "ENABLE", "ID",
-    "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST",
-    "LSUB", "NAMESPACE", "STATUS", "APPEND", "IDLE", "CHECK", "CLOSE", "UNSELECT", "EXPUNGE",
-    "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "UID", "GETQUOTA", "GETQUOTAROOT", "SETQUOTA",
+    "CAPABILITY",
+    "NOOP",
+    "LOGOUT",
+    "STARTTLS",
+    "AUTHENTICATE",
+    "LOGIN",
+    "ENABLE",
+    "ID",
+    "SELECT",
+    "EXAMINE",
+    "CREATE",
+    "DELETE",
+    "RENAME",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+    "LIST",
+    "LSUB",
+    "NAMESPACE",
+    "STATUS",
+    "APPEND",
+    "IDLE",
+    "CHECK",
+    "CLOSE",
+    "UNSELECT",
+    "EXPUNGE",
+    "SEARCH",
+    "FETCH",
+    "STORE",
+    "COPY",
+    "MOVE",
+    "UID",
+    "GETQUOTA",
+    "GETQUOTAROOT",
+    "SETQUOTA",
 ];
 
 /// Why a session ended.
 #[derive(Debug)]
 enum End {
     Closed,
+    Logout,
     Timeout,
     Io(std::io::Error),
     Protocol(&'static str),
@@ -96,6 +127,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         match &end {
             End::Closed => tracing::debug!(peer = %self.p.peer, "client closed the connection"),
+            End::Logout => tracing::debug!(peer = %self.p.peer, "logged out"),
             End::Timeout => {
                 response::bye(&mut self.p.out, "Disconnected for inactivity.");
             }
@@ -176,7 +208,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                                     Some(Code::TooBig),
                                     &text,
                                 ),
-                                None => response::untagged(&mut self.p.out, StatusKind::Bad, None, &text),
+                                None => response::untagged(
+                                    &mut self.p.out,
+                                    StatusKind::Bad,
+                                    None,
+                                    &text,
+                                ),
                             }
                             self.frag.skip_message();
                             self.line_start = 0;
@@ -221,13 +258,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let outcome = self.command().await;
             match outcome {
                 Some(Outcome::Ok(..)) | None => {}
-                Some(Outcome::Logout) => return Err(End::Protocol("logout")),
+                Some(Outcome::Logout) => return Err(End::Logout),
                 Some(Outcome::StartTls) => self.start_tls().await?,
                 Some(Outcome::Idle) => {}
                 Some(Outcome::Authenticate(_)) => {}
             }
-            if self.p.user.is_none()
-                && self.p.auth_failures >= self.p.ctx.limits.max_auth_attempts
+            if self.p.user.is_none() && self.p.auth_failures >= self.p.ctx.limits.max_auth_attempts
             {
                 response::bye(&mut self.p.out, "Too many invalid authentication attempts.");
                 return Err(End::Protocol("too many failed logins"));
@@ -253,7 +289,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         };
         let command = match CommandCodec::default().decode(&command_bytes) {
-            Ok((rest, command)) if rest.is_empty() => command,
+            Ok((b"", command)) => command,
             _ => {
                 let text = describe_parse_error(&command_bytes);
                 self.reject(tag, &text);
@@ -321,11 +357,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let data = match AuthenticateDataCodec::default().decode(self.frag.message_bytes()) {
                 Ok((_, AuthenticateData::Continue(data))) => data.declassify().to_vec(),
                 Ok((_, AuthenticateData::Cancel)) => {
-                    response::tagged(&mut self.p.out, &tag, StatusKind::Bad, None, "Authentication cancelled");
+                    response::tagged(
+                        &mut self.p.out,
+                        &tag,
+                        StatusKind::Bad,
+                        None,
+                        "Authentication cancelled",
+                    );
                     return Ok(());
                 }
                 Err(_) => {
-                    response::tagged(&mut self.p.out, &tag, StatusKind::Bad, None, "Invalid base64 data");
+                    response::tagged(
+                        &mut self.p.out,
+                        &tag,
+                        StatusKind::Bad,
+                        None,
+                        "Invalid base64 data",
+                    );
                     return Ok(());
                 }
             };
@@ -367,9 +415,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return Err(End::Protocol("selected mailbox vanished"));
                 }
                 if done {
-                    response::tagged(&mut self.p.out, &tag, StatusKind::Ok, None, "IDLE terminated");
+                    response::tagged(
+                        &mut self.p.out,
+                        &tag,
+                        StatusKind::Ok,
+                        None,
+                        "IDLE terminated",
+                    );
                 } else {
-                    response::tagged(&mut self.p.out, &tag, StatusKind::Bad, None, "Expected DONE");
+                    response::tagged(
+                        &mut self.p.out,
+                        &tag,
+                        StatusKind::Bad,
+                        None,
+                        "Expected DONE",
+                    );
                 }
                 return Ok(());
             }
@@ -418,13 +478,19 @@ fn new_fragmentizer(ctx: &ImapContext) -> Fragmentizer {
 
 /// A helpful BAD text for a command imap-codec could not parse.
 fn describe_parse_error(bytes: &[u8]) -> String {
-    let line_end = bytes.iter().position(|b| *b == b'\r' || *b == b'\n').unwrap_or(bytes.len());
+    let line_end = bytes
+        .iter()
+        .position(|b| *b == b'\r' || *b == b'\n')
+        .unwrap_or(bytes.len());
     let line = String::from_utf8_lossy(&bytes[..line_end]);
     let mut words = line.split(' ');
     let tag = words.next().unwrap_or_default();
     let mut name = words.next().unwrap_or_default().to_ascii_uppercase();
     if name == "UID" {
-        name = format!("UID {}", words.next().unwrap_or_default().to_ascii_uppercase());
+        name = format!(
+            "UID {}",
+            words.next().unwrap_or_default().to_ascii_uppercase()
+        );
     }
     if tag.is_empty() || name.is_empty() {
         return "Error in IMAP command: expected tag and command name".into();

@@ -75,7 +75,12 @@ async fn curl_fetches_appends_and_lists_over_plain_starttls_and_imaps() {
         let tls_port = env.servers[0].tls_port;
         let cert = env.cert.display().to_string();
         let curl = |args: Vec<String>| async move {
-            let mut all = vec!["-sS".to_string(), "--max-time".into(), "30".into(), "-u".into()];
+            let mut all = vec![
+                "-sS".to_string(),
+                "--max-time".into(),
+                "30".into(),
+                "-u".into(),
+            ];
             all.push(format!("{ALICE}:{ALICE_PASSWORD}"));
             all.extend(args);
             run("curl", all).await
@@ -135,7 +140,10 @@ async fn curl_fetches_appends_and_lists_over_plain_starttls_and_imaps() {
             "STATUS INBOX (MESSAGES UNSEEN)".into(),
         ])
         .await;
-        assert!(out.contains("* STATUS INBOX (MESSAGES 1 UNSEEN 0)"), "{out}");
+        assert!(
+            out.contains("* STATUS INBOX (MESSAGES 1 UNSEEN 0)"),
+            "{out}"
+        );
         env
     })
     .await;
@@ -184,11 +192,30 @@ async fn mbsync_syncs_a_mailbox_both_ways_without_differences() {
         async move {
             let root = env.dir.path();
             let mbox = root.join("source.mbox");
-            run("python3", vec![gen.display().to_string(), mbox.display().to_string(), "300".into(), "7".into()]).await;
-            let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/maildir_tools.py");
+            run(
+                "python3",
+                vec![
+                    gen.display().to_string(),
+                    mbox.display().to_string(),
+                    "300".into(),
+                    "7".into(),
+                ],
+            )
+            .await;
+            let tools =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/maildir_tools.py");
             let tools = tools.display().to_string();
             let near = root.join("near");
-            run("python3", vec![tools.clone(), "from-mbox".into(), mbox.display().to_string(), near.display().to_string()]).await;
+            run(
+                "python3",
+                vec![
+                    tools.clone(),
+                    "from-mbox".into(),
+                    mbox.display().to_string(),
+                    near.display().to_string(),
+                ],
+            )
+            .await;
             let imap_args = |folder: &str| -> Vec<String> {
                 vec![
                     "127.0.0.1".into(),
@@ -200,15 +227,31 @@ async fn mbsync_syncs_a_mailbox_both_ways_without_differences() {
                 ]
             };
             let compare = |dir: PathBuf| {
-                let mut args = vec![tools.clone(), "compare".into(), dir.join("INBOX").display().to_string()];
+                let mut args = vec![
+                    tools.clone(),
+                    "compare".into(),
+                    dir.join("INBOX").display().to_string(),
+                ];
                 args.extend(imap_args("INBOX"));
                 args
             };
 
             // Push 300 messages up.
             let config = mbsync_config(&env, &near);
-            run("mbsync", vec!["-q".into(), "-c".into(), config.display().to_string(), "-a".into()]).await;
-            assert_eq!(env.store().count_messages(ALICE, "INBOX").await.unwrap(), 300);
+            run(
+                "mbsync",
+                vec![
+                    "-q".into(),
+                    "-c".into(),
+                    config.display().to_string(),
+                    "-a".into(),
+                ],
+            )
+            .await;
+            assert_eq!(
+                env.store().count_messages(ALICE, "INBOX").await.unwrap(),
+                300
+            );
             let out = run("python3", compare(near.clone())).await;
             assert!(out.contains("same 300"), "{out}");
 
@@ -217,13 +260,44 @@ async fn mbsync_syncs_a_mailbox_both_ways_without_differences() {
             args.extend(imap_args("INBOX"));
             args.push("1:10".into());
             run("python3", args).await;
-            run("python3", vec![tools.clone(), "touch".into(), near.join("INBOX").display().to_string(), "20".into(), "5".into()]).await;
-            run("mbsync", vec!["-q".into(), "-c".into(), config.display().to_string(), "-a".into()]).await;
-            assert_eq!(env.store().count_messages(ALICE, "INBOX").await.unwrap(), 295);
+            run(
+                "python3",
+                vec![
+                    tools.clone(),
+                    "touch".into(),
+                    near.join("INBOX").display().to_string(),
+                    "20".into(),
+                    "5".into(),
+                ],
+            )
+            .await;
+            run(
+                "mbsync",
+                vec![
+                    "-q".into(),
+                    "-c".into(),
+                    config.display().to_string(),
+                    "-a".into(),
+                ],
+            )
+            .await;
+            assert_eq!(
+                env.store().count_messages(ALICE, "INBOX").await.unwrap(),
+                295
+            );
             let out = run("python3", compare(near.clone())).await;
             assert!(out.contains("same 295"), "{out}");
             // A second run changes nothing.
-            run("mbsync", vec!["-q".into(), "-c".into(), config.display().to_string(), "-a".into()]).await;
+            run(
+                "mbsync",
+                vec![
+                    "-q".into(),
+                    "-c".into(),
+                    config.display().to_string(),
+                    "-a".into(),
+                ],
+            )
+            .await;
             let out = run("python3", compare(near.clone())).await;
             assert!(out.contains("same 295"), "{out}");
 
@@ -231,7 +305,16 @@ async fn mbsync_syncs_a_mailbox_both_ways_without_differences() {
             let fresh = root.join("fresh");
             std::fs::create_dir_all(&fresh).unwrap();
             let config = mbsync_config(&env, &fresh);
-            run("mbsync", vec!["-q".into(), "-c".into(), config.display().to_string(), "-a".into()]).await;
+            run(
+                "mbsync",
+                vec![
+                    "-q".into(),
+                    "-c".into(),
+                    config.display().to_string(),
+                    "-a".into(),
+                ],
+            )
+            .await;
             let out = run("python3", compare(fresh)).await;
             assert!(out.contains("same 295"), "{out}");
             env

@@ -22,8 +22,14 @@ fn tagged<'a>(lines: &'a [String], tag: &str) -> &'a str {
 async fn login_select_append_fetch_flow() {
     each_backend(test_limits(), |env| async move {
         let (mut c, greeting) = Raw::connect(env.port()).await;
-        assert!(greeting.starts_with("* OK [CAPABILITY IMAP4REV1 IMAP4rev2"), "{greeting}");
-        assert!(greeting.contains("STARTTLS") && greeting.contains("AUTH=PLAIN"), "{greeting}");
+        assert!(
+            greeting.starts_with("* OK [CAPABILITY IMAP4REV1 IMAP4rev2"),
+            "{greeting}"
+        );
+        assert!(
+            greeting.contains("STARTTLS") && greeting.contains("AUTH=PLAIN"),
+            "{greeting}"
+        );
         let caps = c.cmd("a CAPABILITY").await;
         assert!(caps[0].starts_with("* CAPABILITY"), "{caps:?}");
         let r = c.cmd("b LOGIN alice@example.test secret").await;
@@ -32,7 +38,8 @@ async fn login_select_append_fetch_flow() {
 
         // APPEND with a synchronizing literal: wait for the continuation.
         let msg = message("first", "hello");
-        c.send(format!("c APPEND INBOX (\\Seen) {{{}}}\r\n", msg.len()).as_bytes()).await;
+        c.send(format!("c APPEND INBOX (\\Seen) {{{}}}\r\n", msg.len()).as_bytes())
+            .await;
         let cont = c.line().await;
         assert!(cont.starts_with("+ "), "{cont}");
         c.send(&msg).await;
@@ -41,7 +48,8 @@ async fn login_select_append_fetch_flow() {
         assert!(tagged(&r, "c").starts_with("c OK [APPENDUID "), "{r:?}");
         // LITERAL+: no continuation.
         let msg2 = message("second", "world");
-        c.send(format!("d APPEND INBOX {{{}+}}\r\n", msg2.len()).as_bytes()).await;
+        c.send(format!("d APPEND INBOX {{{}+}}\r\n", msg2.len()).as_bytes())
+            .await;
         c.send(&msg2).await;
         c.send(b"\r\n").await;
         let r = c.until_tag("d").await;
@@ -49,17 +57,29 @@ async fn login_select_append_fetch_flow() {
 
         let r = c.cmd("e SELECT INBOX").await;
         assert!(r.contains(&"* 2 EXISTS".to_string()), "{r:?}");
-        assert!(r.iter().any(|l| l.starts_with("* OK [UIDVALIDITY ")), "{r:?}");
+        assert!(
+            r.iter().any(|l| l.starts_with("* OK [UIDVALIDITY ")),
+            "{r:?}"
+        );
         assert!(r.iter().any(|l| l.starts_with("* OK [UIDNEXT 3]")), "{r:?}");
         assert!(tagged(&r, "e").starts_with("e OK [READ-WRITE]"), "{r:?}");
 
         let r = c.cmd("f FETCH 1:* (UID FLAGS RFC822.SIZE)").await;
-        assert!(r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Seen) RFC822.SIZE "), "{r:?}");
-        assert!(r[1].starts_with("* 2 FETCH (UID 2 FLAGS () RFC822.SIZE "), "{r:?}");
+        assert!(
+            r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Seen) RFC822.SIZE "),
+            "{r:?}"
+        );
+        assert!(
+            r[1].starts_with("* 2 FETCH (UID 2 FLAGS () RFC822.SIZE "),
+            "{r:?}"
+        );
 
         let r = c.cmd("g FETCH 2 (BODY[TEXT])").await;
         assert!(r.iter().any(|l| l.contains("BODY[TEXT] {7}")), "{r:?}");
-        assert!(r.iter().any(|l| l.contains("FLAGS (\\Seen)")), "non-peek sets \\Seen: {r:?}");
+        assert!(
+            r.iter().any(|l| l.contains("FLAGS (\\Seen)")),
+            "non-peek sets \\Seen: {r:?}"
+        );
         let r = c.cmd("h UID SEARCH UNSEEN").await;
         assert_eq!(r[0], "* SEARCH", "{r:?}");
         let r = c.cmd("i LOGOUT").await;
@@ -81,12 +101,18 @@ async fn bad_input_gets_clear_answers() {
         let r = c.cmd("a FROBNICATE").await;
         assert_eq!(r[0], "a BAD Unknown command FROBNICATE");
         let r = c.cmd("b SELECT INBOX").await;
-        assert!(r[0].starts_with("b BAD") && r[0].contains("Not authenticated"), "{r:?}");
+        assert!(
+            r[0].starts_with("b BAD") && r[0].contains("Not authenticated"),
+            "{r:?}"
+        );
         let r = c.cmd("c FETCH 1 FLAGS").await;
         assert!(r[0].starts_with("c BAD"), "{r:?}");
         c.send(b"garbage-without-command\r\n").await;
         let line = c.line().await;
-        assert!(line.starts_with("garbage-without-command BAD") || line.starts_with("* BAD"), "{line}");
+        assert!(
+            line.starts_with("garbage-without-command BAD") || line.starts_with("* BAD"),
+            "{line}"
+        );
         // A NUL byte can't be in a command line.
         c.send(b"d LOGIN a\0b c\r\n").await;
         let line = c.line().await;
@@ -99,7 +125,10 @@ async fn bad_input_gets_clear_answers() {
         let r = c.cmd("f LOGIN alice@example.test secret").await;
         assert!(tagged(&r, "f").starts_with("f OK"), "{r:?}");
         let r = c.cmd("g LOGIN alice@example.test secret").await;
-        assert!(r[0].starts_with("g BAD") && r[0].contains("Already authenticated"), "{r:?}");
+        assert!(
+            r[0].starts_with("g BAD") && r[0].contains("Already authenticated"),
+            "{r:?}"
+        );
         let r = c.cmd("h FETCH 1 FLAGS").await;
         assert!(r[0].contains("No mailbox selected"), "{r:?}");
         c.cmd("i SELECT INBOX").await;
@@ -121,7 +150,10 @@ async fn bad_input_gets_clear_answers() {
         let long = format!("q NOOP {}\r\n", "x".repeat(5000));
         c.send(long.as_bytes()).await;
         let line = c.line().await;
-        assert!(line.starts_with("* BYE") && line.contains("too long"), "{line}");
+        assert!(
+            line.starts_with("* BYE") && line.contains("too long"),
+            "{line}"
+        );
         assert_eq!(c.line().await, "", "connection closed");
 
         // An over-limit non-synchronizing literal cannot be skipped: BYE.
@@ -145,11 +177,16 @@ async fn failed_logins_are_delayed_limited_and_disconnected() {
         let (mut c, _) = Raw::connect(env.port()).await;
         let started = Instant::now();
         let r = c.cmd("a LOGIN bob@example.test wrong").await;
-        assert!(started.elapsed() >= Duration::from_millis(300), "failure is delayed");
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "failure is delayed"
+        );
         assert!(r[0].starts_with("a NO [AUTHENTICATIONFAILED]"), "{r:?}");
         let r = c.cmd("b LOGIN nobody@example.test wrong").await;
         assert!(r[0].starts_with("b NO [AUTHENTICATIONFAILED]"), "{r:?}");
-        let r = c.cmd("c AUTHENTICATE PLAIN AGJvYkBleGFtcGxlLnRlc3QAd3Jvbmc=").await;
+        let r = c
+            .cmd("c AUTHENTICATE PLAIN AGJvYkBleGFtcGxlLnRlc3QAd3Jvbmc=")
+            .await;
         assert!(tagged(&r, "c").starts_with("c NO"), "{r:?}");
         // Third failure on one connection: BYE.
         let line = c.line().await;
@@ -231,24 +268,42 @@ async fn idle_sees_changes_from_another_replica() {
         let mut b = Raw::login(port_b, ALICE, ALICE_PASSWORD).await;
         let msg = message("via b", "x");
         let started = Instant::now();
-        b.send(format!("a APPEND INBOX {{{}+}}\r\n", msg.len()).as_bytes()).await;
+        b.send(format!("a APPEND INBOX {{{}+}}\r\n", msg.len()).as_bytes())
+            .await;
         b.send(&msg).await;
         b.send(b"\r\n").await;
         b.until_tag("a").await;
         assert_eq!(a.line().await, "* 1 EXISTS");
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
 
         // Delivery straight into replica B's store (as LMTP does).
         let started = Instant::now();
-        deliver(&env.servers[second].store, ALICE, "INBOX", message("lmtp", "y")).await;
+        deliver(
+            &env.servers[second].store,
+            ALICE,
+            "INBOX",
+            message("lmtp", "y"),
+        )
+        .await;
         assert_eq!(a.line().await, "* 2 EXISTS");
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
 
         // Flags and expunge through B.
         b.cmd("b SELECT INBOX").await;
         b.cmd("c STORE 1 +FLAGS (\\Flagged)").await;
         let line = a.line().await;
-        assert!(line.starts_with("* 1 FETCH (FLAGS (\\Flagged) UID 1"), "{line}");
+        assert!(
+            line.starts_with("* 1 FETCH (FLAGS (\\Flagged) UID 1"),
+            "{line}"
+        );
         b.cmd("d STORE 1 +FLAGS.SILENT (\\Deleted)").await;
         b.cmd("e EXPUNGE").await;
         let mut line = a.line().await;
@@ -280,7 +335,8 @@ async fn concurrent_appends_on_two_replicas_never_share_a_uid() {
                 let mut uids = Vec::new();
                 for i in 0..15 {
                     let msg = message(&format!("c{client} m{i}"), "body");
-                    c.send(format!("a APPEND INBOX {{{}+}}\r\n", msg.len()).as_bytes()).await;
+                    c.send(format!("a APPEND INBOX {{{}+}}\r\n", msg.len()).as_bytes())
+                        .await;
                     c.send(&msg).await;
                     c.send(b"\r\n").await;
                     let r = c.until_tag("a").await;
@@ -305,7 +361,10 @@ async fn concurrent_appends_on_two_replicas_never_share_a_uid() {
         let unique: HashSet<u32> = all.iter().copied().collect();
         assert_eq!(unique.len(), all.len(), "duplicate UIDs: {all:?}");
         assert_eq!(all.len(), 90);
-        assert_eq!(env.store().count_messages(ALICE, "INBOX").await.unwrap(), 90);
+        assert_eq!(
+            env.store().count_messages(ALICE, "INBOX").await.unwrap(),
+            90
+        );
         let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
         let r = c.cmd("s SELECT INBOX").await;
         assert!(r.contains(&"* 90 EXISTS".to_string()), "{r:?}");
@@ -330,7 +389,11 @@ async fn uidvalidity_changes_when_a_name_is_reused() {
         };
         assert!(tagged(&c.cmd("a CREATE Projects/2024").await, "a").starts_with("a OK"));
         let r = c.cmd("b LIST \"\" \"Projects*\"").await;
-        assert!(r.iter().any(|l| l.contains("\\HasChildren") && l.ends_with("Projects")), "{r:?}");
+        assert!(
+            r.iter()
+                .any(|l| l.contains("\\HasChildren") && l.ends_with("Projects")),
+            "{r:?}"
+        );
         let first = uidvalidity(&c.cmd("c SELECT Projects/2024").await);
         c.cmd("d UNSELECT").await;
         assert!(tagged(&c.cmd("e DELETE Projects/2024").await, "e").starts_with("e OK"));
@@ -363,12 +426,18 @@ async fn copies_have_their_own_blob_and_move_is_atomic() {
         assert_eq!(r[0], "* 1 EXPUNGE");
         c.cmd("e SELECT Archive").await;
         let r = c.cmd("f FETCH 1 BODY.PEEK[TEXT]").await;
-        assert!(r.iter().any(|l| l == "payload"), "copy survives the original: {r:?}");
+        assert!(
+            r.iter().any(|l| l == "payload"),
+            "copy survives the original: {r:?}"
+        );
         let r = c.cmd("g MOVE 1 Trash").await;
         assert!(r.iter().any(|l| l.starts_with("* OK [COPYUID ")), "{r:?}");
         assert!(r.contains(&"* 1 EXPUNGE".to_string()), "{r:?}");
         let r = c.cmd("h STATUS Trash (MESSAGES UIDNEXT UNSEEN SIZE)").await;
-        assert!(r[0].starts_with("* STATUS Trash (MESSAGES 1 UIDNEXT 2 UNSEEN 1 SIZE "), "{r:?}");
+        assert!(
+            r[0].starts_with("* STATUS Trash (MESSAGES 1 UIDNEXT 2 UNSEEN 1 SIZE "),
+            "{r:?}"
+        );
         let r = c.cmd("i STATUS Archive (MESSAGES)").await;
         assert_eq!(r[0], "* STATUS Archive (MESSAGES 0)");
         let r = c.cmd("j COPY 1 NoSuchFolder").await;
@@ -396,7 +465,8 @@ async fn quota_is_reported_and_enforced() {
         assert_eq!(r[0], "* QUOTAROOT INBOX \"\"");
         assert_eq!(r[1], "* QUOTA \"\" (STORAGE 0 4)");
         let big = vec![b'x'; 5000];
-        c.send(format!("b APPEND INBOX {{{}+}}\r\n", big.len() + 14).as_bytes()).await;
+        c.send(format!("b APPEND INBOX {{{}+}}\r\n", big.len() + 14).as_bytes())
+            .await;
         c.send(b"Subject: x\r\n\r\n").await;
         c.send(&big).await;
         c.send(b"\r\n").await;
@@ -428,18 +498,145 @@ async fn condstore_modseq_changedsince_unchangedsince() {
             .parse()
             .unwrap();
         let r = c.cmd("b STORE 2 +FLAGS (\\Seen)").await;
-        assert!(r[0].starts_with("* 2 FETCH (FLAGS (\\Seen) UID 2 MODSEQ ("), "{r:?}");
-        let r = c.cmd(&format!("c FETCH 1:* (FLAGS) (CHANGEDSINCE {highest})")).await;
+        assert!(
+            r[0].starts_with("* 2 FETCH (FLAGS (\\Seen) UID 2 MODSEQ ("),
+            "{r:?}"
+        );
+        let r = c
+            .cmd(&format!("c FETCH 1:* (FLAGS) (CHANGEDSINCE {highest})"))
+            .await;
         assert_eq!(r.len(), 2, "only the changed message: {r:?}");
         assert!(r[0].starts_with("* 2 FETCH"), "{r:?}");
         let r = c
-            .cmd(&format!("d STORE 1:3 (UNCHANGEDSINCE {highest}) +FLAGS (\\Flagged)"))
+            .cmd(&format!(
+                "d STORE 1:3 (UNCHANGEDSINCE {highest}) +FLAGS (\\Flagged)"
+            ))
             .await;
         assert!(tagged(&r, "d").starts_with("d OK [MODIFIED 2]"), "{r:?}");
         let r = c.cmd(&format!("e SEARCH MODSEQ {}", highest + 1)).await;
         assert!(r[0].starts_with("* SEARCH 1 2 3 (MODSEQ "), "{r:?}");
         let r = c.cmd("f UID SEARCH RETURN (MIN MAX COUNT) FLAGGED").await;
         assert_eq!(r[0], "* ESEARCH (TAG \"f\") UID MIN 1 MAX 3 COUNT 2");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_login_is_refused_without_tls_by_default() {
+    each_backend(ImapLimits::default(), |env| async move {
+        let (mut c, greeting) = Raw::connect(env.port()).await;
+        assert!(
+            greeting.contains("LOGINDISABLED") && greeting.contains("STARTTLS"),
+            "{greeting}"
+        );
+        assert!(!greeting.contains("AUTH=PLAIN"), "{greeting}");
+        let r = c.cmd("a LOGIN alice@example.test secret").await;
+        assert!(r[0].starts_with("a NO [PRIVACYREQUIRED]"), "{r:?}");
+        let r = c
+            .cmd("b AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=")
+            .await;
+        assert!(
+            tagged(&r, "b").starts_with("b NO [PRIVACYREQUIRED]"),
+            "{r:?}"
+        );
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap4rev2_list_extended_status_special_use_esearch() {
+    each_backend(test_limits(), |env| async move {
+        for i in 0..3 {
+            deliver(env.store(), ALICE, "INBOX", message(&format!("m{i}"), "b")).await;
+        }
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        // IMAP4rev1 names are modified UTF-7.
+        c.cmd("a CREATE Entw&APw-rfe/Alt").await;
+        let r = c.cmd("b LIST \"\" Entw*").await;
+        assert!(
+            r.iter()
+                .any(|l| l == "* LIST (\\HasNoChildren) \"/\" Entw&APw-rfe/Alt"),
+            "{r:?}"
+        );
+        let r = c.cmd("c LIST (SPECIAL-USE) \"\" \"*\"").await;
+        let names: Vec<&String> = r.iter().filter(|l| l.starts_with("* LIST")).collect();
+        assert_eq!(names.len(), 5, "{r:?}");
+        assert!(
+            r.iter()
+                .any(|l| l.contains("\\Sent") && l.ends_with(" Sent")),
+            "{r:?}"
+        );
+        let r = c
+            .cmd("d LIST \"\" (INBOX Trash) RETURN (SUBSCRIBED CHILDREN STATUS (MESSAGES UNSEEN))")
+            .await;
+        assert_eq!(
+            r[0], "* LIST (\\HasNoChildren \\Subscribed) \"/\" INBOX",
+            "{r:?}"
+        );
+        assert_eq!(r[1], "* STATUS INBOX (MESSAGES 3 UNSEEN 3)", "{r:?}");
+        assert!(r[2].ends_with("Trash"), "{r:?}");
+        c.cmd("e UNSUBSCRIBE Junk").await;
+        let r = c.cmd("f LIST (SUBSCRIBED) \"\" \"*\"").await;
+        assert!(!r.iter().any(|l| l.ends_with(" Junk")), "{r:?}");
+        let r = c.cmd("g LSUB \"\" \"*\"").await;
+        assert!(
+            r.iter()
+                .any(|l| l.starts_with("* LSUB") && l.ends_with(" Sent")),
+            "{r:?}"
+        );
+        let r = c.cmd("h LIST \"\" \"\"").await;
+        assert_eq!(r[0], "* LIST (\\Noselect) \"/\" \"\"");
+
+        // IMAP4rev2: UTF-8 names, ESEARCH, no RECENT.
+        let r = c.cmd("i ENABLE IMAP4rev2").await;
+        assert_eq!(r[0], "* ENABLED IMAP4rev2");
+        let r = c.cmd("j LIST \"\" Entw*").await;
+        assert!(r.iter().any(|l| l.contains("Entwürfe/Alt")), "{r:?}");
+        let r = c.cmd("k SELECT INBOX").await;
+        assert!(!r.iter().any(|l| l.contains("RECENT")), "{r:?}");
+        assert!(
+            r.iter().any(|l| l.starts_with("* LIST () \"/\" INBOX")),
+            "{r:?}"
+        );
+        let r = c.cmd("l SEARCH ALL").await;
+        assert_eq!(r[0], "* ESEARCH (TAG \"l\") ALL 1:3");
+        let r = c.cmd("m UID SEARCH RETURN (COUNT) DELETED").await;
+        assert_eq!(r[0], "* ESEARCH (TAG \"m\") UID COUNT 0");
+        let r = c.cmd("n NAMESPACE").await;
+        assert_eq!(r[0], "* NAMESPACE ((\"\" \"/\")) NIL NIL");
+        let r = c.cmd("o ID NIL").await;
+        assert!(r[0].starts_with("* ID (\"name\" \"Postbay\""), "{r:?}");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_bodystructure_and_sections() {
+    each_backend(test_limits(), |env| async move {
+        let msg = b"From: a@example.test\r\nSubject: parts\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+hello\r\n--XX\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\
+Content-Disposition: attachment; filename=\"a.bin\"\r\n\r\nAAECAw==\r\n--XX--\r\n";
+        deliver(env.store(), ALICE, "INBOX", msg.to_vec()).await;
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        c.cmd("a EXAMINE INBOX").await;
+        let r = c.cmd("b FETCH 1 BODYSTRUCTURE").await;
+        assert!(r[0].contains("(\"TEXT\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 5 1"), "{r:?}");
+        assert!(r[0].contains("\"application\" \"octet-stream\" NIL NIL NIL \"base64\" 8"), "{r:?}");
+        assert!(r[0].contains("(\"attachment\" (\"filename\" \"a.bin\"))"), "{r:?}");
+        assert!(r[0].contains(" \"mixed\" (\"boundary\" \"XX\")"), "{r:?}");
+        let r = c.cmd("c FETCH 1 (BODY[1] BODY[2.MIME])").await;
+        assert!(r.iter().any(|l| l.starts_with("hello BODY[2.MIME] {")), "{r:?}");
+        let r = c.cmd("d FETCH 1 (BINARY[2] BINARY.SIZE[2])").await;
+        assert!(r[0].contains("BINARY[2] ~{4}"), "{r:?}");
+        assert!(r.iter().any(|l| l.contains("BINARY.SIZE[2] 4")), "{r:?}");
+        let r = c.cmd("e FETCH 1 BODY[]").await;
+        assert!(!r.iter().any(|l| l.contains("\\Seen")), "EXAMINE never sets \\Seen: {r:?}");
+        let r = c.cmd("f FETCH 1 (BODY.PEEK[3])").await;
+        assert!(r[0].contains("BODY[3] {0}") || r[0].contains("BODY[3] \"\""), "{r:?}");
         env
     })
     .await;

@@ -5,6 +5,7 @@
 mod checks;
 mod inputs;
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -71,13 +72,17 @@ pub async fn apply(mut config: Config, args: ApplyArgs) -> Result<()> {
         return Ok(());
     }
 
+    // A closed stdout (`| head`) must not stop an apply halfway: output errors are ignored.
+    let mut out = std::io::stdout().lock();
     let key_files = KeyFiles::new(&config.data_dir);
     let mut blocked = 0;
     for doc in ordered(&docs) {
         let (outcome, note) = apply_one(&store, &bundle, &key_files, doc).await?;
         let label = label(doc);
         match outcome {
-            Outcome::Applied(change) => println!("{label} {}{note}", change.verb()),
+            Outcome::Applied(change) => {
+                let _ = writeln!(out, "{label} {}{note}", change.verb());
+            }
             Outcome::Blocked(why) => {
                 // Only a concurrent writer gets here: the checks above saw the same store.
                 eprintln!("error: {}: {why}", doc.describe());
@@ -90,9 +95,9 @@ pub async fn apply(mut config: Config, args: ApplyArgs) -> Result<()> {
     for doc in &docs {
         if let Resource::Domain(d) = &doc.resource {
             let keys = store.dkim_keys(&d.spec.domain).await?;
-            println!("\nDNS records to publish for {}:", d.spec.domain);
+            let _ = writeln!(out, "\nDNS records to publish for {}:", d.spec.domain);
             for record in dns::domain_records(&d.spec, &hosts, &keys) {
-                println!("  {}    ; {}", dns::zone_line(&record), record.purpose);
+                let _ = writeln!(out, "  {}    ; {}", dns::zone_line(&record), record.purpose);
             }
         }
     }

@@ -28,6 +28,33 @@ pub struct Config {
     pub tls: TlsConfig,
     pub smtp: SmtpSection,
     pub lmtp: LmtpSection,
+    pub pop3: AccessSection,
+}
+
+/// A mail-access listener pair (POP3: 110 + 995; IMAP: 143 + 993).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessSection {
+    /// Plain port with STLS/STARTTLS.
+    pub listen: Option<SocketAddr>,
+    /// Implicit-TLS port.
+    pub listen_tls: Option<SocketAddr>,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Load balancers allowed to send a PROXY protocol header (required from them).
+    pub proxy_trusted: Vec<ipnet::IpNet>,
+}
+
+impl Default for AccessSection {
+    fn default() -> Self {
+        AccessSection {
+            listen: None,
+            listen_tls: None,
+            max_connections: 5000,
+            max_connections_per_ip: 50,
+            proxy_trusted: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -82,6 +109,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             smtp: SmtpSection::default(),
             lmtp: LmtpSection::default(),
+            pop3: AccessSection::default(),
         }
     }
 }

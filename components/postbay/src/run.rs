@@ -35,6 +35,8 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     let at = |port: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.port_base + port);
     config.lmtp.listen.get_or_insert(at(24));
     config.smtp.listen.get_or_insert(at(25));
+    config.pop3.listen.get_or_insert(at(110));
+    config.pop3.listen_tls.get_or_insert(at(995));
     let lmtp = config.lmtp.listen.expect("set above");
     config.smtp.lmtp_target.get_or_insert(lmtp.to_string());
     std::fs::create_dir_all(&config.data_dir)
@@ -43,6 +45,7 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     let tls = tls_provider(&config).await?;
     let mut running = Running::default();
     start_mailbox(&config, store.clone(), &mut running).await?;
+    start_access(&config, store.clone(), tls.clone(), &mut running).await?;
     start_smtp(&config, store, tls, &mut running).await?;
     println!(
         "postbay dev ready (data {}, database {})",
@@ -76,9 +79,20 @@ pub async fn mailbox(mut config: Config) -> Result<()> {
         .lmtp
         .listen
         .get_or_insert(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 24));
+    let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+    config
+        .pop3
+        .listen
+        .get_or_insert(SocketAddr::new(any.ip(), 110));
+    config
+        .pop3
+        .listen_tls
+        .get_or_insert(SocketAddr::new(any.ip(), 995));
     let store = open_store(&config).await?;
+    let tls = tls_provider(&config).await?;
     let mut running = Running::default();
-    start_mailbox(&config, store, &mut running).await?;
+    start_mailbox(&config, store.clone(), &mut running).await?;
+    start_access(&config, store, tls, &mut running).await?;
     println!("postbay imap ready");
     running.shutdown().await;
     Ok(())
@@ -182,6 +196,52 @@ async fn start_mailbox(config: &Config, store: Store, running: &mut Running) -> 
         .push(tokio::spawn(postbay_mailbox::serve_lmtp(
             listener, ctx, gate,
         )));
+    Ok(())
+}
+
+/// Mail access for users: POP3 (and IMAP), each on a STARTTLS port and an implicit-TLS port.
+async fn start_access(
+    config: &Config,
+    store: Store,
+    tls: TlsProvider,
+    running: &mut Running,
+) -> Result<()> {
+    let pop3 = Arc::new(postbay_pop3::Pop3Context::new(
+        store,
+        config.hostname.clone(),
+        postbay_pop3::Pop3Limits::default(),
+    ));
+    let section = &config.pop3;
+    let gate = ConnectionGate::new(ConnectionLimits {
+        max_connections: section.max_connections,
+        max_per_ip: section.max_connections_per_ip,
+    });
+    let proxy = ProxyPolicy {
+        trusted: section.proxy_trusted.clone(),
+        required: true,
+    };
+    for (addr, implicit_tls, name) in [
+        (section.listen, false, "pop3"),
+        (section.listen_tls, true, "pop3s"),
+    ] {
+        let Some(addr) = addr else { continue };
+        let listener = postbay_net::listener::bind(addr)
+            .await
+            .with_context(|| format!("binding {name} on {addr}"))?;
+        println!("{name} listening on {}", listener.local_addr()?);
+        let settings = postbay_pop3::ListenerSettings {
+            proxy: proxy.clone(),
+            gate: gate.clone(),
+            tls: Some(tls.clone()),
+            implicit_tls,
+        };
+        running.listeners.push(tokio::spawn(postbay_pop3::serve(
+            listener,
+            pop3.clone(),
+            settings,
+        )));
+    }
+    running.gates.push(gate);
     Ok(())
 }
 

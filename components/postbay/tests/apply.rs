@@ -255,7 +255,11 @@ async fn schema_errors_name_document_and_field_and_several_files_are_one_set() {
         "apiVersion: postbay.dev/v1alpha1\nkind: MailDomain\nmetadata: {name: d}\nspec: {domain: d.test, catchall: x}\n",
     )
     .unwrap();
-    let t = Target::all().await.into_iter().next().unwrap();
+    let mut targets = Target::all().await;
+    let t = targets.remove(0);
+    for unused in targets {
+        unused.cleanup().await;
+    }
     let out = t.apply(&[&examples(), &typo], None);
     let stderr = text(&out.stderr);
     assert!(!out.status.success());

@@ -57,10 +57,12 @@ pub struct Copied {
 
 impl Store {
     pub async fn folder_by_id(&self, folder_id: i64) -> Result<Option<FolderInfo>> {
-        let row = sqlx::query(&format!("SELECT {FOLDER_COLUMNS} FROM folders WHERE id = ?"))
-            .bind(folder_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {FOLDER_COLUMNS} FROM folders WHERE id = ?"
+        ))
+        .bind(folder_id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| folder_from_row(&r)))
     }
 
@@ -71,10 +73,12 @@ impl Store {
         folder_id: i64,
     ) -> Result<Option<(FolderInfo, Vec<MessageMeta>)>> {
         let mut tx = self.pool.begin().await?;
-        let Some(row) = sqlx::query(&format!("SELECT {FOLDER_COLUMNS} FROM folders WHERE id = ?"))
-            .bind(folder_id)
-            .fetch_optional(&mut *tx)
-            .await?
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {FOLDER_COLUMNS} FROM folders WHERE id = ?"
+        ))
+        .bind(folder_id)
+        .fetch_optional(&mut *tx)
+        .await?
         else {
             return Ok(None);
         };
@@ -452,10 +456,11 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if charged.rows_affected() == 0 {
-            let mb = sqlx::query("SELECT address, used_bytes, quota_bytes FROM mailboxes WHERE id = ?")
-                .bind(target.mailbox_id)
-                .fetch_one(&mut *tx)
-                .await?;
+            let mb =
+                sqlx::query("SELECT address, used_bytes, quota_bytes FROM mailboxes WHERE id = ?")
+                    .bind(target.mailbox_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
             return Err(Error::OverQuota {
                 address: mb.get("address"),
                 used: mb.get("used_bytes"),
@@ -507,12 +512,14 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let target = sqlx::query(&format!("SELECT {FOLDER_COLUMNS} FROM folders WHERE id = ?"))
-            .bind(target_folder)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| folder_from_row(&r))
-            .ok_or_else(|| Error::NoSuchFolder(target_folder.to_string()))?;
+        let target = sqlx::query(&format!(
+            "SELECT {FOLDER_COLUMNS} FROM folders WHERE id = ?"
+        ))
+        .bind(target_folder)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| folder_from_row(&r))
+        .ok_or_else(|| Error::NoSuchFolder(target_folder.to_string()))?;
         let source_modseq: i64 = sqlx::query("SELECT highest_modseq FROM folders WHERE id = ?")
             .bind(source_folder)
             .fetch_optional(&mut *tx)
@@ -672,7 +679,9 @@ fn uid_ranges(uids: &[i64]) -> Vec<(i64, i64)> {
 }
 
 fn same_flags(a: &[String], b: &[String]) -> bool {
-    a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| y.eq_ignore_ascii_case(x)))
+    a.len() == b.len()
+        && a.iter()
+            .all(|x| b.iter().any(|y| y.eq_ignore_ascii_case(x)))
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use postbay_api::{DnsRecordType, MailDomainSpec};
 use postbay_store::DomainRow;
 
 use super::*;
-use crate::fixtures::{context, deleting, meta, mock_client, stores, Reply, Step, EVENTS};
+use crate::fixtures::{
+    context, context_with, deleting, meta, mock_client, stores, Reply, Step, EVENTS,
+};
 
 const PATH: &str = "/apis/postbay.dev/v1alpha1/namespaces/mail/maildomains/example";
 
@@ -226,6 +228,68 @@ async fn a_database_outage_is_reported_and_retried_with_backoff() {
             Action::requeue(Duration::from_secs(4))
         );
         assert_eq!(ctx.metrics.failures(KIND, "store"), 2);
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn external_dns_endpoints_are_written_or_their_absence_reported() {
+    for t in stores().await {
+        let settings = crate::Settings {
+            external_dns: true,
+            ..Default::default()
+        };
+        let endpoint =
+            "/apis/externaldns.k8s.io/v1alpha1/namespaces/mail/dnsendpoints/example-mail";
+        let (client, server) = mock_client();
+        let server = server.run(vec![
+            Step::new(Method::PATCH, endpoint, Reply::Echo),
+            Step::new(
+                Method::PATCH,
+                &format!("{PATH}/status"),
+                Reply::with_status(&example()),
+            ),
+            Step::new(Method::POST, EVENTS, Reply::Echo),
+        ]);
+        reconcile_once(
+            example(),
+            context_with(client, t.store.clone(), settings.clone()),
+        )
+        .await
+        .unwrap();
+        let bodies = server.await.unwrap();
+        assert_eq!(bodies[0]["kind"], "DNSEndpoint");
+        assert_eq!(
+            bodies[0]["metadata"]["ownerReferences"][0]["uid"],
+            "uid-example"
+        );
+        let endpoints = bodies[0]["spec"]["endpoints"].as_array().unwrap();
+        assert!(endpoints
+            .iter()
+            .any(|e| e["recordType"] == "MX" && e["dnsName"] == "example.test"));
+        let published = &bodies[1]["status"]["conditions"][1];
+        assert_eq!(published["type"], crate::dns_endpoint::CONDITION);
+        assert_eq!(published["status"], "True", "{}", t.name);
+
+        // Without the CRD: a condition, and the domain is still Ready.
+        let (client, server) = mock_client();
+        let server = server.run(vec![
+            Step::new(Method::PATCH, endpoint, Reply::NotFound),
+            Step::new(
+                Method::PATCH,
+                &format!("{PATH}/status"),
+                Reply::with_status(&example()),
+            ),
+        ]);
+        let mut seen = example();
+        seen.status = serde_json::from_value(bodies[1]["status"].clone()).unwrap();
+        reconcile_once(seen, context_with(client, t.store.clone(), settings))
+            .await
+            .unwrap();
+        let bodies = server.await.unwrap();
+        let conditions = &bodies[1]["status"]["conditions"];
+        assert_eq!(conditions[0]["status"], "True");
+        assert_eq!(conditions[1]["reason"], "CRDNotInstalled");
         t.cleanup().await;
     }
 }

@@ -37,7 +37,15 @@ pub fn capabilities(p: &Protocol) -> Vec<Capability<'static>> {
     if p.user.is_some() {
         names.extend_from_slice(AUTHENTICATED);
     } else {
-        names.extend_from_slice(&["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ENABLE", "IDLE", "ID"]);
+        names.extend_from_slice(&[
+            "IMAP4rev1",
+            "IMAP4rev2",
+            "LITERAL+",
+            "SASL-IR",
+            "ENABLE",
+            "IDLE",
+            "ID",
+        ]);
         if p.starttls_available {
             names.push("STARTTLS");
         }
@@ -97,7 +105,12 @@ pub fn id(p: &mut Protocol, parameters: Option<Vec<(IString<'_>, NString<'_>)>>)
             NString::try_from(env!("CARGO_PKG_VERSION")).expect("quoted"),
         ),
     ];
-    response::data(&mut p.out, Data::Id { parameters: Some(ours) });
+    response::data(
+        &mut p.out,
+        Data::Id {
+            parameters: Some(ours),
+        },
+    );
     ok("")
 }
 
@@ -119,6 +132,11 @@ pub fn enable(p: &mut Protocol, capabilities: Vec1<CapabilityEnable<'_>>) -> OpR
             _ => {}
         }
     }
-    response::data(&mut p.out, Data::Enabled { capabilities: enabled });
+    response::data(
+        &mut p.out,
+        Data::Enabled {
+            capabilities: enabled,
+        },
+    );
     ok("")
 }

@@ -45,7 +45,10 @@ pub async fn copy(
     let target = match p.folder(&name).await {
         Ok(f) => f,
         Err(OpError::No(..)) => {
-            return Err(no(Some("TRYCREATE"), format!("Mailbox doesn't exist: {name}")))
+            return Err(no(
+                Some("TRYCREATE"),
+                format!("Mailbox doesn't exist: {name}"),
+            ))
         }
         Err(e) => return Err(e),
     };

@@ -43,7 +43,10 @@ pub async fn expunge(p: &mut Protocol, uid_set: Option<SequenceSet>) -> OpResult
     let uids = deleted_uids(&p.ctx.store, folder_id, Some(&candidates)).await?;
     let mut removed = p.ctx.store.expunge(folder_id, &uids).await?;
     removed.sort_unstable();
-    let sel = p.selected.as_mut().ok_or_else(|| bad("No mailbox selected"))?;
+    let sel = p
+        .selected
+        .as_mut()
+        .ok_or_else(|| bad("No mailbox selected"))?;
     for uid in removed.into_iter().rev() {
         if let Some(seq) = sel.remove(uid as u32).and_then(NonZeroU32::new) {
             response::data(&mut p.out, Data::Expunge(seq));

@@ -10,7 +10,9 @@ use imap_codec::imap_types::command::FetchModifier;
 use imap_codec::imap_types::core::{IString, Literal, NString, NString8, Vec1};
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::extensions::binary::Literal8;
-use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName};
+use imap_codec::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
+};
 use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
@@ -90,23 +92,33 @@ pub async fn fetch<S: Sink>(
         }
     }
     let names: Vec<MessageDataItemName<'static>> = match items {
-        MacroOrMessageDataItemNames::Macro(m) => {
-            m.expand().into_iter().map(IntoStatic::into_static).collect()
-        }
+        MacroOrMessageDataItemNames::Macro(m) => m
+            .expand()
+            .into_iter()
+            .map(IntoStatic::into_static)
+            .collect(),
         MacroOrMessageDataItemNames::MessageDataItemNames(v) => {
             v.into_iter().map(IntoStatic::into_static).collect()
         }
     };
-    if names.iter().any(|n| matches!(n, MessageDataItemName::ModSeq)) {
+    if names
+        .iter()
+        .any(|n| matches!(n, MessageDataItemName::ModSeq))
+    {
         p.enabled.condstore = true;
     }
     let condstore = p.enabled.condstore;
-    let want_modseq = names.iter().any(|n| matches!(n, MessageDataItemName::ModSeq))
+    let want_modseq = names
+        .iter()
+        .any(|n| matches!(n, MessageDataItemName::ModSeq))
         || changed_since.is_some();
     let want_uid = by_uid || names.iter().any(|n| matches!(n, MessageDataItemName::Uid));
     let want_blob = names.iter().any(needs_blob);
 
-    let sel = p.selected.as_ref().ok_or_else(|| bad("No mailbox selected"))?;
+    let sel = p
+        .selected
+        .as_ref()
+        .ok_or_else(|| bad("No mailbox selected"))?;
     let read_only = sel.read_only;
     let folder_id = sel.folder_id;
     let targets = sel.resolve(&set, by_uid).map_err(bad)?;
@@ -138,9 +150,18 @@ pub async fn fetch<S: Sink>(
             let update = p
                 .ctx
                 .store
-                .store_flags(folder_id, &unseen, FlagChange::Add, &["\\Seen".to_string()], None)
+                .store_flags(
+                    folder_id,
+                    &unseen,
+                    FlagChange::Add,
+                    &["\\Seen".to_string()],
+                    None,
+                )
                 .await?;
-            let sel = p.selected.as_mut().ok_or_else(|| bad("No mailbox selected"))?;
+            let sel = p
+                .selected
+                .as_mut()
+                .ok_or_else(|| bad("No mailbox selected"))?;
             for m in update.changed {
                 sel.note_own_modseq(m.modseq);
                 flags_changed.insert(m.uid as u32);
@@ -190,7 +211,9 @@ pub async fn fetch<S: Sink>(
             has_flags = true;
         }
         if (want_modseq || (condstore && has_flags))
-            && !items.iter().any(|i| matches!(i, MessageDataItem::ModSeq(_)))
+            && !items
+                .iter()
+                .any(|i| matches!(i, MessageDataItem::ModSeq(_)))
         {
             if let Some(m) = NonZeroU64::new(meta.modseq as u64) {
                 items.push(MessageDataItem::ModSeq(m));
@@ -291,10 +314,7 @@ fn item(
 
 fn binary_error(e: BinaryError) -> OpError {
     match e {
-        BinaryError::UnknownCte => no(
-            Some("UNKNOWN-CTE"),
-            "Unknown Content-Transfer-Encoding",
-        ),
+        BinaryError::UnknownCte => no(Some("UNKNOWN-CTE"), "Unknown Content-Transfer-Encoding"),
         BinaryError::Multipart => no(None, "BINARY of a multipart part is not possible"),
     }
 }

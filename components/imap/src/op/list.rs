@@ -63,9 +63,17 @@ pub async fn list(
         let items = vec![attribute("Noselect").expect("atom")];
         let mailbox = Mailbox::try_from("").unwrap_or(Mailbox::Inbox);
         let data = if lsub {
-            Data::Lsub { items, delimiter: Some(QuotedChar::unvalidated(DELIMITER)), mailbox }
+            Data::Lsub {
+                items,
+                delimiter: Some(QuotedChar::unvalidated(DELIMITER)),
+                mailbox,
+            }
         } else {
-            Data::List { items, delimiter: Some(QuotedChar::unvalidated(DELIMITER)), mailbox }
+            Data::List {
+                items,
+                delimiter: Some(QuotedChar::unvalidated(DELIMITER)),
+                mailbox,
+            }
         };
         response::data(&mut p.out, data);
         return ok("");
@@ -127,7 +135,11 @@ pub async fn list(
             }
         }
         if !lsub {
-            items.push(if e.has_children { "HasChildren" } else { "HasNoChildren" });
+            items.push(if e.has_children {
+                "HasChildren"
+            } else {
+                "HasNoChildren"
+            });
         }
         if (options.return_subscribed || options.select_subscribed) && e.subscribed {
             items.push("Subscribed");
@@ -136,13 +148,22 @@ pub async fn list(
         if !lsub && !special.is_empty() {
             items.push(special.as_str());
         }
-        let items: Vec<FlagNameAttribute<'static>> = items.into_iter().filter_map(attribute).collect();
+        let items: Vec<FlagNameAttribute<'static>> =
+            items.into_iter().filter_map(attribute).collect();
         let mailbox = names::to_wire(&name, p.utf8_names());
         let delimiter = Some(QuotedChar::unvalidated(DELIMITER));
         let data = if lsub {
-            Data::Lsub { items, delimiter, mailbox: mailbox.clone() }
+            Data::Lsub {
+                items,
+                delimiter,
+                mailbox: mailbox.clone(),
+            }
         } else {
-            Data::List { items, delimiter, mailbox: mailbox.clone() }
+            Data::List {
+                items,
+                delimiter,
+                mailbox: mailbox.clone(),
+            }
         };
         response::data(&mut p.out, data);
         if let (Some(items), Some(folder_id)) = (&options.return_status, e.folder_id) {
@@ -153,7 +174,10 @@ pub async fn list(
             let values = super::status::values(p, folder_id, &names).await?;
             response::data(
                 &mut p.out,
-                Data::Status { mailbox, items: values.into() },
+                Data::Status {
+                    mailbox,
+                    items: values.into(),
+                },
             );
         }
     }

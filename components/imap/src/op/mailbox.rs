@@ -15,13 +15,23 @@ pub async fn create(p: &mut Protocol, mailbox: Mailbox<'_>) -> OpResult {
     // RFC 9051 §6.3.4: create the superior names the new one needs.
     for parent in names::parents(&name) {
         if p.ctx.store.folder(mailbox_id, parent).await?.is_none() {
-            match p.ctx.store.create_folder_unique(mailbox_id, parent, None).await {
+            match p
+                .ctx
+                .store
+                .create_folder_unique(mailbox_id, parent, None)
+                .await
+            {
                 Ok(_) | Err(StoreError::FolderExists(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
     }
-    match p.ctx.store.create_folder_unique(mailbox_id, &name, None).await {
+    match p
+        .ctx
+        .store
+        .create_folder_unique(mailbox_id, &name, None)
+        .await
+    {
         Ok(_) => ok(""),
         Err(StoreError::FolderExists(_)) => {
             Err(no(Some("ALREADYEXISTS"), "Mailbox already exists"))
@@ -36,7 +46,10 @@ pub async fn delete(p: &mut Protocol, mailbox: Mailbox<'_>) -> OpResult {
         return Err(no(Some("CANNOT"), "INBOX can't be deleted."));
     }
     let folder = p.folder(&name).await?;
-    if p.selected.as_ref().is_some_and(|s| s.folder_id == folder.id) {
+    if p.selected
+        .as_ref()
+        .is_some_and(|s| s.folder_id == folder.id)
+    {
         p.selected = None;
     }
     p.ctx.store.delete_folder(folder.id).await?;
@@ -59,7 +72,12 @@ pub async fn rename(p: &mut Protocol, from: Mailbox<'_>, to: Mailbox<'_>) -> OpR
     }
     for parent in names::parents(&to) {
         if p.ctx.store.folder(mailbox_id, parent).await?.is_none() {
-            match p.ctx.store.create_folder_unique(mailbox_id, parent, None).await {
+            match p
+                .ctx
+                .store
+                .create_folder_unique(mailbox_id, parent, None)
+                .await
+            {
                 Ok(_) | Err(StoreError::FolderExists(_)) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -68,7 +86,12 @@ pub async fn rename(p: &mut Protocol, from: Mailbox<'_>, to: Mailbox<'_>) -> OpR
     if from == "INBOX" {
         // RFC 9051 §6.3.6: renaming INBOX moves its messages to a new mailbox and leaves
         // INBOX empty.
-        let target = match p.ctx.store.create_folder_unique(mailbox_id, &to, None).await {
+        let target = match p
+            .ctx
+            .store
+            .create_folder_unique(mailbox_id, &to, None)
+            .await
+        {
             Ok(f) => f,
             Err(StoreError::FolderExists(_)) => {
                 return Err(no(Some("ALREADYEXISTS"), "Target mailbox already exists"))
@@ -83,10 +106,18 @@ pub async fn rename(p: &mut Protocol, from: Mailbox<'_>, to: Mailbox<'_>) -> OpR
             .iter()
             .map(|m| m.uid)
             .collect();
-        p.ctx.store.move_messages(source.id, &uids, target.id).await?;
+        p.ctx
+            .store
+            .move_messages(source.id, &uids, target.id)
+            .await?;
         return ok("");
     }
-    match p.ctx.store.rename_folder(mailbox_id, &from, &to, DELIMITER).await {
+    match p
+        .ctx
+        .store
+        .rename_folder(mailbox_id, &from, &to, DELIMITER)
+        .await
+    {
         Ok(()) => {
             if let Some(sel) = p.selected.as_mut().filter(|s| s.folder_id == source.id) {
                 sel.name = to;

@@ -100,7 +100,13 @@ pub async fn dispatch<S: Sink>(
         _ => None,
     };
     if let Some(text) = state_error {
-        response::tagged(&mut p.out, &tag, StatusKind::Bad, None, &format!("{name}: {text}"));
+        response::tagged(
+            &mut p.out,
+            &tag,
+            StatusKind::Bad,
+            None,
+            &format!("{name}: {text}"),
+        );
         return Outcome::Ok(None, String::new());
     }
     let allow_expunge = expunge_allowed(&body);
@@ -139,12 +145,24 @@ pub fn finish(
             Outcome::Logout
         }
         Ok(Outcome::StartTls) => {
-            response::tagged(&mut p.out, tag, StatusKind::Ok, None, "Begin TLS negotiation now");
+            response::tagged(
+                &mut p.out,
+                tag,
+                StatusKind::Ok,
+                None,
+                "Begin TLS negotiation now",
+            );
             Outcome::StartTls
         }
         Ok(other) => other,
         Err(OpError::Bad(text)) => {
-            response::tagged(&mut p.out, tag, StatusKind::Bad, None, &format!("{name}: {text}"));
+            response::tagged(
+                &mut p.out,
+                tag,
+                StatusKind::Bad,
+                None,
+                &format!("{name}: {text}"),
+            );
             Outcome::Ok(None, String::new())
         }
         Err(OpError::No(code, text)) => {
@@ -153,7 +171,13 @@ pub fn finish(
         }
         Err(OpError::Store(e)) => {
             let (code, text) = store_error(&e);
-            response::tagged(&mut p.out, tag, StatusKind::No, Some(response::code(code)), &text);
+            response::tagged(
+                &mut p.out,
+                tag,
+                StatusKind::No,
+                Some(response::code(code)),
+                &text,
+            );
             Outcome::Ok(None, String::new())
         }
         Err(OpError::Close(text)) => {
@@ -167,7 +191,10 @@ pub fn finish(
 fn store_error(e: &postbay_store::Error) -> (&'static str, String) {
     use postbay_store::Error as E;
     match e {
-        E::OverQuota { .. } => ("OVERQUOTA", "Quota exceeded (mailbox for user is full)".into()),
+        E::OverQuota { .. } => (
+            "OVERQUOTA",
+            "Quota exceeded (mailbox for user is full)".into(),
+        ),
         E::NoSuchFolder(name) => ("NONEXISTENT", format!("Mailbox doesn't exist: {name}")),
         E::FolderExists(name) => ("ALREADYEXISTS", format!("Mailbox already exists: {name}")),
         E::NoSuchMailbox(_) => ("NONEXISTENT", "Account no longer exists".into()),
@@ -201,8 +228,14 @@ async fn run<S: Sink>(
             mechanism,
             initial_response,
         } => auth::authenticate(p, mechanism, initial_response).await,
-        C::Select { mailbox, parameters } => select::select(p, mailbox, parameters, false).await,
-        C::Examine { mailbox, parameters } => select::select(p, mailbox, parameters, true).await,
+        C::Select {
+            mailbox,
+            parameters,
+        } => select::select(p, mailbox, parameters, false).await,
+        C::Examine {
+            mailbox,
+            parameters,
+        } => select::select(p, mailbox, parameters, true).await,
         C::Unselect => select::unselect(p),
         C::Close => select::close(p).await,
         C::Check => ok_empty(),
@@ -265,9 +298,7 @@ async fn run<S: Sink>(
         C::GetQuota { root } => quota::get_quota(p, root).await,
         C::GetQuotaRoot { mailbox } => quota::get_quota_root(p, mailbox).await,
         C::SetQuota { .. } => Err(no(Some("NOPERM"), "Quota is managed by the administrator")),
-        C::Sort { .. } | C::Thread { .. } | C::Compress { .. } => {
-            Err(bad("Command not supported"))
-        }
+        C::Sort { .. } | C::Thread { .. } | C::Compress { .. } => Err(bad("Command not supported")),
         #[allow(unreachable_patterns)]
         _ => Err(bad("Command not supported")),
     }

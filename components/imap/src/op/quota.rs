@@ -44,7 +44,10 @@ pub async fn get_quota(p: &mut Protocol, root: AString<'_>) -> OpResult {
             response::data(&mut p.out, quota_data(used, limit));
             ok("")
         }
-        None => Err(no(Some("NONEXISTENT"), "No quota limit is set for this account")),
+        None => Err(no(
+            Some("NONEXISTENT"),
+            "No quota limit is set for this account",
+        )),
     }
 }
 
@@ -57,13 +60,7 @@ pub async fn get_quota_root(p: &mut Protocol, mailbox: Mailbox<'_>) -> OpResult 
         None => Vec::new(),
     };
     let mailbox = crate::names::to_wire(&folder.name, p.utf8_names());
-    response::data(
-        &mut p.out,
-        Data::QuotaRoot {
-            mailbox,
-            roots,
-        },
-    );
+    response::data(&mut p.out, Data::QuotaRoot { mailbox, roots });
     if let Some((used, limit)) = usage {
         response::data(&mut p.out, quota_data(used, limit));
     }

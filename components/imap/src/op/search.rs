@@ -185,7 +185,10 @@ pub async fn search(
     if modseq_search {
         p.enabled.condstore = true;
     }
-    let sel = p.selected.as_ref().ok_or_else(|| bad("No mailbox selected"))?;
+    let sel = p
+        .selected
+        .as_ref()
+        .ok_or_else(|| bad("No mailbox selected"))?;
     let folder_id = sel.folder_id;
     let uids = sel.uids.clone();
     let metas: HashMap<u32, MessageMeta> = p

@@ -22,7 +22,12 @@ pub async fn select(
     read_only: bool,
 ) -> OpResult {
     if p.selected.take().is_some() {
-        response::untagged(&mut p.out, StatusKind::Ok, Some(Code::Closed), "Previous mailbox closed.");
+        response::untagged(
+            &mut p.out,
+            StatusKind::Ok,
+            Some(Code::Closed),
+            "Previous mailbox closed.",
+        );
     }
     for param in &parameters {
         match param {
@@ -33,7 +38,10 @@ pub async fn select(
     let name = p.mailbox_name(&mailbox)?;
     let folder = p.folder(&name).await?;
     let Some((folder, messages)) = p.ctx.store.folder_snapshot(folder.id).await? else {
-        return Err(no(Some("NONEXISTENT"), format!("Mailbox doesn't exist: {name}")));
+        return Err(no(
+            Some("NONEXISTENT"),
+            format!("Mailbox doesn't exist: {name}"),
+        ));
     };
     let sel = Selected::new(&folder, &messages, read_only);
 
@@ -64,7 +72,11 @@ pub async fn select(
         &mut p.out,
         StatusKind::Ok,
         Some(Code::PermanentFlags(permanent)),
-        if read_only { "No permanent flags permitted." } else { "Flags permitted." },
+        if read_only {
+            "No permanent flags permitted."
+        } else {
+            "Flags permitted."
+        },
     );
     response::data(&mut p.out, Data::Exists(sel.exists()));
     if !p.enabled.rev2 {
@@ -73,19 +85,44 @@ pub async fn select(
             .iter()
             .position(|m| !m.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")));
         if let Some(seq) = first_unseen.and_then(|i| NonZeroU32::new(i as u32 + 1)) {
-            response::untagged(&mut p.out, StatusKind::Ok, Some(Code::Unseen(seq)), &format!("First unseen."));
+            response::untagged(
+                &mut p.out,
+                StatusKind::Ok,
+                Some(Code::Unseen(seq)),
+                "First unseen.",
+            );
         }
     }
     if let Some(v) = NonZeroU32::new(sel.uidvalidity) {
-        response::untagged(&mut p.out, StatusKind::Ok, Some(Code::UidValidity(v)), "UIDs valid");
+        response::untagged(
+            &mut p.out,
+            StatusKind::Ok,
+            Some(Code::UidValidity(v)),
+            "UIDs valid",
+        );
     }
     if let Some(next) = NonZeroU32::new(folder.uidnext.clamp(1, u32::MAX as i64) as u32) {
-        response::untagged(&mut p.out, StatusKind::Ok, Some(Code::UidNext(next)), "Predicted next UID");
+        response::untagged(
+            &mut p.out,
+            StatusKind::Ok,
+            Some(Code::UidNext(next)),
+            "Predicted next UID",
+        );
     }
     if p.enabled.condstore {
         match NonZeroU64::new(folder.highest_modseq as u64) {
-            Some(m) => response::untagged(&mut p.out, StatusKind::Ok, Some(Code::HighestModSeq(m)), "Highest"),
-            None => response::untagged(&mut p.out, StatusKind::Ok, Some(Code::NoModSeq), "No modseq"),
+            Some(m) => response::untagged(
+                &mut p.out,
+                StatusKind::Ok,
+                Some(Code::HighestModSeq(m)),
+                "Highest",
+            ),
+            None => response::untagged(
+                &mut p.out,
+                StatusKind::Ok,
+                Some(Code::NoModSeq),
+                "No modseq",
+            ),
         }
     }
     if p.enabled.rev2 {
@@ -93,14 +130,20 @@ pub async fn select(
             &mut p.out,
             Data::List {
                 items: Vec::new(),
-                delimiter: Some(imap_codec::imap_types::core::QuotedChar::unvalidated(names::DELIMITER)),
+                delimiter: Some(imap_codec::imap_types::core::QuotedChar::unvalidated(
+                    names::DELIMITER,
+                )),
                 mailbox: names::to_wire(&folder.name, true),
             },
         );
     }
     tracing::debug!(peer = %p.peer, mailbox = %folder.name, read_only, "selected");
     p.selected = Some(sel);
-    let code = if read_only { Code::ReadOnly } else { Code::ReadWrite };
+    let code = if read_only {
+        Code::ReadOnly
+    } else {
+        Code::ReadWrite
+    };
     Ok(Outcome::Ok(
         Some(code),
         format!("{} completed", if read_only { "EXAMINE" } else { "SELECT" }),

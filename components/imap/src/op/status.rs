@@ -42,9 +42,9 @@ pub async fn values(
         let item = match name {
             StatusDataItemName::Messages => StatusDataItem::Messages(clamp(stats.messages)),
             StatusDataItemName::Recent => StatusDataItem::Recent(0),
-            StatusDataItemName::UidNext => {
-                StatusDataItem::UidNext(NonZeroU32::new(clamp(folder.uidnext)).unwrap_or(NonZeroU32::MIN))
-            }
+            StatusDataItemName::UidNext => StatusDataItem::UidNext(
+                NonZeroU32::new(clamp(folder.uidnext)).unwrap_or(NonZeroU32::MIN),
+            ),
             StatusDataItemName::UidValidity => StatusDataItem::UidValidity(
                 NonZeroU32::new(clamp(folder.uidvalidity)).unwrap_or(NonZeroU32::MIN),
             ),

@@ -44,7 +44,10 @@ pub async fn backends(dir: &Path) -> Vec<Backend> {
     match std::env::var("POSTBAY_TEST_MYSQL_URL") {
         Ok(server) => {
             let server = server.trim_end_matches('/').to_string();
-            let db = format!("postbay_imap_{}", ulid::Ulid::new().to_string().to_lowercase());
+            let db = format!(
+                "postbay_imap_{}",
+                ulid::Ulid::new().to_string().to_lowercase()
+            );
             sqlx::any::install_default_drivers();
             let pool = sqlx::AnyPool::connect(&server).await.unwrap();
             pool.execute(format!("CREATE DATABASE `{db}`").as_str())
@@ -326,7 +329,13 @@ pub async fn python(script: &str, args: &[String]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients")
         .join(script);
-    run("python3", std::iter::once(path.display().to_string()).chain(args.iter().cloned()).collect()).await
+    run(
+        "python3",
+        std::iter::once(path.display().to_string())
+            .chain(args.iter().cloned())
+            .collect(),
+    )
+    .await
 }
 
 pub async fn run(program: &str, args: Vec<String>) -> String {
