@@ -100,7 +100,7 @@ pub fn endpoints(records: &[DnsRecord]) -> Vec<Value> {
 }
 
 /// `"a" "b"` → `ab`, undoing the presentation form of `postbay_reconcile::dns::txt`.
-fn unquote(value: &str) -> String {
+pub(crate) fn unquote(value: &str) -> String {
     let mut out = String::new();
     let mut inside = false;
     let mut chars = value.chars();

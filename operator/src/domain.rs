@@ -12,6 +12,7 @@ use postbay_api::{MailDomain, MailDomainStatus};
 use postbay_reconcile::{dns, domain, Change, Outcome};
 
 use crate::context::{key, owner, Context};
+use crate::dns_check::Checker;
 use crate::status::{self, Ready, FINALIZER};
 use crate::{dns_endpoint, Error, Result};
 
@@ -20,6 +21,12 @@ pub const KIND: &str = "MailDomain";
 pub const BLOCKED_RETRY: Duration = Duration::from_secs(120);
 /// Periodic re-check of a healthy domain, against drift in the database.
 pub const RESYNC: Duration = Duration::from_secs(3600);
+/// Re-check while DNS records are known to be missing, so status follows the zone.
+pub const DNS_RECHECK: Duration = Duration::from_secs(300);
+/// Per-lookup timeout of the published check.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(2);
+/// The condition the published check reports.
+pub const DNS_CONDITION: &str = "DNSRecordsPublished";
 
 pub async fn reconcile(obj: Arc<MailDomain>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(KIND);
@@ -67,7 +74,10 @@ async fn apply(d: &MailDomain, api: &Api<MailDomain>, ctx: &Context) -> Result<A
     let (ready, records, change, action) = match outcome {
         Outcome::Applied(change) => {
             let keys = ctx.store.dkim_keys(&d.spec.domain).await?;
-            let records = dns::domain_records(&d.spec, &ctx.hosts, &keys);
+            let mut records = dns::domain_records(&d.spec, &ctx.hosts, &keys);
+            if let Some(server) = ctx.settings.dns_check_server {
+                Checker::new(server, DNS_TIMEOUT).check(&mut records).await;
+            }
             let message = format!(
                 "domain {} is served; publish the {} records in status.dnsRecords",
                 d.spec.domain,
@@ -92,6 +102,21 @@ async fn apply(d: &MailDomain, api: &Api<MailDomain>, ctx: &Context) -> Result<A
     };
 
     let mut conditions = vec![status::ready(&previous.conditions, generation, &ready)];
+    let mut action = action;
+    if ctx.settings.dns_check_server.is_some() && ready.ok {
+        let (published, reason, message) = published_summary(&records);
+        if !published {
+            action = Action::requeue(DNS_RECHECK);
+        }
+        conditions.push(status::condition(
+            DNS_CONDITION,
+            &previous.conditions,
+            generation,
+            published,
+            reason,
+            &message,
+        ));
+    }
     if ctx.settings.external_dns && ready.ok {
         conditions.push(dns_endpoint::publish(d, &records, &previous.conditions, ctx).await?);
     }
@@ -126,6 +151,29 @@ async fn apply(d: &MailDomain, api: &Api<MailDomain>, ctx: &Context) -> Result<A
         _ => {}
     }
     Ok(action)
+}
+
+/// The DNS condition from the records' `published` flags.
+fn published_summary(records: &[postbay_api::DnsRecord]) -> (bool, &'static str, String) {
+    let missing: Vec<&str> = records
+        .iter()
+        .filter(|r| r.published == Some(false))
+        .map(|r| r.purpose.as_str())
+        .collect();
+    let unknown = records.iter().filter(|r| r.published.is_none()).count();
+    if !missing.is_empty() {
+        let message = format!("missing or different: {}", missing.join(", "));
+        (false, "NotPublished", message)
+    } else if unknown > 0 {
+        let message = format!("{unknown} lookups failed; see status.dnsRecords");
+        (false, "LookupFailed", message)
+    } else {
+        (
+            true,
+            "Published",
+            "every record is published as listed".into(),
+        )
+    }
 }
 
 /// Removes the row this resource holds; a row held by another (we lost a conflict) stays.

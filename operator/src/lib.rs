@@ -10,6 +10,7 @@
 pub mod alias;
 pub mod context;
 pub mod dkim;
+pub mod dns_check;
 pub mod dns_endpoint;
 pub mod domain;
 pub mod http;

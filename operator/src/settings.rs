@@ -18,6 +18,9 @@ pub struct Settings {
     pub mail: MailSettings,
     /// Also write the records as external-dns `DNSEndpoint` objects owned by the MailDomain.
     pub external_dns: bool,
+    /// A resolver (`ip:port`) to check whether each DNS record is published; absent: not
+    /// checked, `published` stays empty.
+    pub dns_check_server: Option<SocketAddr>,
     /// /metrics, /healthz and /readyz.
     pub metrics_addr: SocketAddr,
     pub leader_election: LeaderSettings,
@@ -54,6 +57,7 @@ impl Default for Settings {
         Settings {
             mail: MailSettings::default(),
             external_dns: false,
+            dns_check_server: None,
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             leader_election: LeaderSettings::default(),
             identity: std::env::var("POD_NAME")

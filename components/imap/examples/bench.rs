@@ -407,18 +407,20 @@ async fn idle_connection(addr: SocketAddr, user: &str) -> std::io::Result<Client
     Ok(c)
 }
 
-/// Resident memory (bytes) of the given processes, summed.
+/// Resident memory (bytes) of the given processes, summed; processes that exited while
+/// being read count as zero.
 fn rss_of_pids(pids: &[u32]) -> Option<u64> {
     let mut total = 0;
     for pid in pids {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
         let kb: u64 = status
             .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         total += kb * 1024;
     }
     Some(total)

@@ -297,7 +297,7 @@ impl<'b> Scanner<'b> {
                 if !(self.eat(b'}') && self.eat(b'\r') && self.eat(b'\n')) {
                     return None;
                 }
-                let data = self.b.get(self.pos..self.pos + n)?.to_vec();
+                let data = self.b.get(self.pos..self.pos.checked_add(n)?)?.to_vec();
                 self.pos += n;
                 Some(data)
             }
@@ -377,5 +377,118 @@ mod tests {
         assert_eq!(rest.as_ref(), b"t LIST \"\" %\r\n");
         assert!(extras.list.is_none());
         assert!(preparse(b"t LIST (BOGUS) \"\" *\r\n").is_err());
+    }
+}
+
+/// Where a command uses the SEARCHRES `$` marker (RFC 5182 / RFC 9051 §6.4.4.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DollarUse {
+    /// A UID command (so `$` stands for UIDs) or a SEARCH (where `$` is a key).
+    pub by_uid: bool,
+    pub is_search: bool,
+    /// Byte offsets of standalone `$` tokens outside strings and literals.
+    pub positions: Vec<usize>,
+}
+
+/// Finds `$` tokens in FETCH, STORE, COPY, MOVE, SEARCH and UID EXPUNGE commands.
+pub fn find_dollar(message: &[u8]) -> Option<DollarUse> {
+    if !message.contains(&b'$') {
+        return None;
+    }
+    let mut s = Scanner { b: message, pos: 0 };
+    s.atom()?;
+    if !s.eat(b' ') {
+        return None;
+    }
+    let mut name = s.atom()?.to_ascii_uppercase();
+    let mut by_uid = false;
+    if name == b"UID" && s.eat(b' ') {
+        by_uid = true;
+        name = s.atom()?.to_ascii_uppercase();
+    }
+    let allowed: &[&[u8]] = &[b"FETCH", b"STORE", b"COPY", b"MOVE", b"SEARCH", b"EXPUNGE"];
+    if !allowed.contains(&name.as_slice()) || (name == b"EXPUNGE" && !by_uid) {
+        return None;
+    }
+    let mut positions = Vec::new();
+    let b = message;
+    let mut i = s.pos;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'{' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < b.len() && b[j].is_ascii_digit() {
+                    j += 1;
+                }
+                let n: usize = std::str::from_utf8(&b[start..j]).ok()?.parse().unwrap_or(0);
+                if j < b.len() && b[j] == b'+' {
+                    j += 1;
+                }
+                // `}` CRLF then n bytes of literal data.
+                i = if b.get(j..j + 3) == Some(b"}\r\n") {
+                    (j + 3).saturating_add(n)
+                } else {
+                    j
+                };
+            }
+            b'$' => {
+                let before = i.checked_sub(1).map(|k| b[k]);
+                let after = b.get(i + 1).copied();
+                if matches!(before, Some(b' ') | Some(b'('))
+                    && matches!(after, Some(b' ') | Some(b')') | Some(b'\r') | Some(b'\n'))
+                {
+                    positions.push(i);
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    (!positions.is_empty()).then(|| DollarUse {
+        by_uid,
+        is_search: name == b"SEARCH",
+        positions,
+    })
+}
+
+/// Replaces the `$` tokens found by [`find_dollar`] with `set`.
+pub fn replace_dollar(message: &[u8], found: &DollarUse, set: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + set.len() * found.positions.len());
+    let mut last = 0;
+    for &p in &found.positions {
+        out.extend_from_slice(&message[last..p]);
+        out.extend_from_slice(set.as_bytes());
+        last = p + 1;
+    }
+    out.extend_from_slice(&message[last..]);
+    out
+}
+
+#[cfg(test)]
+mod dollar_tests {
+    use super::*;
+
+    #[test]
+    fn dollar_tokens_outside_strings_are_found() {
+        let m = b"a UID FETCH $ (FLAGS)\r\n";
+        let d = find_dollar(m).unwrap();
+        assert!(d.by_uid && !d.is_search);
+        assert_eq!(replace_dollar(m, &d, "1:3"), b"a UID FETCH 1:3 (FLAGS)\r\n");
+        let m = b"b SEARCH SUBJECT \"$\" $ {1}\r\n$\r\n";
+        let d = find_dollar(m).unwrap();
+        assert!(d.is_search);
+        assert_eq!(d.positions.len(), 1);
+        assert!(find_dollar(b"c APPEND INBOX {3}\r\n $ \r\n").is_none());
+        assert!(find_dollar(b"d FETCH 1 BODY[$]\r\n").is_none());
+        assert!(find_dollar(b"e FETCH {18446744073709551615}\r\n $\r\n").is_none());
+        let _ = preparse(b"f LIST \"\" {18446744073709551615}\r\nx\r\n");
     }
 }

@@ -33,6 +33,8 @@ pub struct Selected {
     /// Messages expunged elsewhere while expunges could not be announced (during FETCH,
     /// STORE, SEARCH: RFC 9051 §7.5.1); they keep their sequence numbers until then.
     pending_expunged: Vec<u32>,
+    /// UIDs saved by SEARCH RETURN (SAVE) for `$` (RFC 5182); reset by every SELECT.
+    pub saved: Vec<u32>,
 }
 
 /// What the client may be told by [`sync`].
@@ -57,6 +59,7 @@ impl Selected {
             known_modseq: folder.highest_modseq,
             own_modseqs: Vec::new(),
             pending_expunged: Vec::new(),
+            saved: Vec::new(),
         }
     }
 
@@ -266,6 +269,7 @@ mod tests {
             known_modseq: 1,
             own_modseqs: Vec::new(),
             pending_expunged: Vec::new(),
+            saved: Vec::new(),
         }
     }
 

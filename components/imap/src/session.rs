@@ -288,6 +288,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return None;
             }
         };
+        let dollar = if self.p.selected.is_some() {
+            ext_syntax::find_dollar(&command_bytes)
+        } else {
+            None
+        };
+        let command_bytes = match dollar {
+            None => command_bytes,
+            Some(found) => match self.expand_saved(&found) {
+                Some(set) => std::borrow::Cow::Owned(ext_syntax::replace_dollar(
+                    &command_bytes,
+                    &found,
+                    &set,
+                )),
+                None => {
+                    // `$` names no messages: the command has nothing to do (RFC 5182 §2.1).
+                    if let Some(tag) = tag {
+                        response::tagged(
+                            &mut self.p.out,
+                            &tag,
+                            StatusKind::Ok,
+                            None,
+                            "No messages",
+                        );
+                    }
+                    return None;
+                }
+            },
+        };
         let command = match CommandCodec::default().decode(&command_bytes) {
             Ok((b"", command)) => command,
             _ => {
@@ -314,6 +342,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             other => Some(other),
         }
+    }
+
+    /// The saved SEARCH result as a sequence set for the command that uses `$`, or `None`
+    /// when it is empty and the command can simply succeed.
+    fn expand_saved(&self, found: &ext_syntax::DollarUse) -> Option<String> {
+        let sel = self.p.selected.as_ref()?;
+        let mut numbers: Vec<u32> = if found.by_uid {
+            sel.saved.clone()
+        } else {
+            sel.saved.iter().filter_map(|u| sel.seq_of(*u)).collect()
+        };
+        numbers.sort_unstable();
+        if numbers.is_empty() {
+            // In SEARCH, `$` is a key: an impossible number keeps the rest meaningful.
+            return found.is_search.then(|| u32::MAX.to_string());
+        }
+        Some(response::sequence_set(&numbers))
     }
 
     fn fail(&mut self, end: End) -> Outcome {

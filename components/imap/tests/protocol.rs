@@ -641,3 +641,36 @@ Content-Disposition: attachment; filename=\"a.bin\"\r\n\r\nAAECAw==\r\n--XX--\r\
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searchres_saves_and_reuses_results() {
+    each_backend(test_limits(), |env| async move {
+        for i in 0..4 {
+            deliver(env.store(), ALICE, "INBOX", message(&format!("m{i}"), "b")).await;
+        }
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        c.cmd("a SELECT INBOX").await;
+        c.cmd("b STORE 2:3 +FLAGS (\\Flagged)").await;
+        let r = c.cmd("c SEARCH RETURN (SAVE) FLAGGED").await;
+        assert_eq!(r, vec!["c OK SEARCH completed".to_string()]);
+        let r = c.cmd("d FETCH $ (UID)").await;
+        assert_eq!(
+            r[..2],
+            [
+                "* 2 FETCH (UID 2)".to_string(),
+                "* 3 FETCH (UID 3)".to_string()
+            ]
+        );
+        let r = c.cmd("e UID SEARCH RETURN (SAVE MIN) NOT $").await;
+        assert_eq!(r[0], "* ESEARCH (TAG \"e\") UID MIN 1");
+        let r = c.cmd("f UID FETCH $ (FLAGS)").await;
+        assert_eq!(r.len(), 3, "UIDs 1 and 4: {r:?}");
+        c.cmd("g SEARCH RETURN (SAVE) DELETED").await;
+        let r = c.cmd("h FETCH $ (UID)").await;
+        assert_eq!(r, vec!["h OK No messages".to_string()]);
+        let r = c.cmd("i SEARCH $").await;
+        assert_eq!(r[0], "* SEARCH");
+        env
+    })
+    .await;
+}

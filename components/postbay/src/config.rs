@@ -29,6 +29,17 @@ pub struct Config {
     pub smtp: SmtpSection,
     pub lmtp: LmtpSection,
     pub pop3: AccessSection,
+    pub imap: ImapSection,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImapSection {
+    #[serde(flatten)]
+    pub access: AccessSection,
+    /// Accept LOGIN/AUTHENTICATE PLAIN without TLS. Off in production (clients get
+    /// LOGINDISABLED until STARTTLS); `postbay dev` turns it on, its listeners are loopback.
+    pub allow_plaintext_auth: bool,
 }
 
 /// A mail-access listener pair (POP3: 110 + 995; IMAP: 143 + 993).
@@ -110,6 +121,7 @@ impl Default for Config {
             smtp: SmtpSection::default(),
             lmtp: LmtpSection::default(),
             pop3: AccessSection::default(),
+            imap: ImapSection::default(),
         }
     }
 }

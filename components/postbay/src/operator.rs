@@ -31,6 +31,9 @@ pub struct OperatorArgs {
     /// Also write external-dns DNSEndpoint objects.
     #[arg(long)]
     external_dns: bool,
+    /// Resolver (ip:port) to check that each DNS record is published.
+    #[arg(long)]
+    dns_check_server: Option<SocketAddr>,
 }
 
 pub async fn operator(mut config: Config, args: OperatorArgs) -> Result<()> {
@@ -46,6 +49,9 @@ pub async fn operator(mut config: Config, args: OperatorArgs) -> Result<()> {
     }
     if args.external_dns {
         settings.external_dns = true;
+    }
+    if let Some(server) = args.dns_check_server {
+        settings.dns_check_server = Some(server);
     }
     if let Some(url) = args.database_url {
         config.database_url = url;

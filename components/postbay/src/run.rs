@@ -37,6 +37,9 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     config.smtp.listen.get_or_insert(at(25));
     config.pop3.listen.get_or_insert(at(110));
     config.pop3.listen_tls.get_or_insert(at(995));
+    config.imap.access.listen.get_or_insert(at(143));
+    config.imap.access.listen_tls.get_or_insert(at(993));
+    config.imap.allow_plaintext_auth = true;
     let lmtp = config.lmtp.listen.expect("set above");
     config.smtp.lmtp_target.get_or_insert(lmtp.to_string());
     std::fs::create_dir_all(&config.data_dir)
@@ -206,6 +209,47 @@ async fn start_access(
     tls: TlsProvider,
     running: &mut Running,
 ) -> Result<()> {
+    let limits = postbay_imap::ImapLimits {
+        allow_plaintext_auth: config.imap.allow_plaintext_auth,
+        ..Default::default()
+    };
+    let imap = Arc::new(postbay_imap::ImapContext::new(
+        store.clone(),
+        config.hostname.clone(),
+        limits,
+    ));
+    let section = &config.imap.access;
+    let gate = ConnectionGate::new(ConnectionLimits {
+        max_connections: section.max_connections,
+        max_per_ip: section.max_connections_per_ip,
+    });
+    let proxy = ProxyPolicy {
+        trusted: section.proxy_trusted.clone(),
+        required: true,
+    };
+    for (addr, implicit_tls, name) in [
+        (section.listen, false, "imap"),
+        (section.listen_tls, true, "imaps"),
+    ] {
+        let Some(addr) = addr else { continue };
+        let listener = postbay_net::listener::bind(addr)
+            .await
+            .with_context(|| format!("binding {name} on {addr}"))?;
+        println!("{name} listening on {}", listener.local_addr()?);
+        let settings = postbay_imap::ListenerSettings {
+            proxy: proxy.clone(),
+            gate: gate.clone(),
+            tls: Some(tls.clone()),
+            implicit_tls,
+        };
+        running.listeners.push(tokio::spawn(postbay_imap::serve(
+            listener,
+            imap.clone(),
+            settings,
+        )));
+    }
+    running.gates.push(gate);
+
     let pop3 = Arc::new(postbay_pop3::Pop3Context::new(
         store,
         config.hostname.clone(),

@@ -284,3 +284,77 @@ async fn schema_errors_name_document_and_field_and_several_files_are_one_set() {
     assert!(text(&out.stdout).contains("mailbox/bob created"));
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_dkim_key_from_a_secret_in_the_stream_is_used_and_checked() {
+    let key =
+        postbay_reconcile::DkimPrivateKey::generate(postbay_api::DkimAlgorithm::Ed25519Sha256)
+            .unwrap();
+    let pem = key.to_pem().unwrap();
+    let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
+    let stream = |algorithm: &str| {
+        format!(
+            "apiVersion: postbay.dev/v1alpha1\nkind: MailDomain\nmetadata: {{name: d}}\nspec: {{domain: keys.test}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {{name: dkim}}\nstringData:\n  private.key: |\n{indented}---\n\
+             apiVersion: postbay.dev/v1alpha1\nkind: DkimKey\nmetadata: {{name: k}}\n\
+             spec: {{domain: keys.test, selector: s1, algorithm: {algorithm}, secretRef: {{name: dkim}}}}\n"
+        )
+    };
+    for t in Target::all().await {
+        let wrong = t.apply(&[Path::new("-")], Some(&stream("rsa-sha256")));
+        let stderr = text(&wrong.stderr);
+        assert!(!wrong.status.success());
+        assert!(
+            stderr.contains("document 3 (DkimKey \"k\"): spec.secretRef: Secret \"dkim\" key \"private.key\": the key is ed25519-sha256 but spec.algorithm is rsa-sha256"),
+            "{}: {stderr}",
+            t.name
+        );
+
+        let dry = {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_postbay"));
+            cmd.args([
+                "apply",
+                "--dry-run",
+                "-f",
+                "-",
+                "--database-url",
+                &t.url,
+                "--data",
+            ])
+            .arg(t.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stream("ed25519-sha256").as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        };
+        assert!(dry.status.success(), "{}", text(&dry.stderr));
+        assert!(text(&dry.stdout).contains("dry run, nothing applied"));
+
+        let out = t.apply(&[Path::new("-")], Some(&stream("ed25519-sha256")));
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{}: {}", t.name, text(&out.stderr));
+        assert!(
+            stdout.contains("dkimkey/k created (key from Secret)"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!(
+                "s1._domainkey.keys.test. IN TXT \"v=DKIM1; k=ed25519; p={}\"",
+                key.public_key_base64().unwrap()
+            )),
+            "{stdout}"
+        );
+        let store = t.store().await;
+        let rows = store.dkim_keys("keys.test").await.unwrap();
+        assert_eq!(rows[0].public_key, key.public_key_base64().unwrap());
+        store.close().await;
+        t.cleanup().await;
+    }
+}

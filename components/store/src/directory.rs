@@ -404,6 +404,12 @@ impl Store {
         if !self.is_local_domain(&domain).await? {
             return Ok(Resolution::NonLocalDomain);
         }
+        // The common case, a mailbox by its own address, in one more query.
+        if let Some(mb) = self.mailbox(&address).await? {
+            if mb.enabled {
+                return Ok(Resolution::Deliver(vec![Recipient::Local(mb.address)]));
+            }
+        }
         let mut found = Vec::new();
         if self.expand(&address, 0, &mut found).await? {
             found.sort();
@@ -473,7 +479,7 @@ impl Store {
     }
 }
 
-fn mailbox_from_row(r: &sqlx::any::AnyRow) -> MailboxRow {
+pub(crate) fn mailbox_from_row(r: &sqlx::any::AnyRow) -> MailboxRow {
     MailboxRow {
         id: r.get("id"),
         address: r.get("address"),

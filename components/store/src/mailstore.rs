@@ -134,15 +134,10 @@ impl Store {
         folder: &str,
         message: NewMessage,
     ) -> Result<Delivered> {
-        let mailbox = self
-            .mailbox(address)
-            .await?
-            .ok_or_else(|| Error::NoSuchMailbox(address.to_string()))?;
-        let folder_info = self
-            .folder(mailbox.id, folder)
-            .await?
-            .ok_or_else(|| Error::NoSuchFolder(folder.to_string()))?;
+        let (mailbox, folder_info) = self.mailbox_and_folder(address, folder).await?;
         let size = message.size();
+        // A retried delivery (same key) is normally caught here without touching the
+        // volume; a race between two replicas is caught by the unique index below.
         if let Some(key) = &message.delivery_key {
             if let Some(uid) = self.uid_for_delivery_key(folder_info.id, key).await? {
                 return Ok(Delivered {
@@ -193,6 +188,42 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// The mailbox row and one of its folders in a single query (the delivery hot path).
+    async fn mailbox_and_folder(
+        &self,
+        address: &str,
+        folder: &str,
+    ) -> Result<(crate::MailboxRow, FolderInfo)> {
+        let address = crate::directory::canonical_address(address);
+        let row = sqlx::query(
+            "SELECT b.id, b.address, b.domain, b.local_part, b.password_hash, b.quota_bytes, b.used_bytes, b.enabled, \
+             b.home, b.owner, f.id AS f_id, f.name AS f_name, f.special_use AS f_special_use, f.subscribed AS f_subscribed, \
+             f.uidvalidity AS f_uidvalidity, f.uidnext AS f_uidnext, f.highest_modseq AS f_highest_modseq \
+             FROM mailboxes b LEFT JOIN folders f ON f.mailbox_id = b.id AND f.name = ? WHERE b.address = ?",
+        )
+        .bind(folder)
+        .bind(&address)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::NoSuchMailbox(address.clone()))?;
+        let mailbox = crate::directory::mailbox_from_row(&row);
+        let folder_id: Option<i64> = row.get("f_id");
+        let Some(folder_id) = folder_id else {
+            return Err(Error::NoSuchFolder(folder.to_string()));
+        };
+        let folder = FolderInfo {
+            id: folder_id,
+            mailbox_id: mailbox.id,
+            name: row.get("f_name"),
+            special_use: row.get("f_special_use"),
+            subscribed: row.get::<i64, _>("f_subscribed") != 0,
+            uidvalidity: row.get("f_uidvalidity"),
+            uidnext: row.get("f_uidnext"),
+            highest_modseq: row.get("f_highest_modseq"),
+        };
+        Ok((mailbox, folder))
     }
 
     async fn uid_for_delivery_key(&self, folder_id: i64, key: &str) -> Result<Option<i64>> {
@@ -337,11 +368,12 @@ impl Store {
         let mut blobs = Vec::new();
         let mut freed = 0i64;
         for &uid in uids {
-            let Some(msg) = sqlx::query("SELECT blob_path, size FROM messages WHERE folder_id = ? AND uid = ?")
-                .bind(folder_id)
-                .bind(uid)
-                .fetch_optional(&mut *tx)
-                .await?
+            let Some(msg) =
+                sqlx::query("SELECT blob_path, size FROM messages WHERE folder_id = ? AND uid = ?")
+                    .bind(folder_id)
+                    .bind(uid)
+                    .fetch_optional(&mut *tx)
+                    .await?
             else {
                 continue;
             };

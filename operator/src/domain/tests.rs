@@ -294,6 +294,62 @@ async fn external_dns_endpoints_are_written_or_their_absence_reported() {
     }
 }
 
+#[tokio::test]
+async fn with_a_dns_check_status_says_what_is_not_published() {
+    let mut all = stores().await;
+    let t = all.remove(0);
+    for unused in all {
+        unused.cleanup().await;
+    }
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let settings = crate::Settings {
+        dns_check_server: Some(silent.local_addr().unwrap()),
+        ..Default::default()
+    };
+    let (client, server) = mock_client();
+    let server = server.run(vec![
+        Step::new(
+            Method::PATCH,
+            &format!("{PATH}/status"),
+            Reply::with_status(&example()),
+        ),
+        Step::new(Method::POST, EVENTS, Reply::Echo),
+    ]);
+    let action = reconcile_once(example(), context_with(client, t.store.clone(), settings))
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(DNS_RECHECK));
+    let bodies = server.await.unwrap();
+    let condition = &bodies[0]["status"]["conditions"][1];
+    assert_eq!(condition["type"], DNS_CONDITION);
+    assert_eq!(condition["reason"], "LookupFailed");
+    assert!(bodies[0]["status"]["dnsRecords"][0]
+        .get("published")
+        .is_none());
+    t.cleanup().await;
+}
+
+#[test]
+fn published_summary_names_the_missing_records() {
+    let spec = example().spec;
+    let mut records = postbay_reconcile::dns::domain_records(
+        &spec,
+        &postbay_reconcile::MailHosts::single("m.test"),
+        &[],
+    );
+    for r in &mut records {
+        r.published = Some(r.purpose != "spf" && r.purpose != "dmarc");
+    }
+    let (ok, reason, message) = published_summary(&records);
+    assert!(!ok);
+    assert_eq!(reason, "NotPublished");
+    assert_eq!(message, "missing or different: spf, dmarc");
+    for r in &mut records {
+        r.published = Some(true);
+    }
+    assert_eq!(published_summary(&records).1, "Published");
+}
+
 #[test]
 fn rivals_are_other_claimants_of_the_same_domain() {
     let mine = example();

@@ -37,5 +37,7 @@ fuzz_target!(|data: &[u8]| {
         seq: NonZeroU32::new(1).unwrap(),
         items,
     });
-    let _ = imap_codec::ResponseCodec::default().encode(&response).dump();
+    let _ = imap_codec::ResponseCodec::default()
+        .encode(&response)
+        .dump();
 });

@@ -28,7 +28,9 @@ fn world() -> &'static World {
         let dir = tempfile::tempdir().unwrap();
         let ctx = rt.block_on(async {
             let url = format!("sqlite://{}?mode=rwc", dir.path().join("db").display());
-            let store = postbay_store::Store::open(&url, &dir.path().join("mail")).await.unwrap();
+            let store = postbay_store::Store::open(&url, &dir.path().join("mail"))
+                .await
+                .unwrap();
             store
                 .put_domain(&postbay_store::DomainRow {
                     name: "example.test".into(),

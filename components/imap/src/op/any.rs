@@ -24,6 +24,7 @@ const AUTHENTICATED: &[&str] = &[
     "LIST-STATUS",
     "SPECIAL-USE",
     "ESEARCH",
+    "SEARCHRES",
     "BINARY",
     "STATUS=SIZE",
     "QUOTA",

@@ -174,11 +174,14 @@ pub async fn search(
             ));
         }
     }
-    if returns
+    let save = returns
         .as_ref()
-        .is_some_and(|r| r.contains(&SearchReturn::Save))
-    {
-        return Err(bad("RETURN (SAVE) is not supported (no SEARCHRES)"));
+        .is_some_and(|r| r.contains(&SearchReturn::Save));
+    if save {
+        // RFC 5182 §2.1: a failed SEARCH ... SAVE leaves an empty result.
+        if let Some(sel) = p.selected.as_mut() {
+            sel.saved.clear();
+        }
     }
     let key = SearchKey::And(criteria);
     let modseq_search = uses_modseq(&key);
@@ -228,12 +231,31 @@ pub async fn search(
             highest_modseq = highest_modseq.max(meta.modseq);
         }
     }
+    if save {
+        let sel = p
+            .selected
+            .as_mut()
+            .ok_or_else(|| bad("No mailbox selected"))?;
+        sel.saved = if by_uid {
+            hits.clone()
+        } else {
+            hits.iter().filter_map(|s| sel.uid_of(*s)).collect()
+        };
+    }
     let modseq = (modseq_search && !hits.is_empty())
         .then(|| NonZeroU64::new(highest_modseq as u64))
         .flatten();
 
+    // RETURN (SAVE) alone answers nothing but the tagged OK (RFC 5182 §2.1).
+    if returns.as_ref().is_some_and(|r| r == &[SearchReturn::Save]) {
+        return Ok(Outcome::Ok(None, String::new()));
+    }
     if returns.is_some() || p.enabled.rev2 {
-        let returns = returns.unwrap_or_default();
+        let returns: Vec<SearchReturn> = returns
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| *r != SearchReturn::Save)
+            .collect();
         let all = returns.is_empty() || returns.contains(&SearchReturn::All);
         let mut line = format!("ESEARCH (TAG {})", response::quoted(tag.as_ref()));
         if by_uid {

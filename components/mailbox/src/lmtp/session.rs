@@ -208,6 +208,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LmtpSession<S> {
                 .queue_reply(&Reply::new(452, "4.5.3", "Too many recipients"));
             return;
         }
+        // The SMTP queue sends canonical mailbox addresses: one lookup settles those.
+        if let Ok(Some(mb)) = self.ctx.store.mailbox(&address).await {
+            if mb.enabled {
+                self.tx.rcpts.push(Rcpt {
+                    original: address,
+                    mailboxes: vec![mb.address],
+                });
+                self.wire
+                    .queue_reply(&Reply::new(250, "2.1.5", "Recipient OK"));
+                return;
+            }
+        }
         match self.ctx.store.resolve(&address).await {
             Ok(Resolution::Deliver(targets)) => {
                 let mailboxes: Vec<String> = targets

@@ -129,9 +129,10 @@ impl Queue {
         }
     }
 
-    /// Ids of every message in the directory, oldest first; removes leftovers of writes that
-    /// crashed before their rename (those were never acknowledged).
-    pub async fn scan(&self) -> Result<Vec<String>, QueueError> {
+    /// Ids of every message in the directory, oldest first. With `remove_partial_writes`
+    /// (only at start-up, when no write of this node can be in flight) it also deletes
+    /// leftovers of writes that crashed before their rename: those were never acknowledged.
+    pub async fn scan(&self, remove_partial_writes: bool) -> Result<Vec<String>, QueueError> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
             let mut ids = Vec::new();
@@ -142,7 +143,9 @@ impl Queue {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().to_string();
                 if name.starts_with(".tmp-") {
-                    let _ = std::fs::remove_file(entry.path());
+                    if remove_partial_writes {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
                 } else if let Some(id) = name.strip_suffix(".msg") {
                     ids.push(id.to_string());
                 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
-use super::{dsn, Envelope, Queue, QueuedRecipient};
+use super::{dsn, Envelope, Queue, QueueError, QueuedRecipient};
 use crate::lmtp_client::{LmtpClient, ServerReply};
 use postbay_store::{Recipient, Resolution};
 
@@ -88,7 +88,7 @@ impl Runner {
     /// Runs until the wake channel closes: first everything left from before a restart, then
     /// new messages as they are queued and retries as they fall due.
     pub async fn run(self: Arc<Self>, mut wake: mpsc::UnboundedReceiver<String>) {
-        match self.queue.scan().await {
+        match self.queue.scan(true).await {
             Ok(ids) => {
                 if !ids.is_empty() {
                     tracing::info!(count = ids.len(), "resuming queued messages");
@@ -128,7 +128,7 @@ impl Runner {
         }
         // Files that appeared without a wake-up (e.g. written by a replica before it was
         // rescheduled here) are picked up too.
-        if let Ok(ids) = self.queue.scan().await {
+        if let Ok(ids) = self.queue.scan(false).await {
             for id in ids {
                 let known = {
                     let s = self.schedule.lock().await;
@@ -163,6 +163,11 @@ impl Runner {
     async fn attempt(&self, id: &str) {
         let (envelope, message) = match self.queue.load(id).await {
             Ok(loaded) => loaded,
+            Err(QueueError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                // Handled and removed between a directory scan and this attempt.
+                self.finish(id, None).await;
+                return;
+            }
             Err(e) => {
                 tracing::error!(queue_id = id, error = %e, "cannot load queued message");
                 self.finish(id, None).await;
