@@ -38,6 +38,14 @@ pub struct ApplyArgs {
     dry_run: bool,
 }
 
+impl ApplyArgs {
+    /// What `postbay dev -f FILE` applies before it starts listening: the files, against
+    /// the dev configuration's data folder and database.
+    pub fn for_files(files: Vec<PathBuf>) -> ApplyArgs {
+        ApplyArgs { files, data: None, database_url: None, mail_hosts: Vec::new(), dry_run: false }
+    }
+}
+
 pub async fn apply(mut config: Config, args: ApplyArgs) -> Result<()> {
     if let Some(data) = args.data {
         config.data_dir = data;

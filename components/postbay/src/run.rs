@@ -22,6 +22,9 @@ pub struct DevArgs {
     /// Use this database instead of SQLite in the data folder (e.g. mysql://root@127.0.0.1/postbay).
     #[arg(long)]
     database_url: Option<String>,
+    /// Apply these manifests (files or folders of *.yaml, as `postbay apply -f`) first.
+    #[arg(short = 'f', long = "filename")]
+    files: Vec<PathBuf>,
 }
 
 /// Everything in one process, for a laptop or a test.
@@ -44,6 +47,9 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     config.smtp.lmtp_target.get_or_insert(lmtp.to_string());
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    if !args.files.is_empty() {
+        crate::apply::apply(config.clone(), crate::apply::ApplyArgs::for_files(args.files)).await?;
+    }
     let store = open_store(&config).await?;
     let tls = tls_provider(&config).await?;
     let mut running = Running::default();
