@@ -29,11 +29,11 @@ def postbay_binary() -> Path:
     explicit = os.environ.get("POSTBAY_BIN")
     if explicit:
         return Path(explicit)
-    for profile in ("release", "debug"):
-        candidate = ROOT / "target" / profile / "postbay"
-        if candidate.exists():
-            return candidate
-    raise RuntimeError("postbay binary not built: run `cargo build --release -p postbay` first")
+    # The most recently built one, so a stale release build never shadows a fresh debug one.
+    built = [p for p in (ROOT / "target" / profile / "postbay" for profile in ("release", "debug")) if p.exists()]
+    if not built:
+        raise RuntimeError("postbay binary not built: run `cargo build -p postbay` first")
+    return max(built, key=lambda p: p.stat().st_mtime)
 
 
 def need_tool(name: str) -> str:
