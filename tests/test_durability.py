@@ -120,3 +120,25 @@ def test_sigterm_stops_accepting_and_lets_open_sessions_finish(make_postbay):
     pb.start_dev()
     [m] = pb.wait_messages("alice@example.test", 1)
     assert b"in flight" in m
+
+
+def test_one_queue_is_never_run_by_two_processes(make_postbay):
+    """A second process with the same node id waits until the first has exited."""
+    import signal
+
+    pb = make_postbay()
+    pb.apply(FIXTURES / "example.yaml")
+    split_roles(pb)
+    first = pb.start("smtp", wait_ports=[pb.smtp], log_name="smtp-a")
+    pb.env["POSTBAY_SMTP__LISTEN"] = f"127.0.0.1:{pb.smtp + 1000}"
+    second = pb.start("smtp", log_name="smtp-b")
+    time.sleep(2)
+    assert "postbay smtp ready" not in pb.log("smtp-b"), "the second process must wait for the lock"
+    assert "locked by another process" in pb.log("smtp-b")
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=30)
+    deadline = time.time() + 15
+    while time.time() < deadline and "postbay smtp ready" not in pb.log("smtp-b"):
+        time.sleep(0.1)
+    assert "postbay smtp ready" in pb.log("smtp-b")
+    assert second.poll() is None

@@ -43,6 +43,7 @@ pub async fn deliver_to(
                 mailbox,
                 uid = done.uid,
                 duplicate = done.duplicate,
+                transid = delivery.transaction_id,
                 "delivered"
             );
             Reply::new(250, "2.0.0", format!("<{original_rcpt}> Saved"))

@@ -42,7 +42,13 @@ impl ApplyArgs {
     /// What `postbay dev -f FILE` applies before it starts listening: the files, against
     /// the dev configuration's data folder and database.
     pub fn for_files(files: Vec<PathBuf>) -> ApplyArgs {
-        ApplyArgs { files, data: None, database_url: None, mail_hosts: Vec::new(), dry_run: false }
+        ApplyArgs {
+            files,
+            data: None,
+            database_url: None,
+            mail_hosts: Vec::new(),
+            dry_run: false,
+        }
     }
 }
 

@@ -48,7 +48,11 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     if !args.files.is_empty() {
-        crate::apply::apply(config.clone(), crate::apply::ApplyArgs::for_files(args.files)).await?;
+        crate::apply::apply(
+            config.clone(),
+            crate::apply::ApplyArgs::for_files(args.files),
+        )
+        .await?;
     }
     let store = open_store(&config).await?;
     let tls = tls_provider(&config).await?;

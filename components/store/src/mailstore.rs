@@ -152,6 +152,11 @@ impl Store {
         }
 
         let blob_path = self.blobs.write(&mailbox.home, message.parts).await?;
+        tracing::debug!(
+            blob_path,
+            key = message.delivery_key.as_deref(),
+            "blob written"
+        );
         match self
             .insert_message_row(
                 &mailbox,
@@ -247,17 +252,56 @@ impl Store {
         delivery_key: Option<&str>,
     ) -> Result<Delivered, InsertError> {
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let outcome = Self::insert_message_in(
+            &mut tx,
+            mailbox,
+            folder,
+            blob_path,
+            size,
+            flags,
+            internal_date,
+            delivery_key,
+        )
+        .await;
+        // End the transaction explicitly either way: a transaction merely dropped leaves a
+        // rollback queued on the pooled connection, which sqlx's SQLite driver can apply to
+        // the next transaction on that connection (seen under load as lost commits).
+        match outcome {
+            Ok(delivered) => {
+                tx.commit().await.map_err(Error::from)?;
+                Ok(delivered)
+            }
+            Err(e) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_message_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        mailbox: &crate::MailboxRow,
+        folder: &FolderInfo,
+        blob_path: &str,
+        size: i64,
+        flags: &[String],
+        internal_date: i64,
+        delivery_key: Option<&str>,
+    ) -> Result<Delivered, InsertError> {
         // First statement writes: takes the folder row lock (MariaDB) or the database write
         // lock (SQLite) before anything is read, so the read below cannot go stale.
         sqlx::query("UPDATE folders SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1 WHERE id = ?")
             .bind(folder.id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(Error::from)?;
         let row =
             sqlx::query("SELECT uidnext, highest_modseq, uidvalidity FROM folders WHERE id = ?")
                 .bind(folder.id)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await
                 .map_err(Error::from)?;
         let uid: i64 = row.get::<i64, _>("uidnext") - 1;
@@ -269,7 +313,7 @@ impl Store {
         .bind(size)
         .bind(mailbox.id)
         .bind(size)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(Error::from)?;
         if charged.rows_affected() == 0 {
@@ -287,7 +331,7 @@ impl Store {
         .bind(internal_date)
         .bind(flags.join(" "))
         .bind(delivery_key)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await;
         match inserted {
             Ok(_) => {}
@@ -296,7 +340,6 @@ impl Store {
             }
             Err(e) => return Err(InsertError::Store(e.into())),
         }
-        tx.commit().await.map_err(Error::from)?;
         Ok(Delivered {
             uid,
             uidvalidity,

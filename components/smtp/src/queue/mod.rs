@@ -15,6 +15,8 @@ pub mod runner;
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -63,6 +65,10 @@ pub struct Envelope {
 pub struct Queue {
     dir: PathBuf,
     wake: mpsc::UnboundedSender<String>,
+    /// Exclusive lock on the directory, held for the life of the process: two processes with
+    /// the same node id (a restarted pod whose predecessor is still draining, or a
+    /// misconfiguration) must never run one queue at once.
+    _lock: Arc<std::fs::File>,
 }
 
 impl Queue {
@@ -73,8 +79,37 @@ impl Queue {
     ) -> Result<(Queue, mpsc::UnboundedReceiver<String>), QueueError> {
         let dir = spool.join("queue").join(node_id);
         postbay_store::blobs::create_dir_durably(&dir)?;
+        let lock_path = dir.join(".lock");
+        let io = |source| QueueError::Io {
+            path: lock_path.clone(),
+            source,
+        };
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tracing::warn!(
+                    node_id,
+                    "queue is locked by another process of this node; waiting for it to exit"
+                );
+                lock.lock().map_err(io)?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
         let (wake, rx) = mpsc::unbounded_channel();
-        Ok((Queue { dir, wake }, rx))
+        Ok((
+            Queue {
+                dir,
+                wake,
+                _lock: Arc::new(lock),
+            },
+            rx,
+        ))
     }
 
     pub fn dir(&self) -> &Path {

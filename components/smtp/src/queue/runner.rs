@@ -1,7 +1,7 @@
 //! Drains the queue: hands each message to the mailbox component over LMTP, retries
 //! temporary failures with backoff, and parks messages that can never be delivered.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,11 @@ impl Default for RunnerSettings {
 
 #[derive(Default)]
 struct Schedule {
-    in_flight: HashSet<String>,
+    /// Messages being attempted, each with the token of its one attempt: only that attempt
+    /// may clear the entry, so a stale start (a scan racing a wake-up) can never open the
+    /// door to a second, concurrent attempt of the same message.
+    in_flight: HashMap<String, u64>,
+    next_token: u64,
     /// Messages waiting for a retry: attempts so far and when the next one is due.
     waiting: HashMap<String, (usize, Instant)>,
 }
@@ -132,7 +136,7 @@ impl Runner {
             for id in ids {
                 let known = {
                     let s = self.schedule.lock().await;
-                    s.in_flight.contains(&id) || s.waiting.contains_key(&id)
+                    s.in_flight.contains_key(&id) || s.waiting.contains_key(&id)
                 };
                 if !known {
                     self.clone().start(id).await;
@@ -142,12 +146,16 @@ impl Runner {
     }
 
     async fn start(self: Arc<Self>, id: String) {
-        {
+        let token = {
             let mut schedule = self.schedule.lock().await;
-            if !schedule.in_flight.insert(id.clone()) {
+            if schedule.in_flight.contains_key(&id) {
                 return;
             }
-        }
+            schedule.next_token += 1;
+            let token = schedule.next_token;
+            schedule.in_flight.insert(id.clone(), token);
+            token
+        };
         let permit = self
             .slots
             .clone()
@@ -155,22 +163,23 @@ impl Runner {
             .await
             .expect("semaphore never closes");
         tokio::spawn(async move {
-            self.attempt(&id).await;
+            self.attempt(&id, token).await;
             drop(permit);
         });
     }
 
-    async fn attempt(&self, id: &str) {
+    async fn attempt(&self, id: &str, token: u64) {
+        tracing::debug!(queue_id = id, "delivery attempt");
         let (envelope, message) = match self.queue.load(id).await {
             Ok(loaded) => loaded,
             Err(QueueError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 // Handled and removed between a directory scan and this attempt.
-                self.finish(id, None).await;
+                self.finish(id, token, None).await;
                 return;
             }
             Err(e) => {
                 tracing::error!(queue_id = id, error = %e, "cannot load queued message");
-                self.finish(id, None).await;
+                self.finish(id, token, None).await;
                 return;
             }
         };
@@ -186,7 +195,7 @@ impl Runner {
                 } else if let Err(e) = self.queue.park(id).await {
                     tracing::error!(queue_id = id, error = %e, "cannot park failed message");
                 }
-                self.finish(id, None).await;
+                self.finish(id, token, None).await;
             }
             Outcome::Retry {
                 remaining,
@@ -198,7 +207,7 @@ impl Runner {
                 if age as u64 > self.settings.max_age.as_secs() {
                     tracing::warn!(queue_id = id, reason, "giving up after max queue age");
                     let _ = self.queue.park(id).await;
-                    self.finish(id, None).await;
+                    self.finish(id, token, None).await;
                     return;
                 }
                 if remaining.len() < envelope.recipients.len() {
@@ -214,14 +223,18 @@ impl Runner {
                 };
                 let delay = Duration::from_secs(BACKOFF[(attempts - 1).min(BACKOFF.len() - 1)]);
                 tracing::info!(queue_id = id, attempts, ?delay, reason, "delivery deferred");
-                self.finish(id, Some((attempts, Instant::now() + delay)))
+                self.finish(id, token, Some((attempts, Instant::now() + delay)))
                     .await;
             }
         }
     }
 
-    async fn finish(&self, id: &str, retry: Option<(usize, Instant)>) {
+    async fn finish(&self, id: &str, token: u64, retry: Option<(usize, Instant)>) {
         let mut schedule = self.schedule.lock().await;
+        if schedule.in_flight.get(id) != Some(&token) {
+            tracing::error!(queue_id = id, "attempt finished without owning the message");
+            return;
+        }
         schedule.in_flight.remove(id);
         match retry {
             Some(at) => {
