@@ -166,11 +166,23 @@ impl Config {
                 .with_context(|| format!("parsing config file {}", file.display()))?;
             merge(&mut value, from_file);
         }
+        // Only variables naming a setting count: others with the prefix (POSTBAY_LOG, test
+        // knobs, and the POSTBAY_SERVICE_HOST/POSTBAY_PORT that Kubernetes injects for a
+        // Service named `postbay`) are not configuration and must not break start-up.
+        let settings: Vec<String> = value
+            .as_mapping()
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
         for (key, raw) in std::env::vars() {
             let Some(path) = key.strip_prefix("POSTBAY_") else {
                 continue;
             };
-            if path.starts_with("TEST_") || path == "REQUIRE_PEERS" || path == "LOG" {
+            let first = path.split("__").next().unwrap_or("").to_lowercase();
+            if !settings.contains(&first) {
                 continue;
             }
             let parsed: serde_yaml::Value =
