@@ -3,105 +3,14 @@
 //! when the client has nothing more pipelined (RFC 2920 §3.1).
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio_rustls::server::TlsStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Read granularity; also bounds how much pipelined input one read can bring in.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// A server-side stream before or after STARTTLS (or implicit TLS).
-pub enum MaybeTls<S> {
-    Plain(S),
-    Tls(Box<TlsStream<S>>),
-    /// Only during the handshake; never read or written.
-    Upgrading,
-}
-
-impl<S> MaybeTls<S> {
-    pub fn is_tls(&self) -> bool {
-        matches!(self, MaybeTls::Tls(_))
-    }
-
-    /// The negotiated TLS version and cipher suite, for the Received header and logs.
-    pub fn tls_description(&self) -> Option<String> {
-        match self {
-            MaybeTls::Tls(s) => {
-                let (_, conn) = s.get_ref();
-                let version = conn.protocol_version().map(|v| format!("{v:?}"))?;
-                let suite = conn
-                    .negotiated_cipher_suite()
-                    .map(|s| format!("{:?}", s.suite()))?;
-                Some(format!("{version} {suite}").replace("TLSv1_", "TLS1."))
-            }
-            _ => None,
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> MaybeTls<S> {
-    /// Performs the server TLS handshake in place.
-    pub async fn upgrade(&mut self, acceptor: &tokio_rustls::TlsAcceptor) -> io::Result<()> {
-        match std::mem::replace(self, MaybeTls::Upgrading) {
-            MaybeTls::Plain(s) => {
-                let tls = acceptor.accept(s).await?;
-                *self = MaybeTls::Tls(Box::new(tls));
-                Ok(())
-            }
-            other => {
-                *self = other;
-                Err(io::Error::other("stream is not plain text"))
-            }
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for MaybeTls<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTls::Upgrading => Poll::Ready(Err(io::Error::other("read during TLS upgrade"))),
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTls<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTls::Upgrading => Poll::Ready(Err(io::Error::other("write during TLS upgrade"))),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
-            MaybeTls::Tls(s) => Pin::new(s).poll_flush(cx),
-            MaybeTls::Upgrading => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MaybeTls::Tls(s) => Pin::new(s).poll_shutdown(cx),
-            MaybeTls::Upgrading => Poll::Ready(Ok(())),
-        }
-    }
-}
+pub use postbay_net::MaybeTls;
 
 /// Why reading stopped.
 #[derive(Debug, thiserror::Error)]
