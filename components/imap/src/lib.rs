@@ -77,6 +77,7 @@ impl ImapContext {
         hostname: impl Into<String>,
         limits: ImapLimits,
     ) -> ImapContext {
+        store.set_change_poll_interval(limits.idle_poll_interval);
         ImapContext {
             store,
             hostname: hostname.into(),

@@ -2,10 +2,12 @@
 //! has caught up with the folder's changes.
 //!
 //! Other sessions — on this server or another replica sharing the database — change the
-//! folder at any time. Every command (and IDLE, every poll interval) compares the folder's
-//! `highest_modseq` with the last one this session has seen; only when it moved are the
-//! changed rows and the `expunged` entries in between read, and reported as untagged
-//! EXPUNGE, EXISTS and FETCH (RFC 9051 §7.4, §7.3.1).
+//! folder at any time. Every command (and IDLE, whenever it moves) compares the folder's
+//! modseq as this process knows it ([`FolderWatch`]: raised by local commits at once and by
+//! a per-process poller for other replicas) with the last one this session has seen; only
+//! when it moved, and not only through this session's own writes, are the changed rows and
+//! the `expunged` entries in between read, and reported as untagged EXPUNGE, EXISTS and
+//! FETCH (RFC 9051 §7.4, §7.3.1).
 
 use std::num::NonZeroU32;
 
@@ -14,7 +16,7 @@ use imap_codec::imap_types::fetch::MessageDataItem;
 use imap_codec::imap_types::flag::{Flag, FlagFetch};
 use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
-use postbay_store::{MessageMeta, Store};
+use postbay_store::{FolderWatch, MessageMeta, Store, Version};
 
 use crate::response;
 
@@ -35,6 +37,8 @@ pub struct Selected {
     pending_expunged: Vec<u32>,
     /// UIDs saved by SEARCH RETURN (SAVE) for `$` (RFC 5182); reset by every SELECT.
     pub saved: Vec<u32>,
+    /// The folder's modseq as this process knows it; IDLE waits on it.
+    pub watch: FolderWatch,
 }
 
 /// What the client may be told by [`sync`].
@@ -49,6 +53,7 @@ impl Selected {
         folder: &postbay_store::FolderInfo,
         messages: &[MessageMeta],
         read_only: bool,
+        watch: FolderWatch,
     ) -> Selected {
         Selected {
             folder_id: folder.id,
@@ -60,6 +65,7 @@ impl Selected {
             own_modseqs: Vec::new(),
             pending_expunged: Vec::new(),
             saved: Vec::new(),
+            watch,
         }
     }
 
@@ -85,6 +91,12 @@ impl Selected {
         if modseq > self.known_modseq && !self.own_modseqs.contains(&modseq) {
             self.own_modseqs.push(modseq);
         }
+    }
+
+    /// Whether this session's own writes account for every modseq up to `highest`.
+    fn own_writes_reach(&self, highest: i64) -> bool {
+        highest - self.known_modseq <= self.own_modseqs.len() as i64
+            && (self.known_modseq + 1..=highest).all(|m| self.own_modseqs.contains(&m))
     }
 
     /// Removes a message this session expunged; returns its former sequence number.
@@ -202,9 +214,15 @@ pub async fn sync(
     out: &mut Vec<u8>,
     mode: SyncMode,
 ) -> Result<Synced, postbay_store::Error> {
-    let Some(highest) = store.folder_highest_modseq(sel.folder_id).await? else {
-        return Ok(Synced::FolderGone);
+    let highest = match sel.watch.current() {
+        Version::Gone => return Ok(Synced::FolderGone),
+        Version::At(h) => h,
     };
+    if highest > sel.known_modseq && sel.own_writes_reach(highest) {
+        // Nothing happened in between but this session's own writes, already reported.
+        sel.known_modseq = highest;
+        sel.own_modseqs.retain(|m| *m > highest);
+    }
     let mut grew = false;
     let mut flag_changes = Vec::new();
     if highest > sel.known_modseq {
@@ -270,6 +288,7 @@ mod tests {
             own_modseqs: Vec::new(),
             pending_expunged: Vec::new(),
             saved: Vec::new(),
+            watch: FolderWatch::detached(1),
         }
     }
 

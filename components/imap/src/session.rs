@@ -432,15 +432,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// IDLE (RFC 2177): report changes as they happen until the client sends DONE. The folder
-    /// is polled every `idle_poll_interval`, which is what makes deliveries through another
-    /// replica visible here within a second.
+    /// IDLE (RFC 2177): report changes as they happen until the client sends DONE. The
+    /// session sleeps on the folder's [`postbay_store::FolderWatch`]: local writes wake it at
+    /// once, and the process's poller (every `idle_poll_interval`) brings those of other
+    /// replicas.
     async fn idle(&mut self, tag: Tag<'static>) -> Result<(), End> {
         response::continue_text(&mut self.p.out, "idling");
         let limits = self.p.ctx.limits.clone();
         let deadline = Instant::now() + limits.idle_timeout;
-        let mut poll = tokio::time::interval(limits.idle_poll_interval);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut keepalive = tokio::time::interval(limits.idle_keepalive);
         keepalive.tick().await;
         loop {
@@ -485,6 +484,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if remaining.is_zero() {
                 return Err(End::Timeout);
             }
+            let folder_moved = async {
+                match self.p.selected.as_mut() {
+                    Some(sel) => sel.watch.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 read = read_some(&mut self.stream, &mut self.read_buf) => match read {
                     Ok(0) => return Err(End::Closed),
@@ -498,7 +503,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                     Err(e) => return Err(End::Io(e)),
                 },
-                _ = poll.tick() => {
+                _ = folder_moved => {
                     if let Err(e) = self.p.sync(true).await {
                         op::finish(&mut self.p, &tag, "IDLE", Err(e));
                         return Err(End::Protocol("selected mailbox vanished"));

@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use crate::{now_unix, Backend, Result, Store};
+use crate::{now_unix, Backend, Durability, Result, Store};
 
 /// Folders every new mailbox gets, with their RFC 6154 special-use attribute.
 pub const DEFAULT_FOLDERS: &[(&str, Option<&str>)] = &[
@@ -246,7 +246,7 @@ impl Store {
         let Some(mb) = self.mailbox(address).await? else {
             return Ok(false);
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(Durability::Synced).await?;
         sqlx::query(
             "DELETE FROM messages WHERE folder_id IN (SELECT id FROM folders WHERE mailbox_id = ?)",
         )
@@ -281,7 +281,7 @@ impl Store {
         owner: Option<&str>,
     ) -> Result<()> {
         let address = canonical_address(address);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(Durability::Synced).await?;
         match owner {
             Some(o) => {
                 sqlx::query("DELETE FROM aliases WHERE address = ? AND owner = ?")

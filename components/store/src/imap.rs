@@ -12,9 +12,10 @@ use sqlx::Row;
 
 use crate::blobs::{create_dir_durably, sync_dir};
 use crate::mailstore::{
-    apply_flag_change, folder_from_row, message_from_row, FlagChange, FOLDER_COLUMNS,
+    apply_flag_change, bump_folder, folder_from_row, message_from_row, FlagChange, FOLDER_COLUMNS,
 };
-use crate::{Error, FolderInfo, MessageMeta, Result, Store};
+use crate::write::WriteTx;
+use crate::{Durability, Error, FolderInfo, MessageMeta, Result, Store};
 
 const MESSAGE_COLUMNS: &str = "id, uid, modseq, blob_path, size, internal_date, flags";
 
@@ -91,6 +92,25 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Some((folder, rows.iter().map(message_from_row).collect())))
+    }
+
+    /// Follows the folder's modseq as this process learns of changes (see
+    /// [`crate::changes`]); `modseq` is where the caller's snapshot stands.
+    pub fn watch_folder(&self, folder_id: i64, modseq: i64) -> crate::FolderWatch {
+        self.changes.ensure_poller(&self.pool);
+        self.changes.watch(folder_id, modseq)
+    }
+
+    /// How often this process reads the modseqs of watched folders, which bounds how late
+    /// it notices changes made by other replicas.
+    pub fn set_change_poll_interval(&self, interval: std::time::Duration) {
+        self.changes.set_poll_interval(interval);
+    }
+
+    /// Publishes the current modseq of every watched folder now (tests; the poller does
+    /// this every interval).
+    pub async fn poll_changes(&self) -> Result<()> {
+        Ok(self.changes.poll_once(&self.pool).await?)
     }
 
     /// The folder's current modseq; `None` when the folder was deleted. This is the cheap
@@ -181,7 +201,7 @@ impl Store {
         name: &str,
         special_use: Option<&str>,
     ) -> Result<FolderInfo> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(Durability::Synced).await?;
         let uidvalidity = next_uidvalidity(&mut tx, mailbox_id).await?;
         let inserted = sqlx::query(
             "INSERT INTO folders (mailbox_id, name, special_use, subscribed, uidvalidity, uidnext, highest_modseq) \
@@ -212,7 +232,7 @@ impl Store {
             .folder_by_id(folder_id)
             .await?
             .ok_or_else(|| Error::NoSuchFolder(folder_id.to_string()))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(Durability::Synced).await?;
         sqlx::query(
             "UPDATE mailboxes SET uidvalidity_floor = CASE WHEN uidvalidity_floor < ? THEN ? ELSE uidvalidity_floor END WHERE id = ?",
         )
@@ -240,6 +260,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.changes.gone(folder_id);
         for row in rows {
             let blob: String = row.get("blob_path");
             if let Err(e) = self.blobs.remove(&blob).await {
@@ -259,7 +280,7 @@ impl Store {
         to: &str,
         delimiter: char,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(Durability::Synced).await?;
         // Lock the mailbox row first: renames of one mailbox serialise.
         sqlx::query("UPDATE mailboxes SET uidvalidity_floor = uidvalidity_floor WHERE id = ?")
             .bind(mailbox_id)
@@ -329,16 +350,10 @@ impl Store {
         flags: &[String],
         unchanged_since: Option<i64>,
     ) -> Result<FlagUpdate> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE folders SET highest_modseq = highest_modseq + 1 WHERE id = ?")
-            .bind(folder_id)
-            .execute(&mut *tx)
-            .await?;
-        let modseq: i64 = sqlx::query("SELECT highest_modseq FROM folders WHERE id = ?")
-            .bind(folder_id)
-            .fetch_one(&mut *tx)
+        let mut tx = self.begin_write(Durability::Relaxed).await?;
+        let modseq = bump_folder(&mut tx, self.backend, folder_id, 0)
             .await?
-            .get("highest_modseq");
+            .modseq;
         let mut out = FlagUpdate::default();
         for chunk in uid_ranges(uids) {
             let rows = sqlx::query(&format!(
@@ -376,6 +391,7 @@ impl Store {
             tx.rollback().await?;
         } else {
             tx.commit().await?;
+            self.changes.committed(folder_id, modseq);
         }
         Ok(out)
     }
@@ -433,20 +449,11 @@ impl Store {
     ) -> Result<Copied> {
         let n = sources.len() as i64;
         let size: i64 = sources.iter().map(|m| m.size).sum();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE folders SET uidnext = uidnext + ?, highest_modseq = highest_modseq + 1 WHERE id = ?")
-            .bind(n)
-            .bind(target.id)
-            .execute(&mut *tx)
-            .await?;
-        let row =
-            sqlx::query("SELECT uidnext, highest_modseq, uidvalidity FROM folders WHERE id = ?")
-                .bind(target.id)
-                .fetch_one(&mut *tx)
-                .await?;
-        let first_uid = row.get::<i64, _>("uidnext") - n;
-        let modseq: i64 = row.get("highest_modseq");
-        let uidvalidity: i64 = row.get("uidvalidity");
+        let mut tx = self.begin_write(Durability::Synced).await?;
+        let bumped = bump_folder(&mut tx, self.backend, target.id, n).await?;
+        let first_uid = bumped.uidnext - n;
+        let modseq = bumped.modseq;
+        let uidvalidity = bumped.uidvalidity;
         let charged = sqlx::query(
             "UPDATE mailboxes SET used_bytes = used_bytes + ? WHERE id = ? AND (quota_bytes = 0 OR used_bytes + ? <= quota_bytes)",
         )
@@ -487,6 +494,7 @@ impl Store {
             pairs.push((meta.uid, uid));
         }
         tx.commit().await?;
+        self.changes.committed(target.id, modseq);
         Ok(Copied { uidvalidity, pairs })
     }
 
@@ -499,18 +507,16 @@ impl Store {
         uids: &[i64],
         target_folder: i64,
     ) -> Result<Copied> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(Durability::Synced).await?;
         // Both folder rows, lowest id first, so opposite moves cannot deadlock.
         let (a, b) = if source_folder < target_folder {
             (source_folder, target_folder)
         } else {
             (target_folder, source_folder)
         };
+        let mut modseqs = Vec::with_capacity(2);
         for id in [a, b] {
-            sqlx::query("UPDATE folders SET highest_modseq = highest_modseq + 1 WHERE id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            modseqs.push((id, bump_folder(&mut tx, self.backend, id, 0).await?.modseq));
         }
         let target = sqlx::query(&format!(
             "SELECT {FOLDER_COLUMNS} FROM folders WHERE id = ?"
@@ -581,6 +587,9 @@ impl Store {
             pairs.push((meta.uid, uid));
         }
         tx.commit().await?;
+        for (id, modseq) in modseqs {
+            self.changes.committed(id, modseq);
+        }
         Ok(Copied {
             uidvalidity: target.uidvalidity,
             pairs,
@@ -631,10 +640,7 @@ impl Store {
 /// Reserves a UIDVALIDITY for a new folder of the mailbox: at least the current time, and
 /// above every value its folders have or had (the floor remembers deleted ones). The first
 /// statement writes, so the mailbox row is locked before anything is read.
-async fn next_uidvalidity(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    mailbox_id: i64,
-) -> Result<i64> {
+async fn next_uidvalidity(tx: &mut WriteTx, mailbox_id: i64) -> Result<i64> {
     sqlx::query("UPDATE mailboxes SET uidvalidity_floor = uidvalidity_floor WHERE id = ?")
         .bind(mailbox_id)
         .execute(&mut **tx)

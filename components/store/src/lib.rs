@@ -8,16 +8,20 @@
 //! concurrent or repeated deliveries never share a UID and never duplicate a message.
 
 pub mod blobs;
+mod changes;
 mod db;
 pub mod directory;
 pub mod imap;
 pub mod mailstore;
+mod write;
 
 use std::path::{Path, PathBuf};
 
+pub use changes::{FolderWatch, Version};
 pub use db::Backend;
 pub use directory::{DkimKeyRow, DomainRow, MailboxRow, Recipient, Resolution};
-pub use mailstore::{Delivered, FolderInfo, MessageMeta};
+pub use mailstore::{Delivered, Expunged, FolderInfo, MessageMeta};
+pub use write::Durability;
 
 /// Errors at the store's edge. Callers map them to protocol replies: everything here is a
 /// temporary failure unless a variant says otherwise.
@@ -63,6 +67,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Store {
     pool: sqlx::AnyPool,
+    writers: write::Writers,
+    changes: changes::ChangeFeed,
     backend: Backend,
     blobs: blobs::BlobStore,
 }
@@ -71,11 +77,13 @@ impl Store {
     /// Connects to `database_url` (`sqlite://...` or `mysql://...`), runs pending migrations
     /// and keeps message blobs under `mail_root` (the shared volume).
     pub async fn open(database_url: &str, mail_root: &Path) -> Result<Store> {
-        let (pool, backend) = db::connect(database_url).await?;
+        let (pool, writers, backend) = db::connect(database_url).await?;
         db::migrate(&pool, backend).await?;
         let blobs = blobs::BlobStore::new(mail_root.to_path_buf());
         Ok(Store {
             pool,
+            writers,
+            changes: changes::ChangeFeed::new(),
             backend,
             blobs,
         })
@@ -93,9 +101,24 @@ impl Store {
         &self.pool
     }
 
+    /// Starts a write transaction; see [`Durability`].
+    pub(crate) async fn begin_write(&self, durability: Durability) -> Result<write::WriteTx> {
+        self.writers.begin(durability).await
+    }
+
     pub async fn close(&self) {
+        self.writers.close().await;
         self.pool.close().await;
     }
+}
+
+/// Values per `IN (…)` list or multi-row `VALUES`, well under every engine's limit on bound
+/// parameters.
+pub(crate) const IN_LIST_CHUNK: usize = 200;
+
+/// `?, ?, …` for `n` bound values.
+pub(crate) fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
 }
 
 /// Seconds since the Unix epoch, the store's only time unit.

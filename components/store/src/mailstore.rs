@@ -12,7 +12,8 @@ use sqlx::Row;
 
 use crate::blobs::bytes_owned::Part;
 use crate::directory::DEFAULT_FOLDERS;
-use crate::{now_unix, Error, Result, Store};
+use crate::write::WriteTx;
+use crate::{now_unix, Backend, Durability, Error, Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FolderInfo {
@@ -42,6 +43,8 @@ pub struct MessageMeta {
 pub struct Delivered {
     pub uid: i64,
     pub uidvalidity: i64,
+    /// The folder's modseq this delivery committed (0 for a duplicate).
+    pub modseq: i64,
     /// The same delivery key had already been stored: nothing new was written.
     pub duplicate: bool,
 }
@@ -59,6 +62,57 @@ impl NewMessage {
     pub fn size(&self) -> i64 {
         self.parts.iter().map(|p| p.as_slice().len() as i64).sum()
     }
+}
+
+/// A folder's counters right after [`bump_folder`] moved them, read under its lock.
+pub(crate) struct Bumped {
+    pub uidnext: i64,
+    pub modseq: i64,
+    pub uidvalidity: i64,
+    pub mailbox_id: i64,
+}
+
+/// The first statement of every transaction that changes a folder: reserves `new_uids` UIDs
+/// and one modseq, which takes the folder's row lock (MariaDB) or the write lock (SQLite)
+/// before anything is read, and returns the counters after the change. SQLite answers in
+/// the same statement (`RETURNING`); MariaDB, which has no `UPDATE … RETURNING`, reads the
+/// row it now holds locked.
+pub(crate) async fn bump_folder(
+    tx: &mut WriteTx,
+    backend: Backend,
+    folder_id: i64,
+    new_uids: i64,
+) -> Result<Bumped> {
+    const BUMP: &str =
+        "UPDATE folders SET uidnext = uidnext + ?, highest_modseq = highest_modseq + 1 WHERE id = ?";
+    const COUNTERS: &str = "uidnext, highest_modseq, uidvalidity, mailbox_id";
+    let row = match backend {
+        Backend::Sqlite => {
+            sqlx::query(&format!("{BUMP} RETURNING {COUNTERS}"))
+                .bind(new_uids)
+                .bind(folder_id)
+                .fetch_optional(&mut **tx)
+                .await?
+        }
+        Backend::MySql => {
+            sqlx::query(BUMP)
+                .bind(new_uids)
+                .bind(folder_id)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(&format!("SELECT {COUNTERS} FROM folders WHERE id = ?"))
+                .bind(folder_id)
+                .fetch_optional(&mut **tx)
+                .await?
+        }
+    };
+    let row = row.ok_or_else(|| Error::NoSuchFolder(folder_id.to_string()))?;
+    Ok(Bumped {
+        uidnext: row.get("uidnext"),
+        modseq: row.get("highest_modseq"),
+        uidvalidity: row.get("uidvalidity"),
+        mailbox_id: row.get("mailbox_id"),
+    })
 }
 
 pub(crate) const FOLDER_COLUMNS: &str =
@@ -143,6 +197,7 @@ impl Store {
                 return Ok(Delivered {
                     uid,
                     uidvalidity: folder_info.uidvalidity,
+                    modseq: 0,
                     duplicate: true,
                 });
             }
@@ -184,6 +239,7 @@ impl Store {
                         Ok(Delivered {
                             uid,
                             uidvalidity: folder_info.uidvalidity,
+                            modseq: 0,
                             duplicate: true,
                         })
                     }
@@ -251,9 +307,10 @@ impl Store {
         internal_date: i64,
         delivery_key: Option<&str>,
     ) -> Result<Delivered, InsertError> {
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let mut tx = self.begin_write(Durability::Synced).await?;
         let outcome = Self::insert_message_in(
             &mut tx,
+            self.backend,
             mailbox,
             folder,
             blob_path,
@@ -268,7 +325,8 @@ impl Store {
         // the next transaction on that connection (seen under load as lost commits).
         match outcome {
             Ok(delivered) => {
-                tx.commit().await.map_err(Error::from)?;
+                tx.commit().await?;
+                self.changes.committed(folder.id, delivered.modseq);
                 Ok(delivered)
             }
             Err(e) => {
@@ -282,7 +340,8 @@ impl Store {
 
     #[allow(clippy::too_many_arguments)]
     async fn insert_message_in(
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut WriteTx,
+        backend: Backend,
         mailbox: &crate::MailboxRow,
         folder: &FolderInfo,
         blob_path: &str,
@@ -291,22 +350,10 @@ impl Store {
         internal_date: i64,
         delivery_key: Option<&str>,
     ) -> Result<Delivered, InsertError> {
-        // First statement writes: takes the folder row lock (MariaDB) or the database write
-        // lock (SQLite) before anything is read, so the read below cannot go stale.
-        sqlx::query("UPDATE folders SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1 WHERE id = ?")
-            .bind(folder.id)
-            .execute(&mut **tx)
-            .await
-            .map_err(Error::from)?;
-        let row =
-            sqlx::query("SELECT uidnext, highest_modseq, uidvalidity FROM folders WHERE id = ?")
-                .bind(folder.id)
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(Error::from)?;
-        let uid: i64 = row.get::<i64, _>("uidnext") - 1;
-        let modseq: i64 = row.get("highest_modseq");
-        let uidvalidity: i64 = row.get("uidvalidity");
+        let bumped = bump_folder(tx, backend, folder.id, 1).await?;
+        let uid = bumped.uidnext - 1;
+        let modseq = bumped.modseq;
+        let uidvalidity = bumped.uidvalidity;
         let charged = sqlx::query(
             "UPDATE mailboxes SET used_bytes = used_bytes + ? WHERE id = ? AND (quota_bytes = 0 OR used_bytes + ? <= quota_bytes)",
         )
@@ -343,6 +390,7 @@ impl Store {
         Ok(Delivered {
             uid,
             uidvalidity,
+            modseq,
             duplicate: false,
         })
     }
@@ -393,61 +441,112 @@ impl Store {
     /// sessions (on any replica) learn about it. Returns the UIDs actually removed. Each
     /// message row owns its blob (COPY hard-links), so blobs are deleted after commit.
     pub async fn expunge(&self, folder_id: i64, uids: &[i64]) -> Result<Vec<i64>> {
-        if uids.is_empty() {
-            return Ok(Vec::new());
+        Ok(self
+            .expunge_where(folder_id, Expunge::Uids(uids))
+            .await?
+            .uids)
+    }
+
+    /// Expunges the messages flagged `\Deleted` (only those among `among`, when given),
+    /// choosing them inside the expunging transaction so a flag changed concurrently is
+    /// honoured either entirely or not at all.
+    pub async fn expunge_deleted(&self, folder_id: i64, among: Option<&[i64]>) -> Result<Expunged> {
+        self.expunge_where(folder_id, Expunge::Deleted(among)).await
+    }
+
+    async fn expunge_where(&self, folder_id: i64, which: Expunge<'_>) -> Result<Expunged> {
+        if matches!(which, Expunge::Uids([])) {
+            return Ok(Expunged::default());
         }
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE folders SET highest_modseq = highest_modseq + 1 WHERE id = ?")
-            .bind(folder_id)
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query("SELECT highest_modseq, mailbox_id FROM folders WHERE id = ?")
-            .bind(folder_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let modseq: i64 = row.get("highest_modseq");
-        let mailbox_id: i64 = row.get("mailbox_id");
-        let mut removed = Vec::new();
-        let mut blobs = Vec::new();
-        let mut freed = 0i64;
-        for &uid in uids {
-            let Some(msg) =
-                sqlx::query("SELECT blob_path, size FROM messages WHERE folder_id = ? AND uid = ?")
-                    .bind(folder_id)
-                    .bind(uid)
-                    .fetch_optional(&mut *tx)
-                    .await?
-            else {
-                continue;
-            };
-            sqlx::query("DELETE FROM messages WHERE folder_id = ? AND uid = ?")
+        let mut tx = self.begin_write(Durability::Synced).await?;
+        let bumped = bump_folder(&mut tx, self.backend, folder_id, 0).await?;
+        let mut gone: Vec<(i64, String, i64)> = Vec::new();
+        match which {
+            Expunge::Uids(uids) => {
+                for chunk in uids.chunks(crate::IN_LIST_CHUNK) {
+                    let sql = format!(
+                        "SELECT uid, blob_path, size FROM messages WHERE folder_id = ? AND uid IN ({})",
+                        crate::placeholders(chunk.len())
+                    );
+                    let mut query = sqlx::query(&sql).bind(folder_id);
+                    for uid in chunk {
+                        query = query.bind(*uid);
+                    }
+                    for row in query.fetch_all(&mut *tx).await? {
+                        gone.push((row.get("uid"), row.get("blob_path"), row.get("size")));
+                    }
+                }
+            }
+            Expunge::Deleted(among) => {
+                let among: Option<std::collections::HashSet<i64>> =
+                    among.map(|a| a.iter().copied().collect());
+                // LIKE narrows the scan (LOWER: MariaDB compares this column case-sensitively);
+                // the exact test is done here.
+                let rows = sqlx::query(
+                    "SELECT uid, blob_path, size, flags FROM messages WHERE folder_id = ? AND LOWER(flags) LIKE ?",
+                )
                 .bind(folder_id)
-                .bind(uid)
-                .execute(&mut *tx)
+                .bind("%deleted%")
+                .fetch_all(&mut *tx)
                 .await?;
-            sqlx::query("INSERT INTO expunged (folder_id, uid, modseq) VALUES (?, ?, ?)")
-                .bind(folder_id)
-                .bind(uid)
-                .bind(modseq)
-                .execute(&mut *tx)
-                .await?;
-            blobs.push(msg.get::<String, _>("blob_path"));
-            freed += msg.get::<i64, _>("size");
-            removed.push(uid);
+                for row in rows {
+                    let uid: i64 = row.get("uid");
+                    let flags: String = row.get("flags");
+                    let deleted = flags
+                        .split_whitespace()
+                        .any(|f| f.eq_ignore_ascii_case("\\Deleted"));
+                    if deleted && among.as_ref().is_none_or(|a| a.contains(&uid)) {
+                        gone.push((uid, row.get("blob_path"), row.get("size")));
+                    }
+                }
+            }
         }
+        if gone.is_empty() {
+            // Nothing to remove: give the modseq back so idle sessions are not woken.
+            tx.rollback().await?;
+            return Ok(Expunged::default());
+        }
+        gone.sort_unstable_by_key(|g| g.0);
+        for chunk in gone.chunks(crate::IN_LIST_CHUNK) {
+            let sql = format!(
+                "DELETE FROM messages WHERE folder_id = ? AND uid IN ({})",
+                crate::placeholders(chunk.len())
+            );
+            let mut delete = sqlx::query(&sql).bind(folder_id);
+            for (uid, _, _) in chunk {
+                delete = delete.bind(*uid);
+            }
+            delete.execute(&mut *tx).await?;
+            let sql = format!(
+                "INSERT INTO expunged (folder_id, uid, modseq) VALUES {}",
+                vec!["(?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let mut insert = sqlx::query(&sql);
+            for (uid, _, _) in chunk {
+                insert = insert.bind(folder_id).bind(*uid).bind(bumped.modseq);
+            }
+            insert.execute(&mut *tx).await?;
+        }
+        let freed: i64 = gone.iter().map(|g| g.2).sum();
         sqlx::query("UPDATE mailboxes SET used_bytes = CASE WHEN used_bytes >= ? THEN used_bytes - ? ELSE 0 END WHERE id = ?")
             .bind(freed)
             .bind(freed)
-            .bind(mailbox_id)
+            .bind(bumped.mailbox_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        for blob in blobs {
+        self.changes.committed(folder_id, bumped.modseq);
+        let mut removed = Vec::with_capacity(gone.len());
+        for (uid, blob, _) in gone {
             if let Err(e) = self.blobs.remove(&blob).await {
                 tracing::warn!(error = %e, blob, "could not remove expunged blob");
             }
+            removed.push(uid);
         }
-        Ok(removed)
+        Ok(Expunged {
+            uids: removed,
+            modseq: Some(bumped.modseq),
+        })
     }
 
     /// Changes the flags of the given UIDs; each changed message gets a new modseq. Returns
@@ -459,16 +558,10 @@ impl Store {
         change: FlagChange,
         flags: &[String],
     ) -> Result<Vec<MessageMeta>> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE folders SET highest_modseq = highest_modseq + 1 WHERE id = ?")
-            .bind(folder_id)
-            .execute(&mut *tx)
-            .await?;
-        let modseq: i64 = sqlx::query("SELECT highest_modseq FROM folders WHERE id = ?")
-            .bind(folder_id)
-            .fetch_one(&mut *tx)
+        let mut tx = self.begin_write(Durability::Relaxed).await?;
+        let modseq = bump_folder(&mut tx, self.backend, folder_id, 0)
             .await?
-            .get("highest_modseq");
+            .modseq;
         let mut out = Vec::new();
         for &uid in uids {
             let Some(row) = sqlx::query(
@@ -496,8 +589,24 @@ impl Store {
             out.push(meta);
         }
         tx.commit().await?;
+        self.changes.committed(folder_id, modseq);
         Ok(out)
     }
+}
+
+/// What an expunge removed, in UID order, and the modseq it committed (none when nothing
+/// was removed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expunged {
+    pub uids: Vec<i64>,
+    pub modseq: Option<i64>,
+}
+
+/// Which messages [`Store::expunge_where`] removes.
+enum Expunge<'a> {
+    Uids(&'a [i64]),
+    /// Those flagged `\Deleted`, optionally only among these UIDs.
+    Deleted(Option<&'a [i64]>),
 }
 
 /// Flags compare case-insensitively (RFC 3501 §2.3.2) but keep the spelling first given.

@@ -11,7 +11,7 @@ use imap_codec::imap_types::response::Code;
 use postbay_store::blobs::bytes_owned::Part;
 use postbay_store::mailstore::NewMessage;
 
-use crate::protocol::{no, OpError, OpResult, Outcome, Protocol};
+use crate::protocol::{no, OpResult, Outcome, Protocol};
 
 /// Stored spelling of flags a client sets; \Recent is server-managed and dropped.
 pub fn flag_names(flags: &[Flag<'_>]) -> Vec<String> {
@@ -36,16 +36,6 @@ pub async fn append(
     message: LiteralOrLiteral8<'_>,
 ) -> OpResult {
     let name = p.mailbox_name(&mailbox)?;
-    let folder = match p.folder(&name).await {
-        Ok(f) => f,
-        Err(OpError::No(..)) => {
-            return Err(no(
-                Some("TRYCREATE"),
-                format!("Mailbox doesn't exist: {name}"),
-            ))
-        }
-        Err(e) => return Err(e),
-    };
     let data: Vec<u8> = match message {
         LiteralOrLiteral8::Literal(l) => l.as_ref().to_vec(),
         LiteralOrLiteral8::Literal8(l) => l.data.into_owned(),
@@ -62,7 +52,7 @@ pub async fn append(
         .store
         .deliver(
             &address,
-            &folder.name,
+            &name,
             NewMessage {
                 parts: vec![Part::Owned(data)],
                 internal_date,
@@ -70,7 +60,13 @@ pub async fn append(
                 delivery_key: None,
             },
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            postbay_store::Error::NoSuchFolder(_) => {
+                no(Some("TRYCREATE"), format!("Mailbox doesn't exist: {name}"))
+            }
+            other => other.into(),
+        })?;
     let code = match (
         NonZeroU32::new(delivered.uidvalidity.clamp(0, u32::MAX as i64) as u32),
         NonZeroU32::new(delivered.uid.clamp(0, u32::MAX as i64) as u32),

@@ -43,7 +43,8 @@ pub async fn select(
             format!("Mailbox doesn't exist: {name}"),
         ));
     };
-    let sel = Selected::new(&folder, &messages, read_only);
+    let watch = p.ctx.store.watch_folder(folder.id, folder.highest_modseq);
+    let sel = Selected::new(&folder, &messages, read_only, watch);
 
     let mut keywords: Vec<String> = Vec::new();
     for m in &messages {
@@ -159,8 +160,7 @@ pub fn unselect(p: &mut Protocol) -> OpResult {
 pub async fn close(p: &mut Protocol) -> OpResult {
     if let Some(sel) = p.selected.take() {
         if !sel.read_only {
-            let uids = super::expunge::deleted_uids(&p.ctx.store, sel.folder_id, None).await?;
-            p.ctx.store.expunge(sel.folder_id, &uids).await?;
+            p.ctx.store.expunge_deleted(sel.folder_id, None).await?;
         }
     }
     ok("")

@@ -9,6 +9,9 @@ use sqlx::Executor;
 pub struct TestStore {
     pub name: &'static str,
     pub store: Store,
+    /// Where `store` is, for opening a second handle as another replica would.
+    #[allow(dead_code)] // not every test file opens a second handle
+    pub url: String,
     pub _dir: tempfile::TempDir,
     drop_db: Option<(String, String)>,
 }
@@ -38,6 +41,7 @@ pub async fn stores() -> Vec<TestStore> {
     out.push(TestStore {
         name: "sqlite",
         store,
+        url,
         _dir: dir,
         drop_db: None,
     });
@@ -56,12 +60,12 @@ pub async fn stores() -> Vec<TestStore> {
                 .unwrap();
             pool.close().await;
             let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(&format!("{server}/{db}"), &dir.path().join("mail"))
-                .await
-                .unwrap();
+            let url = format!("{server}/{db}");
+            let store = Store::open(&url, &dir.path().join("mail")).await.unwrap();
             out.push(TestStore {
                 name: "mariadb",
                 store,
+                url,
                 _dir: dir,
                 drop_db: Some((server, db)),
             });

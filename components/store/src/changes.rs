@@ -1,0 +1,228 @@
+//! Which folders changed, without asking the database on every IMAP command.
+//!
+//! Each process keeps, for every folder some session has selected, the highest modseq it
+//! knows of. Writes through this process raise it as they commit; one poller per process
+//! reads the watched folders' `highest_modseq` in a single query every interval, which is
+//! how changes made by other replicas arrive. Sessions compare their own position with it
+//! and only read changed rows when it moved; IDLE waits on it instead of polling. Thousands
+//! of idle sessions therefore cost one query per interval, not one each.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use sqlx::Row;
+use tokio::sync::watch;
+
+/// What a process knows of a folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Every change up to this modseq has committed.
+    At(i64),
+    /// The folder was deleted.
+    Gone,
+}
+
+struct Watched {
+    watchers: usize,
+    tx: watch::Sender<Version>,
+}
+
+#[derive(Default)]
+struct Inner {
+    folders: Mutex<HashMap<i64, Watched>>,
+    poller_started: AtomicBool,
+    poll_interval_ms: AtomicU64,
+}
+
+/// The per-process registry; shared by all clones of a [`crate::Store`].
+#[derive(Clone, Default)]
+pub(crate) struct ChangeFeed {
+    inner: Arc<Inner>,
+}
+
+impl ChangeFeed {
+    pub(crate) fn new() -> ChangeFeed {
+        let feed = ChangeFeed::default();
+        feed.set_poll_interval(Duration::from_millis(500));
+        feed
+    }
+
+    pub(crate) fn set_poll_interval(&self, interval: Duration) {
+        let ms = interval.as_millis().clamp(10, u64::MAX as u128) as u64;
+        self.inner.poll_interval_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.inner.poll_interval_ms.load(Ordering::Relaxed))
+    }
+
+    /// Registers interest in `folder_id`, known to be at `modseq` (read in the caller's
+    /// snapshot); a later value already known wins.
+    pub(crate) fn watch(&self, folder_id: i64, modseq: i64) -> FolderWatch {
+        let mut folders = lock(&self.inner.folders);
+        let entry = folders.entry(folder_id).or_insert_with(|| Watched {
+            watchers: 0,
+            tx: watch::channel(Version::At(modseq)).0,
+        });
+        entry.watchers += 1;
+        raise(&entry.tx, Version::At(modseq));
+        FolderWatch {
+            feed: Arc::downgrade(&self.inner),
+            folder_id,
+            rx: entry.tx.subscribe(),
+        }
+    }
+
+    /// A write through this process committed `modseq` in `folder_id`.
+    pub(crate) fn committed(&self, folder_id: i64, modseq: i64) {
+        if let Some(w) = lock(&self.inner.folders).get(&folder_id) {
+            raise(&w.tx, Version::At(modseq));
+        }
+    }
+
+    /// `folder_id` was deleted through this process.
+    pub(crate) fn gone(&self, folder_id: i64) {
+        if let Some(w) = lock(&self.inner.folders).get(&folder_id) {
+            raise(&w.tx, Version::Gone);
+        }
+    }
+
+    fn watched_ids(&self) -> Vec<i64> {
+        lock(&self.inner.folders).keys().copied().collect()
+    }
+
+    /// Starts the poller once per process (it stops when the last store handle is gone).
+    pub(crate) fn ensure_poller(&self, pool: &sqlx::AnyPool) {
+        if self.inner.poller_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.inner.poller_started.store(false, Ordering::Release);
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let pool = pool.clone();
+        runtime.spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let feed = ChangeFeed { inner };
+                let interval = feed.poll_interval();
+                if let Err(e) = feed.poll_once(&pool).await {
+                    tracing::warn!(error = %e, "polling folder changes failed");
+                }
+                drop(feed);
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
+
+    /// Reads every watched folder's modseq and publishes what moved.
+    pub(crate) async fn poll_once(&self, pool: &sqlx::AnyPool) -> Result<(), sqlx::Error> {
+        let ids = self.watched_ids();
+        for chunk in ids.chunks(crate::IN_LIST_CHUNK) {
+            let sql = format!(
+                "SELECT id, highest_modseq FROM folders WHERE id IN ({})",
+                crate::placeholders(chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            let rows = query.fetch_all(pool).await?;
+            let found: HashMap<i64, i64> = rows
+                .iter()
+                .map(|r| (r.get("id"), r.get("highest_modseq")))
+                .collect();
+            let folders = lock(&self.inner.folders);
+            for id in chunk {
+                if let Some(w) = folders.get(id) {
+                    let version = found.get(id).map_or(Version::Gone, |m| Version::At(*m));
+                    raise(&w.tx, version);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Moves a folder's version forward only: modseqs never go back, and Gone is final.
+fn raise(tx: &watch::Sender<Version>, new: Version) {
+    tx.send_if_modified(|current| match (*current, new) {
+        (Version::Gone, _) => false,
+        (Version::At(_), Version::Gone) => {
+            *current = Version::Gone;
+            true
+        }
+        (Version::At(old), Version::At(m)) if m > old => {
+            *current = Version::At(m);
+            true
+        }
+        _ => false,
+    });
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A session's handle on one folder's version; dropping it ends the interest.
+pub struct FolderWatch {
+    feed: Weak<Inner>,
+    folder_id: i64,
+    rx: watch::Receiver<Version>,
+}
+
+impl FolderWatch {
+    /// A watch fed by nobody, fixed at `modseq`: for code paths (and tests) without a store.
+    pub fn detached(modseq: i64) -> FolderWatch {
+        FolderWatch {
+            feed: Weak::new(),
+            folder_id: 0,
+            rx: watch::channel(Version::At(modseq)).1,
+        }
+    }
+
+    pub fn folder_id(&self) -> i64 {
+        self.folder_id
+    }
+
+    /// The newest version this process knows of; [`FolderWatch::changed`] waits for a
+    /// newer one than this.
+    pub fn current(&mut self) -> Version {
+        *self.rx.borrow_and_update()
+    }
+
+    /// Waits until the version moves past what [`FolderWatch::current`] last returned.
+    /// Never returns for a detached watch.
+    pub async fn changed(&mut self) {
+        if self.rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for FolderWatch {
+    fn drop(&mut self) {
+        let Some(inner) = self.feed.upgrade() else {
+            return;
+        };
+        let mut folders = lock(&inner.folders);
+        if let Some(w) = folders.get_mut(&self.folder_id) {
+            w.watchers -= 1;
+            if w.watchers == 0 {
+                folders.remove(&self.folder_id);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for FolderWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FolderWatch")
+            .field("folder_id", &self.folder_id)
+            .field("version", &*self.rx.borrow())
+            .finish()
+    }
+}

@@ -1,0 +1,219 @@
+//! The change feed and write path: local commits wake watchers at once, another replica's
+//! commits arrive through the poller, deleted folders read as gone, no-op writes wake
+//! nobody, and expunging by flag removes exactly the `\Deleted` messages.
+
+mod common;
+
+use std::time::Duration;
+
+use postbay_store::blobs::bytes_owned::Part;
+use postbay_store::directory::MailboxSpec;
+use postbay_store::mailstore::{FlagChange, NewMessage};
+use postbay_store::{DomainRow, Store, Version};
+
+async fn seed(store: &Store) {
+    store
+        .put_domain(&DomainRow {
+            name: "example.test".into(),
+            catch_all: None,
+            enabled: true,
+            owner: None,
+        })
+        .await
+        .unwrap();
+    store
+        .put_mailbox(&MailboxSpec {
+            address: "alice@example.test".into(),
+            password_hash: "{PLAIN}x".into(),
+            quota_bytes: 0,
+            enabled: true,
+            owner: None,
+        })
+        .await
+        .unwrap();
+}
+
+fn message(i: usize) -> NewMessage {
+    NewMessage {
+        parts: vec![Part::Owned(
+            format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes(),
+        )],
+        internal_date: 1_700_000_000,
+        flags: vec![],
+        delivery_key: None,
+    }
+}
+
+async fn inbox(store: &Store) -> postbay_store::FolderInfo {
+    let mailbox = store.mailbox("alice@example.test").await.unwrap().unwrap();
+    store.folder(mailbox.id, "INBOX").await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn local_commits_wake_watchers_and_noops_do_not() {
+    for t in common::stores().await {
+        let s = &t.store;
+        seed(s).await;
+        let folder = inbox(s).await;
+        let mut watch = s.watch_folder(folder.id, folder.highest_modseq);
+        assert_eq!(watch.current(), Version::At(folder.highest_modseq));
+
+        let delivered = s
+            .deliver("alice@example.test", "INBOX", message(1))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), watch.changed())
+            .await
+            .unwrap_or_else(|_| panic!("{}: delivery did not wake the watcher", t.name));
+        assert_eq!(watch.current(), Version::At(delivered.modseq), "{}", t.name);
+
+        // A STORE that changes nothing gives its modseq back: no wake-up.
+        let update = s
+            .store_flags(
+                folder.id,
+                &[delivered.uid],
+                FlagChange::Remove,
+                &["\\Seen".into()],
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(update.changed.is_empty());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), watch.changed())
+                .await
+                .is_err(),
+            "{}: a no-op STORE woke the watcher",
+            t.name
+        );
+        assert_eq!(watch.current(), Version::At(delivered.modseq));
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn another_replicas_commits_arrive_through_the_poller() {
+    for t in common::stores().await {
+        let s = &t.store;
+        seed(s).await;
+        let folder = inbox(s).await;
+        let replica = Store::open(&t.url, &t._dir.path().join("mail"))
+            .await
+            .unwrap();
+        let mut watch = s.watch_folder(folder.id, folder.highest_modseq);
+
+        let delivered = replica
+            .deliver("alice@example.test", "INBOX", message(2))
+            .await
+            .unwrap();
+        // Nothing in this process wrote: only a poll can tell.
+        s.poll_changes().await.unwrap();
+        assert_eq!(watch.current(), Version::At(delivered.modseq), "{}", t.name);
+
+        // The background poller does the same on its own.
+        s.set_change_poll_interval(Duration::from_millis(50));
+        let flagged = replica
+            .store_flags(
+                folder.id,
+                &[delivered.uid],
+                FlagChange::Add,
+                &["\\Seen".into()],
+                None,
+            )
+            .await
+            .unwrap();
+        let modseq = flagged.changed[0].modseq;
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while watch.current() != Version::At(modseq) {
+                watch.changed().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{}: poller never saw the other replica's STORE", t.name));
+
+        replica.delete_folder(folder.id).await.unwrap();
+        s.poll_changes().await.unwrap();
+        assert_eq!(watch.current(), Version::Gone, "{}", t.name);
+        replica.close().await;
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn expunge_deleted_removes_exactly_the_deleted_messages() {
+    for t in common::stores().await {
+        let s = &t.store;
+        seed(s).await;
+        let folder = inbox(s).await;
+        let mut uids = Vec::new();
+        for i in 0..6 {
+            uids.push(
+                s.deliver("alice@example.test", "INBOX", message(i))
+                    .await
+                    .unwrap()
+                    .uid,
+            );
+        }
+        // \Deleted on 1, 2, 4 (mixed case, as clients may send it); a look-alike keyword on 3.
+        s.store_flags(
+            folder.id,
+            &[uids[1], uids[4]],
+            FlagChange::Add,
+            &["\\Deleted".into()],
+            None,
+        )
+        .await
+        .unwrap();
+        s.store_flags(
+            folder.id,
+            &[uids[2]],
+            FlagChange::Add,
+            &["\\DELETED".into()],
+            None,
+        )
+        .await
+        .unwrap();
+        s.store_flags(
+            folder.id,
+            &[uids[3]],
+            FlagChange::Add,
+            &["NotDeleted".into()],
+            None,
+        )
+        .await
+        .unwrap();
+
+        // Only among the given UIDs first.
+        let first = s
+            .expunge_deleted(folder.id, Some(&[uids[0], uids[1]]))
+            .await
+            .unwrap();
+        assert_eq!(first.uids, vec![uids[1]], "{}", t.name);
+        let rest = s.expunge_deleted(folder.id, None).await.unwrap();
+        assert_eq!(rest.uids, vec![uids[2], uids[4]], "{}", t.name);
+        assert!(rest.modseq > first.modseq);
+        let left: Vec<i64> = s
+            .messages(folder.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.uid)
+            .collect();
+        assert_eq!(left, vec![uids[0], uids[3], uids[5]], "{}", t.name);
+        let changes = s
+            .folder_changes(folder.id, 0, rest.modseq.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            changes.expunged,
+            vec![uids[1], uids[2], uids[4]],
+            "{}",
+            t.name
+        );
+
+        // Nothing left to expunge: no new modseq.
+        let none = s.expunge_deleted(folder.id, None).await.unwrap();
+        assert!(none.uids.is_empty() && none.modseq.is_none());
+        t.cleanup().await;
+    }
+}
