@@ -350,10 +350,10 @@ impl Store {
         flags: &[String],
         unchanged_since: Option<i64>,
     ) -> Result<FlagUpdate> {
-        let mut tx = self.begin_write(Durability::Relaxed).await?;
-        let modseq = bump_folder(&mut tx, self.backend, folder_id, 0)
-            .await?
-            .modseq;
+        let backend = self.backend;
+        let (modseq, out) = self
+            .write(Durability::Relaxed, async |tx| {
+        let modseq = bump_folder(tx, backend, folder_id, 0).await?.modseq;
         let mut out = FlagUpdate::default();
         for chunk in uid_ranges(uids) {
             let rows = sqlx::query(&format!(
@@ -362,7 +362,7 @@ impl Store {
             .bind(folder_id)
             .bind(chunk.0)
             .bind(chunk.1)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await?;
             for row in rows {
                 let mut meta = message_from_row(&row);
@@ -379,18 +379,22 @@ impl Store {
                     .bind(new_flags.join(" "))
                     .bind(modseq)
                     .bind(meta.id)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                 meta.flags = new_flags;
                 meta.modseq = modseq;
                 out.changed.push(meta);
             }
         }
-        if out.changed.is_empty() {
-            // Nothing changed: give the modseq back so idle sessions are not woken.
-            tx.rollback().await?;
-        } else {
-            tx.commit().await?;
+        // Nothing changed: the transaction is left open and rolled back, giving the modseq
+        // back so idle sessions are not woken.
+        if !out.changed.is_empty() {
+            tx.commit_in_place().await?;
+        }
+        Ok::<_, Error>((modseq, out))
+            })
+            .await?;
+        if !out.changed.is_empty() {
             self.changes.committed(folder_id, modseq);
         }
         Ok(out)

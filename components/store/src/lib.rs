@@ -106,6 +106,15 @@ impl Store {
         self.writers.begin(durability).await
     }
 
+    /// Runs one write transaction; see [`write::Writers::run`].
+    pub(crate) async fn write<T, E: From<Error>>(
+        &self,
+        durability: Durability,
+        body: impl AsyncFnOnce(&mut write::WriteTx) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.writers.run(durability, body).await
+    }
+
     pub async fn close(&self) {
         self.writers.close().await;
         self.pool.close().await;

@@ -307,35 +307,27 @@ impl Store {
         internal_date: i64,
         delivery_key: Option<&str>,
     ) -> Result<Delivered, InsertError> {
-        let mut tx = self.begin_write(Durability::Synced).await?;
-        let outcome = Self::insert_message_in(
-            &mut tx,
-            self.backend,
-            mailbox,
-            folder,
-            blob_path,
-            size,
-            flags,
-            internal_date,
-            delivery_key,
-        )
-        .await;
-        // End the transaction explicitly either way: a transaction merely dropped leaves a
-        // rollback queued on the pooled connection, which sqlx's SQLite driver can apply to
-        // the next transaction on that connection (seen under load as lost commits).
-        match outcome {
-            Ok(delivered) => {
-                tx.commit().await?;
-                self.changes.committed(folder.id, delivered.modseq);
-                Ok(delivered)
-            }
-            Err(e) => {
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::warn!(error = %rollback, "rollback failed");
-                }
-                Err(e)
-            }
-        }
+        let backend = self.backend;
+        let delivered = self
+            .write(Durability::Synced, async |tx| {
+                let delivered = Self::insert_message_in(
+                    tx,
+                    backend,
+                    mailbox,
+                    folder,
+                    blob_path,
+                    size,
+                    flags,
+                    internal_date,
+                    delivery_key,
+                )
+                .await?;
+                tx.commit_in_place().await?;
+                Ok::<_, InsertError>(delivered)
+            })
+            .await?;
+        self.changes.committed(folder.id, delivered.modseq);
+        Ok(delivered)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -458,8 +450,10 @@ impl Store {
         if matches!(which, Expunge::Uids([])) {
             return Ok(Expunged::default());
         }
-        let mut tx = self.begin_write(Durability::Synced).await?;
-        let bumped = bump_folder(&mut tx, self.backend, folder_id, 0).await?;
+        let backend = self.backend;
+        let done = self
+            .write(Durability::Synced, async |tx| {
+        let bumped = bump_folder(tx, backend, folder_id, 0).await?;
         let mut gone: Vec<(i64, String, i64)> = Vec::new();
         match which {
             Expunge::Uids(uids) => {
@@ -472,7 +466,7 @@ impl Store {
                     for uid in chunk {
                         query = query.bind(*uid);
                     }
-                    for row in query.fetch_all(&mut *tx).await? {
+                    for row in query.fetch_all(&mut **tx).await? {
                         gone.push((row.get("uid"), row.get("blob_path"), row.get("size")));
                     }
                 }
@@ -487,7 +481,7 @@ impl Store {
                 )
                 .bind(folder_id)
                 .bind("%deleted%")
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut **tx)
                 .await?;
                 for row in rows {
                     let uid: i64 = row.get("uid");
@@ -503,8 +497,7 @@ impl Store {
         }
         if gone.is_empty() {
             // Nothing to remove: give the modseq back so idle sessions are not woken.
-            tx.rollback().await?;
-            return Ok(Expunged::default());
+            return Ok(None);
         }
         gone.sort_unstable_by_key(|g| g.0);
         for chunk in gone.chunks(crate::IN_LIST_CHUNK) {
@@ -516,7 +509,7 @@ impl Store {
             for (uid, _, _) in chunk {
                 delete = delete.bind(*uid);
             }
-            delete.execute(&mut *tx).await?;
+            delete.execute(&mut **tx).await?;
             let sql = format!(
                 "INSERT INTO expunged (folder_id, uid, modseq) VALUES {}",
                 vec!["(?, ?, ?)"; chunk.len()].join(", ")
@@ -525,17 +518,23 @@ impl Store {
             for (uid, _, _) in chunk {
                 insert = insert.bind(folder_id).bind(*uid).bind(bumped.modseq);
             }
-            insert.execute(&mut *tx).await?;
+            insert.execute(&mut **tx).await?;
         }
         let freed: i64 = gone.iter().map(|g| g.2).sum();
         sqlx::query("UPDATE mailboxes SET used_bytes = CASE WHEN used_bytes >= ? THEN used_bytes - ? ELSE 0 END WHERE id = ?")
             .bind(freed)
             .bind(freed)
             .bind(bumped.mailbox_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        tx.commit().await?;
-        self.changes.committed(folder_id, bumped.modseq);
+        tx.commit_in_place().await?;
+        Ok::<_, Error>(Some((bumped.modseq, gone)))
+            })
+            .await?;
+        let Some((modseq, gone)) = done else {
+            return Ok(Expunged::default());
+        };
+        self.changes.committed(folder_id, modseq);
         let mut removed = Vec::with_capacity(gone.len());
         for (uid, blob, _) in gone {
             if let Err(e) = self.blobs.remove(&blob).await {
@@ -545,7 +544,7 @@ impl Store {
         }
         Ok(Expunged {
             uids: removed,
-            modseq: Some(bumped.modseq),
+            modseq: Some(modseq),
         })
     }
 
@@ -558,10 +557,10 @@ impl Store {
         change: FlagChange,
         flags: &[String],
     ) -> Result<Vec<MessageMeta>> {
-        let mut tx = self.begin_write(Durability::Relaxed).await?;
-        let modseq = bump_folder(&mut tx, self.backend, folder_id, 0)
-            .await?
-            .modseq;
+        let backend = self.backend;
+        let (modseq, out) = self
+            .write(Durability::Relaxed, async |tx| {
+        let modseq = bump_folder(tx, backend, folder_id, 0).await?.modseq;
         let mut out = Vec::new();
         for &uid in uids {
             let Some(row) = sqlx::query(
@@ -569,7 +568,7 @@ impl Store {
             )
             .bind(folder_id)
             .bind(uid)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?
             else {
                 continue;
@@ -581,14 +580,17 @@ impl Store {
                     .bind(new_flags.join(" "))
                     .bind(modseq)
                     .bind(meta.id)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                 meta.flags = new_flags;
                 meta.modseq = modseq;
             }
             out.push(meta);
         }
-        tx.commit().await?;
+        tx.commit_in_place().await?;
+        Ok::<_, Error>((modseq, out))
+            })
+            .await?;
         self.changes.committed(folder_id, modseq);
         Ok(out)
     }

@@ -88,6 +88,43 @@ impl Writers {
         })
     }
 
+    /// Runs `body` as one write transaction and returns once its commit is as durable as
+    /// asked for. `body` commits with [`WriteTx::commit_in_place`]; a transaction it leaves
+    /// open (an error, or nothing to change) is rolled back before the next writer starts.
+
+    pub(crate) async fn run<T, E>(
+        &self,
+        durability: Durability,
+        body: impl AsyncFnOnce(&mut WriteTx) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<Error>,
+    {
+        let gate = match &self.serial {
+            Some(serial) => Some(serial.gate.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = self.pool.begin().await.map_err(Error::from)?;
+        // The gate travels with the transaction: if this future is dropped mid-way, the
+        // transaction's Drop rolls back before letting the next writer in.
+        let mut tx = WriteTx {
+            tx: Some(tx),
+            gate,
+            flush: None,
+        };
+        let out = body(&mut tx).await;
+        if tx.tx.is_some() {
+            tx.rollback_in_place().await?;
+        }
+        drop(tx);
+        if out.is_ok() && durability == Durability::Synced {
+            if let Some(wal) = self.serial.as_ref().and_then(|s| s.wal.clone()) {
+                flush_wal(wal).await?;
+            }
+        }
+        out
+    }
+
     pub(crate) async fn close(&self) {
         self.pool.close().await;
     }
@@ -131,6 +168,18 @@ impl WriteTx {
     }
 
     pub(crate) async fn rollback(mut self) -> Result<()> {
+        self.rollback_in_place().await
+    }
+
+    /// Commits inside [`Writers::run`], which makes it durable after the gate opens.
+    pub(crate) async fn commit_in_place(&mut self) -> Result<()> {
+        if let Some(tx) = self.tx.take() {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn rollback_in_place(&mut self) -> Result<()> {
         if let Some(tx) = self.tx.take() {
             tx.rollback().await?;
         }
