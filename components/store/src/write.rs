@@ -91,7 +91,6 @@ impl Writers {
     /// Runs `body` as one write transaction and returns once its commit is as durable as
     /// asked for. `body` commits with [`WriteTx::commit_in_place`]; a transaction it leaves
     /// open (an error, or nothing to change) is rolled back before the next writer starts.
-
     pub(crate) async fn run<T, E>(
         &self,
         durability: Durability,
