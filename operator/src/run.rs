@@ -45,10 +45,11 @@ pub async fn run(options: Options) -> Result<()> {
 
     let client = Client::try_default().await?;
     let store = Store::open(&options.database_url, &options.mail_root).await?;
-    if let Err(e) = Api::<MailDomain>::all(client.clone())
-        .list(&ListParams::default().limit(1))
-        .await
-    {
+    let probe: Api<MailDomain> = match &settings.watch_namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    if let Err(e) = probe.list(&ListParams::default().limit(1)).await {
         return Err(Error::Settings(format!(
             "cannot list MailDomains ({e}); are the CRDs installed? `postbay crds | kubectl apply -f -`"
         )));
@@ -94,19 +95,28 @@ pub async fn run(options: Options) -> Result<()> {
     }
 }
 
+/// The API for `K` in the watched namespace, or in all of them.
+fn scoped<K>(ctx: &Context) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match &ctx.settings.watch_namespace {
+        Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
 async fn domains(ctx: Arc<Context>) {
-    let client = ctx.client.clone();
     let wc = watcher::Config::default();
-    let controller = Controller::new(Api::<MailDomain>::all(client.clone()), wc.clone());
+    let controller = Controller::new(scoped::<MailDomain>(&ctx), wc.clone());
     let rivals = controller.store();
     let by_domain = controller.store();
     controller
-        .watches(
-            Api::<MailDomain>::all(client.clone()),
-            wc.clone(),
-            move |changed| domain::rivals(&changed, &rivals.state()),
-        )
-        .watches(Api::<DkimKey>::all(client), wc, move |key| {
+        .watches(scoped::<MailDomain>(&ctx), wc.clone(), move |changed| {
+            domain::rivals(&changed, &rivals.state())
+        })
+        .watches(scoped::<DkimKey>(&ctx), wc, move |key| {
             domain::for_domain(
                 key.metadata.namespace.as_deref(),
                 &key.spec.domain,
@@ -120,18 +130,15 @@ async fn domains(ctx: Arc<Context>) {
 }
 
 async fn mailboxes(ctx: Arc<Context>) {
-    let client = ctx.client.clone();
     let wc = watcher::Config::default();
-    let controller = Controller::new(Api::<Mailbox>::all(client.clone()), wc.clone());
+    let controller = Controller::new(scoped::<Mailbox>(&ctx), wc.clone());
     let by_secret = controller.store();
     let by_domain = controller.store();
     controller
-        .watches(
-            Api::<Secret>::all(client.clone()),
-            wc.clone(),
-            move |secret| mailbox::reading_secret(&secret, &by_secret.state()),
-        )
-        .watches(Api::<MailDomain>::all(client), wc, move |d| {
+        .watches(scoped::<Secret>(&ctx), wc.clone(), move |secret| {
+            mailbox::reading_secret(&secret, &by_secret.state())
+        })
+        .watches(scoped::<MailDomain>(&ctx), wc, move |d| {
             mailbox::under_domain(
                 d.metadata.namespace.as_deref(),
                 &d.spec.domain,
@@ -145,12 +152,11 @@ async fn mailboxes(ctx: Arc<Context>) {
 }
 
 async fn aliases(ctx: Arc<Context>) {
-    let client = ctx.client.clone();
     let wc = watcher::Config::default();
-    let controller = Controller::new(Api::<MailAlias>::all(client.clone()), wc.clone());
+    let controller = Controller::new(scoped::<MailAlias>(&ctx), wc.clone());
     let by_domain = controller.store();
     controller
-        .watches(Api::<MailDomain>::all(client), wc, move |d| {
+        .watches(scoped::<MailDomain>(&ctx), wc, move |d| {
             alias::under_domain(
                 d.metadata.namespace.as_deref(),
                 &d.spec.domain,
@@ -164,18 +170,17 @@ async fn aliases(ctx: Arc<Context>) {
 }
 
 async fn dkim_keys(ctx: Arc<Context>) {
-    let client = ctx.client.clone();
     let wc = watcher::Config::default();
     let generated = watcher::Config::default().labels(&format!(
         "{}={}",
         dkim::MANAGED_BY.0,
         dkim::MANAGED_BY.1
     ));
-    let controller = Controller::new(Api::<DkimKey>::all(client.clone()), wc.clone());
+    let controller = Controller::new(scoped::<DkimKey>(&ctx), wc.clone());
     let by_domain = controller.store();
     controller
-        .owns(Api::<Secret>::all(client.clone()), generated)
-        .watches(Api::<MailDomain>::all(client), wc, move |d| {
+        .owns(scoped::<Secret>(&ctx), generated)
+        .watches(scoped::<MailDomain>(&ctx), wc, move |d| {
             dkim::under_domain(
                 d.metadata.namespace.as_deref(),
                 &d.spec.domain,

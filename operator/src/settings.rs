@@ -26,6 +26,10 @@ pub struct Settings {
     pub leader_election: LeaderSettings,
     /// Reported in Events and held in the Lease; the pod name in a cluster.
     pub identity: String,
+    /// Watch and write only this namespace's resources and Secrets; absent: every
+    /// namespace. Scoped, the operator needs a Role in that namespace rather than a
+    /// ClusterRole that can read every Secret in the cluster (docs/operator.md).
+    pub watch_namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -64,6 +68,7 @@ impl Default for Settings {
                 .ok()
                 .or_else(|| std::env::var("HOSTNAME").ok())
                 .unwrap_or_else(|| "postbay-operator".into()),
+            watch_namespace: None,
         }
     }
 }
@@ -133,6 +138,10 @@ mod tests {
         assert_eq!(hosts.pop3, None);
         assert!(settings.external_dns);
         assert!(settings.leader_election.enabled);
+
+        assert_eq!(settings.watch_namespace, None);
+        let scoped: Settings = serde_yaml::from_str("watchNamespace: mail\n").unwrap();
+        assert_eq!(scoped.watch_namespace.as_deref(), Some("mail"));
 
         let plain = Settings::default().mail_hosts("mail.example.org");
         assert_eq!(plain, MailHosts::single("mail.example.org"));

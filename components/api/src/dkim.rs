@@ -40,10 +40,22 @@ use crate::validate::{DOMAIN_PATTERN, SELECTOR_PATTERN};
 #[serde(rename_all = "camelCase")]
 pub struct DkimKeySpec {
     /// The signing domain (`d=`), a declared `MailDomain`.
-    #[schemars(length(min = 1, max = 253), regex(pattern = DOMAIN_PATTERN))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = DOMAIN_PATTERN),
+        extend("x-kubernetes-validations" = [
+            {"rule": "self == oldSelf", "message": "domain is immutable: create a new DkimKey instead"}
+        ])
+    )]
     pub domain: String,
     /// The selector (`s=`); the key is published at `<selector>._domainkey.<domain>`.
-    #[schemars(length(min = 1, max = 63), regex(pattern = SELECTOR_PATTERN))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = SELECTOR_PATTERN),
+        extend("x-kubernetes-validations" = [
+            {"rule": "self == oldSelf", "message": "selector is immutable: rotate by adding a new DkimKey"}
+        ])
+    )]
     pub selector: String,
     /// Signature algorithm.
     #[serde(default)]

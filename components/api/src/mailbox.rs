@@ -39,8 +39,16 @@ use crate::validate::ADDRESS_PATTERN;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MailboxSpec {
-    /// The mailbox's primary address and login name, `local@domain`.
-    #[schemars(length(min = 3, max = 254), regex(pattern = ADDRESS_PATTERN))]
+    /// The mailbox's primary address and login name, `local@domain`. Immutable: the stored
+    /// mail and its row are keyed by it, so a new address means a new Mailbox (declare the
+    /// old one as an alias to keep receiving its mail).
+    #[schemars(
+        length(min = 3, max = 254),
+        regex(pattern = ADDRESS_PATTERN),
+        extend("x-kubernetes-validations" = [
+            {"rule": "self == oldSelf", "message": "address is immutable: create a new Mailbox instead"}
+        ])
+    )]
     pub address: String,
     /// The Secret key holding the password: either cleartext, or a Dovecot-style hash such as
     /// `{ARGON2ID}$argon2id$...` so that the cleartext never has to exist in the cluster.

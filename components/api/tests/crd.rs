@@ -77,6 +77,36 @@ fn domain_is_immutable_by_cel_rule_and_patterned() {
 }
 
 #[test]
+fn keys_of_stored_state_are_immutable() {
+    for (kind, field) in [
+        ("MailDomain", "domain"),
+        ("Mailbox", "address"),
+        ("DkimKey", "domain"),
+        ("DkimKey", "selector"),
+    ] {
+        let crd = crd_json(kind);
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"][field];
+        assert_eq!(
+            schema["x-kubernetes-validations"][0]["rule"], "self == oldSelf",
+            "{kind}.spec.{field}"
+        );
+        let message = schema["x-kubernetes-validations"][0]["message"]
+            .as_str()
+            .unwrap();
+        assert!(
+            message.contains("immutable"),
+            "{kind}.spec.{field}: {message}"
+        );
+    }
+    // Mutable fields stay mutable: a password rotation must not need a new Mailbox.
+    let mailbox = crd_json("Mailbox");
+    let secret_ref = &mailbox["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+        ["spec"]["properties"]["passwordSecretRef"];
+    assert!(secret_ref.get("x-kubernetes-validations").is_none());
+}
+
+#[test]
 fn printer_columns() {
     let columns = |kind: &str| -> Vec<String> {
         crd_json(kind)["spec"]["versions"][0]["additionalPrinterColumns"]
