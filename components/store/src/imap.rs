@@ -10,12 +10,13 @@
 
 use sqlx::Row;
 
+use crate::batch::{Arg, Batch};
 use crate::blobs::{create_dir_durably, sync_dir};
 use crate::mailstore::{
     apply_flag_change, bump_folder, folder_from_row, message_from_row, FlagChange, FOLDER_COLUMNS,
 };
 use crate::write::WriteTx;
-use crate::{Durability, Error, FolderInfo, MessageMeta, Result, Store};
+use crate::{Backend, Durability, Error, FolderInfo, MessageMeta, Result, Store, BATCH_ROWS};
 
 const MESSAGE_COLUMNS: &str = "id, uid, modseq, blob_path, size, internal_date, flags";
 
@@ -343,6 +344,106 @@ impl Store {
     /// the folder's modseq moves only if something changed, so a no-op STORE wakes nobody.
     /// With `unchanged_since`, messages modified after it are left alone and reported.
     pub async fn store_flags(
+        &self,
+        folder_id: i64,
+        uids: &[i64],
+        change: FlagChange,
+        flags: &[String],
+        unchanged_since: Option<i64>,
+    ) -> Result<FlagUpdate> {
+        if self.backend == Backend::Sqlite {
+            return self
+                .store_flags_batched(folder_id, uids, change, flags, unchanged_since)
+                .await;
+        }
+        self.store_flags_locked(folder_id, uids, change, flags, unchanged_since)
+            .await
+    }
+
+    /// SQLite: the current flags are read before the gate and the changes written in one
+    /// batch per [`BATCH_ROWS`] messages, each update conditional on the message's modseq
+    /// being the one read. A message changed by someone else in between is redone by
+    /// [`Store::store_flags_locked`]. A STORE that changes nothing writes nothing.
+    async fn store_flags_batched(
+        &self,
+        folder_id: i64,
+        uids: &[i64],
+        change: FlagChange,
+        flags: &[String],
+        unchanged_since: Option<i64>,
+    ) -> Result<FlagUpdate> {
+        let mut out = FlagUpdate::default();
+        let mut planned: Vec<MessageMeta> = Vec::new();
+        for meta in self.metas_for_uids(folder_id, uids).await? {
+            if unchanged_since.is_some_and(|u| meta.modseq > u) {
+                out.modified.push(meta.uid);
+                continue;
+            }
+            let new_flags = apply_flag_change(&meta.flags, change, flags);
+            if same_flags(&new_flags, &meta.flags) {
+                out.unchanged.push(meta);
+            } else {
+                planned.push(MessageMeta {
+                    flags: new_flags,
+                    ..meta
+                });
+            }
+        }
+        let mut lost = Vec::new();
+        for chunk in planned.chunks(BATCH_ROWS) {
+            let mut batch = Batch::transaction();
+            batch.push(
+                "UPDATE folders SET highest_modseq = highest_modseq + 1 WHERE id = ?",
+                [Arg::Int(folder_id)],
+            );
+            for meta in chunk {
+                batch.push(
+                    "UPDATE messages SET flags = ?, modseq = (SELECT highest_modseq FROM folders WHERE id = ?) \
+                     WHERE id = ? AND modseq = ? RETURNING id, modseq",
+                    [
+                        Arg::Text(meta.flags.join(" ")),
+                        Arg::Int(folder_id),
+                        Arg::Int(meta.id),
+                        Arg::Int(meta.modseq),
+                    ],
+                );
+            }
+            let rows = self
+                .write_batch(Durability::Relaxed, &batch.commit())
+                .await?;
+            let done: std::collections::HashMap<i64, i64> = rows
+                .iter()
+                .map(|r| (r.get("id"), r.get("modseq")))
+                .collect();
+            for meta in chunk {
+                match done.get(&meta.id) {
+                    Some(modseq) => out.changed.push(MessageMeta {
+                        modseq: *modseq,
+                        ..meta.clone()
+                    }),
+                    None => lost.push(meta.uid),
+                }
+            }
+            if let Some(modseq) = done.values().max() {
+                self.changes.committed(folder_id, *modseq);
+            }
+        }
+        if !lost.is_empty() {
+            let redone = self
+                .store_flags_locked(folder_id, &lost, change, flags, unchanged_since)
+                .await?;
+            out.changed.extend(redone.changed);
+            out.unchanged.extend(redone.unchanged);
+            out.modified.extend(redone.modified);
+        }
+        out.changed.sort_by_key(|m| m.uid);
+        out.unchanged.sort_by_key(|m| m.uid);
+        out.modified.sort_unstable();
+        Ok(out)
+    }
+
+    /// [`Store::store_flags`] in a transaction holding the folder lock throughout.
+    async fn store_flags_locked(
         &self,
         folder_id: i64,
         uids: &[i64],

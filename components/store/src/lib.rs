@@ -7,6 +7,7 @@
 //! allocated inside a row-locking transaction and deliveries carry an idempotency key, so
 //! concurrent or repeated deliveries never share a UID and never duplicate a message.
 
+mod batch;
 pub mod blobs;
 mod changes;
 mod db;
@@ -115,6 +116,15 @@ impl Store {
         self.writers.run(durability, body).await
     }
 
+    /// Runs a whole write transaction in one round trip (SQLite); see [`batch`].
+    pub(crate) async fn write_batch(
+        &self,
+        durability: Durability,
+        batch: &batch::Batch,
+    ) -> Result<batch::Returned> {
+        self.writers.batch(durability, batch).await
+    }
+
     pub async fn close(&self) {
         self.writers.close().await;
         self.pool.close().await;
@@ -124,6 +134,9 @@ impl Store {
 /// Values per `IN (…)` list or multi-row `VALUES`, well under every engine's limit on bound
 /// parameters.
 pub(crate) const IN_LIST_CHUNK: usize = 200;
+
+/// Messages per single-round-trip write batch ([`batch`]); each is a few statements.
+pub(crate) const BATCH_ROWS: usize = 100;
 
 /// `?, ?, …` for `n` bound values.
 pub(crate) fn placeholders(n: usize) -> String {

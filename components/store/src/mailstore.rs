@@ -10,10 +10,11 @@
 
 use sqlx::Row;
 
+use crate::batch::{Arg, Batch};
 use crate::blobs::bytes_owned::Part;
 use crate::directory::DEFAULT_FOLDERS;
 use crate::write::WriteTx;
-use crate::{now_unix, Backend, Durability, Error, Result, Store};
+use crate::{now_unix, Backend, Durability, Error, Result, Store, BATCH_ROWS};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FolderInfo {
@@ -308,6 +309,21 @@ impl Store {
         delivery_key: Option<&str>,
     ) -> Result<Delivered, InsertError> {
         let backend = self.backend;
+        if backend == Backend::Sqlite {
+            let delivered = self
+                .insert_message_batched(
+                    mailbox,
+                    folder,
+                    blob_path,
+                    size,
+                    flags,
+                    internal_date,
+                    delivery_key,
+                )
+                .await?;
+            self.changes.committed(folder.id, delivered.modseq);
+            return Ok(delivered);
+        }
         let delivered = self
             .write(Durability::Synced, async |tx| {
                 let delivered = Self::insert_message_in(
@@ -328,6 +344,71 @@ impl Store {
             .await?;
         self.changes.committed(folder.id, delivered.modseq);
         Ok(delivered)
+    }
+
+    /// [`Store::insert_message_in`] as one SQLite batch: charge the quota (only if the
+    /// folder exists), then reserve the UID and modseq, then insert, each step only if the
+    /// one before changed its row. Nothing applies when the quota is exceeded.
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_message_batched(
+        &self,
+        mailbox: &crate::MailboxRow,
+        folder: &FolderInfo,
+        blob_path: &str,
+        size: i64,
+        flags: &[String],
+        internal_date: i64,
+        delivery_key: Option<&str>,
+    ) -> Result<Delivered, InsertError> {
+        let mut batch = Batch::transaction();
+        batch.push(
+            "UPDATE mailboxes SET used_bytes = used_bytes + ? WHERE id = ? \
+             AND (quota_bytes = 0 OR used_bytes + ? <= quota_bytes) \
+             AND EXISTS (SELECT 1 FROM folders WHERE id = ?)",
+            [
+                Arg::Int(size),
+                Arg::Int(mailbox.id),
+                Arg::Int(size),
+                Arg::Int(folder.id),
+            ],
+        );
+        batch.push(
+            "UPDATE folders SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1 \
+             WHERE id = ? AND changes() = 1",
+            [Arg::Int(folder.id)],
+        );
+        batch.push(
+            "INSERT INTO messages (folder_id, uid, modseq, blob_path, size, internal_date, flags, delivery_key) \
+             SELECT id, uidnext - 1, highest_modseq, ?, ?, ?, ?, ? FROM folders WHERE id = ? AND changes() = 1 \
+             RETURNING uid, modseq",
+            [
+                Arg::Text(blob_path.to_string()),
+                Arg::Int(size),
+                Arg::Int(internal_date),
+                Arg::Text(flags.join(" ")),
+                Arg::OptText(delivery_key.map(str::to_string)),
+                Arg::Int(folder.id),
+            ],
+        );
+        let rows = match self.write_batch(Durability::Synced, &batch.commit()).await {
+            Ok(rows) => rows,
+            Err(Error::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                return Err(InsertError::DuplicateKey)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(row) = rows.first() else {
+            return Err(match self.folder_by_id(folder.id).await? {
+                None => InsertError::Store(Error::NoSuchFolder(folder.name.clone())),
+                Some(_) => InsertError::OverQuota,
+            });
+        };
+        Ok(Delivered {
+            uid: row.get("uid"),
+            uidvalidity: folder.uidvalidity,
+            modseq: row.get("modseq"),
+            duplicate: false,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -450,56 +531,22 @@ impl Store {
         if matches!(which, Expunge::Uids([])) {
             return Ok(Expunged::default());
         }
+        if self.backend == Backend::Sqlite {
+            return self.expunge_batched(folder_id, which).await;
+        }
         let backend = self.backend;
         let done = self
             .write(Durability::Synced, async |tx| {
         let bumped = bump_folder(tx, backend, folder_id, 0).await?;
-        let mut gone: Vec<(i64, String, i64)> = Vec::new();
-        match which {
-            Expunge::Uids(uids) => {
-                for chunk in uids.chunks(crate::IN_LIST_CHUNK) {
-                    let sql = format!(
-                        "SELECT uid, blob_path, size FROM messages WHERE folder_id = ? AND uid IN ({})",
-                        crate::placeholders(chunk.len())
-                    );
-                    let mut query = sqlx::query(&sql).bind(folder_id);
-                    for uid in chunk {
-                        query = query.bind(*uid);
-                    }
-                    for row in query.fetch_all(&mut **tx).await? {
-                        gone.push((row.get("uid"), row.get("blob_path"), row.get("size")));
-                    }
-                }
-            }
-            Expunge::Deleted(among) => {
-                let among: Option<std::collections::HashSet<i64>> =
-                    among.map(|a| a.iter().copied().collect());
-                // LIKE narrows the scan (LOWER: MariaDB compares this column case-sensitively);
-                // the exact test is done here.
-                let rows = sqlx::query(
-                    "SELECT uid, blob_path, size, flags FROM messages WHERE folder_id = ? AND LOWER(flags) LIKE ?",
-                )
-                .bind(folder_id)
-                .bind("%deleted%")
-                .fetch_all(&mut **tx)
-                .await?;
-                for row in rows {
-                    let uid: i64 = row.get("uid");
-                    let flags: String = row.get("flags");
-                    let deleted = flags
-                        .split_whitespace()
-                        .any(|f| f.eq_ignore_ascii_case("\\Deleted"));
-                    if deleted && among.as_ref().is_none_or(|a| a.contains(&uid)) {
-                        gone.push((uid, row.get("blob_path"), row.get("size")));
-                    }
-                }
-            }
-        }
+        let gone: Vec<(i64, String, i64)> = expunge_candidates(&mut **tx, folder_id, &which)
+            .await?
+            .into_iter()
+            .map(|c| (c.uid, c.blob_path, c.size))
+            .collect();
         if gone.is_empty() {
             // Nothing to remove: give the modseq back so idle sessions are not woken.
             return Ok(None);
         }
-        gone.sort_unstable_by_key(|g| g.0);
         for chunk in gone.chunks(crate::IN_LIST_CHUNK) {
             let sql = format!(
                 "DELETE FROM messages WHERE folder_id = ? AND uid IN ({})",
@@ -535,6 +582,76 @@ impl Store {
             return Ok(Expunged::default());
         };
         self.changes.committed(folder_id, modseq);
+        let mut removed = Vec::with_capacity(gone.len());
+        for (uid, blob, _) in gone {
+            if let Err(e) = self.blobs.remove(&blob).await {
+                tracing::warn!(error = %e, blob, "could not remove expunged blob");
+            }
+            removed.push(uid);
+        }
+        Ok(Expunged {
+            uids: removed,
+            modseq: Some(modseq),
+        })
+    }
+
+    /// SQLite: candidates are read before the gate; one batch per [`BATCH_ROWS`] messages
+    /// deletes each (for `\Deleted`, only if still so flagged), records its tombstone and
+    /// frees its quota, each step only if the one before changed a row. The batch is
+    /// flushed before the blobs go.
+    async fn expunge_batched(&self, folder_id: i64, which: Expunge<'_>) -> Result<Expunged> {
+        let candidates = {
+            let mut conn = self.pool.acquire().await?;
+            expunge_candidates(&mut conn, folder_id, &which).await?
+        };
+        let recheck_flag = matches!(which, Expunge::Deleted(_));
+        let mut gone: Vec<(i64, String, i64)> = Vec::new();
+        let mut modseq = None;
+        for chunk in candidates.chunks(BATCH_ROWS) {
+            let mut batch = Batch::transaction();
+            batch.push(
+                "UPDATE folders SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING highest_modseq",
+                [Arg::Int(folder_id)],
+            );
+            for c in chunk {
+                if recheck_flag {
+                    batch.push(
+                        "DELETE FROM messages WHERE id = ? AND (' ' || LOWER(flags) || ' ') LIKE ? \
+                         RETURNING uid, blob_path, size",
+                        [Arg::Int(c.id), Arg::Text("% \\deleted %".into())],
+                    );
+                } else {
+                    batch.push(
+                        "DELETE FROM messages WHERE id = ? RETURNING uid, blob_path, size",
+                        [Arg::Int(c.id)],
+                    );
+                }
+                batch.push(
+                    "INSERT INTO expunged (folder_id, uid, modseq) \
+                     SELECT id, ?, highest_modseq FROM folders WHERE id = ? AND changes() = 1",
+                    [Arg::Int(c.uid), Arg::Int(folder_id)],
+                );
+                batch.push(
+                    "UPDATE mailboxes SET used_bytes = MAX(used_bytes - ?, 0) \
+                     WHERE id = (SELECT mailbox_id FROM folders WHERE id = ?) AND changes() = 1",
+                    [Arg::Int(c.size), Arg::Int(folder_id)],
+                );
+            }
+            for row in self
+                .write_batch(Durability::Synced, &batch.commit())
+                .await?
+            {
+                match row.try_get::<i64, _>("highest_modseq") {
+                    Ok(m) => modseq = Some(m),
+                    Err(_) => gone.push((row.get("uid"), row.get("blob_path"), row.get("size"))),
+                }
+            }
+        }
+        let Some(modseq) = modseq.filter(|_| !gone.is_empty()) else {
+            return Ok(Expunged::default());
+        };
+        self.changes.committed(folder_id, modseq);
+        gone.sort_unstable_by_key(|g| g.0);
         let mut removed = Vec::with_capacity(gone.len());
         for (uid, blob, _) in gone {
             if let Err(e) = self.blobs.remove(&blob).await {
@@ -602,6 +719,69 @@ impl Store {
 pub struct Expunged {
     pub uids: Vec<i64>,
     pub modseq: Option<i64>,
+}
+
+/// A message an expunge means to remove.
+struct Candidate {
+    id: i64,
+    uid: i64,
+    blob_path: String,
+    size: i64,
+}
+
+/// The messages `which` selects, as they are now on `conn`.
+async fn expunge_candidates(
+    conn: &mut sqlx::AnyConnection,
+    folder_id: i64,
+    which: &Expunge<'_>,
+) -> Result<Vec<Candidate>> {
+    let candidate = |row: &sqlx::any::AnyRow| Candidate {
+        id: row.get("id"),
+        uid: row.get("uid"),
+        blob_path: row.get("blob_path"),
+        size: row.get("size"),
+    };
+    let mut out = Vec::new();
+    match which {
+        Expunge::Uids(uids) => {
+            for chunk in uids.chunks(crate::IN_LIST_CHUNK) {
+                let sql = format!(
+                    "SELECT id, uid, blob_path, size FROM messages WHERE folder_id = ? AND uid IN ({})",
+                    crate::placeholders(chunk.len())
+                );
+                let mut query = sqlx::query(&sql).bind(folder_id);
+                for uid in chunk {
+                    query = query.bind(*uid);
+                }
+                out.extend(query.fetch_all(&mut *conn).await?.iter().map(candidate));
+            }
+        }
+        Expunge::Deleted(among) => {
+            let among: Option<std::collections::HashSet<i64>> =
+                among.map(|a| a.iter().copied().collect());
+            // LIKE narrows the scan (LOWER: MariaDB compares this column case-sensitively);
+            // the exact test is done here.
+            let rows = sqlx::query(
+                "SELECT id, uid, blob_path, size, flags FROM messages WHERE folder_id = ? AND LOWER(flags) LIKE ?",
+            )
+            .bind(folder_id)
+            .bind("%deleted%")
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                let uid: i64 = row.get("uid");
+                let flags: String = row.get("flags");
+                let deleted = flags
+                    .split_whitespace()
+                    .any(|f| f.eq_ignore_ascii_case("\\Deleted"));
+                if deleted && among.as_ref().is_none_or(|a| a.contains(&uid)) {
+                    out.push(candidate(&row));
+                }
+            }
+        }
+    }
+    out.sort_unstable_by_key(|c| c.uid);
+    Ok(out)
 }
 
 /// Which messages [`Store::expunge_where`] removes.

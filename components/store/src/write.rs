@@ -23,6 +23,7 @@ use std::sync::Arc;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::batch::{Batch, Returned};
 use crate::{Error, Result};
 
 /// How a committed write must survive a crash of the whole machine, not only of the
@@ -124,8 +125,80 @@ impl Writers {
         out
     }
 
+    /// Runs a [`Batch`] (SQLite only) on the writer connection in one round trip, and returns
+    /// its `RETURNING` rows once the commit is as durable as asked for. A statement that
+    /// fails leaves the transaction open; it is rolled back before the gate opens.
+    pub(crate) async fn batch(&self, durability: Durability, batch: &Batch) -> Result<Returned> {
+        let serial = self
+            .serial
+            .as_ref()
+            .expect("write batches are for the serialized (SQLite) writer");
+        let gate = serial.gate.clone().lock_owned().await;
+        let conn = self.pool.acquire().await?;
+        let mut held = HeldWriter {
+            conn: Some(conn),
+            gate: Some(gate),
+        };
+        let mut result = held.run(batch).await;
+        if let Err(sqlx::Error::Database(e)) = &result {
+            if e.message().contains("within a transaction") {
+                // A batch abandoned mid-way (its caller went away) left its transaction
+                // open; the rollback above ended it, so this one can run now.
+                tracing::warn!("writer connection had an open transaction; retrying");
+                result = held.run(batch).await;
+            }
+        }
+        held.release();
+        let rows = result?;
+        if durability == Durability::Synced {
+            if let Some(wal) = serial.wal.clone() {
+                flush_wal(wal).await?;
+            }
+        }
+        Ok(rows)
+    }
+
     pub(crate) async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The writer connection and the gate, held for one batch. Dropped before
+/// [`HeldWriter::release`] (the caller went away mid-batch), it rolls back in a task that
+/// keeps the gate: the ROLLBACK queues behind the batch on the connection's worker, so it
+/// ends whatever the batch left open, and answers "no transaction" harmlessly otherwise.
+struct HeldWriter {
+    conn: Option<sqlx::pool::PoolConnection<Any>>,
+    gate: Option<OwnedMutexGuard<()>>,
+}
+
+impl HeldWriter {
+    async fn run(&mut self, batch: &Batch) -> std::result::Result<Returned, sqlx::Error> {
+        let conn = self.conn.as_mut().expect("writer held");
+        let result = batch.query().fetch_all(&mut **conn).await;
+        if result.is_err() {
+            let _ = sqlx::Executor::execute(&mut **conn, "ROLLBACK").await;
+        }
+        result
+    }
+
+    fn release(&mut self) {
+        self.conn.take();
+        self.gate.take();
+    }
+}
+
+impl Drop for HeldWriter {
+    fn drop(&mut self) {
+        let (Some(mut conn), gate) = (self.conn.take(), self.gate.take()) else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;
+                drop(gate);
+            });
+        }
     }
 }
 

@@ -217,3 +217,58 @@ async fn expunge_deleted_removes_exactly_the_deleted_messages() {
         t.cleanup().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stores_on_one_message_lose_no_flag() {
+    for t in common::stores().await {
+        let s = &t.store;
+        seed(s).await;
+        let folder = inbox(s).await;
+        let uid = s
+            .deliver("alice@example.test", "INBOX", message(0))
+            .await
+            .unwrap()
+            .uid;
+        // Forty writers, each adding its own keyword to the same message at once: every
+        // read-then-write race must end with all forty keywords present.
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.store_flags(folder.id, &[uid], FlagChange::Add, &[format!("k{i}")], None)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut modseqs = Vec::new();
+        for task in tasks {
+            let update = task.await.unwrap();
+            assert_eq!(
+                update.changed.len(),
+                1,
+                "{}: each STORE changed the message",
+                t.name
+            );
+            modseqs.push(update.changed[0].modseq);
+        }
+        let meta = s.messages(folder.id).await.unwrap().remove(0);
+        for i in 0..40 {
+            assert!(
+                meta.flags.contains(&format!("k{i}")),
+                "{}: keyword k{i} was lost: {:?}",
+                t.name,
+                meta.flags
+            );
+        }
+        modseqs.sort_unstable();
+        modseqs.dedup();
+        assert_eq!(
+            modseqs.len(),
+            40,
+            "{}: every change got its own modseq",
+            t.name
+        );
+        assert_eq!(meta.modseq, *modseqs.last().unwrap());
+        t.cleanup().await;
+    }
+}
