@@ -538,7 +538,7 @@ impl Store {
         let done = self
             .write(Durability::Synced, async |tx| {
         let bumped = bump_folder(tx, backend, folder_id, 0).await?;
-        let gone: Vec<(i64, String, i64)> = expunge_candidates(&mut **tx, folder_id, &which)
+        let gone: Vec<(i64, String, i64)> = expunge_candidates(tx, folder_id, &which)
             .await?
             .into_iter()
             .map(|c| (c.uid, c.blob_path, c.size))
