@@ -454,45 +454,45 @@ impl Store {
         let backend = self.backend;
         let (modseq, out) = self
             .write(Durability::Relaxed, async |tx| {
-        let modseq = bump_folder(tx, backend, folder_id, 0).await?.modseq;
-        let mut out = FlagUpdate::default();
-        for chunk in uid_ranges(uids) {
-            let rows = sqlx::query(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE folder_id = ? AND uid >= ? AND uid <= ? ORDER BY uid"
-            ))
-            .bind(folder_id)
-            .bind(chunk.0)
-            .bind(chunk.1)
-            .fetch_all(&mut **tx)
-            .await?;
-            for row in rows {
-                let mut meta = message_from_row(&row);
-                if unchanged_since.is_some_and(|u| meta.modseq > u) {
-                    out.modified.push(meta.uid);
-                    continue;
-                }
-                let new_flags = apply_flag_change(&meta.flags, change, flags);
-                if same_flags(&new_flags, &meta.flags) {
-                    out.unchanged.push(meta);
-                    continue;
-                }
-                sqlx::query("UPDATE messages SET flags = ?, modseq = ? WHERE id = ?")
-                    .bind(new_flags.join(" "))
-                    .bind(modseq)
-                    .bind(meta.id)
-                    .execute(&mut **tx)
+                let modseq = bump_folder(tx, backend, folder_id, 0).await?.modseq;
+                let mut out = FlagUpdate::default();
+                for chunk in uid_ranges(uids) {
+                    let rows = sqlx::query(&format!(
+                        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE folder_id = ? AND uid >= ? AND uid <= ? ORDER BY uid"
+                    ))
+                    .bind(folder_id)
+                    .bind(chunk.0)
+                    .bind(chunk.1)
+                    .fetch_all(&mut **tx)
                     .await?;
-                meta.flags = new_flags;
-                meta.modseq = modseq;
-                out.changed.push(meta);
-            }
-        }
-        // Nothing changed: the transaction is left open and rolled back, giving the modseq
-        // back so idle sessions are not woken.
-        if !out.changed.is_empty() {
-            tx.commit_in_place().await?;
-        }
-        Ok::<_, Error>((modseq, out))
+                    for row in rows {
+                        let mut meta = message_from_row(&row);
+                        if unchanged_since.is_some_and(|u| meta.modseq > u) {
+                            out.modified.push(meta.uid);
+                            continue;
+                        }
+                        let new_flags = apply_flag_change(&meta.flags, change, flags);
+                        if same_flags(&new_flags, &meta.flags) {
+                            out.unchanged.push(meta);
+                            continue;
+                        }
+                        sqlx::query("UPDATE messages SET flags = ?, modseq = ? WHERE id = ?")
+                            .bind(new_flags.join(" "))
+                            .bind(modseq)
+                            .bind(meta.id)
+                            .execute(&mut **tx)
+                            .await?;
+                        meta.flags = new_flags;
+                        meta.modseq = modseq;
+                        out.changed.push(meta);
+                    }
+                }
+                // Nothing changed: the transaction is left open and rolled back, giving the modseq
+                // back so idle sessions are not woken.
+                if !out.changed.is_empty() {
+                    tx.commit_in_place().await?;
+                }
+                Ok::<_, Error>((modseq, out))
             })
             .await?;
         if !out.changed.is_empty() {

@@ -537,45 +537,45 @@ impl Store {
         let backend = self.backend;
         let done = self
             .write(Durability::Synced, async |tx| {
-        let bumped = bump_folder(tx, backend, folder_id, 0).await?;
-        let gone: Vec<(i64, String, i64)> = expunge_candidates(tx, folder_id, &which)
-            .await?
-            .into_iter()
-            .map(|c| (c.uid, c.blob_path, c.size))
-            .collect();
-        if gone.is_empty() {
-            // Nothing to remove: give the modseq back so idle sessions are not woken.
-            return Ok(None);
-        }
-        for chunk in gone.chunks(crate::IN_LIST_CHUNK) {
-            let sql = format!(
-                "DELETE FROM messages WHERE folder_id = ? AND uid IN ({})",
-                crate::placeholders(chunk.len())
-            );
-            let mut delete = sqlx::query(&sql).bind(folder_id);
-            for (uid, _, _) in chunk {
-                delete = delete.bind(*uid);
-            }
-            delete.execute(&mut **tx).await?;
-            let sql = format!(
-                "INSERT INTO expunged (folder_id, uid, modseq) VALUES {}",
-                vec!["(?, ?, ?)"; chunk.len()].join(", ")
-            );
-            let mut insert = sqlx::query(&sql);
-            for (uid, _, _) in chunk {
-                insert = insert.bind(folder_id).bind(*uid).bind(bumped.modseq);
-            }
-            insert.execute(&mut **tx).await?;
-        }
-        let freed: i64 = gone.iter().map(|g| g.2).sum();
-        sqlx::query("UPDATE mailboxes SET used_bytes = CASE WHEN used_bytes >= ? THEN used_bytes - ? ELSE 0 END WHERE id = ?")
-            .bind(freed)
-            .bind(freed)
-            .bind(bumped.mailbox_id)
-            .execute(&mut **tx)
-            .await?;
-        tx.commit_in_place().await?;
-        Ok::<_, Error>(Some((bumped.modseq, gone)))
+                let bumped = bump_folder(tx, backend, folder_id, 0).await?;
+                let gone: Vec<(i64, String, i64)> = expunge_candidates(tx, folder_id, &which)
+                    .await?
+                    .into_iter()
+                    .map(|c| (c.uid, c.blob_path, c.size))
+                    .collect();
+                if gone.is_empty() {
+                    // Nothing to remove: give the modseq back so idle sessions are not woken.
+                    return Ok(None);
+                }
+                for chunk in gone.chunks(crate::IN_LIST_CHUNK) {
+                    let sql = format!(
+                        "DELETE FROM messages WHERE folder_id = ? AND uid IN ({})",
+                        crate::placeholders(chunk.len())
+                    );
+                    let mut delete = sqlx::query(&sql).bind(folder_id);
+                    for (uid, _, _) in chunk {
+                        delete = delete.bind(*uid);
+                    }
+                    delete.execute(&mut **tx).await?;
+                    let sql = format!(
+                        "INSERT INTO expunged (folder_id, uid, modseq) VALUES {}",
+                        vec!["(?, ?, ?)"; chunk.len()].join(", ")
+                    );
+                    let mut insert = sqlx::query(&sql);
+                    for (uid, _, _) in chunk {
+                        insert = insert.bind(folder_id).bind(*uid).bind(bumped.modseq);
+                    }
+                    insert.execute(&mut **tx).await?;
+                }
+                let freed: i64 = gone.iter().map(|g| g.2).sum();
+                sqlx::query("UPDATE mailboxes SET used_bytes = CASE WHEN used_bytes >= ? THEN used_bytes - ? ELSE 0 END WHERE id = ?")
+                    .bind(freed)
+                    .bind(freed)
+                    .bind(bumped.mailbox_id)
+                    .execute(&mut **tx)
+                    .await?;
+                tx.commit_in_place().await?;
+                Ok::<_, Error>(Some((bumped.modseq, gone)))
             })
             .await?;
         let Some((modseq, gone)) = done else {
@@ -677,35 +677,35 @@ impl Store {
         let backend = self.backend;
         let (modseq, out) = self
             .write(Durability::Relaxed, async |tx| {
-        let modseq = bump_folder(tx, backend, folder_id, 0).await?.modseq;
-        let mut out = Vec::new();
-        for &uid in uids {
-            let Some(row) = sqlx::query(
-                "SELECT id, uid, modseq, blob_path, size, internal_date, flags FROM messages WHERE folder_id = ? AND uid = ?",
-            )
-            .bind(folder_id)
-            .bind(uid)
-            .fetch_optional(&mut **tx)
-            .await?
-            else {
-                continue;
-            };
-            let mut meta = message_from_row(&row);
-            let new_flags = apply_flag_change(&meta.flags, change, flags);
-            if new_flags != meta.flags {
-                sqlx::query("UPDATE messages SET flags = ?, modseq = ? WHERE id = ?")
-                    .bind(new_flags.join(" "))
-                    .bind(modseq)
-                    .bind(meta.id)
-                    .execute(&mut **tx)
-                    .await?;
-                meta.flags = new_flags;
-                meta.modseq = modseq;
-            }
-            out.push(meta);
-        }
-        tx.commit_in_place().await?;
-        Ok::<_, Error>((modseq, out))
+                let modseq = bump_folder(tx, backend, folder_id, 0).await?.modseq;
+                let mut out = Vec::new();
+                for &uid in uids {
+                    let Some(row) = sqlx::query(
+                        "SELECT id, uid, modseq, blob_path, size, internal_date, flags FROM messages WHERE folder_id = ? AND uid = ?",
+                    )
+                    .bind(folder_id)
+                    .bind(uid)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    else {
+                        continue;
+                    };
+                    let mut meta = message_from_row(&row);
+                    let new_flags = apply_flag_change(&meta.flags, change, flags);
+                    if new_flags != meta.flags {
+                        sqlx::query("UPDATE messages SET flags = ?, modseq = ? WHERE id = ?")
+                            .bind(new_flags.join(" "))
+                            .bind(modseq)
+                            .bind(meta.id)
+                            .execute(&mut **tx)
+                            .await?;
+                        meta.flags = new_flags;
+                        meta.modseq = modseq;
+                    }
+                    out.push(meta);
+                }
+                tx.commit_in_place().await?;
+                Ok::<_, Error>((modseq, out))
             })
             .await?;
         self.changes.committed(folder_id, modseq);
