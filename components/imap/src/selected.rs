@@ -32,6 +32,8 @@ pub struct Selected {
     pub known_modseq: i64,
     /// Modseqs of this session's own writes, already reported in their tagged command.
     own_modseqs: Vec<i64>,
+    /// (modseq, UID) of messages this session appended to this folder, not yet announced.
+    own_appends: Vec<(i64, u32)>,
     /// Messages expunged elsewhere while expunges could not be announced (during FETCH,
     /// STORE, SEARCH: RFC 9051 §7.5.1); they keep their sequence numbers until then.
     pending_expunged: Vec<u32>,
@@ -63,6 +65,7 @@ impl Selected {
             uids: messages.iter().map(|m| m.uid as u32).collect(),
             known_modseq: folder.highest_modseq,
             own_modseqs: Vec::new(),
+            own_appends: Vec::new(),
             pending_expunged: Vec::new(),
             saved: Vec::new(),
             watch,
@@ -90,6 +93,15 @@ impl Selected {
     pub fn note_own_modseq(&mut self, modseq: i64) {
         if modseq > self.known_modseq && !self.own_modseqs.contains(&modseq) {
             self.own_modseqs.push(modseq);
+        }
+    }
+
+    /// Records that this session appended `uid` here at `modseq`: when nothing else
+    /// happened in between, [`sync`] announces it without reading the store.
+    pub fn note_own_append(&mut self, modseq: i64, uid: u32) {
+        if modseq > self.known_modseq && !self.own_modseqs.contains(&modseq) {
+            self.own_modseqs.push(modseq);
+            self.own_appends.push((modseq, uid));
         }
     }
 
@@ -218,12 +230,28 @@ pub async fn sync(
         Version::Gone => return Ok(Synced::FolderGone),
         Version::At(h) => h,
     };
-    if highest > sel.known_modseq && sel.own_writes_reach(highest) {
-        // Nothing happened in between but this session's own writes, already reported.
-        sel.known_modseq = highest;
-        sel.own_modseqs.retain(|m| *m > highest);
-    }
     let mut grew = false;
+    if highest > sel.known_modseq && sel.own_writes_reach(highest) {
+        // Nothing happened in between but this session's own writes: flag changes and
+        // expunges already reported, appends (in UID order, as allocated) to announce.
+        let mut appended: Vec<u32> = sel
+            .own_appends
+            .iter()
+            .filter(|(m, _)| *m <= highest)
+            .map(|(_, uid)| *uid)
+            .collect();
+        appended.sort_unstable();
+        if appended
+            .first()
+            .is_none_or(|first| sel.uids.last().is_none_or(|last| first > last))
+        {
+            grew = !appended.is_empty();
+            sel.uids.extend(appended);
+            sel.known_modseq = highest;
+            sel.own_modseqs.retain(|m| *m > highest);
+            sel.own_appends.retain(|(m, _)| *m > highest);
+        }
+    }
     let mut flag_changes = Vec::new();
     if highest > sel.known_modseq {
         let changes = store
@@ -249,6 +277,7 @@ pub async fn sync(
         }
         sel.known_modseq = highest;
         sel.own_modseqs.retain(|m| *m > highest);
+        sel.own_appends.retain(|(m, _)| *m > highest);
     }
     if mode.allow_expunge && !sel.pending_expunged.is_empty() {
         let mut gone = std::mem::take(&mut sel.pending_expunged);
@@ -286,6 +315,7 @@ mod tests {
             uids: uids.to_vec(),
             known_modseq: 1,
             own_modseqs: Vec::new(),
+            own_appends: Vec::new(),
             pending_expunged: Vec::new(),
             saved: Vec::new(),
             watch: FolderWatch::detached(1),

@@ -674,3 +674,50 @@ async fn searchres_saves_and_reuses_results() {
     })
     .await;
 }
+
+/// The selected folder's own changes are announced without reading the store, others' by
+/// reading it; interleaved, every EXISTS, EXPUNGE and FETCH must still be exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_and_foreign_changes_interleaved_are_announced_exactly() {
+    each_backend(test_limits(), |env| async move {
+        let mut a = Raw::login(env.port(), "alice@example.test", "secret").await;
+        let mut b = Raw::login(env.port(), "alice@example.test", "secret").await;
+        a.cmd("a1 SELECT INBOX").await;
+        b.cmd("b1 SELECT INBOX").await;
+        let append = |tag: &str, subject: &str| {
+            let msg = message(subject, "x");
+            let mut bytes = format!("{tag} APPEND INBOX {{{}+}}\r\n", msg.len()).into_bytes();
+            bytes.extend_from_slice(&msg);
+            bytes.extend_from_slice(b"\r\n");
+            bytes
+        };
+        // Own append: announced with the APPEND itself.
+        a.send(&append("a2", "one")).await;
+        let r = a.until_tag("a2").await;
+        assert!(r.contains(&"* 1 EXISTS".to_string()), "{r:?}");
+        // Another session appends, then this one: both arrive, in order, once.
+        b.send(&append("b2", "two")).await;
+        b.until_tag("b2").await;
+        a.send(&append("a3", "three")).await;
+        let r = a.until_tag("a3").await;
+        let exists: Vec<&String> = r.iter().filter(|l| l.ends_with(" EXISTS")).collect();
+        assert_eq!(exists.last().map(|s| s.as_str()), Some("* 3 EXISTS"), "{r:?}");
+        let r = a.cmd("a4 UID FETCH 1:* (UID)").await;
+        let uids: Vec<&String> = r.iter().filter(|l| l.contains("FETCH (UID")).collect();
+        assert_eq!(uids.len(), 3, "{r:?}");
+        // The other session flags message 2; this one expunges message 1 itself.
+        b.cmd("b3 NOOP").await;
+        b.cmd("b4 STORE 2 +FLAGS (\\Flagged)").await;
+        let r = a.cmd("a5 STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+        assert!(r.iter().any(|l| l.starts_with("* 2 FETCH (FLAGS (\\Flagged)")), "{r:?}");
+        let r = a.cmd("a6 EXPUNGE").await;
+        assert_eq!(r[0], "* 1 EXPUNGE", "{r:?}");
+        assert!(tagged(&r, "a6").starts_with("a6 OK"), "{r:?}");
+        let r = a.cmd("a7 NOOP").await;
+        assert_eq!(r.len(), 1, "nothing left to announce: {r:?}");
+        let r = b.cmd("b5 NOOP").await;
+        assert_eq!(r[0], "* 1 EXPUNGE", "{r:?}");
+        env
+    })
+    .await;
+}

@@ -45,6 +45,22 @@ impl BlobStore {
         tokio::fs::read(&path).await.map_err(Error::io(&path))
     }
 
+    /// Reads several blobs with one trip to the blocking pool (a FETCH of ten envelopes
+    /// would otherwise pay ten); each result stands alone.
+    pub async fn read_many(&self, rels: Vec<String>) -> Vec<Result<Vec<u8>>> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            rels.iter()
+                .map(|rel| {
+                    let path = root.join(rel);
+                    std::fs::read(&path).map_err(Error::io(&path))
+                })
+                .collect()
+        })
+        .await
+        .expect("blob read task panicked")
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }

@@ -67,6 +67,14 @@ pub async fn append(
             }
             other => other.into(),
         })?;
+    if !delivered.duplicate {
+        if let Some(sel) = p.selected.as_mut().filter(|s| s.name == name) {
+            sel.note_own_append(
+                delivered.modseq,
+                delivered.uid.clamp(0, u32::MAX as i64) as u32,
+            );
+        }
+    }
     let code = match (
         NonZeroU32::new(delivered.uidvalidity.clamp(0, u32::MAX as i64) as u32),
         NonZeroU32::new(delivered.uid.clamp(0, u32::MAX as i64) as u32),
