@@ -189,9 +189,15 @@ async fn expunge_deleted_removes_exactly_the_deleted_messages() {
             .await
             .unwrap();
         assert_eq!(first.uids, vec![uids[1]], "{}", t.name);
+        // Among UIDs that are not contiguous: 3 is NotDeleted, 5 not flagged at all.
+        let gapped = s
+            .expunge_deleted(folder.id, Some(&[uids[2], uids[3], uids[5]]))
+            .await
+            .unwrap();
+        assert_eq!(gapped.uids, vec![uids[2]], "{}", t.name);
         let rest = s.expunge_deleted(folder.id, None).await.unwrap();
-        assert_eq!(rest.uids, vec![uids[2], uids[4]], "{}", t.name);
-        assert!(rest.modseq > first.modseq);
+        assert_eq!(rest.uids, vec![uids[4]], "{}", t.name);
+        assert!(rest.modseq > gapped.modseq && gapped.modseq > first.modseq);
         let left: Vec<i64> = s
             .messages(folder.id)
             .await
@@ -210,6 +216,11 @@ async fn expunge_deleted_removes_exactly_the_deleted_messages() {
             "{}",
             t.name
         );
+
+        // The quota freed exactly what was removed.
+        let used = s.mailbox("alice@example.test").await.unwrap().unwrap().used_bytes;
+        let remaining: i64 = s.messages(folder.id).await.unwrap().iter().map(|m| m.size).sum();
+        assert_eq!(used, remaining, "{}", t.name);
 
         // Nothing left to expunge: no new modseq.
         let none = s.expunge_deleted(folder.id, None).await.unwrap();
