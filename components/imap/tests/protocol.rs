@@ -701,7 +701,11 @@ async fn own_and_foreign_changes_interleaved_are_announced_exactly() {
         a.send(&append("a3", "three")).await;
         let r = a.until_tag("a3").await;
         let exists: Vec<&String> = r.iter().filter(|l| l.ends_with(" EXISTS")).collect();
-        assert_eq!(exists.last().map(|s| s.as_str()), Some("* 3 EXISTS"), "{r:?}");
+        assert_eq!(
+            exists.last().map(|s| s.as_str()),
+            Some("* 3 EXISTS"),
+            "{r:?}"
+        );
         let r = a.cmd("a4 UID FETCH 1:* (UID)").await;
         let uids: Vec<&String> = r.iter().filter(|l| l.contains("FETCH (UID")).collect();
         assert_eq!(uids.len(), 3, "{r:?}");
@@ -709,7 +713,11 @@ async fn own_and_foreign_changes_interleaved_are_announced_exactly() {
         b.cmd("b3 NOOP").await;
         b.cmd("b4 STORE 2 +FLAGS (\\Flagged)").await;
         let r = a.cmd("a5 STORE 1 +FLAGS.SILENT (\\Deleted)").await;
-        assert!(r.iter().any(|l| l.starts_with("* 2 FETCH (FLAGS (\\Flagged)")), "{r:?}");
+        assert!(
+            r.iter()
+                .any(|l| l.starts_with("* 2 FETCH (FLAGS (\\Flagged)")),
+            "{r:?}"
+        );
         let r = a.cmd("a6 EXPUNGE").await;
         assert_eq!(r[0], "* 1 EXPUNGE", "{r:?}");
         assert!(tagged(&r, "a6").starts_with("a6 OK"), "{r:?}");

@@ -116,6 +116,15 @@ pub(crate) async fn bump_folder(
     })
 }
 
+/// The message row a delivery inserts, once its blob is written.
+struct NewRow<'a> {
+    blob_path: &'a str,
+    size: i64,
+    flags: &'a [String],
+    internal_date: i64,
+    delivery_key: Option<&'a str>,
+}
+
 pub(crate) const FOLDER_COLUMNS: &str =
     "id, mailbox_id, name, special_use, subscribed, uidvalidity, uidnext, highest_modseq";
 
@@ -217,11 +226,13 @@ impl Store {
             .insert_message_row(
                 &mailbox,
                 &folder_info,
-                &blob_path,
-                size,
-                &message.flags,
-                message.internal_date,
-                message.delivery_key.as_deref(),
+                &NewRow {
+                    blob_path: &blob_path,
+                    size,
+                    flags: &message.flags,
+                    internal_date: message.internal_date,
+                    delivery_key: message.delivery_key.as_deref(),
+                },
             )
             .await
         {
@@ -297,47 +308,21 @@ impl Store {
         Ok(row.map(|r| r.get("uid")))
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn insert_message_row(
         &self,
         mailbox: &crate::MailboxRow,
         folder: &FolderInfo,
-        blob_path: &str,
-        size: i64,
-        flags: &[String],
-        internal_date: i64,
-        delivery_key: Option<&str>,
+        row: &NewRow<'_>,
     ) -> Result<Delivered, InsertError> {
         let backend = self.backend;
         if backend == Backend::Sqlite {
-            let delivered = self
-                .insert_message_batched(
-                    mailbox,
-                    folder,
-                    blob_path,
-                    size,
-                    flags,
-                    internal_date,
-                    delivery_key,
-                )
-                .await?;
+            let delivered = self.insert_message_batched(mailbox, folder, row).await?;
             self.changes.committed(folder.id, delivered.modseq);
             return Ok(delivered);
         }
         let delivered = self
             .write(Durability::Synced, async |tx| {
-                let delivered = Self::insert_message_in(
-                    tx,
-                    backend,
-                    mailbox,
-                    folder,
-                    blob_path,
-                    size,
-                    flags,
-                    internal_date,
-                    delivery_key,
-                )
-                .await?;
+                let delivered = Self::insert_message_in(tx, backend, mailbox, folder, row).await?;
                 tx.commit_in_place().await?;
                 Ok::<_, InsertError>(delivered)
             })
@@ -349,16 +334,11 @@ impl Store {
     /// [`Store::insert_message_in`] as one SQLite batch: charge the quota (only if the
     /// folder exists), then reserve the UID and modseq, then insert, each step only if the
     /// one before changed its row. Nothing applies when the quota is exceeded.
-    #[allow(clippy::too_many_arguments)]
     async fn insert_message_batched(
         &self,
         mailbox: &crate::MailboxRow,
         folder: &FolderInfo,
-        blob_path: &str,
-        size: i64,
-        flags: &[String],
-        internal_date: i64,
-        delivery_key: Option<&str>,
+        row: &NewRow<'_>,
     ) -> Result<Delivered, InsertError> {
         let mut batch = Batch::transaction();
         batch.push(
@@ -366,9 +346,9 @@ impl Store {
              AND (quota_bytes = 0 OR used_bytes + ? <= quota_bytes) \
              AND EXISTS (SELECT 1 FROM folders WHERE id = ?)",
             [
-                Arg::Int(size),
+                Arg::Int(row.size),
                 Arg::Int(mailbox.id),
-                Arg::Int(size),
+                Arg::Int(row.size),
                 Arg::Int(folder.id),
             ],
         );
@@ -382,11 +362,11 @@ impl Store {
              SELECT id, uidnext - 1, highest_modseq, ?, ?, ?, ?, ? FROM folders WHERE id = ? AND changes() = 1 \
              RETURNING uid, modseq",
             [
-                Arg::Text(blob_path.to_string()),
-                Arg::Int(size),
-                Arg::Int(internal_date),
-                Arg::Text(flags.join(" ")),
-                Arg::OptText(delivery_key.map(str::to_string)),
+                Arg::Text(row.blob_path.to_string()),
+                Arg::Int(row.size),
+                Arg::Int(row.internal_date),
+                Arg::Text(row.flags.join(" ")),
+                Arg::OptText(row.delivery_key.map(str::to_string)),
                 Arg::Int(folder.id),
             ],
         );
@@ -411,17 +391,12 @@ impl Store {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn insert_message_in(
         tx: &mut WriteTx,
         backend: Backend,
         mailbox: &crate::MailboxRow,
         folder: &FolderInfo,
-        blob_path: &str,
-        size: i64,
-        flags: &[String],
-        internal_date: i64,
-        delivery_key: Option<&str>,
+        row: &NewRow<'_>,
     ) -> Result<Delivered, InsertError> {
         let bumped = bump_folder(tx, backend, folder.id, 1).await?;
         let uid = bumped.uidnext - 1;
@@ -430,9 +405,9 @@ impl Store {
         let charged = sqlx::query(
             "UPDATE mailboxes SET used_bytes = used_bytes + ? WHERE id = ? AND (quota_bytes = 0 OR used_bytes + ? <= quota_bytes)",
         )
-        .bind(size)
+        .bind(row.size)
         .bind(mailbox.id)
-        .bind(size)
+        .bind(row.size)
         .execute(&mut **tx)
         .await
         .map_err(Error::from)?;
@@ -446,11 +421,11 @@ impl Store {
         .bind(folder.id)
         .bind(uid)
         .bind(modseq)
-        .bind(blob_path)
-        .bind(size)
-        .bind(internal_date)
-        .bind(flags.join(" "))
-        .bind(delivery_key)
+        .bind(row.blob_path)
+        .bind(row.size)
+        .bind(row.internal_date)
+        .bind(row.flags.join(" "))
+        .bind(row.delivery_key)
         .execute(&mut **tx)
         .await;
         match inserted {
@@ -666,7 +641,8 @@ impl Store {
     }
 
     /// Changes the flags of the given UIDs; each changed message gets a new modseq. Returns
-    /// the messages as they are afterwards.
+    /// the messages as they are afterwards, in UID order ([`Store::store_flags`] without
+    /// the CONDSTORE details).
     pub async fn update_flags(
         &self,
         folder_id: i64,
@@ -674,41 +650,12 @@ impl Store {
         change: FlagChange,
         flags: &[String],
     ) -> Result<Vec<MessageMeta>> {
-        let backend = self.backend;
-        let (modseq, out) = self
-            .write(Durability::Relaxed, async |tx| {
-                let modseq = bump_folder(tx, backend, folder_id, 0).await?.modseq;
-                let mut out = Vec::new();
-                for &uid in uids {
-                    let Some(row) = sqlx::query(
-                        "SELECT id, uid, modseq, blob_path, size, internal_date, flags FROM messages WHERE folder_id = ? AND uid = ?",
-                    )
-                    .bind(folder_id)
-                    .bind(uid)
-                    .fetch_optional(&mut **tx)
-                    .await?
-                    else {
-                        continue;
-                    };
-                    let mut meta = message_from_row(&row);
-                    let new_flags = apply_flag_change(&meta.flags, change, flags);
-                    if new_flags != meta.flags {
-                        sqlx::query("UPDATE messages SET flags = ?, modseq = ? WHERE id = ?")
-                            .bind(new_flags.join(" "))
-                            .bind(modseq)
-                            .bind(meta.id)
-                            .execute(&mut **tx)
-                            .await?;
-                        meta.flags = new_flags;
-                        meta.modseq = modseq;
-                    }
-                    out.push(meta);
-                }
-                tx.commit_in_place().await?;
-                Ok::<_, Error>((modseq, out))
-            })
+        let update = self
+            .store_flags(folder_id, uids, change, flags, None)
             .await?;
-        self.changes.committed(folder_id, modseq);
+        let mut out = update.changed;
+        out.extend(update.unchanged);
+        out.sort_by_key(|m| m.uid);
         Ok(out)
     }
 }

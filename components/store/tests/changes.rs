@@ -218,8 +218,19 @@ async fn expunge_deleted_removes_exactly_the_deleted_messages() {
         );
 
         // The quota freed exactly what was removed.
-        let used = s.mailbox("alice@example.test").await.unwrap().unwrap().used_bytes;
-        let remaining: i64 = s.messages(folder.id).await.unwrap().iter().map(|m| m.size).sum();
+        let used = s
+            .mailbox("alice@example.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_bytes;
+        let remaining: i64 = s
+            .messages(folder.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.size)
+            .sum();
         assert_eq!(used, remaining, "{}", t.name);
 
         // Nothing left to expunge: no new modseq.
