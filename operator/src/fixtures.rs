@@ -10,7 +10,6 @@ use kube::Client;
 use postbay_reconcile::MailHosts;
 use postbay_store::Store;
 use serde_json::{json, Value};
-use sqlx::Executor;
 use tokio::task::JoinHandle;
 use tower_test::mock::{self, Handle};
 
@@ -140,71 +139,12 @@ pub fn context_with(client: Client, store: Store, settings: Settings) -> Arc<Con
 }
 
 /// A store for a test, dropped (MariaDB database included) by `cleanup`.
-pub struct TestStore {
-    pub name: &'static str,
-    pub store: Store,
-    _dir: tempfile::TempDir,
-    drop_db: Option<(String, String)>,
-}
-
-impl TestStore {
-    pub async fn cleanup(self) {
-        self.store.close().await;
-        if let Some((server, db)) = &self.drop_db {
-            let pool = sqlx::AnyPool::connect(server).await.unwrap();
-            pool.execute(format!("DROP DATABASE IF EXISTS `{db}`").as_str())
-                .await
-                .unwrap();
-            pool.close().await;
-        }
-    }
-}
+pub use postbay_testkit::TestStore;
 
 /// SQLite always; MariaDB when POSTBAY_TEST_MYSQL_URL is set (required with
 /// POSTBAY_REQUIRE_PEERS=1).
 pub async fn stores() -> Vec<TestStore> {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("postbay.db").display()
-    );
-    let store = Store::open(&url, &dir.path().join("mail")).await.unwrap();
-    let mut out = vec![TestStore {
-        name: "sqlite",
-        store,
-        _dir: dir,
-        drop_db: None,
-    }];
-    match std::env::var("POSTBAY_TEST_MYSQL_URL") {
-        Ok(server) => {
-            let server = server.trim_end_matches('/').to_string();
-            let db = format!(
-                "postbay_op_{}",
-                ulid::Ulid::new().to_string().to_lowercase()
-            );
-            sqlx::any::install_default_drivers();
-            let pool = sqlx::AnyPool::connect(&server).await.unwrap();
-            pool.execute(format!("CREATE DATABASE `{db}`").as_str())
-                .await
-                .unwrap();
-            pool.close().await;
-            let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(&format!("{server}/{db}"), &dir.path().join("mail"))
-                .await
-                .unwrap();
-            out.push(TestStore {
-                name: "mariadb",
-                store,
-                _dir: dir,
-                drop_db: Some((server, db)),
-            });
-        }
-        Err(_) if std::env::var("POSTBAY_REQUIRE_PEERS").as_deref() == Ok("1") => {
-            panic!("POSTBAY_REQUIRE_PEERS=1 but POSTBAY_TEST_MYSQL_URL is not set")
-        }
-        Err(_) => eprintln!("SKIP mariadb: POSTBAY_TEST_MYSQL_URL not set"),
-    }
-    out
+    postbay_testkit::stores("op").await
 }
 
 /// Metadata of a stored object: namespace `mail`, a uid, generation 1, our finalizer.

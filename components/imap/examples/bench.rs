@@ -80,26 +80,10 @@ async fn serve() {
     let store = postbay_store::Store::open(&url, &dir.path().join("mail"))
         .await
         .unwrap();
-    store
-        .put_domain(&postbay_store::DomainRow {
-            name: "example.test".into(),
-            catch_all: None,
-            enabled: true,
-            owner: None,
-        })
-        .await
-        .unwrap();
+    postbay_testkit::seed_domain(&store, "example.test").await;
     for i in 1..=USERS {
-        store
-            .put_mailbox(&postbay_store::directory::MailboxSpec {
-                address: format!("user{i}@example.test"),
-                password_hash: format!("{{PLAIN}}{PASSWORD}"),
-                quota_bytes: 0,
-                enabled: true,
-                owner: None,
-            })
-            .await
-            .unwrap();
+        let address = format!("user{i}@example.test");
+        postbay_testkit::seed_mailbox(&store, &address, &format!("{{PLAIN}}{PASSWORD}")).await;
     }
     let limits = ImapLimits {
         allow_plaintext_auth: true,

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use postbay_store::Store;
-use sqlx::Executor;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -22,48 +21,27 @@ struct Target {
     name: &'static str,
     dir: tempfile::TempDir,
     url: String,
-    drop: Option<(String, String)>,
+    database: postbay_testkit::TestDatabase,
 }
 
 impl Target {
     async fn all() -> Vec<Target> {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("postbay.db").display()
-        );
-        let mut out = vec![Target {
-            name: "sqlite",
-            dir,
-            url,
-            drop: None,
-        }];
-        match std::env::var("POSTBAY_TEST_MYSQL_URL") {
-            Ok(server) => {
-                let server = server.trim_end_matches('/').to_string();
-                let db = format!(
-                    "postbay_apply_{}",
-                    ulid::Ulid::new().to_string().to_lowercase()
-                );
-                sqlx::any::install_default_drivers();
-                let pool = sqlx::AnyPool::connect(&server).await.unwrap();
-                pool.execute(format!("CREATE DATABASE `{db}`").as_str())
-                    .await
-                    .unwrap();
-                pool.close().await;
-                out.push(Target {
-                    name: "mariadb",
-                    dir: tempfile::tempdir().unwrap(),
-                    url: format!("{server}/{db}"),
-                    drop: Some((server, db)),
-                });
-            }
-            Err(_) if std::env::var("POSTBAY_REQUIRE_PEERS").as_deref() == Ok("1") => {
-                panic!("POSTBAY_REQUIRE_PEERS=1 but POSTBAY_TEST_MYSQL_URL is not set")
-            }
-            Err(_) => eprintln!("SKIP mariadb: POSTBAY_TEST_MYSQL_URL not set"),
+        let mut out = vec![Target::new(postbay_testkit::sqlite(dir.path()), dir)];
+        if let Some(server) = postbay_testkit::mariadb_server() {
+            let database = postbay_testkit::mariadb(&server, "apply").await;
+            out.push(Target::new(database, tempfile::tempdir().unwrap()));
         }
         out
+    }
+
+    fn new(database: postbay_testkit::TestDatabase, dir: tempfile::TempDir) -> Target {
+        Target {
+            name: database.name,
+            dir,
+            url: database.url.clone(),
+            database,
+        }
     }
 
     fn apply(&self, files: &[&Path], stdin: Option<&str>) -> Output {
@@ -97,13 +75,7 @@ impl Target {
     }
 
     async fn cleanup(self) {
-        if let Some((server, db)) = &self.drop {
-            let pool = sqlx::AnyPool::connect(server).await.unwrap();
-            pool.execute(format!("DROP DATABASE IF EXISTS `{db}`").as_str())
-                .await
-                .unwrap();
-            pool.close().await;
-        }
+        self.database.cleanup().await;
     }
 }
 

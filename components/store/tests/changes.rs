@@ -7,30 +7,12 @@ mod common;
 use std::time::Duration;
 
 use postbay_store::blobs::bytes_owned::Part;
-use postbay_store::directory::MailboxSpec;
 use postbay_store::mailstore::{FlagChange, NewMessage};
-use postbay_store::{DomainRow, Store, Version};
+use postbay_store::{Store, Version};
 
 async fn seed(store: &Store) {
-    store
-        .put_domain(&DomainRow {
-            name: "example.test".into(),
-            catch_all: None,
-            enabled: true,
-            owner: None,
-        })
-        .await
-        .unwrap();
-    store
-        .put_mailbox(&MailboxSpec {
-            address: "alice@example.test".into(),
-            password_hash: "{PLAIN}x".into(),
-            quota_bytes: 0,
-            enabled: true,
-            owner: None,
-        })
-        .await
-        .unwrap();
+    postbay_testkit::seed_domain(store, "example.test").await;
+    postbay_testkit::seed_mailbox(store, "alice@example.test", "{PLAIN}x").await;
 }
 
 fn message(i: usize) -> NewMessage {
@@ -97,7 +79,7 @@ async fn another_replicas_commits_arrive_through_the_poller() {
         let s = &t.store;
         seed(s).await;
         let folder = inbox(s).await;
-        let replica = Store::open(&t.url, &t._dir.path().join("mail"))
+        let replica = Store::open(&t.url, &t.dir.path().join("mail"))
             .await
             .unwrap();
         let mut watch = s.watch_folder(folder.id, folder.highest_modseq);

@@ -31,16 +31,7 @@ async fn seed(store: &Store) {
         "bob@example.test",
         "bucket@catch.test",
     ] {
-        store
-            .put_mailbox(&MailboxSpec {
-                address: address.into(),
-                password_hash: "{PLAIN}x".into(),
-                quota_bytes: 0,
-                enabled: true,
-                owner: None,
-            })
-            .await
-            .unwrap();
+        postbay_testkit::seed_mailbox(store, address, "{PLAIN}x").await;
     }
     store
         .set_alias(

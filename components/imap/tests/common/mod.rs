@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use postbay_imap::{serve, ImapContext, ImapLimits, ListenerSettings};
 use postbay_net::{ConnectionGate, ConnectionLimits, ProxyPolicy, TlsProvider, TlsSettings};
-use postbay_store::directory::MailboxSpec;
-use postbay_store::{DomainRow, Store};
-use sqlx::Executor;
+use postbay_store::Store;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -27,78 +25,13 @@ pub const BOB: &str = "bob@example.test";
 pub const BOB_PASSWORD: &str = "hunter2";
 
 /// Which database a test runs against.
-#[derive(Clone, Debug)]
-pub struct Backend {
-    pub name: &'static str,
-    pub url: String,
-    drop_db: Option<(String, String)>,
-}
+pub use postbay_testkit::TestDatabase as Backend;
+#[allow(unused_imports)] // not every test file uses every helper
+pub use postbay_testkit::{peer, require_peers};
 
 /// The backends to test: SQLite, plus MariaDB when configured.
 pub async fn backends(dir: &Path) -> Vec<Backend> {
-    let mut out = vec![Backend {
-        name: "sqlite",
-        url: format!("sqlite://{}?mode=rwc", dir.join("postbay.db").display()),
-        drop_db: None,
-    }];
-    match std::env::var("POSTBAY_TEST_MYSQL_URL") {
-        Ok(server) => {
-            let server = server.trim_end_matches('/').to_string();
-            let db = format!(
-                "postbay_imap_{}",
-                ulid::Ulid::new().to_string().to_lowercase()
-            );
-            sqlx::any::install_default_drivers();
-            let pool = sqlx::AnyPool::connect(&server).await.unwrap();
-            pool.execute(format!("CREATE DATABASE `{db}`").as_str())
-                .await
-                .unwrap();
-            pool.close().await;
-            out.push(Backend {
-                name: "mariadb",
-                url: format!("{server}/{db}"),
-                drop_db: Some((server, db)),
-            });
-        }
-        Err(_) if require_peers() => {
-            panic!("POSTBAY_REQUIRE_PEERS=1 but POSTBAY_TEST_MYSQL_URL is not set")
-        }
-        Err(_) => eprintln!("SKIP mariadb: POSTBAY_TEST_MYSQL_URL not set, testing SQLite only"),
-    }
-    out
-}
-
-impl Backend {
-    pub async fn cleanup(&self) {
-        if let Some((server, db)) = &self.drop_db {
-            let pool = sqlx::AnyPool::connect(server).await.unwrap();
-            pool.execute(format!("DROP DATABASE IF EXISTS `{db}`").as_str())
-                .await
-                .unwrap();
-            pool.close().await;
-        }
-    }
-}
-
-pub fn require_peers() -> bool {
-    std::env::var("POSTBAY_REQUIRE_PEERS").as_deref() == Ok("1")
-}
-
-/// Path of a client binary, or `None` after printing why the test is skipped (or panicking
-/// when peers are required).
-pub fn peer(binary: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(binary))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        if require_peers() {
-            panic!("POSTBAY_REQUIRE_PEERS=1 but {binary} is not installed");
-        }
-        eprintln!("SKIP: {binary} is not installed");
-    }
-    found
+    postbay_testkit::databases(dir, "imap").await
 }
 
 /// Test limits: plaintext login allowed (clients run on loopback), short delays.
@@ -157,26 +90,9 @@ impl Env {
         };
         env.add_server(limits).await;
         let store = &env.servers[0].store;
-        store
-            .put_domain(&DomainRow {
-                name: "example.test".into(),
-                catch_all: None,
-                enabled: true,
-                owner: None,
-            })
-            .await
-            .unwrap();
+        postbay_testkit::seed_domain(store, "example.test").await;
         for (address, password) in [(ALICE, ALICE_PASSWORD), (BOB, BOB_PASSWORD)] {
-            store
-                .put_mailbox(&MailboxSpec {
-                    address: address.into(),
-                    password_hash: format!("{{PLAIN}}{password}"),
-                    quota_bytes: 0,
-                    enabled: true,
-                    owner: None,
-                })
-                .await
-                .unwrap();
+            postbay_testkit::seed_mailbox(store, address, &format!("{{PLAIN}}{password}")).await;
         }
         env
     }

@@ -14,10 +14,8 @@ use std::time::Duration;
 use postbay_net::{ConnectionGate, ConnectionLimits, ProxyPolicy, TlsProvider, TlsSettings};
 use postbay_pop3::{ListenerSettings, PlaintextAuth, Pop3Context, Pop3Limits};
 use postbay_store::blobs::bytes_owned::Part;
-use postbay_store::directory::MailboxSpec;
 use postbay_store::mailstore::NewMessage;
-use postbay_store::{DomainRow, FolderInfo, Store};
-use sqlx::Executor;
+use postbay_store::{FolderInfo, Store};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -42,25 +40,9 @@ pub const EXPECTED: [&[u8]; 3] = [
     b"Subject: third\r\n\r\nno newline at the end\r\n",
 ];
 
-pub fn require_peers() -> bool {
-    std::env::var("POSTBAY_REQUIRE_PEERS").as_deref() == Ok("1")
-}
-
 /// The path of a client program, or `None` (after saying why) when the test should skip.
 pub fn client(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        let why = format!("{name} is not installed, so the {name} client tests cannot run");
-        if require_peers() {
-            panic!("POSTBAY_REQUIRE_PEERS=1: {why}");
-        }
-        eprintln!("SKIP: {why}");
-    }
-    found
+    postbay_testkit::peer(name)
 }
 
 #[derive(Clone)]
@@ -71,12 +53,8 @@ pub enum Backend {
 
 pub fn backends() -> Vec<Backend> {
     let mut out = vec![Backend::Sqlite];
-    match std::env::var("POSTBAY_TEST_MYSQL_URL") {
-        Ok(url) => out.push(Backend::MariaDb(url.trim_end_matches('/').to_string())),
-        Err(_) if require_peers() => {
-            panic!("POSTBAY_REQUIRE_PEERS=1 but POSTBAY_TEST_MYSQL_URL is not set: MariaDB tests cannot run")
-        }
-        Err(_) => eprintln!("SKIP: mariadb: POSTBAY_TEST_MYSQL_URL not set, testing SQLite only"),
+    if let Some(server) = postbay_testkit::mariadb_server() {
+        out.push(Backend::MariaDb(server));
     }
     out
 }
@@ -99,7 +77,7 @@ pub struct Server {
     pub tls: SocketAddr,
     pub cert_pem: PathBuf,
     _dir: tempfile::TempDir,
-    drop_db: Option<(String, String)>,
+    database: postbay_testkit::TestDatabase,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -115,34 +93,13 @@ impl Server {
         policy: PlaintextAuth,
     ) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let (name, url, drop_db) = match backend {
-            Backend::Sqlite => (
-                "sqlite",
-                format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("postbay.db").display()
-                ),
-                None,
-            ),
-            Backend::MariaDb(server) => {
-                let db = format!(
-                    "postbay_pop3_test_{}",
-                    ulid::Ulid::new().to_string().to_lowercase()
-                );
-                sqlx::any::install_default_drivers();
-                let pool = sqlx::AnyPool::connect(server).await.unwrap();
-                pool.execute(format!("CREATE DATABASE `{db}`").as_str())
-                    .await
-                    .unwrap();
-                pool.close().await;
-                (
-                    "mariadb",
-                    format!("{server}/{db}"),
-                    Some((server.clone(), db)),
-                )
-            }
+        let database = match backend {
+            Backend::Sqlite => postbay_testkit::sqlite(dir.path()),
+            Backend::MariaDb(server) => postbay_testkit::mariadb(server, "pop3").await,
         };
-        let store = Store::open(&url, &dir.path().join("mail")).await.unwrap();
+        let store = Store::open(&database.url, &dir.path().join("mail"))
+            .await
+            .unwrap();
         seed(&store).await;
 
         let tls_dir = dir.path().join("tls");
@@ -192,13 +149,13 @@ impl Server {
             )),
         ];
         Server {
-            backend: name,
+            backend: database.name,
             store,
             plain,
             tls,
             cert_pem: tls_dir.join("cert.pem"),
             _dir: dir,
-            drop_db,
+            database,
             tasks,
         }
     }
@@ -208,13 +165,7 @@ impl Server {
             task.abort();
         }
         self.store.close().await;
-        if let Some((server, db)) = &self.drop_db {
-            let pool = sqlx::AnyPool::connect(server).await.unwrap();
-            pool.execute(format!("DROP DATABASE IF EXISTS `{db}`").as_str())
-                .await
-                .unwrap();
-            pool.close().await;
-        }
+        self.database.cleanup().await;
     }
 
     pub async fn inbox(&self, address: &str) -> FolderInfo {
@@ -250,15 +201,7 @@ impl Server {
 }
 
 async fn seed(store: &Store) {
-    store
-        .put_domain(&DomainRow {
-            name: "example.test".into(),
-            catch_all: None,
-            enabled: true,
-            owner: None,
-        })
-        .await
-        .unwrap();
+    postbay_testkit::seed_domain(store, "example.test").await;
     let bob_hash =
         postbay_passwd::hash(BOB_PASS.as_bytes(), postbay_passwd::Scheme::Sha512Crypt).unwrap();
     assert!(bob_hash.starts_with("{SHA512-CRYPT}$6$"), "{bob_hash}");
@@ -267,16 +210,7 @@ async fn seed(store: &Store) {
         (BOB, bob_hash),
         ("carol@example.test", "{PLAIN}carol".to_string()),
     ] {
-        store
-            .put_mailbox(&MailboxSpec {
-                address: address.into(),
-                password_hash: hash,
-                quota_bytes: 0,
-                enabled: true,
-                owner: None,
-            })
-            .await
-            .unwrap();
+        postbay_testkit::seed_mailbox(store, address, &hash).await;
     }
     for message in MESSAGES {
         deliver(store, ALICE, message).await;
