@@ -54,11 +54,13 @@
 pub mod limits;
 pub mod listener;
 pub mod proxy;
+pub mod serve;
 pub mod stream;
 pub mod tls;
 
 pub use limits::{ConnectionGate, ConnectionLimits, ConnectionPermit, LimitExceeded};
 pub use listener::{Accepted, Admission, Established, Rejected};
 pub use proxy::{read_proxy_header, Prefixed, ProxyError, ProxyPolicy};
+pub use serve::{Door, ListenerSettings};
 pub use stream::MaybeTls;
 pub use tls::{client_config_trusting, TlsError, TlsProvider, TlsSettings};

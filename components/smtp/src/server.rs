@@ -1,89 +1,24 @@
-//! Listening sockets: accept, read a PROXY header if the peer is a trusted load balancer,
-//! apply connection limits, optionally start implicit TLS, then run a [`Session`].
+//! The SMTP listeners: postbay-net's accept loop (PROXY header, connection limits,
+//! implicit TLS on 465) running a [`Session`] per connection.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use postbay_net::{listener, ConnectionGate, ProxyPolicy, TlsProvider};
-use tokio::io::AsyncWriteExt;
+use postbay_net::Door;
 use tokio::net::TcpListener;
 
 use crate::session::Session;
-use crate::wire::MaybeTls;
 use crate::ServerContext;
 
-/// How long a trusted proxy may take to send its header.
-const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One listener's behaviour.
-#[derive(Clone)]
-pub struct ListenerSettings {
-    pub proxy: ProxyPolicy,
-    pub gate: ConnectionGate,
-    pub tls: Option<TlsProvider>,
-    /// TLS from the first byte (port 465) instead of STARTTLS.
-    pub implicit_tls: bool,
-}
+pub use postbay_net::ListenerSettings;
 
 /// Accepts connections forever; each one runs in its own task.
 pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>, settings: ListenerSettings) {
-    loop {
-        let (stream, peer) = listener::accept(&listener).await;
-        let _ = stream.set_nodelay(true);
-        let ctx = ctx.clone();
-        let settings = settings.clone();
-        tokio::spawn(async move {
-            let established = match listener::establish(
-                stream,
-                peer,
-                &settings.proxy,
-                PROXY_HEADER_TIMEOUT,
-            )
-            .await
-            {
-                Ok(established) => established,
-                Err(e) => {
-                    tracing::info!(%peer, error = %e, "dropping connection without a valid PROXY header");
-                    return;
-                }
-            };
-            let accepted = match established.admit(&settings.gate) {
-                listener::Admission::Accepted(accepted) => accepted,
-                listener::Admission::Rejected(mut rejected) => {
-                    let _ = rejected
-                        .stream
-                        .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
-                        .await;
-                    let _ = rejected.stream.shutdown().await;
-                    return;
-                }
-            };
-            let acceptor = settings.tls.as_ref().map(|t| t.acceptor());
-            let mut stream = MaybeTls::Plain(accepted.stream);
-            if settings.implicit_tls {
-                let Some(acceptor) = &acceptor else {
-                    tracing::error!("implicit TLS listener without TLS configuration");
-                    return;
-                };
-                match tokio::time::timeout(ctx.config.command_timeout, stream.upgrade(acceptor))
-                    .await
-                {
-                    Ok(Ok(())) => {}
-                    _ => {
-                        tracing::debug!(peer = %accepted.peer, "implicit TLS handshake failed");
-                        return;
-                    }
-                }
-            }
-            let acceptor = if settings.implicit_tls {
-                None
-            } else {
-                acceptor
-            };
-            Session::new(ctx, stream, accepted.peer, acceptor)
-                .run()
-                .await;
-            drop(accepted.permit);
-        });
-    }
+    let door = Door {
+        busy_reply: b"421 4.7.0 Too many connections, try again later\r\n",
+        tls_handshake_timeout: ctx.config.command_timeout,
+    };
+    postbay_net::serve::serve(listener, settings, door, move |stream, peer, starttls| {
+        Session::new(ctx.clone(), stream, peer, starttls).run()
+    })
+    .await
 }
