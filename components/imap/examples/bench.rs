@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p postbay-imap --example bench -- [--clients 20] [--seconds 10]
-//!     [--idle 200] [--dovecot 127.0.0.1:1143]
+//!     [--idle 200] [--dovecot 127.0.0.1:1143] [--rounds 1]
 //! ```
 //!
 //! For each target it measures, in this order:
@@ -17,7 +17,8 @@
 //! so its memory is measured alone. Dovecot is the peer from shared/peers/start-peer.sh
 //! (users user1..user100@example.test / pass); its memory is the sum over its `imap` and
 //! `imap-login` processes. The load generator shares the machine's cores with the server:
-//! run it more than once and compare ratios, not absolute numbers.
+//! with `--rounds N` the two targets take turns N times and the median of each is compared,
+//! so a disturbance during one run does not decide the ratio.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,7 @@ struct Args {
     seconds: u64,
     idle: usize,
     dovecot: Option<SocketAddr>,
+    rounds: usize,
 }
 
 fn args() -> Args {
@@ -43,6 +45,7 @@ fn args() -> Args {
         seconds: 10,
         idle: 200,
         dovecot: None,
+        rounds: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,6 +55,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = value().parse().expect("number"),
             "--idle" => a.idle = value().parse().expect("number"),
             "--dovecot" => a.dovecot = Some(value().parse().expect("host:port")),
+            "--rounds" => a.rounds = value().parse::<usize>().expect("number").max(1),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -123,19 +127,33 @@ async fn run(args: Args) {
     let addr: SocketAddr = format!("127.0.0.1:{}", port.trim()).parse().unwrap();
     let pid = child.id().unwrap();
     println!("postbay on {addr} (pid {pid})");
-    let postbay = measure("postbay", addr, &args, || rss_of_pids(&[pid])).await;
-
-    if let Some(dovecot) = args.dovecot {
-        println!("dovecot on {dovecot}");
-        let dc = measure("dovecot", dovecot, &args, || {
-            rss_of_pids(&pids_named(&["imap", "imap-login"]))
-        })
-        .await;
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for round in 1..=args.rounds {
+        if args.rounds > 1 {
+            println!("== round {round} of {}", args.rounds);
+        }
+        ours.push(measure("postbay", addr, &args, || rss_of_pids(&[pid])).await);
+        if let Some(dovecot) = args.dovecot {
+            println!("dovecot on {dovecot}");
+            theirs.push(
+                measure("dovecot", dovecot, &args, || {
+                    rss_of_pids(&pids_named(&["imap", "imap-login"]))
+                })
+                .await,
+            );
+        }
+    }
+    if !theirs.is_empty() {
+        let (postbay, dc) = (median(&ours), median(&theirs));
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
         println!(
-            "RATIO postbay/dovecot: logins {:.2}x, mixed ops {:.2}x, memory per idle connection {}",
+            "RATIO postbay/dovecot{}: logins {:.2}x, mixed ops {:.2}x ({:.0} vs {:.0} ops/s), memory per idle connection {}",
+            if args.rounds > 1 { " (medians)" } else { "" },
             ratio(postbay.logins, dc.logins),
             ratio(postbay.ops, dc.ops),
+            postbay.ops,
+            dc.ops,
             match (postbay.idle_bytes, dc.idle_bytes) {
                 (Some(a), Some(b)) => format!("{:.2}x", ratio(a, b)),
                 _ => "n/a".into(),
@@ -143,6 +161,20 @@ async fn run(args: Args) {
         );
     }
     let _ = child.kill().await;
+}
+
+/// Each figure's median over the rounds.
+fn median(results: &[Results]) -> Results {
+    let mid = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let idle: Vec<f64> = results.iter().filter_map(|r| r.idle_bytes).collect();
+    Results {
+        logins: mid(results.iter().map(|r| r.logins).collect()),
+        ops: mid(results.iter().map(|r| r.ops).collect()),
+        idle_bytes: (!idle.is_empty()).then(|| mid(idle)),
+    }
 }
 
 async fn measure<F: Fn() -> Option<u64>>(
