@@ -95,8 +95,8 @@ impl Store {
         Ok(Some((folder, rows.iter().map(message_from_row).collect())))
     }
 
-    /// Follows the folder's modseq as this process learns of changes (see
-    /// [`crate::changes`]); `modseq` is where the caller's snapshot stands.
+    /// Follows the folder's modseq as this process learns of changes (local commits at
+    /// once, other replicas' through the poller); `modseq` is where the caller's snapshot stands.
     pub fn watch_folder(&self, folder_id: i64, modseq: i64) -> crate::FolderWatch {
         self.changes.ensure_poller(&self.pool);
         self.changes.watch(folder_id, modseq)
@@ -112,16 +112,6 @@ impl Store {
     /// this every interval).
     pub async fn poll_changes(&self) -> Result<()> {
         Ok(self.changes.poll_once(&self.pool).await?)
-    }
-
-    /// The folder's current modseq; `None` when the folder was deleted. This is the cheap
-    /// poll IDLE and every command run to notice other sessions' changes.
-    pub async fn folder_highest_modseq(&self, folder_id: i64) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT highest_modseq FROM folders WHERE id = ?")
-            .bind(folder_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get("highest_modseq")))
     }
 
     /// Changes with `since < modseq <= upto`. Modseqs are handed out under the folder row

@@ -72,6 +72,9 @@ impl Writers {
         }
     }
 
+    /// Starts a write transaction holding the gate until it ends; [`WriteTx::commit`]
+    /// flushes it as `durability` asks. For the rarer writes; hot paths use [`Writers::run`]
+    /// or [`Writers::batch`].
     pub(crate) async fn begin(&self, durability: Durability) -> Result<WriteTx> {
         let gate = match &self.serial {
             Some(serial) => Some(serial.gate.clone().lock_owned().await),
