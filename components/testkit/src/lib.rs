@@ -89,7 +89,7 @@ pub async fn mariadb(server: &str, prefix: &str) -> TestDatabase {
         .unwrap_or_else(|e| panic!("MariaDB at {server} does not answer: {e}"));
     pool.execute(format!("CREATE DATABASE `{db}`").as_str())
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("creating test database {db} on {server}: {e}"));
     pool.close().await;
     TestDatabase {
         name: "mariadb",
@@ -108,10 +108,12 @@ impl TestDatabase {
     pub async fn cleanup(&self) {
         if let Some((server, db)) = &self.drop {
             sqlx::any::install_default_drivers();
-            let pool = sqlx::AnyPool::connect(server).await.unwrap();
+            let pool = sqlx::AnyPool::connect(server)
+                .await
+                .unwrap_or_else(|e| panic!("MariaDB at {server} does not answer: {e}"));
             pool.execute(format!("DROP DATABASE IF EXISTS `{db}`").as_str())
                 .await
-                .unwrap();
+                .unwrap_or_else(|e| panic!("dropping test database {db} on {server}: {e}"));
             pool.close().await;
         }
     }
@@ -127,7 +129,7 @@ pub async fn seed_domain(store: &Store, domain: &str) {
             owner: None,
         })
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("seeding domain {domain}: {e}"));
 }
 
 /// Creates an enabled mailbox without quota; `password_hash` in Dovecot form
@@ -142,7 +144,7 @@ pub async fn seed_mailbox(store: &Store, address: &str, password_hash: &str) {
             owner: None,
         })
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("seeding mailbox {address}: {e}"));
 }
 
 /// A store opened on one [`TestDatabase`], with its own mail volume.
@@ -169,13 +171,13 @@ impl TestStore {
 
 /// One migrated, empty store per test database (see [`databases`]).
 pub async fn stores(prefix: &str) -> Vec<TestStore> {
-    let db_dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let db_dir = std::sync::Arc::new(tempfile::tempdir().expect("a temporary directory"));
     let mut out = Vec::new();
     for database in databases(db_dir.path(), prefix).await {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let store = Store::open(&database.url, &dir.path().join("mail"))
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("opening the {} test store: {e}", database.name));
         out.push(TestStore {
             name: database.name,
             store,
