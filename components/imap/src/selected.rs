@@ -1,5 +1,12 @@
-//! The selected mailbox of a session: its UID→sequence-number map and how far the session
-//! has caught up with the folder's changes.
+//! The selected mailbox of a session: what it knows of each message (UID, so the sequence
+//! number, flags and modseq), and how far it has caught up with the folder's changes.
+//!
+//! Knowing the flags lets STORE, EXPUNGE, SEARCH by flag and FETCH FLAGS run without
+//! reading the store first (each read is a round trip to a database thread). The view is
+//! exact as of the last [`sync`], which those commands run first; a change made by another
+//! replica in the last poll interval may not be in it yet, which a STORE detects
+//! (compare-and-set on modseq) and EXPUNGE tolerates (the flag is tested again as it
+//! deletes). Per message it costs 16 bytes; flag combinations are interned per session.
 //!
 //! Other sessions — on this server or another replica sharing the database — change the
 //! folder at any time. Every command (and IDLE, whenever it moves) compares the folder's
@@ -9,6 +16,7 @@
 //! the `expunged` entries in between read, and reported as untagged EXPUNGE, EXISTS and
 //! FETCH (RFC 9051 §7.4, §7.3.1).
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 
 use imap_codec::imap_types::core::Vec1;
@@ -16,6 +24,7 @@ use imap_codec::imap_types::fetch::MessageDataItem;
 use imap_codec::imap_types::flag::{Flag, FlagFetch};
 use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use postbay_store::imap::FlagState;
 use postbay_store::{FolderWatch, MessageMeta, Store, Version};
 
 use crate::response;
@@ -26,14 +35,16 @@ pub struct Selected {
     pub name: String,
     pub uidvalidity: u32,
     pub read_only: bool,
-    /// UIDs in ascending order; message sequence number = index + 1.
-    pub uids: Vec<u32>,
+    /// The messages in ascending UID order; message sequence number = index + 1.
+    known: Vec<Known>,
+    /// The flag combinations `known` refers to.
+    flag_sets: FlagSets,
     /// Every change up to this modseq has been reported to the client.
     pub known_modseq: i64,
     /// Modseqs of this session's own writes, already reported in their tagged command.
     own_modseqs: Vec<i64>,
-    /// (modseq, UID) of messages this session appended to this folder, not yet announced.
-    own_appends: Vec<(i64, u32)>,
+    /// Messages this session appended to this folder (with their modseq), not yet announced.
+    own_appends: Vec<(i64, Known)>,
     /// Messages expunged elsewhere while expunges could not be announced (during FETCH,
     /// STORE, SEARCH: RFC 9051 §7.5.1); they keep their sequence numbers until then.
     pending_expunged: Vec<u32>,
@@ -41,6 +52,39 @@ pub struct Selected {
     pub saved: Vec<u32>,
     /// The folder's modseq as this process knows it; IDLE waits on it.
     pub watch: FolderWatch,
+}
+
+/// One message as the session knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Known {
+    uid: u32,
+    /// Index into [`Selected::flag_sets`].
+    flags: u32,
+    modseq: i64,
+}
+
+/// Flag combinations, each stored once per session: a folder of 100,000 messages has a
+/// handful (`\Seen`, `\Seen \Answered`, …), so a message needs only an index.
+#[derive(Debug, Default)]
+struct FlagSets {
+    sets: Vec<Vec<String>>,
+    index: HashMap<Vec<String>, u32>,
+}
+
+impl FlagSets {
+    fn intern(&mut self, flags: &[String]) -> u32 {
+        if let Some(i) = self.index.get(flags) {
+            return *i;
+        }
+        let i = self.sets.len() as u32;
+        self.sets.push(flags.to_vec());
+        self.index.insert(flags.to_vec(), i);
+        i
+    }
+
+    fn get(&self, i: u32) -> &[String] {
+        self.sets.get(i as usize).map(Vec::as_slice).unwrap_or(&[])
+    }
 }
 
 /// What the client may be told by [`sync`].
@@ -57,12 +101,22 @@ impl Selected {
         read_only: bool,
         watch: FolderWatch,
     ) -> Selected {
+        let mut flag_sets = FlagSets::default();
+        let known = messages
+            .iter()
+            .map(|m| Known {
+                uid: m.uid as u32,
+                flags: flag_sets.intern(&m.flags),
+                modseq: m.modseq,
+            })
+            .collect();
         Selected {
             folder_id: folder.id,
             name: folder.name.clone(),
             uidvalidity: folder.uidvalidity.clamp(1, u32::MAX as i64) as u32,
             read_only,
-            uids: messages.iter().map(|m| m.uid as u32).collect(),
+            known,
+            flag_sets,
             known_modseq: folder.highest_modseq,
             own_modseqs: Vec::new(),
             own_appends: Vec::new(),
@@ -73,15 +127,92 @@ impl Selected {
     }
 
     pub fn exists(&self) -> u32 {
-        self.uids.len() as u32
+        self.known.len() as u32
+    }
+
+    /// UIDs in sequence-number order.
+    pub fn uids(&self) -> impl ExactSizeIterator<Item = u32> + '_ {
+        self.known.iter().map(|k| k.uid)
+    }
+
+    fn index_of(&self, uid: u32) -> Option<usize> {
+        self.known.binary_search_by_key(&uid, |k| k.uid).ok()
     }
 
     pub fn seq_of(&self, uid: u32) -> Option<u32> {
-        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+        self.index_of(uid).map(|i| i as u32 + 1)
     }
 
     pub fn uid_of(&self, seq: u32) -> Option<u32> {
-        self.uids.get((seq as usize).checked_sub(1)?).copied()
+        self.known
+            .get((seq as usize).checked_sub(1)?)
+            .map(|k| k.uid)
+    }
+
+    pub fn last_uid(&self) -> Option<u32> {
+        self.known.last().map(|k| k.uid)
+    }
+
+    /// The flags of the message at sequence number `seq`, as last synced.
+    pub fn flags_at(&self, seq: u32) -> &[String] {
+        match self.known.get((seq as usize).wrapping_sub(1)) {
+            Some(k) => self.flag_sets.get(k.flags),
+            None => &[],
+        }
+    }
+
+    /// The modseq of the message at sequence number `seq`, as last synced.
+    pub fn modseq_at(&self, seq: u32) -> i64 {
+        self.known
+            .get((seq as usize).wrapping_sub(1))
+            .map_or(0, |k| k.modseq)
+    }
+
+    /// Flags and modseq of `uid`, as last synced: the starting point of a STORE.
+    pub fn flag_state(&self, uid: u32) -> Option<FlagState> {
+        let k = self.known.get(self.index_of(uid)?)?;
+        Some(FlagState {
+            uid: uid as i64,
+            modseq: k.modseq,
+            flags: self.flag_sets.get(k.flags).to_vec(),
+        })
+    }
+
+    /// Records a message's flags and modseq after a change (ours or reported).
+    pub fn set_flags(&mut self, state: &FlagState) {
+        let Some(i) = self.index_of(state.uid as u32) else {
+            return;
+        };
+        let flags = self.flag_sets.intern(&state.flags);
+        self.known[i].flags = flags;
+        self.known[i].modseq = state.modseq;
+    }
+
+    /// UIDs (of those given, or all) flagged `\Deleted` as last synced, ascending.
+    pub fn deleted_among(&self, uids: Option<&[u32]>) -> Vec<u32> {
+        let deleted: Vec<bool> = self
+            .flag_sets
+            .sets
+            .iter()
+            .map(|set| set.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted")))
+            .collect();
+        let is_deleted = |k: &Known| deleted.get(k.flags as usize).copied().unwrap_or(false);
+        match uids {
+            None => self
+                .known
+                .iter()
+                .filter(|k| is_deleted(k))
+                .map(|k| k.uid)
+                .collect(),
+            Some(uids) => uids
+                .iter()
+                .filter(|u| {
+                    self.index_of(**u)
+                        .is_some_and(|i| is_deleted(&self.known[i]))
+                })
+                .copied()
+                .collect(),
+        }
     }
 
     /// Whether the message vanished in the store but still has a sequence number here.
@@ -96,12 +227,14 @@ impl Selected {
         }
     }
 
-    /// Records that this session appended `uid` here at `modseq`: when nothing else
-    /// happened in between, [`sync`] announces it without reading the store.
-    pub fn note_own_append(&mut self, modseq: i64, uid: u32) {
+    /// Records that this session appended `uid` here at `modseq` with `flags`: when
+    /// nothing else happened in between, [`sync`] announces it without reading the store.
+    pub fn note_own_append(&mut self, modseq: i64, uid: u32, flags: &[String]) {
         if modseq > self.known_modseq && !self.own_modseqs.contains(&modseq) {
             self.own_modseqs.push(modseq);
-            self.own_appends.push((modseq, uid));
+            let flags = self.flag_sets.intern(flags);
+            self.own_appends
+                .push((modseq, Known { uid, flags, modseq }));
         }
     }
 
@@ -113,8 +246,8 @@ impl Selected {
 
     /// Removes a message this session expunged; returns its former sequence number.
     pub fn remove(&mut self, uid: u32) -> Option<u32> {
-        let i = self.uids.binary_search(&uid).ok()?;
-        self.uids.remove(i);
+        let i = self.index_of(uid)?;
+        self.known.remove(i);
         self.pending_expunged.retain(|u| *u != uid);
         Some(i as u32 + 1)
     }
@@ -124,7 +257,7 @@ impl Selected {
     /// do not exist are skipped, and `n:*` always includes the last message.
     pub fn resolve(&self, set: &SequenceSet, by_uid: bool) -> Result<Vec<(u32, u32)>, String> {
         let mut seqs: Vec<u32> = Vec::new();
-        let last_uid = self.uids.last().copied().unwrap_or(0);
+        let last_uid = self.last_uid().unwrap_or(0);
         let count = self.exists();
         let value = |s: &SeqOrUid, max: u32| match s {
             SeqOrUid::Value(v) => v.get(),
@@ -137,7 +270,7 @@ impl Selected {
                 Sequence::Range(a, b) => (a, b),
             };
             if by_uid {
-                if self.uids.is_empty() {
+                if self.known.is_empty() {
                     continue;
                 }
                 let (x, y) = (value(a, last_uid), value(b, last_uid));
@@ -148,8 +281,8 @@ impl Selected {
                 } else {
                     (lo, hi)
                 };
-                let start = self.uids.partition_point(|u| *u < lo);
-                let end = self.uids.partition_point(|u| *u <= hi);
+                let start = self.known.partition_point(|k| k.uid < lo);
+                let end = self.known.partition_point(|k| k.uid <= hi);
                 seqs.extend((start..end).map(|i| i as u32 + 1));
             } else {
                 if count == 0 {
@@ -169,7 +302,7 @@ impl Selected {
         seqs.dedup();
         Ok(seqs
             .into_iter()
-            .map(|s| (s, self.uids[s as usize - 1]))
+            .map(|s| (s, self.known[s as usize - 1].uid))
             .collect())
     }
 }
@@ -193,7 +326,7 @@ pub fn fetch_flags(flags: &[String]) -> Vec<FlagFetch<'static>> {
 }
 
 /// An untagged `FETCH (FLAGS ... UID ... [MODSEQ])` for a changed message.
-pub fn flags_response(out: &mut Vec<u8>, seq: u32, meta: &MessageMeta, condstore: bool) {
+pub fn flags_response(out: &mut Vec<u8>, seq: u32, meta: &FlagState, condstore: bool) {
     let Some(seq) = NonZeroU32::new(seq) else {
         return;
     };
@@ -234,19 +367,19 @@ pub async fn sync(
     if highest > sel.known_modseq && sel.own_writes_reach(highest) {
         // Nothing happened in between but this session's own writes: flag changes and
         // expunges already reported, appends (in UID order, as allocated) to announce.
-        let mut appended: Vec<u32> = sel
+        let mut appended: Vec<Known> = sel
             .own_appends
             .iter()
             .filter(|(m, _)| *m <= highest)
-            .map(|(_, uid)| *uid)
+            .map(|(_, known)| *known)
             .collect();
-        appended.sort_unstable();
+        appended.sort_unstable_by_key(|k| k.uid);
         if appended
             .first()
-            .is_none_or(|first| sel.uids.last().is_none_or(|last| first > last))
+            .is_none_or(|first| sel.last_uid().is_none_or(|last| first.uid > last))
         {
             grew = !appended.is_empty();
-            sel.uids.extend(appended);
+            sel.known.extend(appended);
             sel.known_modseq = highest;
             sel.own_modseqs.retain(|m| *m > highest);
             sel.own_appends.retain(|(m, _)| *m > highest);
@@ -265,14 +398,20 @@ pub async fn sync(
         }
         for meta in changes.changed {
             let uid = meta.uid as u32;
-            if sel.uids.last().is_none_or(|last| uid > *last) {
-                sel.uids.push(uid);
+            let state = FlagState::from(&meta);
+            if sel.last_uid().is_none_or(|last| uid > last) {
+                let flags = sel.flag_sets.intern(&meta.flags);
+                sel.known.push(Known {
+                    uid,
+                    flags,
+                    modseq: meta.modseq,
+                });
                 grew = true;
-            } else if sel.seq_of(uid).is_some()
-                && !sel.own_modseqs.contains(&meta.modseq)
-                && !sel.pending_expunged.contains(&uid)
-            {
-                flag_changes.push(meta);
+            } else if sel.seq_of(uid).is_some() && !sel.pending_expunged.contains(&uid) {
+                sel.set_flags(&state);
+                if !sel.own_modseqs.contains(&meta.modseq) {
+                    flag_changes.push(state);
+                }
             }
         }
         sel.known_modseq = highest;
@@ -291,9 +430,9 @@ pub async fn sync(
             }
         }
     }
-    for meta in &flag_changes {
-        if let Some(seq) = sel.seq_of(meta.uid as u32) {
-            flags_response(out, seq, meta, mode.condstore);
+    for state in &flag_changes {
+        if let Some(seq) = sel.seq_of(state.uid as u32) {
+            flags_response(out, seq, state, mode.condstore);
         }
     }
     if grew {
@@ -312,7 +451,15 @@ mod tests {
             name: "INBOX".into(),
             uidvalidity: 1,
             read_only: false,
-            uids: uids.to_vec(),
+            known: uids
+                .iter()
+                .map(|&uid| Known {
+                    uid,
+                    flags: 0,
+                    modseq: 1,
+                })
+                .collect(),
+            flag_sets: FlagSets::default(),
             known_modseq: 1,
             own_modseqs: Vec::new(),
             own_appends: Vec::new(),

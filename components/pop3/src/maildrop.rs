@@ -65,7 +65,7 @@ pub enum MaildropError {
 
 #[derive(Debug)]
 pub struct Maildrop {
-    folder_id: i64,
+    pub folder_id: i64,
     uidvalidity: i64,
     entries: Vec<Entry>,
 }

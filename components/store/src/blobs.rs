@@ -1,9 +1,11 @@
 //! Message bodies as immutable files on the shared volume.
 //!
-//! A blob is written to a temporary name, fsync'd, renamed into place and its directory
-//! fsync'd, so once `write` returns the bytes survive a crash or power loss. Blobs never
-//! change after that; flags and folder membership live in the database. Paths are relative
-//! to the mail root so the volume can be mounted anywhere.
+//! A blob is created under its final, unique name and fsync'd, so once `write` returns the
+//! bytes survive a crash or power loss (decision 16 in docs/decisions.md: no temporary name,
+//! no directory fsync). Blobs never change after that; flags and folder membership live in
+//! the database, whose row is written only after the blob is durable, so a blob cut short by
+//! a crash is an orphan nobody reads. Paths are relative to the mail root so the volume can
+//! be mounted anywhere.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -33,7 +35,7 @@ impl BlobStore {
         let path = self.root.join(&rel);
         tokio::task::spawn_blocking(move || {
             let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
-            write_file_durably(&path, &slices)
+            create_file_durably(&path, &slices)
         })
         .await
         .expect("blob writer task panicked")?;
@@ -127,6 +129,26 @@ pub fn write_file_durably(path: &Path, parts: &[&[u8]]) -> Result<()> {
     drop(file);
     fs::rename(&tmp, path).map_err(Error::io(path))?;
     sync_dir(dir)
+}
+
+/// Creates `path`, which must not exist, with `parts` and fsyncs it. The directory is not
+/// fsync'd: ext4, XFS and btrfs make a new file's directory entry durable with the file's
+/// own fsync (same journal transaction, or ext4's parent sync without a journal), and NFS
+/// creates synchronously. Directories it had to create are fsync'd in their parents.
+/// For files that are read by listing a directory (the SMTP queue), where a half-written
+/// file must never appear, use [`write_file_durably`].
+pub fn create_file_durably(path: &Path, parts: &[&[u8]]) -> Result<()> {
+    let dir = path.parent().expect("durable file path has a parent");
+    create_dir_durably(dir)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(Error::io(path))?;
+    for part in parts {
+        file.write_all(part).map_err(Error::io(path))?;
+    }
+    file.sync_all().map_err(Error::io(path))
 }
 
 /// Creates `dir` and any missing parents, fsyncing each parent whose entry list changed.

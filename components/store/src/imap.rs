@@ -38,13 +38,31 @@ pub struct FolderStats {
     pub size: i64,
 }
 
+/// A message's flags and the modseq of their last change: what a STORE reads and writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagState {
+    pub uid: i64,
+    pub modseq: i64,
+    pub flags: Vec<String>,
+}
+
+impl From<&MessageMeta> for FlagState {
+    fn from(meta: &MessageMeta) -> FlagState {
+        FlagState {
+            uid: meta.uid,
+            modseq: meta.modseq,
+            flags: meta.flags.clone(),
+        }
+    }
+}
+
 /// Outcome of a conditional flag update (RFC 7162 §3.1.3).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlagUpdate {
     /// Messages whose flags changed, with their new modseq.
-    pub changed: Vec<MessageMeta>,
+    pub changed: Vec<FlagState>,
     /// Messages that already had the requested flags.
-    pub unchanged: Vec<MessageMeta>,
+    pub unchanged: Vec<FlagState>,
     /// UIDs skipped because their modseq was above `UNCHANGEDSINCE`.
     pub modified: Vec<i64>,
 }
@@ -330,6 +348,16 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the message `uid` is (still) in the folder.
+    pub async fn has_message(&self, folder_id: i64, uid: i64) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 AS present FROM messages WHERE folder_id = ? AND uid = ?")
+            .bind(folder_id)
+            .bind(uid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Changes flags of `uids`. Messages whose flags do not change keep their modseq, and
     /// the folder's modseq moves only if something changed, so a no-op STORE wakes nobody.
     /// With `unchanged_since`, messages modified after it are left alone and reported.
@@ -342,40 +370,68 @@ impl Store {
         unchanged_since: Option<i64>,
     ) -> Result<FlagUpdate> {
         if self.backend == Backend::Sqlite {
+            let current = self
+                .metas_for_uids(folder_id, uids)
+                .await?
+                .iter()
+                .map(FlagState::from)
+                .collect();
             return self
-                .store_flags_batched(folder_id, uids, change, flags, unchanged_since)
+                .store_flags_batched(folder_id, current, change, flags, unchanged_since)
                 .await;
         }
         self.store_flags_locked(folder_id, uids, change, flags, unchanged_since)
             .await
     }
 
-    /// SQLite: the current flags are read before the gate and the changes written in one
-    /// batch per [`BATCH_ROWS`] messages, each update conditional on the message's modseq
-    /// being the one read. A message changed by someone else in between is redone by
-    /// [`Store::store_flags_locked`]. A STORE that changes nothing writes nothing.
+    /// [`Store::store_flags`] for a caller that knows the messages' current flags (an IMAP
+    /// session's view of its selected folder), which saves reading them. If that knowledge
+    /// is stale for a message (someone else changed it since), the message is redone with
+    /// its actual flags, so a stale view costs time, never a lost flag.
+    pub async fn store_flags_known(
+        &self,
+        folder_id: i64,
+        current: Vec<FlagState>,
+        change: FlagChange,
+        flags: &[String],
+        unchanged_since: Option<i64>,
+    ) -> Result<FlagUpdate> {
+        if self.backend == Backend::Sqlite {
+            return self
+                .store_flags_batched(folder_id, current, change, flags, unchanged_since)
+                .await;
+        }
+        let uids: Vec<i64> = current.iter().map(|m| m.uid).collect();
+        self.store_flags_locked(folder_id, &uids, change, flags, unchanged_since)
+            .await
+    }
+
+    /// SQLite: from the flags read (or known) before the gate, the changes are written in
+    /// one batch per [`BATCH_ROWS`] messages, each update conditional on the message's
+    /// modseq being the one read. A message changed by someone else in between is redone
+    /// by [`Store::store_flags_locked`]. A STORE that changes nothing writes nothing.
     async fn store_flags_batched(
         &self,
         folder_id: i64,
-        uids: &[i64],
+        current: Vec<FlagState>,
         change: FlagChange,
         flags: &[String],
         unchanged_since: Option<i64>,
     ) -> Result<FlagUpdate> {
         let mut out = FlagUpdate::default();
-        let mut planned: Vec<MessageMeta> = Vec::new();
-        for meta in self.metas_for_uids(folder_id, uids).await? {
-            if unchanged_since.is_some_and(|u| meta.modseq > u) {
-                out.modified.push(meta.uid);
+        let mut planned: Vec<FlagState> = Vec::new();
+        for state in current {
+            if unchanged_since.is_some_and(|u| state.modseq > u) {
+                out.modified.push(state.uid);
                 continue;
             }
-            let new_flags = apply_flag_change(&meta.flags, change, flags);
-            if same_flags(&new_flags, &meta.flags) {
-                out.unchanged.push(meta);
+            let new_flags = apply_flag_change(&state.flags, change, flags);
+            if same_flags(&new_flags, &state.flags) {
+                out.unchanged.push(state);
             } else {
-                planned.push(MessageMeta {
+                planned.push(FlagState {
                     flags: new_flags,
-                    ..meta
+                    ..state
                 });
             }
         }
@@ -386,15 +442,16 @@ impl Store {
                 "UPDATE folders SET highest_modseq = highest_modseq + 1 WHERE id = ?",
                 [Arg::Int(folder_id)],
             );
-            for meta in chunk {
+            for state in chunk {
                 batch.push(
                     "UPDATE messages SET flags = ?, modseq = (SELECT highest_modseq FROM folders WHERE id = ?) \
-                     WHERE id = ? AND modseq = ? RETURNING id, modseq",
+                     WHERE folder_id = ? AND uid = ? AND modseq = ? RETURNING uid, modseq",
                     [
-                        Arg::Text(meta.flags.join(" ")),
+                        Arg::Text(state.flags.join(" ")),
                         Arg::Int(folder_id),
-                        Arg::Int(meta.id),
-                        Arg::Int(meta.modseq),
+                        Arg::Int(folder_id),
+                        Arg::Int(state.uid),
+                        Arg::Int(state.modseq),
                     ],
                 );
             }
@@ -403,15 +460,15 @@ impl Store {
                 .await?;
             let done: std::collections::HashMap<i64, i64> = rows
                 .iter()
-                .map(|r| (r.get("id"), r.get("modseq")))
+                .map(|r| (r.get("uid"), r.get("modseq")))
                 .collect();
-            for meta in chunk {
-                match done.get(&meta.id) {
-                    Some(modseq) => out.changed.push(MessageMeta {
+            for state in chunk {
+                match done.get(&state.uid) {
+                    Some(modseq) => out.changed.push(FlagState {
                         modseq: *modseq,
-                        ..meta.clone()
+                        ..state.clone()
                     }),
-                    None => lost.push(meta.uid),
+                    None => lost.push(state.uid),
                 }
             }
             if let Some(modseq) = done.values().max() {
@@ -456,7 +513,8 @@ impl Store {
                     .fetch_all(&mut **tx)
                     .await?;
                     for row in rows {
-                        let mut meta = message_from_row(&row);
+                        let row = message_from_row(&row);
+                        let mut meta = FlagState::from(&row);
                         if unchanged_since.is_some_and(|u| meta.modseq > u) {
                             out.modified.push(meta.uid);
                             continue;
@@ -469,7 +527,7 @@ impl Store {
                         sqlx::query("UPDATE messages SET flags = ?, modseq = ? WHERE id = ?")
                             .bind(new_flags.join(" "))
                             .bind(modseq)
-                            .bind(meta.id)
+                            .bind(row.id)
                             .execute(&mut **tx)
                             .await?;
                         meta.flags = new_flags;

@@ -502,8 +502,16 @@ impl Store {
         self.expunge_where(folder_id, Expunge::Deleted(among)).await
     }
 
+    /// Expunges those of `uids` that are flagged `\Deleted`, for a caller that knows which
+    /// messages are (an IMAP session's view of its folder), which saves looking for them.
+    /// The flag is still tested in the expunging transaction: a message whose `\Deleted` was
+    /// removed meanwhile stays.
+    pub async fn expunge_flagged(&self, folder_id: i64, uids: &[i64]) -> Result<Expunged> {
+        self.expunge_where(folder_id, Expunge::Flagged(uids)).await
+    }
+
     async fn expunge_where(&self, folder_id: i64, which: Expunge<'_>) -> Result<Expunged> {
-        if matches!(which, Expunge::Uids([])) {
+        if matches!(which, Expunge::Uids([]) | Expunge::Flagged([])) {
             return Ok(Expunged::default());
         }
         if self.backend == Backend::Sqlite {
@@ -557,63 +565,63 @@ impl Store {
             return Ok(Expunged::default());
         };
         self.changes.committed(folder_id, modseq);
-        let mut removed = Vec::with_capacity(gone.len());
-        for (uid, blob, _) in gone {
-            if let Err(e) = self.blobs.remove(&blob).await {
-                tracing::warn!(error = %e, blob, "could not remove expunged blob");
-            }
-            removed.push(uid);
-        }
-        Ok(Expunged {
-            uids: removed,
-            modseq: Some(modseq),
-        })
+        Ok(self.reclaim(gone, modseq).await)
     }
 
-    /// SQLite: candidates are read before the gate; one batch per [`BATCH_ROWS`] messages
-    /// deletes each (for `\Deleted`, only if still so flagged), records its tombstone and
-    /// frees its quota, each step only if the one before changed a row. The batch is
-    /// flushed before the blobs go.
+    /// SQLite: one batch per [`BATCH_ROWS`] candidates frees their quota, records their
+    /// tombstones and deletes them (for `\Deleted`, only those still so flagged, tested by
+    /// each statement inside the batch's transaction). Candidates are read before the gate
+    /// only when the caller does not know them. The batch commits relaxed, like Dovecot's
+    /// expunges; the blobs go once a WAL flush made it durable.
     async fn expunge_batched(&self, folder_id: i64, which: Expunge<'_>) -> Result<Expunged> {
-        let candidates = {
-            let mut conn = self.pool.acquire().await?;
-            expunge_candidates(&mut conn, folder_id, &which).await?
+        let (uids, recheck_flag): (Vec<i64>, bool) = match which {
+            Expunge::Uids(uids) => (uids.to_vec(), false),
+            Expunge::Flagged(uids) => (uids.to_vec(), true),
+            Expunge::Deleted(_) => {
+                let mut conn = self.pool.acquire().await?;
+                let candidates = expunge_candidates(&mut conn, folder_id, &which).await?;
+                (candidates.iter().map(|c| c.uid).collect(), true)
+            }
         };
-        let recheck_flag = matches!(which, Expunge::Deleted(_));
+        let flagged = if recheck_flag {
+            " AND (' ' || LOWER(flags) || ' ') LIKE '% \\deleted %'"
+        } else {
+            ""
+        };
         let mut gone: Vec<(i64, String, i64)> = Vec::new();
         let mut modseq = None;
-        for chunk in candidates.chunks(BATCH_ROWS) {
+        for chunk in uids.chunks(BATCH_ROWS) {
+            let among =
+                || std::iter::once(Arg::Int(folder_id)).chain(chunk.iter().map(|u| Arg::Int(*u)));
+            let which = format!(
+                "FROM messages WHERE folder_id = ? AND uid IN ({}){flagged}",
+                crate::placeholders(chunk.len())
+            );
             let mut batch = Batch::transaction();
             batch.push(
                 "UPDATE folders SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING highest_modseq",
                 [Arg::Int(folder_id)],
             );
-            for c in chunk {
-                if recheck_flag {
-                    batch.push(
-                        "DELETE FROM messages WHERE id = ? AND (' ' || LOWER(flags) || ' ') LIKE ? \
-                         RETURNING uid, blob_path, size",
-                        [Arg::Int(c.id), Arg::Text("% \\deleted %".into())],
-                    );
-                } else {
-                    batch.push(
-                        "DELETE FROM messages WHERE id = ? RETURNING uid, blob_path, size",
-                        [Arg::Int(c.id)],
-                    );
-                }
-                batch.push(
+            batch.push(
+                &format!(
+                    "UPDATE mailboxes SET used_bytes = MAX(used_bytes - COALESCE((SELECT SUM(size) {which}), 0), 0) \
+                     WHERE id = (SELECT mailbox_id FROM folders WHERE id = ?)"
+                ),
+                among().chain([Arg::Int(folder_id)]),
+            );
+            batch.push(
+                &format!(
                     "INSERT INTO expunged (folder_id, uid, modseq) \
-                     SELECT id, ?, highest_modseq FROM folders WHERE id = ? AND changes() = 1",
-                    [Arg::Int(c.uid), Arg::Int(folder_id)],
-                );
-                batch.push(
-                    "UPDATE mailboxes SET used_bytes = MAX(used_bytes - ?, 0) \
-                     WHERE id = (SELECT mailbox_id FROM folders WHERE id = ?) AND changes() = 1",
-                    [Arg::Int(c.size), Arg::Int(folder_id)],
-                );
-            }
+                     SELECT folder_id, uid, (SELECT highest_modseq FROM folders WHERE id = ?) {which}"
+                ),
+                std::iter::once(Arg::Int(folder_id)).chain(among()),
+            );
+            batch.push(
+                &format!("DELETE {which} RETURNING uid, blob_path, size"),
+                among(),
+            );
             for row in self
-                .write_batch(Durability::Synced, &batch.commit())
+                .write_batch(Durability::Relaxed, &batch.commit())
                 .await?
             {
                 match row.try_get::<i64, _>("highest_modseq") {
@@ -627,17 +635,23 @@ impl Store {
         };
         self.changes.committed(folder_id, modseq);
         gone.sort_unstable_by_key(|g| g.0);
-        let mut removed = Vec::with_capacity(gone.len());
+        Ok(self.reclaim(gone, modseq).await)
+    }
+
+    /// Hands the blobs of expunged messages (uid, blob, size) to the writer, which removes
+    /// them once the expunge is on disk, and reports the UIDs.
+    async fn reclaim(&self, gone: Vec<(i64, String, i64)>, modseq: i64) -> Expunged {
+        let mut uids = Vec::with_capacity(gone.len());
+        let mut paths = Vec::with_capacity(gone.len());
         for (uid, blob, _) in gone {
-            if let Err(e) = self.blobs.remove(&blob).await {
-                tracing::warn!(error = %e, blob, "could not remove expunged blob");
-            }
-            removed.push(uid);
+            uids.push(uid);
+            paths.push(self.blobs.path(&blob));
         }
-        Ok(Expunged {
-            uids: removed,
+        self.writers.remove_when_durable(paths).await;
+        Expunged {
+            uids,
             modseq: Some(modseq),
-        })
+        }
     }
 
     /// Changes the flags of the given UIDs; each changed message gets a new modseq. Returns
@@ -649,7 +663,7 @@ impl Store {
         uids: &[i64],
         change: FlagChange,
         flags: &[String],
-    ) -> Result<Vec<MessageMeta>> {
+    ) -> Result<Vec<crate::imap::FlagState>> {
         let update = self
             .store_flags(folder_id, uids, change, flags, None)
             .await?;
@@ -670,7 +684,6 @@ pub struct Expunged {
 
 /// A message an expunge means to remove.
 struct Candidate {
-    id: i64,
     uid: i64,
     blob_path: String,
     size: i64,
@@ -683,7 +696,6 @@ async fn expunge_candidates(
     which: &Expunge<'_>,
 ) -> Result<Vec<Candidate>> {
     let candidate = |row: &sqlx::any::AnyRow| Candidate {
-        id: row.get("id"),
         uid: row.get("uid"),
         blob_path: row.get("blob_path"),
         size: row.get("size"),
@@ -703,9 +715,12 @@ async fn expunge_candidates(
                 out.extend(query.fetch_all(&mut *conn).await?.iter().map(candidate));
             }
         }
-        Expunge::Deleted(among) => {
-            let among: Option<std::collections::HashSet<i64>> =
-                among.map(|a| a.iter().copied().collect());
+        Expunge::Deleted(_) | Expunge::Flagged(_) => {
+            let among: Option<std::collections::HashSet<i64>> = match which {
+                Expunge::Deleted(among) => among.map(|a| a.iter().copied().collect()),
+                Expunge::Flagged(uids) => Some(uids.iter().copied().collect()),
+                Expunge::Uids(_) => None,
+            };
             // LIKE narrows the scan (LOWER: MariaDB compares this column case-sensitively);
             // the exact test is done here.
             let rows = sqlx::query(
@@ -736,6 +751,8 @@ enum Expunge<'a> {
     Uids(&'a [i64]),
     /// Those flagged `\Deleted`, optionally only among these UIDs.
     Deleted(Option<&'a [i64]>),
+    /// These UIDs, which the caller believes flagged `\Deleted`; each goes only if it is.
+    Flagged(&'a [i64]),
 }
 
 /// Flags compare case-insensitively (RFC 3501 §2.3.2) but keep the spelling first given.

@@ -30,12 +30,12 @@ use crate::{Error, Result};
 /// process (which never loses a commit either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// On disk before the commit returns: messages, expunges (their blobs are deleted right
-    /// after), anything acknowledged to a sender.
+    /// On disk before the commit returns: messages, anything acknowledged to a sender.
     Synced,
     /// On disk with the next synced commit or checkpoint, as Dovecot's
-    /// `mail_fsync = optimized` treats index updates: flag changes, subscriptions. A power
-    /// loss can undo the last of these, never corrupt the database.
+    /// `mail_fsync = optimized` treats index updates: flag changes, subscriptions, expunges
+    /// (whose blobs go only once the WAL is flushed: [`Writers::remove_when_durable`]). A
+    /// power loss can undo the last of these, never corrupt the database.
     Relaxed,
 }
 
@@ -52,7 +52,28 @@ struct Serial {
     gate: Arc<Mutex<()>>,
     /// None for an in-memory database, which has nothing to flush.
     wal: Option<PathBuf>,
+    /// Files to remove once the commits that stopped referring to them are on disk.
+    doomed: Arc<Doomed>,
 }
+
+/// Blobs of expunged messages, waiting for the WAL flush that makes their expunge durable.
+/// Removing a blob before that could leave, after a power loss, a message row whose bytes
+/// are gone; removing it after costs nothing on a busy server, where the next delivery's
+/// flush carries it, and one flush per [`DOOMED_DELAY`] on a quiet one.
+#[derive(Default)]
+struct Doomed {
+    state: std::sync::Mutex<DoomedState>,
+}
+
+#[derive(Default)]
+struct DoomedState {
+    paths: Vec<PathBuf>,
+    /// A flush is scheduled that will take them.
+    scheduled: bool,
+}
+
+/// How long a blob of an expunged message waits for a flush it can ride on.
+const DOOMED_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Writers {
     /// Writes share the main pool (MariaDB).
@@ -68,6 +89,7 @@ impl Writers {
             serial: Some(Serial {
                 gate: Arc::new(Mutex::new(())),
                 wal,
+                doomed: Arc::default(),
             }),
         }
     }
@@ -82,7 +104,7 @@ impl Writers {
         };
         let tx = self.pool.begin().await?;
         let flush = match (&self.serial, durability) {
-            (Some(serial), Durability::Synced) => serial.wal.clone(),
+            (Some(serial), Durability::Synced) => Some(serial.clone()),
             _ => None,
         };
         Ok(WriteTx {
@@ -121,8 +143,8 @@ impl Writers {
         }
         drop(tx);
         if out.is_ok() && durability == Durability::Synced {
-            if let Some(wal) = self.serial.as_ref().and_then(|s| s.wal.clone()) {
-                flush_wal(wal).await?;
+            if let Some(serial) = &self.serial {
+                serial.flush().await?;
             }
         }
         out
@@ -154,15 +176,99 @@ impl Writers {
         held.release();
         let rows = result?;
         if durability == Durability::Synced {
-            if let Some(wal) = serial.wal.clone() {
-                flush_wal(wal).await?;
-            }
+            serial.flush().await?;
         }
         Ok(rows)
     }
 
+    /// Removes `paths` (blobs no committed row refers to any more) once that commit is on
+    /// disk: at once on MariaDB and in-memory SQLite, else with the next WAL flush, which
+    /// comes within [`DOOMED_DELAY`]. Files already gone are not an error.
+    pub(crate) async fn remove_when_durable(&self, paths: Vec<PathBuf>) {
+        if paths.is_empty() {
+            return;
+        }
+        let Some(serial) = self.serial.as_ref().filter(|s| s.wal.is_some()) else {
+            let _ = tokio::task::spawn_blocking(move || remove_files(&paths)).await;
+            return;
+        };
+        let schedule = {
+            let mut state = serial.doomed.state.lock().expect("doomed list poisoned");
+            state.paths.extend(paths);
+            !std::mem::replace(&mut state.scheduled, true)
+        };
+        if schedule {
+            let serial = serial.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(DOOMED_DELAY).await;
+                serial
+                    .doomed
+                    .state
+                    .lock()
+                    .expect("doomed list poisoned")
+                    .scheduled = false;
+                if let Err(e) = serial.flush().await {
+                    tracing::warn!(error = %e, "WAL flush for expunged blobs failed");
+                }
+            });
+        }
+    }
+
+    /// Waits for pending removals (with a flush), then closes the writer connection.
     pub(crate) async fn close(&self) {
+        if let Some(serial) = &self.serial {
+            if let Err(e) = serial.flush().await {
+                tracing::warn!(error = %e, "final WAL flush failed");
+            }
+        }
         self.pool.close().await;
+    }
+}
+
+impl Serial {
+    /// Flushes the WAL: every commit appended before the call is then durable. Blobs
+    /// waiting for an earlier commit's durability are removed in the same blocking trip.
+    async fn flush(&self) -> Result<()> {
+        let Some(wal) = self.wal.clone() else {
+            return Ok(());
+        };
+        let paths = std::mem::take(
+            &mut self
+                .doomed
+                .state
+                .lock()
+                .expect("doomed list poisoned")
+                .paths,
+        );
+        let doomed = self.doomed.clone();
+        tokio::task::spawn_blocking(move || {
+            let flushed = std::fs::File::open(&wal)
+                .and_then(|f| f.sync_data())
+                .map_err(Error::io(&wal));
+            match flushed {
+                Ok(()) => remove_files(&paths),
+                // Not durable yet: the next flush takes them.
+                Err(_) => doomed
+                    .state
+                    .lock()
+                    .expect("doomed list poisoned")
+                    .paths
+                    .extend(paths),
+            }
+            flushed
+        })
+        .await
+        .expect("WAL flush task panicked")
+    }
+}
+
+fn remove_files(paths: &[PathBuf]) {
+    for path in paths {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(error = %e, path = %path.display(), "could not remove blob"),
+        }
     }
 }
 
@@ -205,17 +311,6 @@ impl Drop for HeldWriter {
     }
 }
 
-/// Flushes the WAL to disk: every commit appended before the call is then durable.
-async fn flush_wal(wal: PathBuf) -> Result<()> {
-    tokio::task::spawn_blocking(move || {
-        std::fs::File::open(&wal)
-            .and_then(|f| f.sync_data())
-            .map_err(Error::io(&wal))
-    })
-    .await
-    .expect("WAL flush task panicked")
-}
-
 /// A write transaction holding the process's write gate until it ends. Dereferences to the
 /// connection, so queries run on `&mut *tx` as on a plain transaction. End it with
 /// [`WriteTx::commit`] or [`WriteTx::rollback`]; one dropped on an error path is rolled back
@@ -224,8 +319,8 @@ async fn flush_wal(wal: PathBuf) -> Result<()> {
 pub(crate) struct WriteTx {
     tx: Option<Transaction<'static, Any>>,
     gate: Option<OwnedMutexGuard<()>>,
-    /// The WAL to flush after commit (synced writes on SQLite).
-    flush: Option<PathBuf>,
+    /// Whose WAL to flush after commit (synced writes on SQLite).
+    flush: Option<Serial>,
 }
 
 impl WriteTx {
@@ -236,8 +331,8 @@ impl WriteTx {
             tx.commit().await?;
         }
         drop(self.gate.take());
-        if let Some(wal) = self.flush.take() {
-            flush_wal(wal).await?;
+        if let Some(serial) = self.flush.take() {
+            serial.flush().await?;
         }
         Ok(())
     }

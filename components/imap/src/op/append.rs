@@ -47,6 +47,7 @@ pub async fn append(
         .map(|d| d.as_ref().timestamp())
         .unwrap_or_else(postbay_store::now_unix);
     let address = p.user()?.address.clone();
+    let flags = flag_names(&flags);
     let delivered = p
         .ctx
         .store
@@ -56,7 +57,7 @@ pub async fn append(
             NewMessage {
                 parts: vec![Part::Owned(data)],
                 internal_date,
-                flags: flag_names(&flags),
+                flags: flags.clone(),
                 delivery_key: None,
             },
         )
@@ -72,6 +73,7 @@ pub async fn append(
             sel.note_own_append(
                 delivered.modseq,
                 delivered.uid.clamp(0, u32::MAX as i64) as u32,
+                &flags,
             );
         }
     }

@@ -9,26 +9,33 @@ use crate::protocol::{bad, no, ok, OpResult, Protocol};
 use crate::response;
 
 pub async fn expunge(p: &mut Protocol, uid_set: Option<SequenceSet>) -> OpResult {
-    let sel = p.selected_mut()?;
-    if sel.read_only {
+    if p.selected_mut()?.read_only {
         return Err(no(Some("READ-ONLY"), "Mailbox is read-only"));
     }
+    // Which messages are \Deleted is the session's view: bring it up to date first.
+    p.sync(true).await?;
+    let sel = p.selected_mut()?;
     let folder_id = sel.folder_id;
     // Only messages this session knows may go; newer ones are announced first.
-    let candidates: Vec<i64> = match &uid_set {
-        Some(set) => sel
-            .resolve(set, true)
-            .map_err(bad)?
-            .into_iter()
-            .map(|(_, uid)| uid as i64)
-            .collect(),
-        None => sel.uids.iter().map(|u| *u as i64).collect(),
+    let among: Option<Vec<u32>> = match &uid_set {
+        Some(set) => Some(
+            sel.resolve(set, true)
+                .map_err(bad)?
+                .into_iter()
+                .map(|(_, uid)| uid)
+                .collect(),
+        ),
+        None => None,
     };
-    let expunged = p
-        .ctx
-        .store
-        .expunge_deleted(folder_id, Some(&candidates))
-        .await?;
+    let candidates: Vec<i64> = sel
+        .deleted_among(among.as_deref())
+        .into_iter()
+        .map(i64::from)
+        .collect();
+    if candidates.is_empty() {
+        return ok("");
+    }
+    let expunged = p.ctx.store.expunge_flagged(folder_id, &candidates).await?;
     let sel = p
         .selected
         .as_mut()

@@ -65,6 +65,13 @@ fn needs_blob(name: &MessageDataItemName<'_>) -> bool {
     )
 }
 
+/// Whether the item needs the message's row (or body); FLAGS, UID and MODSEQ are known to
+/// the session.
+fn needs_meta(name: &MessageDataItemName<'_>) -> bool {
+    use MessageDataItemName as N;
+    !matches!(name, N::Flags | N::Uid | N::ModSeq)
+}
+
 fn sets_seen(name: &MessageDataItemName<'_>) -> bool {
     use MessageDataItemName as N;
     matches!(
@@ -114,6 +121,9 @@ pub async fn fetch<S: Sink>(
         || changed_since.is_some();
     let want_uid = by_uid || names.iter().any(|n| matches!(n, MessageDataItemName::Uid));
     let want_blob = names.iter().any(needs_blob);
+    if !names.iter().any(needs_meta) {
+        return fetch_known(p, sink, set, &names, by_uid, changed_since, want_modseq).await;
+    }
 
     let sel = p
         .selected
@@ -164,8 +174,12 @@ pub async fn fetch<S: Sink>(
                 .ok_or_else(|| bad("No mailbox selected"))?;
             for m in update.changed {
                 sel.note_own_modseq(m.modseq);
+                sel.set_flags(&m);
                 flags_changed.insert(m.uid as u32);
-                metas.insert(m.uid as u32, m);
+                if let Some(meta) = metas.get_mut(&(m.uid as u32)) {
+                    meta.flags = m.flags;
+                    meta.modseq = m.modseq;
+                }
             }
         }
     }
@@ -223,6 +237,68 @@ pub async fn fetch<S: Sink>(
                 .any(|i| matches!(i, MessageDataItem::ModSeq(_)))
         {
             if let Some(m) = NonZeroU64::new(meta.modseq as u64) {
+                items.push(MessageDataItem::ModSeq(m));
+            }
+        }
+        if let (Some(seq), Ok(items)) = (NonZeroU32::new(seq), Vec1::try_from(items)) {
+            response::data(&mut p.out, Data::Fetch { seq, items });
+        }
+        if p.out.len() >= FLUSH_THRESHOLD {
+            sink.write(&mut p.out)
+                .await
+                .map_err(|e| OpError::Close(format!("write failed: {e}")))?;
+        }
+    }
+    if missing {
+        return Err(no(
+            Some("EXPUNGEISSUED"),
+            "Some of the requested messages no longer exist",
+        ));
+    }
+    Ok(Outcome::Ok(None, String::new()))
+}
+
+/// FETCH of FLAGS, UID and MODSEQ only (what clients syncing flags ask for most), answered
+/// from the session's view of the folder, brought up to date first, without a store read.
+async fn fetch_known<S: Sink>(
+    p: &mut Protocol,
+    sink: &mut S,
+    set: SequenceSet,
+    names: &[MessageDataItemName<'static>],
+    by_uid: bool,
+    changed_since: Option<i64>,
+    want_modseq: bool,
+) -> OpResult {
+    p.sync(false).await?;
+    let condstore = p.enabled.condstore;
+    let want_uid = by_uid || names.iter().any(|n| matches!(n, MessageDataItemName::Uid));
+    let want_flags = names
+        .iter()
+        .any(|n| matches!(n, MessageDataItemName::Flags));
+    let Some(sel) = p.selected.as_ref() else {
+        return Err(bad("No mailbox selected"));
+    };
+    let mut missing = false;
+    for (seq, uid) in sel.resolve(&set, by_uid).map_err(bad)? {
+        if sel.is_pending_expunge(uid) {
+            missing = true;
+            continue;
+        }
+        let modseq = sel.modseq_at(seq);
+        if changed_since.is_some_and(|c| modseq <= c) {
+            continue;
+        }
+        let mut items: Vec<MessageDataItem<'static>> = Vec::with_capacity(3);
+        if want_uid {
+            if let Some(u) = NonZeroU32::new(uid) {
+                items.push(MessageDataItem::Uid(u));
+            }
+        }
+        if want_flags {
+            items.push(MessageDataItem::Flags(fetch_flags(sel.flags_at(seq))));
+        }
+        if want_modseq || (condstore && want_flags) {
+            if let Some(m) = NonZeroU64::new(modseq as u64) {
                 items.push(MessageDataItem::ModSeq(m));
             }
         }

@@ -25,12 +25,15 @@ struct Candidate<'c> {
     uid: u32,
     max_seq: u32,
     max_uid: u32,
-    meta: &'c MessageMeta,
+    flags: &'c [String],
+    modseq: i64,
+    /// The message's row, read only when a key needs its size or date.
+    meta: Option<&'c MessageMeta>,
     parsed: Option<&'c Parsed<'c>>,
 }
 
-fn has_flag(meta: &MessageMeta, flag: &str) -> bool {
-    meta.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+fn has_flag(c: &Candidate<'_>, flag: &str) -> bool {
+    c.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
 }
 
 fn in_set(set: &SequenceSet, n: u32, max: u32) -> bool {
@@ -90,6 +93,19 @@ fn needs_message(key: &SearchKey<'_>) -> bool {
     }
 }
 
+/// Whether evaluating `key` needs the message's row (size, date) or the message itself;
+/// flags, modseq, UIDs and sequence numbers are known to the session.
+fn needs_meta(key: &SearchKey<'_>) -> bool {
+    use SearchKey as K;
+    match key {
+        K::And(keys) => keys.as_ref().iter().any(needs_meta),
+        K::Not(k) => needs_meta(k),
+        K::Or(a, b) => needs_meta(a) || needs_meta(b),
+        K::Larger(_) | K::Smaller(_) | K::Before(_) | K::On(_) | K::Since(_) => true,
+        other => needs_message(other),
+    }
+}
+
 fn uses_modseq(key: &SearchKey<'_>) -> bool {
     match key {
         SearchKey::And(keys) => keys.as_ref().iter().any(uses_modseq),
@@ -102,28 +118,29 @@ fn uses_modseq(key: &SearchKey<'_>) -> bool {
 
 fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
     use SearchKey as K;
-    let m = c.meta;
     let sent = || c.parsed.and_then(|p| p.sent_date());
+    let date = || c.meta.map(|m| m.internal_date).and_then(internal_day);
+    let size = || c.meta.map_or(0, |m| m.size);
     match key {
         K::And(keys) => keys.as_ref().iter().all(|k| matches(k, c)),
         K::SequenceSet(set) => in_set(set, c.seq, c.max_seq),
         K::Uid(set) => in_set(set, c.uid, c.max_uid),
         K::All => true,
-        K::Answered => has_flag(m, "\\Answered"),
-        K::Deleted => has_flag(m, "\\Deleted"),
-        K::Draft => has_flag(m, "\\Draft"),
-        K::Flagged => has_flag(m, "\\Flagged"),
-        K::Seen => has_flag(m, "\\Seen"),
-        K::Unanswered => !has_flag(m, "\\Answered"),
-        K::Undeleted => !has_flag(m, "\\Deleted"),
-        K::Undraft => !has_flag(m, "\\Draft"),
-        K::Unflagged => !has_flag(m, "\\Flagged"),
-        K::Unseen => !has_flag(m, "\\Seen"),
+        K::Answered => has_flag(c, "\\Answered"),
+        K::Deleted => has_flag(c, "\\Deleted"),
+        K::Draft => has_flag(c, "\\Draft"),
+        K::Flagged => has_flag(c, "\\Flagged"),
+        K::Seen => has_flag(c, "\\Seen"),
+        K::Unanswered => !has_flag(c, "\\Answered"),
+        K::Undeleted => !has_flag(c, "\\Deleted"),
+        K::Undraft => !has_flag(c, "\\Draft"),
+        K::Unflagged => !has_flag(c, "\\Flagged"),
+        K::Unseen => !has_flag(c, "\\Seen"),
         // No message is \Recent in this server (RFC 9051 dropped it).
         K::New | K::Recent => false,
         K::Old => true,
-        K::Keyword(k) => has_flag(m, k.as_ref()),
-        K::Unkeyword(k) => !has_flag(m, k.as_ref()),
+        K::Keyword(k) => has_flag(c, k.as_ref()),
+        K::Unkeyword(k) => !has_flag(c, k.as_ref()),
         K::Bcc(s) => header_has(c, "Bcc", &text(s)),
         K::Cc(s) => header_has(c, "Cc", &text(s)),
         K::From(s) => header_has(c, "From", &text(s)),
@@ -138,17 +155,17 @@ fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
             contains(&String::from_utf8_lossy(p.header()), &needle)
                 || contains(&p.body_search_text(), &needle)
         }),
-        K::Before(d) => internal_day(m.internal_date).is_some_and(|x| x < *d.as_ref()),
-        K::On(d) => internal_day(m.internal_date).is_some_and(|x| x == *d.as_ref()),
-        K::Since(d) => internal_day(m.internal_date).is_some_and(|x| x >= *d.as_ref()),
+        K::Before(d) => date().is_some_and(|x| x < *d.as_ref()),
+        K::On(d) => date().is_some_and(|x| x == *d.as_ref()),
+        K::Since(d) => date().is_some_and(|x| x >= *d.as_ref()),
         K::SentBefore(d) => sent().is_some_and(|x| x < *d.as_ref()),
         K::SentOn(d) => sent().is_some_and(|x| x == *d.as_ref()),
         K::SentSince(d) => sent().is_some_and(|x| x >= *d.as_ref()),
-        K::Larger(n) => m.size > *n as i64,
-        K::Smaller(n) => m.size < *n as i64,
+        K::Larger(n) => c.meta.is_some() && size() > *n as i64,
+        K::Smaller(n) => c.meta.is_some() && size() < *n as i64,
         K::Not(k) => !matches(k, c),
         K::Or(a, b) => matches(a, c) || matches(b, c),
-        K::ModSequence { modseq, .. } => m.modseq as u64 >= *modseq,
+        K::ModSequence { modseq, .. } => c.modseq as u64 >= *modseq,
         #[allow(unreachable_patterns)]
         _ => false,
     }
@@ -188,47 +205,67 @@ pub async fn search(
     if modseq_search {
         p.enabled.condstore = true;
     }
+    // Flags come from the session's view: bring it up to date first.
+    p.sync(false).await?;
+    let ctx = p.ctx.clone();
     let sel = p
         .selected
         .as_ref()
         .ok_or_else(|| bad("No mailbox selected"))?;
-    let folder_id = sel.folder_id;
-    let uids = sel.uids.clone();
-    let metas: HashMap<u32, MessageMeta> = p
-        .ctx
-        .store
-        .messages(folder_id)
-        .await?
-        .into_iter()
-        .map(|m| (m.uid as u32, m))
-        .collect();
+    let metas: Option<HashMap<u32, MessageMeta>> = if needs_meta(&key) {
+        Some(
+            ctx.store
+                .messages(sel.folder_id)
+                .await?
+                .into_iter()
+                .map(|m| (m.uid as u32, m))
+                .collect(),
+        )
+    } else {
+        None
+    };
     let need_message = needs_message(&key);
-    let max_seq = uids.len() as u32;
-    let max_uid = uids.last().copied().unwrap_or(0);
+    let max_seq = sel.exists();
+    let max_uid = sel.last_uid().unwrap_or(0);
     let mut hits: Vec<u32> = Vec::new();
     let mut highest_modseq = 0i64;
-    for (i, uid) in uids.iter().enumerate() {
-        let Some(meta) = metas.get(uid) else { continue };
-        let blob = if need_message {
-            match p.ctx.store.blobs().read(&meta.blob_path).await {
+    for (i, uid) in sel.uids().enumerate() {
+        let seq = i as u32 + 1;
+        if sel.is_pending_expunge(uid) {
+            continue;
+        }
+        let meta = match &metas {
+            Some(metas) => match metas.get(&uid) {
+                Some(meta) => Some(meta),
+                None => continue,
+            },
+            None => None,
+        };
+        let blob = match meta.filter(|_| need_message) {
+            Some(meta) => match ctx.store.blobs().read(&meta.blob_path).await {
                 Ok(b) => Some(b),
                 Err(_) => continue,
-            }
-        } else {
-            None
+            },
+            None => None,
         };
         let parsed = blob.as_deref().map(Parsed::new);
+        let (flags, modseq) = match meta {
+            Some(meta) => (meta.flags.as_slice(), meta.modseq),
+            None => (sel.flags_at(seq), sel.modseq_at(seq)),
+        };
         let candidate = Candidate {
-            seq: i as u32 + 1,
-            uid: *uid,
+            seq,
+            uid,
             max_seq,
             max_uid,
+            flags,
+            modseq,
             meta,
             parsed: parsed.as_ref(),
         };
         if matches(&key, &candidate) {
-            hits.push(if by_uid { *uid } else { i as u32 + 1 });
-            highest_modseq = highest_modseq.max(meta.modseq);
+            hits.push(if by_uid { uid } else { seq });
+            highest_modseq = highest_modseq.max(modseq);
         }
     }
     if save {

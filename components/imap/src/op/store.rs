@@ -4,6 +4,7 @@ use imap_codec::imap_types::command::StoreModifier;
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::response::Code;
 use imap_codec::imap_types::sequence::SequenceSet;
+use postbay_store::imap::FlagState;
 use postbay_store::mailstore::FlagChange;
 
 use crate::op::append::flag_names;
@@ -26,15 +27,21 @@ pub async fn store(
         p.enabled.condstore = true;
     }
     let condstore = p.enabled.condstore;
+    if p.selected.as_ref().is_some_and(|s| s.read_only) {
+        return Err(no(Some("READ-ONLY"), "Mailbox is read-only"));
+    }
+    // The session's view of the flags is where the change starts from: bring it up to date.
+    p.sync(false).await?;
     let sel = p
         .selected
         .as_mut()
         .ok_or_else(|| bad("No mailbox selected"))?;
-    if sel.read_only {
-        return Err(no(Some("READ-ONLY"), "Mailbox is read-only"));
-    }
     let targets = sel.resolve(&set, by_uid).map_err(bad)?;
-    let uids: Vec<i64> = targets.iter().map(|(_, u)| *u as i64).collect();
+    let current: Vec<FlagState> = targets
+        .iter()
+        .filter(|(_, uid)| !sel.is_pending_expunge(*uid))
+        .filter_map(|(_, uid)| sel.flag_state(*uid))
+        .collect();
     let change = match kind {
         StoreType::Replace => FlagChange::Replace,
         StoreType::Add => FlagChange::Add,
@@ -44,13 +51,14 @@ pub async fn store(
     let update = p
         .ctx
         .store
-        .store_flags(sel.folder_id, &uids, change, &names, unchanged_since)
+        .store_flags_known(sel.folder_id, current, change, &names, unchanged_since)
         .await?;
     for m in &update.changed {
         sel.note_own_modseq(m.modseq);
+        sel.set_flags(m);
     }
     let silent = matches!(response, StoreResponse::Silent);
-    let mut reported: Vec<&postbay_store::MessageMeta> = update.changed.iter().collect();
+    let mut reported: Vec<&FlagState> = update.changed.iter().collect();
     if !silent {
         reported.extend(update.unchanged.iter());
     }

@@ -81,14 +81,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(maildrop) = self.maildrop_mut() else {
             return Ok(None);
         };
-        let (path, size) = match maildrop.get(n) {
-            Ok(entry) => (entry.blob_path.clone(), entry.size),
+        let folder_id = maildrop.folder_id;
+        let (path, size, uid) = match maildrop.get(n) {
+            Ok(entry) => (entry.blob_path.clone(), entry.size, entry.uid),
             Err(missing) => {
                 self.reply(missing_status(n, missing));
                 return Ok(None);
             }
         };
-        let bytes = match self.ctx.store.blobs().read(&path).await {
+        // An expunged message's blob outlives its row until the expunge is on disk: the
+        // row says whether it is still there.
+        let present = match self.ctx.store.has_message(folder_id, uid).await {
+            Ok(present) => present,
+            Err(e) => {
+                tracing::error!(peer = %self.peer, error = %e, "could not look up message");
+                self.reply(Status::err_code(
+                    Code::SysTemp,
+                    "Temporary failure, try again",
+                ));
+                return Ok(None);
+            }
+        };
+        let read = if present {
+            self.ctx.store.blobs().read(&path).await
+        } else {
+            Err(postbay_store::Error::Io {
+                path: path.clone().into(),
+                source: ErrorKind::NotFound.into(),
+            })
+        };
+        let bytes = match read {
             Ok(bytes) => bytes,
             Err(postbay_store::Error::Io { source, .. })
                 if source.kind() == ErrorKind::NotFound =>
