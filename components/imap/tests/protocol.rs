@@ -729,3 +729,53 @@ async fn own_and_foreign_changes_interleaved_are_announced_exactly() {
     })
     .await;
 }
+
+/// SEARCH, FETCH FLAGS and EXPUNGE answer from the session's view of the folder, which
+/// must first take in what another session just changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flag_answers_include_another_sessions_latest_changes() {
+    each_backend(test_limits(), |env| async move {
+        for subject in ["one", "two", "three"] {
+            deliver(
+                env.store(),
+                "alice@example.test",
+                "INBOX",
+                message(subject, "x"),
+            )
+            .await;
+        }
+        let mut a = Raw::login(env.port(), "alice@example.test", "secret").await;
+        let mut b = Raw::login(env.port(), "alice@example.test", "secret").await;
+        a.cmd("a1 SELECT INBOX").await;
+        b.cmd("b1 SELECT INBOX").await;
+        b.cmd("b2 STORE 1 +FLAGS (\\Seen \\Deleted)").await;
+        // No NOOP in between: the SEARCH itself must see b's change.
+        let r = a.cmd("a2 SEARCH UNSEEN").await;
+        assert!(r.contains(&"* SEARCH 2 3".to_string()), "{r:?}");
+        assert!(
+            r.iter()
+                .any(|l| l.starts_with("* 1 FETCH (FLAGS (\\Seen \\Deleted)")),
+            "the change is announced too: {r:?}"
+        );
+        let r = a.cmd("a3 FETCH 1:* (FLAGS)").await;
+        assert!(
+            r.iter()
+                .any(|l| l == "* 1 FETCH (FLAGS (\\Seen \\Deleted))"),
+            "{r:?}"
+        );
+        assert!(r.iter().any(|l| l == "* 3 FETCH (FLAGS ())"), "{r:?}");
+        // b flags message 3 and takes \Deleted off message 1 again: a's EXPUNGE goes by
+        // the flags as they are now, not as a last saw them.
+        b.cmd("b3 STORE 3 +FLAGS.SILENT (\\Deleted)").await;
+        b.cmd("b4 STORE 1 -FLAGS.SILENT (\\Deleted)").await;
+        let r = a.cmd("a4 EXPUNGE").await;
+        let expunged: Vec<&String> = r.iter().filter(|l| l.ends_with(" EXPUNGE")).collect();
+        assert_eq!(expunged, vec!["* 3 EXPUNGE"], "{r:?}");
+        let r = a.cmd("a5 UID SEARCH DELETED").await;
+        assert!(r.contains(&"* SEARCH".to_string()), "{r:?}");
+        let r = b.cmd("b5 NOOP").await;
+        assert!(r.contains(&"* 3 EXPUNGE".to_string()), "{r:?}");
+        env
+    })
+    .await;
+}

@@ -94,7 +94,7 @@ impl ChangeFeed {
     }
 
     /// Starts the poller once per process (it stops when the last store handle is gone).
-    pub(crate) fn ensure_poller(&self, pool: &sqlx::AnyPool) {
+    pub(crate) fn ensure_poller(&self, readers: &crate::readers::Readers) {
         if self.inner.poller_started.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -103,13 +103,13 @@ impl ChangeFeed {
             return;
         };
         let weak = Arc::downgrade(&self.inner);
-        let pool = pool.clone();
+        let readers = readers.clone();
         runtime.spawn(async move {
             loop {
                 let Some(inner) = weak.upgrade() else { return };
                 let feed = ChangeFeed { inner };
                 let interval = feed.poll_interval();
-                if let Err(e) = feed.poll_once(&pool).await {
+                if let Err(e) = feed.poll_once(&readers).await {
                     tracing::warn!(error = %e, "polling folder changes failed");
                 }
                 drop(feed);
@@ -119,7 +119,7 @@ impl ChangeFeed {
     }
 
     /// Reads every watched folder's modseq and publishes what moved.
-    pub(crate) async fn poll_once(&self, pool: &sqlx::AnyPool) -> Result<(), sqlx::Error> {
+    pub(crate) async fn poll_once(&self, readers: &crate::readers::Readers) -> crate::Result<()> {
         let ids = self.watched_ids();
         for chunk in ids.chunks(crate::IN_LIST_CHUNK) {
             let sql = format!(
@@ -130,7 +130,7 @@ impl ChangeFeed {
             for id in chunk {
                 query = query.bind(*id);
             }
-            let rows = query.fetch_all(pool).await?;
+            let rows = query.fetch_all(&mut *readers.get().await?).await?;
             let found: HashMap<i64, i64> = rows
                 .iter()
                 .map(|r| (r.get("id"), r.get("highest_modseq")))

@@ -19,6 +19,9 @@ pub enum Backend {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static MYSQL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 
+/// SQLite read connections lent by [`crate::readers`].
+pub(crate) const SQLITE_READERS: usize = 6;
+
 pub(crate) async fn connect(url: &str) -> Result<(AnyPool, Writers, Backend)> {
     sqlx::any::install_default_drivers();
     let backend = if url.starts_with("sqlite:") {
@@ -37,7 +40,9 @@ pub(crate) async fn connect(url: &str) -> Result<(AnyPool, Writers, Backend)> {
         Backend::Sqlite => {
             // Readers (IMAP sessions) run beside the writer thanks to WAL; writes go to
             // one connection per durability behind the process's write gate.
-            let pool = sqlite_pool(8, "FULL").connect(&url).await?;
+            // SQLITE_READERS of the readers are lent outside the pool (crate::readers); the
+            // pool keeps serving the rest (read transactions, other crates).
+            let pool = sqlite_pool(4, "FULL").connect(&url).await?;
             let writer = sqlite_pool(1, "NORMAL").connect(&url).await?;
             let wal = sqlite_wal(&writer).await?;
             tracing::debug!(?backend, ?wal, "store connected");

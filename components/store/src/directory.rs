@@ -129,7 +129,7 @@ impl Store {
     pub async fn domain(&self, name: &str) -> Result<Option<DomainRow>> {
         let row = sqlx::query("SELECT name, catch_all, enabled, owner FROM domains WHERE name = ?")
             .bind(name.to_ascii_lowercase())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row.map(|r| DomainRow {
             name: r.get("name"),
@@ -141,7 +141,7 @@ impl Store {
 
     pub async fn list_domains(&self) -> Result<Vec<DomainRow>> {
         let rows = sqlx::query("SELECT name, catch_all, enabled, owner FROM domains ORDER BY name")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         Ok(rows
             .into_iter()
@@ -217,7 +217,7 @@ impl Store {
              FROM mailboxes WHERE address = ?",
         )
         .bind(canonical_address(address))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         Ok(row.map(|r| mailbox_from_row(&r)))
     }
@@ -228,12 +228,12 @@ impl Store {
             Some(d) => {
                 sqlx::query(&format!("{sql} WHERE domain = ? ORDER BY address"))
                     .bind(d.to_ascii_lowercase())
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.reader().await?)
                     .await?
             }
             None => {
                 sqlx::query(&format!("{sql} ORDER BY address"))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.reader().await?)
                     .await?
             }
         };
@@ -329,7 +329,7 @@ impl Store {
         let rows =
             sqlx::query("SELECT destination FROM aliases WHERE address = ? ORDER BY destination")
                 .bind(canonical_address(address))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.reader().await?)
                 .await?;
         Ok(rows.iter().map(|r| r.get("destination")).collect())
     }
@@ -367,7 +367,7 @@ impl Store {
             "SELECT domain, selector, algorithm, public_key, private_key_ref, enabled, owner FROM dkim_keys WHERE domain = ? ORDER BY selector",
         )
         .bind(domain.to_ascii_lowercase())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         Ok(rows
             .iter()

@@ -81,7 +81,7 @@ impl Store {
             "SELECT {FOLDER_COLUMNS} FROM folders WHERE id = ?"
         ))
         .bind(folder_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         Ok(row.map(|r| folder_from_row(&r)))
     }
@@ -116,7 +116,7 @@ impl Store {
     /// Follows the folder's modseq as this process learns of changes (local commits at
     /// once, other replicas' through the poller); `modseq` is where the caller's snapshot stands.
     pub fn watch_folder(&self, folder_id: i64, modseq: i64) -> crate::FolderWatch {
-        self.changes.ensure_poller(&self.pool);
+        self.changes.ensure_poller(&self.readers);
         self.changes.watch(folder_id, modseq)
     }
 
@@ -129,7 +129,7 @@ impl Store {
     /// Publishes the current modseq of every watched folder now (tests; the poller does
     /// this every interval).
     pub async fn poll_changes(&self) -> Result<()> {
-        Ok(self.changes.poll_once(&self.pool).await?)
+        self.changes.poll_once(&self.readers).await
     }
 
     /// Changes with `since < modseq <= upto`. Modseqs are handed out under the folder row
@@ -147,7 +147,7 @@ impl Store {
         .bind(folder_id)
         .bind(since)
         .bind(upto)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         let gone = sqlx::query(
             "SELECT uid FROM expunged WHERE folder_id = ? AND modseq > ? AND modseq <= ? ORDER BY uid",
@@ -155,7 +155,7 @@ impl Store {
         .bind(folder_id)
         .bind(since)
         .bind(upto)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         Ok(FolderChanges {
             changed: rows.iter().map(message_from_row).collect(),
@@ -176,7 +176,7 @@ impl Store {
         .bind(folder_id)
         .bind(first)
         .bind(last)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         Ok(rows.iter().map(message_from_row).collect())
     }
@@ -184,7 +184,7 @@ impl Store {
     pub async fn folder_stats(&self, folder_id: i64) -> Result<FolderStats> {
         let rows = sqlx::query("SELECT size, flags FROM messages WHERE folder_id = ?")
             .bind(folder_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         let mut stats = FolderStats::default();
         for row in &rows {
@@ -353,7 +353,7 @@ impl Store {
         let row = sqlx::query("SELECT 1 AS present FROM messages WHERE folder_id = ? AND uid = ?")
             .bind(folder_id)
             .bind(uid)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row.is_some())
     }
@@ -565,7 +565,7 @@ impl Store {
             .ok_or_else(|| Error::NoSuchFolder(target_folder.to_string()))?;
         let home: String = sqlx::query("SELECT home FROM mailboxes WHERE id = ?")
             .bind(target.mailbox_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reader().await?)
             .await?
             .get("home");
         let sources = self.metas_for_uids(source_folder, uids).await?;

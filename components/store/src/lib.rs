@@ -14,6 +14,7 @@ mod db;
 pub mod directory;
 pub mod imap;
 pub mod mailstore;
+mod readers;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -68,6 +69,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Store {
     pool: sqlx::AnyPool,
+    readers: readers::Readers,
     writers: write::Writers,
     changes: changes::ChangeFeed,
     backend: Backend,
@@ -80,9 +82,14 @@ impl Store {
     pub async fn open(database_url: &str, mail_root: &Path) -> Result<Store> {
         let (pool, writers, backend) = db::connect(database_url).await?;
         db::migrate(&pool, backend).await?;
+        let readers = match backend {
+            Backend::Sqlite => readers::Readers::detach_from(&pool, db::SQLITE_READERS).await?,
+            Backend::MySql => readers::Readers::Pool(pool.clone()),
+        };
         let blobs = blobs::BlobStore::new(mail_root.to_path_buf());
         Ok(Store {
             pool,
+            readers,
             writers,
             changes: changes::ChangeFeed::new(),
             backend,
@@ -100,6 +107,11 @@ impl Store {
 
     pub fn pool(&self) -> &sqlx::AnyPool {
         &self.pool
+    }
+
+    /// A connection for the store's own reads (see [`readers`]).
+    pub(crate) async fn reader(&self) -> Result<readers::Reader> {
+        self.readers.get().await
     }
 
     /// Starts a write transaction; see [`Durability`].
@@ -127,6 +139,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.writers.close().await;
+        self.readers.close().await;
         self.pool.close().await;
     }
 }

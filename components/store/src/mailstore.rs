@@ -175,7 +175,7 @@ impl Store {
         ))
         .bind(mailbox_id)
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         Ok(row.map(|r| folder_from_row(&r)))
     }
@@ -185,7 +185,7 @@ impl Store {
             "SELECT {FOLDER_COLUMNS} FROM folders WHERE mailbox_id = ? ORDER BY name"
         ))
         .bind(mailbox_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         Ok(rows.iter().map(folder_from_row).collect())
     }
@@ -278,7 +278,7 @@ impl Store {
         )
         .bind(folder)
         .bind(&address)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?
         .ok_or_else(|| Error::NoSuchMailbox(address.clone()))?;
         let mailbox = crate::directory::mailbox_from_row(&row);
@@ -303,7 +303,7 @@ impl Store {
         let row = sqlx::query("SELECT uid FROM messages WHERE folder_id = ? AND delivery_key = ?")
             .bind(folder_id)
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row.map(|r| r.get("uid")))
     }
@@ -449,7 +449,7 @@ impl Store {
             "SELECT id, uid, modseq, blob_path, size, internal_date, flags FROM messages WHERE folder_id = ? ORDER BY uid",
         )
         .bind(folder_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         Ok(rows.iter().map(message_from_row).collect())
     }
@@ -462,7 +462,7 @@ impl Store {
         )
         .bind(crate::directory::canonical_address(address))
         .bind(folder)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         Ok(row.get("n"))
     }
@@ -470,7 +470,7 @@ impl Store {
     /// Total number of stored messages across all mailboxes.
     pub async fn count_all_messages(&self) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM messages")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reader().await?)
             .await?;
         Ok(row.get("n"))
     }
@@ -578,7 +578,7 @@ impl Store {
             Expunge::Uids(uids) => (uids.to_vec(), false),
             Expunge::Flagged(uids) => (uids.to_vec(), true),
             Expunge::Deleted(_) => {
-                let mut conn = self.pool.acquire().await?;
+                let mut conn = self.reader().await?;
                 let candidates = expunge_candidates(&mut conn, folder_id, &which).await?;
                 (candidates.iter().map(|c| c.uid).collect(), true)
             }

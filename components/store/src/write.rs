@@ -47,9 +47,16 @@ pub(crate) struct Writers {
     serial: Option<Serial>,
 }
 
+/// The gate, holding the connection batches run on. It is taken out of sqlx's pool on first
+/// use, because the pool pings a connection it takes back (see [`crate::readers`]), and
+/// that round trip to the worker thread would be paid with the gate held. Transactions
+/// written statement by statement ([`Writers::begin`], [`Writers::run`]) still come from
+/// the pool, one at a time behind the same gate.
+type Gate = Arc<Mutex<Option<AnyConnection>>>;
+
 #[derive(Clone)]
 struct Serial {
-    gate: Arc<Mutex<()>>,
+    gate: Gate,
     /// None for an in-memory database, which has nothing to flush.
     wal: Option<PathBuf>,
     /// Files to remove once the commits that stopped referring to them are on disk.
@@ -87,7 +94,7 @@ impl Writers {
         Writers {
             pool: writer,
             serial: Some(Serial {
-                gate: Arc::new(Mutex::new(())),
+                gate: Arc::new(Mutex::new(None)),
                 wal,
                 doomed: Arc::default(),
             }),
@@ -158,12 +165,11 @@ impl Writers {
             .serial
             .as_ref()
             .expect("write batches are for the serialized (SQLite) writer");
-        let gate = serial.gate.clone().lock_owned().await;
-        let conn = self.pool.acquire().await?;
-        let mut held = HeldWriter {
-            conn: Some(conn),
-            gate: Some(gate),
-        };
+        let mut gate = serial.gate.clone().lock_owned().await;
+        if gate.is_none() {
+            *gate = Some(self.pool.acquire().await?.detach());
+        }
+        let mut held = HeldWriter { gate: Some(gate) };
         let mut result = held.run(batch).await;
         if let Err(sqlx::Error::Database(e)) = &result {
             if e.message().contains("within a transaction") {
@@ -214,11 +220,14 @@ impl Writers {
         }
     }
 
-    /// Waits for pending removals (with a flush), then closes the writer connection.
+    /// Waits for pending removals (with a flush), then closes the writer connections.
     pub(crate) async fn close(&self) {
         if let Some(serial) = &self.serial {
             if let Err(e) = serial.flush().await {
                 tracing::warn!(error = %e, "final WAL flush failed");
+            }
+            if let Some(conn) = serial.gate.lock().await.take() {
+                let _ = sqlx::Connection::close(conn).await;
             }
         }
         self.pool.close().await;
@@ -272,39 +281,43 @@ fn remove_files(paths: &[PathBuf]) {
     }
 }
 
-/// The writer connection and the gate, held for one batch. Dropped before
+/// The gate with the writer connection in it, held for one batch. Dropped before
 /// [`HeldWriter::release`] (the caller went away mid-batch), it rolls back in a task that
 /// keeps the gate: the ROLLBACK queues behind the batch on the connection's worker, so it
 /// ends whatever the batch left open, and answers "no transaction" harmlessly otherwise.
 struct HeldWriter {
-    conn: Option<sqlx::pool::PoolConnection<Any>>,
-    gate: Option<OwnedMutexGuard<()>>,
+    gate: Option<OwnedMutexGuard<Option<AnyConnection>>>,
 }
 
 impl HeldWriter {
     async fn run(&mut self, batch: &Batch) -> std::result::Result<Returned, sqlx::Error> {
-        let conn = self.conn.as_mut().expect("writer held");
-        let result = batch.query().fetch_all(&mut **conn).await;
+        let conn = self
+            .gate
+            .as_mut()
+            .and_then(|g| g.as_mut())
+            .expect("writer held");
+        let result = batch.query().fetch_all(&mut *conn).await;
         if result.is_err() {
-            let _ = sqlx::Executor::execute(&mut **conn, "ROLLBACK").await;
+            let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;
         }
         result
     }
 
     fn release(&mut self) {
-        self.conn.take();
         self.gate.take();
     }
 }
 
 impl Drop for HeldWriter {
     fn drop(&mut self) {
-        let (Some(mut conn), gate) = (self.conn.take(), self.gate.take()) else {
+        let Some(mut gate) = self.gate.take() else {
             return;
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;
+                if let Some(conn) = gate.as_mut() {
+                    let _ = sqlx::Executor::execute(conn, "ROLLBACK").await;
+                }
                 drop(gate);
             });
         }
@@ -318,7 +331,7 @@ impl Drop for HeldWriter {
 /// it half-open on the shared writer connection.
 pub(crate) struct WriteTx {
     tx: Option<Transaction<'static, Any>>,
-    gate: Option<OwnedMutexGuard<()>>,
+    gate: Option<OwnedMutexGuard<Option<AnyConnection>>>,
     /// Whose WAL to flush after commit (synced writes on SQLite).
     flush: Option<Serial>,
 }

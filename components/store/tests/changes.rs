@@ -1,6 +1,7 @@
 //! The change feed and write path: local commits wake watchers at once, another replica's
 //! commits arrive through the poller, deleted folders read as gone, no-op writes wake
-//! nobody, and expunging by flag removes exactly the `\Deleted` messages.
+//! nobody, expunging by flag removes exactly the `\Deleted` messages, writes from a stale
+//! view lose nothing, and an expunged blob goes only after the expunge is flushed.
 
 mod common;
 
@@ -273,6 +274,135 @@ async fn concurrent_stores_on_one_message_lose_no_flag() {
             t.name
         );
         assert_eq!(meta.modseq, *modseqs.last().unwrap());
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn writes_from_known_state_survive_stale_knowledge() {
+    for t in common::stores().await {
+        let s = &t.store;
+        seed(s).await;
+        let folder = inbox(s).await;
+        let mut uids = Vec::new();
+        for i in 0..3 {
+            let d = s
+                .deliver("alice@example.test", "INBOX", message(i))
+                .await
+                .unwrap();
+            uids.push(d.uid);
+        }
+        // What a session knew before another session flagged message 0.
+        let known: Vec<postbay_store::imap::FlagState> = s
+            .messages(folder.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(postbay_store::imap::FlagState::from)
+            .collect();
+        s.store_flags(
+            folder.id,
+            &[uids[0]],
+            FlagChange::Add,
+            &["$Important".into()],
+            None,
+        )
+        .await
+        .unwrap();
+        // The stale view says message 0 has no flags; the keyword set meanwhile survives.
+        let update = s
+            .store_flags_known(
+                folder.id,
+                known.clone(),
+                FlagChange::Add,
+                &["\\Seen".into()],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(update.changed.len(), 3, "{}", t.name);
+        let now = s.messages(folder.id).await.unwrap();
+        assert_eq!(
+            now[0].flags,
+            vec!["$Important".to_string(), "\\Seen".to_string()],
+            "{}",
+            t.name
+        );
+        assert!(now[1..]
+            .iter()
+            .all(|m| m.flags == vec!["\\Seen".to_string()]));
+
+        // EXPUNGE from a stale view: message 1 is believed \Deleted but is not (the flag was
+        // never set), message 2 is; only message 2 goes, and its quota is freed.
+        s.store_flags(
+            folder.id,
+            &[uids[2]],
+            FlagChange::Add,
+            &["\\Deleted".into()],
+            None,
+        )
+        .await
+        .unwrap();
+        let gone = s
+            .expunge_flagged(folder.id, &[uids[1], uids[2]])
+            .await
+            .unwrap();
+        assert_eq!(gone.uids, vec![uids[2]], "{}", t.name);
+        let left: Vec<i64> = s
+            .messages(folder.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.uid)
+            .collect();
+        assert_eq!(left, vec![uids[0], uids[1]], "{}", t.name);
+        let used = s
+            .mailbox("alice@example.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_bytes;
+        let remaining: i64 = s
+            .messages(folder.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.size)
+            .sum();
+        assert_eq!(used, remaining, "{}", t.name);
+        let changes = s
+            .folder_changes(folder.id, 0, gone.modseq.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(changes.expunged, vec![uids[2]], "{}", t.name);
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn an_expunged_blob_goes_once_the_expunge_is_on_disk() {
+    for t in common::stores().await {
+        let s = &t.store;
+        seed(s).await;
+        let folder = inbox(s).await;
+        let uid = s
+            .deliver("alice@example.test", "INBOX", message(0))
+            .await
+            .unwrap()
+            .uid;
+        let blob = s.messages(folder.id).await.unwrap()[0].blob_path.clone();
+        let path = s.blobs().path(&blob);
+        assert!(path.exists(), "{}", t.name);
+        let gone = s.expunge(folder.id, &[uid]).await.unwrap();
+        assert_eq!(gone, vec![uid], "{}", t.name);
+        // The row is gone at once; the file follows with the next WAL flush (on SQLite,
+        // one is scheduled within 50 ms; on MariaDB the commit is the server's, so at once).
+        assert!(!s.has_message(folder.id, uid).await.unwrap(), "{}", t.name);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while path.exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!path.exists(), "{}: blob still there after 5 s", t.name);
         t.cleanup().await;
     }
 }
