@@ -240,22 +240,9 @@ pub async fn fetch<S: Sink>(
                 items.push(MessageDataItem::ModSeq(m));
             }
         }
-        if let (Some(seq), Ok(items)) = (NonZeroU32::new(seq), Vec1::try_from(items)) {
-            response::data(&mut p.out, Data::Fetch { seq, items });
-        }
-        if p.out.len() >= FLUSH_THRESHOLD {
-            sink.write(&mut p.out)
-                .await
-                .map_err(|e| OpError::Close(format!("write failed: {e}")))?;
-        }
+        emit(&mut p.out, sink, seq, items).await?;
     }
-    if missing {
-        return Err(no(
-            Some("EXPUNGEISSUED"),
-            "Some of the requested messages no longer exist",
-        ));
-    }
-    Ok(Outcome::Ok(None, String::new()))
+    completed(missing)
 }
 
 /// FETCH of FLAGS, UID and MODSEQ only (what clients syncing flags ask for most), answered
@@ -302,15 +289,31 @@ async fn fetch_known<S: Sink>(
                 items.push(MessageDataItem::ModSeq(m));
             }
         }
-        if let (Some(seq), Ok(items)) = (NonZeroU32::new(seq), Vec1::try_from(items)) {
-            response::data(&mut p.out, Data::Fetch { seq, items });
-        }
-        if p.out.len() >= FLUSH_THRESHOLD {
-            sink.write(&mut p.out)
-                .await
-                .map_err(|e| OpError::Close(format!("write failed: {e}")))?;
-        }
+        emit(&mut p.out, sink, seq, items).await?;
     }
+    completed(missing)
+}
+
+/// Writes one untagged FETCH, handing the output to the sink whenever it grows large.
+async fn emit<S: Sink>(
+    out: &mut Vec<u8>,
+    sink: &mut S,
+    seq: u32,
+    items: Vec<MessageDataItem<'static>>,
+) -> Result<(), OpError> {
+    if let (Some(seq), Ok(items)) = (NonZeroU32::new(seq), Vec1::try_from(items)) {
+        response::data(out, Data::Fetch { seq, items });
+    }
+    if out.len() >= FLUSH_THRESHOLD {
+        sink.write(out)
+            .await
+            .map_err(|e| OpError::Close(format!("write failed: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The tagged result: NO [EXPUNGEISSUED] when some messages had gone (RFC 9051 §7.1).
+fn completed(missing: bool) -> OpResult {
     if missing {
         return Err(no(
             Some("EXPUNGEISSUED"),
