@@ -14,6 +14,8 @@ use crate::config::ImapLimits;
 pub struct User {
     pub mailbox_id: i64,
     pub address: String,
+    /// The mailbox's blob directory, where APPENDs to the selected folder write.
+    pub home: String,
 }
 
 #[derive(Debug)]
@@ -128,6 +130,7 @@ pub async fn check_password(
         Some(mb) if verified => AuthOutcome::Success(User {
             mailbox_id: mb.id,
             address: mb.address,
+            home: mb.home,
         }),
         _ => {
             ctx.login_limiter.record_failure(ip, username);

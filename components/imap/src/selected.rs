@@ -52,6 +52,8 @@ pub struct Selected {
     pub saved: Vec<u32>,
     /// The folder's modseq as this process knows it; IDLE waits on it.
     pub watch: FolderWatch,
+    /// The folder's row as of SELECT: where APPENDs to it go without a lookup.
+    pub folder: postbay_store::FolderInfo,
 }
 
 /// One message as the session knows it.
@@ -123,6 +125,7 @@ impl Selected {
             pending_expunged: Vec::new(),
             saved: Vec::new(),
             watch,
+            folder: folder.clone(),
         }
     }
 
@@ -466,6 +469,16 @@ mod tests {
             pending_expunged: Vec::new(),
             saved: Vec::new(),
             watch: FolderWatch::detached(1),
+            folder: postbay_store::FolderInfo {
+                id: 1,
+                mailbox_id: 1,
+                name: "INBOX".into(),
+                special_use: None,
+                subscribed: true,
+                uidvalidity: 1,
+                uidnext: 1,
+                highest_modseq: 1,
+            },
         }
     }
 

@@ -474,6 +474,32 @@ async fn quota_is_reported_and_enforced() {
         assert!(tagged(&r, "b").starts_with("b NO [OVERQUOTA]"), "{r:?}");
         let r = c.cmd("c GETQUOTA \"\"").await;
         assert_eq!(r[0], "* QUOTA \"\" (STORAGE 0 4)");
+
+        // Into the selected folder (the session sends where it knows, without a lookup):
+        // the quota still holds, and space an EXPUNGE frees can be used at once.
+        c.cmd("d SELECT INBOX").await;
+        let append = |tag: &str, size: usize| {
+            let mut bytes = format!("{tag} APPEND INBOX {{{}+}}\r\n", size + 14).into_bytes();
+            bytes.extend_from_slice(b"Subject: x\r\n\r\n");
+            bytes.extend(std::iter::repeat_n(b'y', size));
+            bytes.extend_from_slice(b"\r\n");
+            bytes
+        };
+        c.send(&append("e", 3000)).await;
+        let r = c.until_tag("e").await;
+        assert!(tagged(&r, "e").starts_with("e OK"), "{r:?}");
+        c.send(&append("f", 3000)).await;
+        let r = c.until_tag("f").await;
+        assert!(tagged(&r, "f").starts_with("f NO [OVERQUOTA]"), "{r:?}");
+        assert!(
+            tagged(&r, "f").contains("Quota exceeded"),
+            "says why: {r:?}"
+        );
+        c.cmd("g STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+        c.cmd("h EXPUNGE").await;
+        c.send(&append("i", 3000)).await;
+        let r = c.until_tag("i").await;
+        assert!(tagged(&r, "i").starts_with("i OK"), "{r:?}");
         env
     })
     .await;

@@ -215,8 +215,61 @@ impl Store {
         if mailbox.quota_bytes > 0 && mailbox.used_bytes + size > mailbox.quota_bytes {
             return Err(over_quota(&mailbox, size));
         }
+        let target = Target {
+            mailbox_id: mailbox.id,
+            home: &mailbox.home,
+            folder: &folder_info,
+        };
+        match self.deliver_to(&target, message).await {
+            Err(Refused::OverQuota) => Err(over_quota(&mailbox, size)),
+            Err(Refused::Store(e)) => Err(e),
+            Ok(delivered) => Ok(delivered),
+        }
+    }
 
-        let blob_path = self.blobs.write(&mailbox.home, message.parts).await?;
+    /// [`Store::deliver`] into a folder the caller has already looked up: an IMAP session
+    /// appending to the folder it has selected saves the lookup. What the caller knows may
+    /// be stale, which is harmless: the quota and the folder's existence are checked by
+    /// the inserting transaction, and a refusal reports the mailbox's current usage.
+    pub async fn deliver_known(
+        &self,
+        mailbox_id: i64,
+        home: &str,
+        folder: &FolderInfo,
+        message: NewMessage,
+    ) -> Result<Delivered> {
+        let size = message.size();
+        let target = Target {
+            mailbox_id,
+            home,
+            folder,
+        };
+        match self.deliver_to(&target, message).await {
+            Err(Refused::OverQuota) => {
+                let row = sqlx::query(
+                    "SELECT id, address, domain, local_part, password_hash, quota_bytes, used_bytes, \
+                     enabled, home, owner FROM mailboxes WHERE id = ?",
+                )
+                .bind(mailbox_id)
+                .fetch_optional(&mut *self.reader().await?)
+                .await?
+                .ok_or_else(|| Error::NoSuchMailbox(format!("mailbox #{mailbox_id}")))?;
+                Err(over_quota(&crate::directory::mailbox_from_row(&row), size))
+            }
+            Err(Refused::Store(e)) => Err(e),
+            Ok(delivered) => Ok(delivered),
+        }
+    }
+
+    /// Writes the blob, then the row; removes the blob again if the row is refused.
+    async fn deliver_to(
+        &self,
+        target: &Target<'_>,
+        message: NewMessage,
+    ) -> std::result::Result<Delivered, Refused> {
+        let (mailbox_id, folder_info) = (target.mailbox_id, target.folder);
+        let size = message.size();
+        let blob_path = self.blobs.write(target.home, message.parts).await?;
         tracing::debug!(
             blob_path,
             key = message.delivery_key.as_deref(),
@@ -224,8 +277,8 @@ impl Store {
         );
         match self
             .insert_message_row(
-                &mailbox,
-                &folder_info,
+                mailbox_id,
+                folder_info,
                 &NewRow {
                     blob_path: &blob_path,
                     size,
@@ -256,8 +309,8 @@ impl Store {
                         })
                     }
                     (InsertError::DuplicateKey, None) => unreachable!("no key, no duplicate"),
-                    (InsertError::OverQuota, _) => Err(over_quota(&mailbox, size)),
-                    (InsertError::Store(e), _) => Err(e),
+                    (InsertError::OverQuota, _) => Err(Refused::OverQuota),
+                    (InsertError::Store(e), _) => Err(Refused::Store(e)),
                 }
             }
         }
@@ -310,19 +363,20 @@ impl Store {
 
     async fn insert_message_row(
         &self,
-        mailbox: &crate::MailboxRow,
+        mailbox_id: i64,
         folder: &FolderInfo,
         row: &NewRow<'_>,
     ) -> Result<Delivered, InsertError> {
         let backend = self.backend;
         if backend == Backend::Sqlite {
-            let delivered = self.insert_message_batched(mailbox, folder, row).await?;
+            let delivered = self.insert_message_batched(mailbox_id, folder, row).await?;
             self.changes.committed(folder.id, delivered.modseq);
             return Ok(delivered);
         }
         let delivered = self
             .write(Durability::Synced, async |tx| {
-                let delivered = Self::insert_message_in(tx, backend, mailbox, folder, row).await?;
+                let delivered =
+                    Self::insert_message_in(tx, backend, mailbox_id, folder, row).await?;
                 tx.commit_in_place().await?;
                 Ok::<_, InsertError>(delivered)
             })
@@ -336,7 +390,7 @@ impl Store {
     /// one before changed its row. Nothing applies when the quota is exceeded.
     async fn insert_message_batched(
         &self,
-        mailbox: &crate::MailboxRow,
+        mailbox_id: i64,
         folder: &FolderInfo,
         row: &NewRow<'_>,
     ) -> Result<Delivered, InsertError> {
@@ -347,7 +401,7 @@ impl Store {
              AND EXISTS (SELECT 1 FROM folders WHERE id = ?)",
             [
                 Arg::Int(row.size),
-                Arg::Int(mailbox.id),
+                Arg::Int(mailbox_id),
                 Arg::Int(row.size),
                 Arg::Int(folder.id),
             ],
@@ -394,7 +448,7 @@ impl Store {
     async fn insert_message_in(
         tx: &mut WriteTx,
         backend: Backend,
-        mailbox: &crate::MailboxRow,
+        mailbox_id: i64,
         folder: &FolderInfo,
         row: &NewRow<'_>,
     ) -> Result<Delivered, InsertError> {
@@ -406,7 +460,7 @@ impl Store {
             "UPDATE mailboxes SET used_bytes = used_bytes + ? WHERE id = ? AND (quota_bytes = 0 OR used_bytes + ? <= quota_bytes)",
         )
         .bind(row.size)
-        .bind(mailbox.id)
+        .bind(mailbox_id)
         .bind(row.size)
         .execute(&mut **tx)
         .await
@@ -477,6 +531,25 @@ impl Store {
 }
 
 /// How a STORE-like update changes a message's flags.
+/// Where a new message goes: the mailbox (for its quota and blob directory) and folder.
+struct Target<'a> {
+    mailbox_id: i64,
+    home: &'a str,
+    folder: &'a FolderInfo,
+}
+
+/// Why a new message was not stored; the caller words the quota refusal.
+enum Refused {
+    OverQuota,
+    Store(Error),
+}
+
+impl From<Error> for Refused {
+    fn from(e: Error) -> Refused {
+        Refused::Store(e)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlagChange {
     Replace,

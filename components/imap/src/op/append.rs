@@ -46,28 +46,36 @@ pub async fn append(
     let internal_date = date
         .map(|d| d.as_ref().timestamp())
         .unwrap_or_else(postbay_store::now_unix);
-    let address = p.user()?.address.clone();
+    let user = p.user()?.clone();
     let flags = flag_names(&flags);
-    let delivered = p
-        .ctx
-        .store
-        .deliver(
-            &address,
-            &name,
-            NewMessage {
-                parts: vec![Part::Owned(data)],
-                internal_date,
-                flags: flags.clone(),
-                delivery_key: None,
-            },
-        )
-        .await
-        .map_err(|e| match e {
-            postbay_store::Error::NoSuchFolder(_) => {
-                no(Some("TRYCREATE"), format!("Mailbox doesn't exist: {name}"))
-            }
-            other => other.into(),
-        })?;
+    let message = NewMessage {
+        parts: vec![Part::Owned(data)],
+        internal_date,
+        flags: flags.clone(),
+        delivery_key: None,
+    };
+    let store = &p.ctx.store;
+    // Into the selected folder (unless renamed or deleted meanwhile), the session knows
+    // where it goes; elsewhere it is looked up.
+    let gone = p
+        .selected
+        .as_mut()
+        .is_some_and(|s| matches!(s.watch.current(), postbay_store::Version::Gone));
+    let known = p.selected.as_ref().filter(|s| s.name == name && !gone);
+    let delivered = match known {
+        Some(sel) => {
+            store
+                .deliver_known(user.mailbox_id, &user.home, &sel.folder, message)
+                .await
+        }
+        None => store.deliver(&user.address, &name, message).await,
+    }
+    .map_err(|e| match e {
+        postbay_store::Error::NoSuchFolder(_) => {
+            no(Some("TRYCREATE"), format!("Mailbox doesn't exist: {name}"))
+        }
+        other => other.into(),
+    })?;
     if !delivered.duplicate {
         if let Some(sel) = p.selected.as_mut().filter(|s| s.name == name) {
             sel.note_own_append(
