@@ -805,3 +805,58 @@ async fn flag_answers_include_another_sessions_latest_changes() {
     })
     .await;
 }
+
+/// ENVELOPE and header sections come from the header cache; without it (messages stored
+/// before it, or with huge headers) they come from the blob, and the answers are the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_fetches_are_the_same_from_cache_and_from_the_blob() {
+    each_backend(test_limits(), |env| async move {
+        let message = b"From: \"Ann Example\" <ann@example.test>\r\nTo: bob@example.test, \
+carl@example.test\r\nSubject: =?utf-8?q?caf=C3=A9?= menu\r\nMessage-ID: <m1@example.test>\r\n\
+Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\nbody line\r\n"
+            .to_vec();
+        deliver(env.store(), "alice@example.test", "INBOX", message).await;
+        let mut c = Raw::login(env.port(), "alice@example.test", "secret").await;
+        c.cmd("a SELECT INBOX").await;
+        let fetch = "FETCH 1 (ENVELOPE RFC822.HEADER BODY.PEEK[HEADER.FIELDS (SUBJECT)])";
+        let cached = c.cmd(&format!("b {fetch}")).await;
+        assert!(tagged(&cached, "b").starts_with("b OK"), "{cached:?}");
+        assert!(
+            cached
+                .iter()
+                .any(|l| l.contains("\"Ann Example\" NIL \"ann\" \"example.test\"")),
+            "{cached:?}"
+        );
+        // COPY takes the cached header along.
+        c.cmd("c COPY 1 INBOX").await;
+        let with_header: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE header IS NOT NULL AND uid IN (1, 2)",
+        )
+        .fetch_one(env.store().pool())
+        .await
+        .unwrap();
+        assert_eq!(with_header, 2);
+        sqlx::query("UPDATE messages SET header = NULL")
+            .execute(env.store().pool())
+            .await
+            .unwrap();
+        let from_blob = c.cmd(&format!("d {fetch}")).await;
+        let body = |lines: &[String]| lines[..lines.len() - 1].to_vec();
+        assert_eq!(body(&cached), body(&from_blob));
+        // Mixed: message 2 read from its blob, a cached one from the cache, in one FETCH.
+        c.cmd("e COPY 1 INBOX").await;
+        sqlx::query("UPDATE messages SET header = NULL WHERE uid = 1")
+            .execute(env.store().pool())
+            .await
+            .unwrap();
+        let mixed = c.cmd("f FETCH 1:3 (ENVELOPE)").await;
+        let envelopes: Vec<&String> = mixed.iter().filter(|l| l.contains("ENVELOPE")).collect();
+        assert_eq!(envelopes.len(), 3, "{mixed:?}");
+        assert!(
+            envelopes.iter().all(|l| l.contains("<m1@example.test>")),
+            "{mixed:?}"
+        );
+        env
+    })
+    .await;
+}

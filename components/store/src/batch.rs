@@ -22,6 +22,7 @@ pub(crate) enum Arg {
     Int(i64),
     Text(String),
     OptText(Option<String>),
+    OptBlob(Option<Vec<u8>>),
 }
 
 /// SQL text and its arguments, built together so each `?` has its value.
@@ -64,6 +65,7 @@ impl Batch {
                 Arg::Int(v) => query.bind(*v),
                 Arg::Text(v) => query.bind(v.as_str()),
                 Arg::OptText(v) => query.bind(v.as_deref()),
+                Arg::OptBlob(v) => query.bind(v.as_deref()),
             };
         }
         query

@@ -20,6 +20,12 @@ use crate::{Backend, Durability, Error, FolderInfo, MessageMeta, Result, Store, 
 
 const MESSAGE_COLUMNS: &str = "id, uid, modseq, blob_path, size, internal_date, flags";
 
+/// A copy of the message row `id` under a new folder, UID, modseq, blob and flags; the
+/// cached header goes along (INSERT … SELECT, which MariaDB allows on the same table).
+const COPY_ROW: &str =
+    "INSERT INTO messages (folder_id, uid, modseq, blob_path, size, internal_date, flags, delivery_key, header) \
+     SELECT ?, ?, ?, ?, ?, ?, ?, NULL, header FROM messages WHERE id = ?";
+
 /// What changed in a folder between two modseqs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FolderChanges {
@@ -161,6 +167,28 @@ impl Store {
             changed: rows.iter().map(message_from_row).collect(),
             expunged: gone.iter().map(|r| r.get("uid")).collect(),
         })
+    }
+
+    /// [`Store::messages_in_uid_range`] with each message's cached header section (`None`
+    /// where there is none: read the blob), for fetches that need only headers.
+    pub async fn messages_with_headers(
+        &self,
+        folder_id: i64,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<(MessageMeta, Option<Vec<u8>>)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS}, header FROM messages WHERE folder_id = ? AND uid >= ? AND uid <= ? ORDER BY uid"
+        ))
+        .bind(folder_id)
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *self.reader().await?)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (message_from_row(r), r.get::<Option<Vec<u8>>, _>("header")))
+            .collect())
     }
 
     /// Messages with `first <= uid <= last`, in UID order.
@@ -631,19 +659,17 @@ impl Store {
         let mut pairs = Vec::with_capacity(sources.len());
         for (i, (meta, blob)) in sources.iter().zip(blobs).enumerate() {
             let uid = first_uid + i as i64;
-            sqlx::query(
-                "INSERT INTO messages (folder_id, uid, modseq, blob_path, size, internal_date, flags, delivery_key) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-            )
-            .bind(target.id)
-            .bind(uid)
-            .bind(modseq)
-            .bind(blob)
-            .bind(meta.size)
-            .bind(meta.internal_date)
-            .bind(meta.flags.join(" "))
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(COPY_ROW)
+                .bind(target.id)
+                .bind(uid)
+                .bind(modseq)
+                .bind(blob)
+                .bind(meta.size)
+                .bind(meta.internal_date)
+                .bind(meta.flags.join(" "))
+                .bind(meta.id)
+                .execute(&mut *tx)
+                .await?;
             pairs.push((meta.uid, uid));
         }
         tx.commit().await?;
@@ -714,19 +740,17 @@ impl Store {
         let mut pairs = Vec::with_capacity(sources.len());
         for (i, meta) in sources.iter().enumerate() {
             let uid = first_uid + i as i64;
-            sqlx::query(
-                "INSERT INTO messages (folder_id, uid, modseq, blob_path, size, internal_date, flags, delivery_key) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-            )
-            .bind(target_folder)
-            .bind(uid)
-            .bind(target.highest_modseq)
-            .bind(&meta.blob_path)
-            .bind(meta.size)
-            .bind(meta.internal_date)
-            .bind(meta.flags.join(" "))
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(COPY_ROW)
+                .bind(target_folder)
+                .bind(uid)
+                .bind(target.highest_modseq)
+                .bind(&meta.blob_path)
+                .bind(meta.size)
+                .bind(meta.internal_date)
+                .bind(meta.flags.join(" "))
+                .bind(meta.id)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("DELETE FROM messages WHERE id = ?")
                 .bind(meta.id)
                 .execute(&mut *tx)

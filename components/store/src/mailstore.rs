@@ -63,6 +63,36 @@ impl NewMessage {
     pub fn size(&self) -> i64 {
         self.parts.iter().map(|p| p.as_slice().len() as i64).sum()
     }
+
+    /// The header section (through the blank line that ends it), for the header cache;
+    /// `None` if it is longer than [`HEADER_CACHE_MAX`]. A message without a body is all
+    /// header.
+    pub fn header(&self) -> Option<Vec<u8>> {
+        let mut header = Vec::new();
+        for part in &self.parts {
+            // Never more than the cache takes (plus the blank line): a 50 MB body is not copied.
+            let room = (HEADER_CACHE_MAX + 4).saturating_sub(header.len());
+            let bytes = &part.as_slice()[..part.as_slice().len().min(room)];
+            // Search from a little before the join, where "\r\n\r\n" may straddle parts.
+            let from = header.len().saturating_sub(3);
+            header.extend_from_slice(bytes);
+            if let Some(at) = find_blank_line(&header[from..]) {
+                header.truncate(from + at + 4);
+                return (header.len() <= HEADER_CACHE_MAX).then_some(header);
+            }
+            if header.len() > HEADER_CACHE_MAX {
+                return None;
+            }
+        }
+        Some(header)
+    }
+}
+
+/// Longest header section kept in the header cache; longer ones are read from the blob.
+pub const HEADER_CACHE_MAX: usize = 16 * 1024;
+
+fn find_blank_line(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
 /// A folder's counters right after [`bump_folder`] moved them, read under its lock.
@@ -120,6 +150,7 @@ pub(crate) async fn bump_folder(
 struct NewRow<'a> {
     blob_path: &'a str,
     size: i64,
+    header: Option<Vec<u8>>,
     flags: &'a [String],
     internal_date: i64,
     delivery_key: Option<&'a str>,
@@ -269,6 +300,7 @@ impl Store {
     ) -> std::result::Result<Delivered, Refused> {
         let (mailbox_id, folder_info) = (target.mailbox_id, target.folder);
         let size = message.size();
+        let header = message.header();
         let blob_path = self.blobs.write(target.home, message.parts).await?;
         tracing::debug!(
             blob_path,
@@ -282,6 +314,7 @@ impl Store {
                 &NewRow {
                     blob_path: &blob_path,
                     size,
+                    header,
                     flags: &message.flags,
                     internal_date: message.internal_date,
                     delivery_key: message.delivery_key.as_deref(),
@@ -412,12 +445,13 @@ impl Store {
             [Arg::Int(folder.id)],
         );
         batch.push(
-            "INSERT INTO messages (folder_id, uid, modseq, blob_path, size, internal_date, flags, delivery_key) \
-             SELECT id, uidnext - 1, highest_modseq, ?, ?, ?, ?, ? FROM folders WHERE id = ? AND changes() = 1 \
+            "INSERT INTO messages (folder_id, uid, modseq, blob_path, size, header, internal_date, flags, delivery_key) \
+             SELECT id, uidnext - 1, highest_modseq, ?, ?, ?, ?, ?, ? FROM folders WHERE id = ? AND changes() = 1 \
              RETURNING uid, modseq",
             [
                 Arg::Text(row.blob_path.to_string()),
                 Arg::Int(row.size),
+                Arg::OptBlob(row.header.clone()),
                 Arg::Int(row.internal_date),
                 Arg::Text(row.flags.join(" ")),
                 Arg::OptText(row.delivery_key.map(str::to_string)),
@@ -469,14 +503,15 @@ impl Store {
             return Err(InsertError::OverQuota);
         }
         let inserted = sqlx::query(
-            "INSERT INTO messages (folder_id, uid, modseq, blob_path, size, internal_date, flags, delivery_key) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO messages (folder_id, uid, modseq, blob_path, size, header, internal_date, flags, delivery_key) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(folder.id)
         .bind(uid)
         .bind(modseq)
         .bind(row.blob_path)
         .bind(row.size)
+        .bind(row.header.as_deref())
         .bind(row.internal_date)
         .bind(row.flags.join(" "))
         .bind(row.delivery_key)
@@ -891,5 +926,40 @@ pub(crate) fn message_from_row(r: &sqlx::any::AnyRow) -> MessageMeta {
         size: r.get("size"),
         internal_date: r.get("internal_date"),
         flags: flags.split_whitespace().map(str::to_string).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blobs::bytes_owned::Part;
+
+    fn message(parts: &[&[u8]]) -> NewMessage {
+        NewMessage {
+            parts: parts.iter().map(|p| Part::Owned(p.to_vec())).collect(),
+            internal_date: 0,
+            flags: Vec::new(),
+            delivery_key: None,
+        }
+    }
+
+    #[test]
+    fn header_is_the_section_through_the_blank_line() {
+        let m = message(&[b"Subject: a\r\nTo: b\r\n\r\nbody\r\n\r\nmore\r\n"]);
+        assert_eq!(m.header().unwrap(), b"Subject: a\r\nTo: b\r\n\r\n");
+        // The blank line split across parts (a Received line prepended, then the data).
+        let m = message(&[b"Received: x\r\n", b"Subject: a\r\n\r", b"\nbody\r\n"]);
+        assert_eq!(m.header().unwrap(), b"Received: x\r\nSubject: a\r\n\r\n");
+        // No body: all header.
+        let m = message(&[b"Subject: a\r\n"]);
+        assert_eq!(m.header().unwrap(), b"Subject: a\r\n");
+        // Too long for the cache: none, so it is read from the blob.
+        let long = format!("X-Long: {}\r\n\r\nbody", "y".repeat(HEADER_CACHE_MAX));
+        assert!(message(&[long.as_bytes()]).header().is_none());
+        let long_body = format!("Subject: a\r\n\r\n{}", "z".repeat(2 * HEADER_CACHE_MAX));
+        assert_eq!(
+            message(&[long_body.as_bytes()]).header().unwrap(),
+            b"Subject: a\r\n\r\n"
+        );
     }
 }

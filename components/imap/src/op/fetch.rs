@@ -65,6 +65,23 @@ fn needs_blob(name: &MessageDataItemName<'_>) -> bool {
     )
 }
 
+/// Whether the item needs no more of the message than its header section (so the header
+/// cache can answer it): ENVELOPE, RFC822.HEADER and the top-level HEADER sections.
+fn header_only(name: &MessageDataItemName<'_>) -> bool {
+    use imap_codec::imap_types::fetch::Section;
+    use MessageDataItemName as N;
+    match name {
+        N::Envelope | N::Rfc822Header => true,
+        N::BodyExt { section, .. } => matches!(
+            section,
+            Some(Section::Header(None))
+                | Some(Section::HeaderFields(None, _))
+                | Some(Section::HeaderFieldsNot(None, _))
+        ),
+        _ => false,
+    }
+}
+
 /// Whether the item needs the message's row (or body); FLAGS, UID and MODSEQ are known to
 /// the session.
 fn needs_meta(name: &MessageDataItemName<'_>) -> bool {
@@ -137,14 +154,38 @@ pub async fn fetch<S: Sink>(
     }
     let first = targets.first().map(|t| t.1).unwrap_or(1) as i64;
     let last = targets.last().map(|t| t.1).unwrap_or(1) as i64;
-    let mut metas: HashMap<u32, MessageMeta> = p
-        .ctx
-        .store
-        .messages_in_uid_range(folder_id, first, last)
-        .await?
-        .into_iter()
-        .map(|m| (m.uid as u32, m))
-        .collect();
+    // Headers alone (ENVELOPE, header sections: what a message list asks for) come from the
+    // header cache; a message without a cached header is read from its blob.
+    let mut headers: HashMap<u32, Vec<u8>> = HashMap::new();
+    let mut metas: HashMap<u32, MessageMeta> = if want_blob
+        && names
+            .iter()
+            .filter(|n| needs_blob(n))
+            .all(|n| header_only(n))
+    {
+        let mut metas = HashMap::new();
+        for (meta, header) in p
+            .ctx
+            .store
+            .messages_with_headers(folder_id, first, last)
+            .await?
+        {
+            let uid = meta.uid as u32;
+            if let Some(header) = header {
+                headers.insert(uid, header);
+            }
+            metas.insert(uid, meta);
+        }
+        metas
+    } else {
+        p.ctx
+            .store
+            .messages_in_uid_range(folder_id, first, last)
+            .await?
+            .into_iter()
+            .map(|m| (m.uid as u32, m))
+            .collect()
+    };
 
     // RFC 9051 §6.4.5: fetching body data without .PEEK sets \Seen (not in EXAMINE).
     let mut flags_changed: HashSet<u32> = HashSet::new();
@@ -195,12 +236,17 @@ pub async fn fetch<S: Sink>(
         if changed_since.is_some_and(|c| meta.modseq <= c) {
             continue;
         }
-        if want_blob && blobs.is_empty() {
-            blobs = read_ahead(p, &targets[i..], &metas, changed_since)
+        let cached = headers.remove(&uid);
+        if want_blob && cached.is_none() && blobs.is_empty() {
+            blobs = read_ahead(p, &targets[i..], &metas, changed_since, &headers)
                 .await
                 .into();
         }
-        let blob = if want_blob {
+        let blob = if !want_blob {
+            None
+        } else if cached.is_some() {
+            cached
+        } else {
             match blobs.pop_front().expect("read ahead covers this message") {
                 Ok(b) => Some(b),
                 Err(e) => {
@@ -210,8 +256,6 @@ pub async fn fetch<S: Sink>(
                     continue;
                 }
             }
-        } else {
-            None
         };
         let parsed = blob.as_deref().map(Parsed::new);
         let mut items: Vec<MessageDataItem<'static>> = Vec::with_capacity(names.len() + 2);
@@ -327,19 +371,21 @@ fn completed(missing: bool) -> OpResult {
 /// messages makes few trips, small enough that big messages still go one at a time.
 const READ_AHEAD_BYTES: i64 = 4 << 20;
 
-/// Reads the blobs of the next messages `fetch` will answer (those it does not skip), up
-/// to [`READ_AHEAD_BYTES`] but at least one, in one trip; in the order they are answered.
+/// Reads the blobs of the next messages `fetch` will answer from their blob (those it does
+/// not skip and has no cached header for), up to [`READ_AHEAD_BYTES`] but at least one, in
+/// one trip; in the order they are answered.
 async fn read_ahead(
     p: &Protocol,
     targets: &[(u32, u32)],
     metas: &HashMap<u32, MessageMeta>,
     changed_since: Option<i64>,
+    headers: &HashMap<u32, Vec<u8>>,
 ) -> Vec<Result<Vec<u8>, postbay_store::Error>> {
     let mut paths = Vec::new();
     let mut bytes = 0;
     for (_, uid) in targets {
         let Some(meta) = metas.get(uid) else { continue };
-        if changed_since.is_some_and(|c| meta.modseq <= c) {
+        if changed_since.is_some_and(|c| meta.modseq <= c) || headers.contains_key(uid) {
             continue;
         }
         if !paths.is_empty() && bytes + meta.size > READ_AHEAD_BYTES {
