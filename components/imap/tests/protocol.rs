@@ -806,8 +806,8 @@ async fn flag_answers_include_another_sessions_latest_changes() {
     .await;
 }
 
-/// ENVELOPE and header sections come from the header cache; without it (messages stored
-/// before it, or with huge headers) they come from the blob, and the answers are the same.
+/// ENVELOPE, header sections and header SEARCH keys come from the header cache; without it
+/// (messages stored before it, or with huge headers) from the blob, with the same answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_fetches_are_the_same_from_cache_and_from_the_blob() {
     each_backend(test_limits(), |env| async move {
@@ -821,6 +821,8 @@ Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\nbody line\r\n"
         let fetch = "FETCH 1 (ENVELOPE RFC822.HEADER BODY.PEEK[HEADER.FIELDS (SUBJECT)])";
         let cached = c.cmd(&format!("b {fetch}")).await;
         assert!(tagged(&cached, "b").starts_with("b OK"), "{cached:?}");
+        let r = c.cmd("b2 SEARCH FROM ann SUBJECT menu").await;
+        assert!(r.contains(&"* SEARCH 1".to_string()), "{r:?}");
         assert!(
             cached
                 .iter()
@@ -843,6 +845,8 @@ Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\nbody line\r\n"
         let from_blob = c.cmd(&format!("d {fetch}")).await;
         let body = |lines: &[String]| lines[..lines.len() - 1].to_vec();
         assert_eq!(body(&cached), body(&from_blob));
+        let r = c.cmd("d2 SEARCH FROM ann SUBJECT menu").await;
+        assert!(r.contains(&"* SEARCH 1 2".to_string()), "{r:?}");
         // Mixed: message 2 read from its blob, a cached one from the cache, in one FETCH.
         c.cmd("e COPY 1 INBOX").await;
         sqlx::query("UPDATE messages SET header = NULL WHERE uid = 1")

@@ -106,6 +106,18 @@ fn needs_meta(key: &SearchKey<'_>) -> bool {
     }
 }
 
+/// Whether evaluating `key` needs the message's body, not only its header.
+fn needs_body(key: &SearchKey<'_>) -> bool {
+    use SearchKey as K;
+    match key {
+        K::And(keys) => keys.as_ref().iter().any(needs_body),
+        K::Not(k) => needs_body(k),
+        K::Or(a, b) => needs_body(a) || needs_body(b),
+        K::Body(_) | K::Text(_) => true,
+        _ => false,
+    }
+}
+
 fn uses_modseq(key: &SearchKey<'_>) -> bool {
     match key {
         SearchKey::And(keys) => keys.as_ref().iter().any(uses_modseq),
@@ -212,7 +224,24 @@ pub async fn search(
         .selected
         .as_ref()
         .ok_or_else(|| bad("No mailbox selected"))?;
-    let metas: Option<HashMap<u32, MessageMeta>> = if needs_meta(&key) {
+    let need_message = needs_message(&key);
+    // Header keys (FROM, SUBJECT, HEADER, SENT…) without BODY/TEXT are answered from the
+    // header cache; messages without a cached header are read from their blob.
+    let mut headers: HashMap<u32, Vec<u8>> = HashMap::new();
+    let metas: Option<HashMap<u32, MessageMeta>> = if need_message && !needs_body(&key) {
+        let mut metas = HashMap::new();
+        for (meta, header) in ctx
+            .store
+            .messages_with_headers(sel.folder_id, 0, i64::MAX)
+            .await?
+        {
+            if let Some(header) = header {
+                headers.insert(meta.uid as u32, header);
+            }
+            metas.insert(meta.uid as u32, meta);
+        }
+        Some(metas)
+    } else if needs_meta(&key) {
         Some(
             ctx.store
                 .messages(sel.folder_id)
@@ -224,7 +253,6 @@ pub async fn search(
     } else {
         None
     };
-    let need_message = needs_message(&key);
     let max_seq = sel.exists();
     let max_uid = sel.last_uid().unwrap_or(0);
     let mut hits: Vec<u32> = Vec::new();
@@ -242,9 +270,12 @@ pub async fn search(
             None => None,
         };
         let blob = match meta.filter(|_| need_message) {
-            Some(meta) => match ctx.store.blobs().read(&meta.blob_path).await {
-                Ok(b) => Some(b),
-                Err(_) => continue,
+            Some(meta) => match headers.remove(&uid) {
+                Some(header) => Some(header),
+                None => match ctx.store.blobs().read(&meta.blob_path).await {
+                    Ok(b) => Some(b),
+                    Err(_) => continue,
+                },
             },
             None => None,
         };
