@@ -864,3 +864,55 @@ Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\nbody line\r\n"
     })
     .await;
 }
+
+/// APPEND into the selected folder goes where the session knows the folder to be, but not
+/// after someone renamed it: then the name decides, as for any other APPEND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_to_a_selected_folder_renamed_elsewhere_goes_by_name() {
+    each_backend(test_limits(), |env| async move {
+        let mut a = Raw::login(env.port(), "alice@example.test", "secret").await;
+        let mut b = Raw::login(env.port(), "alice@example.test", "secret").await;
+        a.cmd("a1 CREATE Work").await;
+        a.cmd("a2 SELECT Work").await;
+        let append = |tag: &str, folder: &str| {
+            let msg = message("renamed", "x");
+            let mut bytes = format!("{tag} APPEND {folder} {{{}+}}\r\n", msg.len()).into_bytes();
+            bytes.extend_from_slice(&msg);
+            bytes.extend_from_slice(b"\r\n");
+            bytes
+        };
+        // Someone else renames the selected folder away: "Work" no longer exists.
+        b.cmd("b1 RENAME Work Old").await;
+        a.send(&append("a3", "Work")).await;
+        let r = a.until_tag("a3").await;
+        assert!(tagged(&r, "a3").starts_with("a3 NO [TRYCREATE]"), "{r:?}");
+        // A new "Work" takes the name: the APPEND goes there, not into "Old".
+        b.cmd("b2 CREATE Work").await;
+        a.send(&append("a4", "Work")).await;
+        let r = a.until_tag("a4").await;
+        assert!(tagged(&r, "a4").starts_with("a4 OK"), "{r:?}");
+        let r = b.cmd("b3 STATUS Work (MESSAGES UIDVALIDITY)").await;
+        assert!(r[0].contains("MESSAGES 1"), "{r:?}");
+        let r = b.cmd("b4 STATUS Old (MESSAGES)").await;
+        assert!(r[0].contains("MESSAGES 0"), "{r:?}");
+        // Renamed by this session: APPENDUID carries the folder's UIDVALIDITY under its new name.
+        a.cmd("a5 SELECT Work").await;
+        a.cmd("a6 RENAME Work Projects").await;
+        a.send(&append("a7", "Projects")).await;
+        let r = a.until_tag("a7").await;
+        let status = b.cmd("b5 STATUS Projects (UIDVALIDITY MESSAGES)").await;
+        let uidvalidity = status[0]
+            .split("UIDVALIDITY ")
+            .nth(1)
+            .and_then(|v| v.split([' ', ')']).next())
+            .unwrap()
+            .to_string();
+        assert!(
+            tagged(&r, "a7").starts_with(&format!("a7 OK [APPENDUID {uidvalidity} ")),
+            "{r:?} / {status:?}"
+        );
+        assert!(status[0].contains("MESSAGES 2"), "{status:?}");
+        env
+    })
+    .await;
+}

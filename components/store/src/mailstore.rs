@@ -101,6 +101,7 @@ pub(crate) struct Bumped {
     pub modseq: i64,
     pub uidvalidity: i64,
     pub mailbox_id: i64,
+    pub name: String,
 }
 
 /// The first statement of every transaction that changes a folder: reserves `new_uids` UIDs
@@ -116,7 +117,7 @@ pub(crate) async fn bump_folder(
 ) -> Result<Bumped> {
     const BUMP: &str =
         "UPDATE folders SET uidnext = uidnext + ?, highest_modseq = highest_modseq + 1 WHERE id = ?";
-    const COUNTERS: &str = "uidnext, highest_modseq, uidvalidity, mailbox_id";
+    const COUNTERS: &str = "uidnext, highest_modseq, uidvalidity, mailbox_id, name";
     let row = match backend {
         Backend::Sqlite => {
             sqlx::query(&format!("{BUMP} RETURNING {COUNTERS}"))
@@ -143,6 +144,7 @@ pub(crate) async fn bump_folder(
         modseq: row.get("highest_modseq"),
         uidvalidity: row.get("uidvalidity"),
         mailbox_id: row.get("mailbox_id"),
+        name: row.get("name"),
     })
 }
 
@@ -431,12 +433,13 @@ impl Store {
         batch.push(
             "UPDATE mailboxes SET used_bytes = used_bytes + ? WHERE id = ? \
              AND (quota_bytes = 0 OR used_bytes + ? <= quota_bytes) \
-             AND EXISTS (SELECT 1 FROM folders WHERE id = ?)",
+             AND EXISTS (SELECT 1 FROM folders WHERE id = ? AND name = ?)",
             [
                 Arg::Int(row.size),
                 Arg::Int(mailbox_id),
                 Arg::Int(row.size),
                 Arg::Int(folder.id),
+                Arg::Text(folder.name.clone()),
             ],
         );
         batch.push(
@@ -447,7 +450,7 @@ impl Store {
         batch.push(
             "INSERT INTO messages (folder_id, uid, modseq, blob_path, size, header, internal_date, flags, delivery_key) \
              SELECT id, uidnext - 1, highest_modseq, ?, ?, ?, ?, ?, ? FROM folders WHERE id = ? AND changes() = 1 \
-             RETURNING uid, modseq",
+             RETURNING uid, modseq, (SELECT uidvalidity FROM folders WHERE id = ?) AS uidvalidity",
             [
                 Arg::Text(row.blob_path.to_string()),
                 Arg::Int(row.size),
@@ -455,6 +458,7 @@ impl Store {
                 Arg::Int(row.internal_date),
                 Arg::Text(row.flags.join(" ")),
                 Arg::OptText(row.delivery_key.map(str::to_string)),
+                Arg::Int(folder.id),
                 Arg::Int(folder.id),
             ],
         );
@@ -466,14 +470,15 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         let Some(row) = rows.first() else {
+            // Gone, or renamed since the caller looked (it may then look again by name).
             return Err(match self.folder_by_id(folder.id).await? {
-                None => InsertError::Store(Error::NoSuchFolder(folder.name.clone())),
-                Some(_) => InsertError::OverQuota,
+                Some(f) if f.name == folder.name => InsertError::OverQuota,
+                _ => InsertError::Store(Error::NoSuchFolder(folder.name.clone())),
             });
         };
         Ok(Delivered {
             uid: row.get("uid"),
-            uidvalidity: folder.uidvalidity,
+            uidvalidity: row.get("uidvalidity"),
             modseq: row.get("modseq"),
             duplicate: false,
         })
@@ -487,6 +492,10 @@ impl Store {
         row: &NewRow<'_>,
     ) -> Result<Delivered, InsertError> {
         let bumped = bump_folder(tx, backend, folder.id, 1).await?;
+        if bumped.name != folder.name {
+            // Renamed since the caller looked (it may then look again by name).
+            return Err(InsertError::Store(Error::NoSuchFolder(folder.name.clone())));
+        }
         let uid = bumped.uidnext - 1;
         let modseq = bumped.modseq;
         let uidvalidity = bumped.uidvalidity;

@@ -49,7 +49,8 @@ pub async fn append(
     let user = p.user()?.clone();
     let flags = flag_names(&flags);
     let message = NewMessage {
-        parts: vec![Part::Owned(data)],
+        // Shared: a retry by name after a rename must not copy the bytes.
+        parts: vec![Part::Shared(std::sync::Arc::new(data))],
         internal_date,
         flags: flags.clone(),
         delivery_key: None,
@@ -64,9 +65,16 @@ pub async fn append(
     let known = p.selected.as_ref().filter(|s| s.name == name && !gone);
     let delivered = match known {
         Some(sel) => {
-            store
-                .deliver_known(user.mailbox_id, &user.home, &sel.folder, message)
+            match store
+                .deliver_known(user.mailbox_id, &user.home, &sel.folder, message.clone())
                 .await
+            {
+                // Renamed or deleted by someone else since SELECT: look the name up.
+                Err(postbay_store::Error::NoSuchFolder(_)) => {
+                    store.deliver(&user.address, &name, message).await
+                }
+                other => other,
+            }
         }
         None => store.deliver(&user.address, &name, message).await,
     }

@@ -119,8 +119,13 @@ pub async fn rename(p: &mut Protocol, from: Mailbox<'_>, to: Mailbox<'_>) -> OpR
         .await
     {
         Ok(()) => {
+            // The selected folder keeps its id; its row (name, maybe UIDVALIDITY) changed.
+            let renamed = p.ctx.store.folder_by_id(source.id).await?;
             if let Some(sel) = p.selected.as_mut().filter(|s| s.folder_id == source.id) {
                 sel.name = to;
+                if let Some(folder) = renamed {
+                    sel.folder = folder;
+                }
             }
             ok("")
         }
