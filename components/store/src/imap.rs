@@ -177,18 +177,32 @@ impl Store {
         first: i64,
         last: i64,
     ) -> Result<Vec<(MessageMeta, Option<Vec<u8>>)>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS}, header FROM messages WHERE folder_id = ? AND uid >= ? AND uid <= ? ORDER BY uid"
+        let rows = self
+            .uid_range_rows(", header", folder_id, first, last)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (message_from_row(r), r.get::<Option<Vec<u8>>, _>("header")))
+            .collect())
+    }
+
+    /// Rows of the messages with `first <= uid <= last`, in UID order: the message columns
+    /// and `extra` ones.
+    async fn uid_range_rows(
+        &self,
+        extra: &str,
+        folder_id: i64,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<sqlx::any::AnyRow>> {
+        Ok(sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS}{extra} FROM messages WHERE folder_id = ? AND uid >= ? AND uid <= ? ORDER BY uid"
         ))
         .bind(folder_id)
         .bind(first)
         .bind(last)
         .fetch_all(&mut *self.reader().await?)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (message_from_row(r), r.get::<Option<Vec<u8>>, _>("header")))
-            .collect())
+        .await?)
     }
 
     /// Messages with `first <= uid <= last`, in UID order.
@@ -198,14 +212,7 @@ impl Store {
         first: i64,
         last: i64,
     ) -> Result<Vec<MessageMeta>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE folder_id = ? AND uid >= ? AND uid <= ? ORDER BY uid"
-        ))
-        .bind(folder_id)
-        .bind(first)
-        .bind(last)
-        .fetch_all(&mut *self.reader().await?)
-        .await?;
+        let rows = self.uid_range_rows("", folder_id, first, last).await?;
         Ok(rows.iter().map(message_from_row).collect())
     }
 

@@ -27,6 +27,24 @@ fn message(i: usize) -> NewMessage {
     }
 }
 
+/// The mailbox's recorded usage is exactly the size of the messages left in `folder`.
+async fn assert_quota_matches(store: &Store, folder: i64, backend: &str) {
+    let used = store
+        .mailbox("alice@example.test")
+        .await
+        .unwrap()
+        .unwrap()
+        .used_bytes;
+    let remaining: i64 = store
+        .messages(folder)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.size)
+        .sum();
+    assert_eq!(used, remaining, "{backend}");
+}
+
 async fn inbox(store: &Store) -> postbay_store::FolderInfo {
     let mailbox = store.mailbox("alice@example.test").await.unwrap().unwrap();
     store.folder(mailbox.id, "INBOX").await.unwrap().unwrap()
@@ -201,20 +219,7 @@ async fn expunge_deleted_removes_exactly_the_deleted_messages() {
         );
 
         // The quota freed exactly what was removed.
-        let used = s
-            .mailbox("alice@example.test")
-            .await
-            .unwrap()
-            .unwrap()
-            .used_bytes;
-        let remaining: i64 = s
-            .messages(folder.id)
-            .await
-            .unwrap()
-            .iter()
-            .map(|m| m.size)
-            .sum();
-        assert_eq!(used, remaining, "{}", t.name);
+        assert_quota_matches(s, folder.id, t.name).await;
 
         // Nothing left to expunge: no new modseq.
         let none = s.expunge_deleted(folder.id, None).await.unwrap();
@@ -356,20 +361,7 @@ async fn writes_from_known_state_survive_stale_knowledge() {
             .map(|m| m.uid)
             .collect();
         assert_eq!(left, vec![uids[0], uids[1]], "{}", t.name);
-        let used = s
-            .mailbox("alice@example.test")
-            .await
-            .unwrap()
-            .unwrap()
-            .used_bytes;
-        let remaining: i64 = s
-            .messages(folder.id)
-            .await
-            .unwrap()
-            .iter()
-            .map(|m| m.size)
-            .sum();
-        assert_eq!(used, remaining, "{}", t.name);
+        assert_quota_matches(s, folder.id, t.name).await;
         let changes = s
             .folder_changes(folder.id, 0, gone.modseq.unwrap())
             .await
