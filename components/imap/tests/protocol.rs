@@ -836,12 +836,12 @@ Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\nbody line\r\n"
         )
         .fetch_one(env.store().pool())
         .await
-        .unwrap();
+        .expect("count cached headers");
         assert_eq!(with_header, 2);
         sqlx::query("UPDATE messages SET header = NULL")
             .execute(env.store().pool())
             .await
-            .unwrap();
+            .expect("clear the header cache");
         let from_blob = c.cmd(&format!("d {fetch}")).await;
         let body = |lines: &[String]| lines[..lines.len() - 1].to_vec();
         assert_eq!(body(&cached), body(&from_blob));
@@ -852,7 +852,7 @@ Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\nbody line\r\n"
         sqlx::query("UPDATE messages SET header = NULL WHERE uid = 1")
             .execute(env.store().pool())
             .await
-            .unwrap();
+            .expect("clear one cached header");
         let mixed = c.cmd("f FETCH 1:3 (ENVELOPE)").await;
         let envelopes: Vec<&String> = mixed.iter().filter(|l| l.contains("ENVELOPE")).collect();
         assert_eq!(envelopes.len(), 3, "{mixed:?}");
@@ -905,7 +905,7 @@ async fn append_to_a_selected_folder_renamed_elsewhere_goes_by_name() {
             .split("UIDVALIDITY ")
             .nth(1)
             .and_then(|v| v.split([' ', ')']).next())
-            .unwrap()
+            .unwrap_or_else(|| panic!("no UIDVALIDITY in {status:?}"))
             .to_string();
         assert!(
             tagged(&r, "a7").starts_with(&format!("a7 OK [APPENDUID {uidvalidity} ")),

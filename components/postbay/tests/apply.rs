@@ -30,7 +30,10 @@ impl Target {
         let mut out = vec![Target::new(postbay_testkit::sqlite(dir.path()), dir)];
         if let Some(server) = postbay_testkit::mariadb_server() {
             let database = postbay_testkit::mariadb(&server, "apply").await;
-            out.push(Target::new(database, tempfile::tempdir().unwrap()));
+            out.push(Target::new(
+                database,
+                tempfile::tempdir().expect("a temporary directory"),
+            ));
         }
         out
     }

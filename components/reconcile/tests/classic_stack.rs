@@ -169,7 +169,12 @@ async fn postfix_and_dovecot_read_the_rows() {
         .await
         .unwrap();
 
-    let db = t.database.mariadb_name().unwrap().1.to_string();
+    let db = t
+        .database
+        .mariadb_name()
+        .expect("the classic stack runs on MariaDB")
+        .1
+        .to_string();
     let (user, password, host, port) = parse_server(&server);
     let dir = tempfile::tempdir().unwrap();
     #[cfg(unix)]

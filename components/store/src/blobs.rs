@@ -138,8 +138,9 @@ pub fn write_file_durably(path: &Path, parts: &[&[u8]]) -> Result<()> {
 /// For files that are read by listing a directory (the SMTP queue), where a half-written
 /// file must never appear, use [`write_file_durably`].
 pub fn create_file_durably(path: &Path, parts: &[&[u8]]) -> Result<()> {
-    let dir = path.parent().expect("durable file path has a parent");
-    create_dir_durably(dir)?;
+    if let Some(dir) = path.parent() {
+        create_dir_durably(dir)?;
+    }
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)

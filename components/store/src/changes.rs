@@ -8,6 +8,8 @@
 //! of idle sessions therefore cost one query per interval, not one each.
 
 use std::collections::HashMap;
+
+use crate::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -161,10 +163,6 @@ fn raise(tx: &watch::Sender<Version>, new: Version) {
         }
         _ => false,
     });
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A session's handle on one folder's version; dropping it ends the interest.

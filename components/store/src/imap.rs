@@ -404,18 +404,18 @@ impl Store {
         flags: &[String],
         unchanged_since: Option<i64>,
     ) -> Result<FlagUpdate> {
-        if self.backend == Backend::Sqlite {
-            let current = self
-                .metas_for_uids(folder_id, uids)
-                .await?
-                .iter()
-                .map(FlagState::from)
-                .collect();
+        if self.backend != Backend::Sqlite {
             return self
-                .store_flags_batched(folder_id, current, change, flags, unchanged_since)
+                .store_flags_locked(folder_id, uids, change, flags, unchanged_since)
                 .await;
         }
-        self.store_flags_locked(folder_id, uids, change, flags, unchanged_since)
+        let current = self
+            .metas_for_uids(folder_id, uids)
+            .await?
+            .iter()
+            .map(FlagState::from)
+            .collect();
+        self.store_flags_known(folder_id, current, change, flags, unchanged_since)
             .await
     }
 

@@ -65,6 +65,12 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Locks a std mutex whose data stays consistent even if a holder panicked (every update
+/// under these locks is a single push, pop or insert), so poisoning is not an error.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Handle on the database and the blob volume; cheap to clone.
 #[derive(Clone)]
 pub struct Store {

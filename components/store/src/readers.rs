@@ -14,7 +14,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::Result;
+use crate::{lock, Result};
 
 /// Where read connections come from.
 #[derive(Clone)]
@@ -51,12 +51,11 @@ impl Readers {
                 let Ok(permit) = lender.permits.clone().acquire_owned().await else {
                     return Err(sqlx::Error::PoolClosed.into());
                 };
-                let conn = lender
-                    .idle
-                    .lock()
-                    .expect("reader list poisoned")
-                    .pop()
-                    .expect("a permit guarantees an idle reader");
+                // A permit always finds a connection (see `Lent::drop`); if that ever failed,
+                // the read fails rather than the process.
+                let Some(conn) = lock(&lender.idle).pop() else {
+                    return Err(sqlx::Error::PoolClosed.into());
+                };
                 Ok(Reader::Lent(Lent {
                     conn: Some(conn),
                     lender: lender.clone(),
@@ -70,7 +69,7 @@ impl Readers {
     pub(crate) async fn close(&self) {
         if let Readers::Held(lender) = self {
             lender.permits.close();
-            let conns = std::mem::take(&mut *lender.idle.lock().expect("reader list poisoned"));
+            let conns = std::mem::take(&mut *lock(&lender.idle));
             for conn in conns {
                 let _ = sqlx::Connection::close(conn).await;
             }
@@ -95,11 +94,7 @@ impl Drop for Lent {
         if let Some(conn) = self.conn.take() {
             // Pushed back before the permit is released (field order), so a permit always
             // finds a connection.
-            self.lender
-                .idle
-                .lock()
-                .expect("reader list poisoned")
-                .push(conn);
+            lock(&self.lender.idle).push(conn);
         }
     }
 }

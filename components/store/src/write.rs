@@ -24,7 +24,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::batch::{Batch, Returned};
-use crate::{Error, Result};
+use crate::{lock, Error, Result};
 
 /// How a committed write must survive a crash of the whole machine, not only of the
 /// process (which never loses a commit either way).
@@ -199,7 +199,7 @@ impl Writers {
             return;
         };
         let schedule = {
-            let mut state = serial.doomed.state.lock().expect("doomed list poisoned");
+            let mut state = lock(&serial.doomed.state);
             state.paths.extend(paths);
             !std::mem::replace(&mut state.scheduled, true)
         };
@@ -207,12 +207,7 @@ impl Writers {
             let serial = serial.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(DOOMED_DELAY).await;
-                serial
-                    .doomed
-                    .state
-                    .lock()
-                    .expect("doomed list poisoned")
-                    .scheduled = false;
+                lock(&serial.doomed.state).scheduled = false;
                 if let Err(e) = serial.flush().await {
                     tracing::warn!(error = %e, "WAL flush for expunged blobs failed");
                 }
@@ -241,15 +236,9 @@ impl Serial {
         let Some(wal) = self.wal.clone() else {
             return Ok(());
         };
-        let paths = std::mem::take(
-            &mut self
-                .doomed
-                .state
-                .lock()
-                .expect("doomed list poisoned")
-                .paths,
-        );
+        let paths = std::mem::take(&mut lock(&self.doomed.state).paths);
         let doomed = self.doomed.clone();
+        let path = wal.clone();
         tokio::task::spawn_blocking(move || {
             let flushed = std::fs::File::open(&wal)
                 .and_then(|f| f.sync_data())
@@ -257,17 +246,13 @@ impl Serial {
             match flushed {
                 Ok(()) => remove_files(&paths),
                 // Not durable yet: the next flush takes them.
-                Err(_) => doomed
-                    .state
-                    .lock()
-                    .expect("doomed list poisoned")
-                    .paths
-                    .extend(paths),
+                Err(_) => lock(&doomed.state).paths.extend(paths),
             }
             flushed
         })
         .await
-        .expect("WAL flush task panicked")
+        // The flush task panicked or was cancelled (runtime shutting down): not durable.
+        .unwrap_or_else(|e| Err(Error::io(&path)(std::io::Error::other(e))))
     }
 }
 
@@ -291,11 +276,10 @@ struct HeldWriter {
 
 impl HeldWriter {
     async fn run(&mut self, batch: &Batch) -> std::result::Result<Returned, sqlx::Error> {
-        let conn = self
-            .gate
-            .as_mut()
-            .and_then(|g| g.as_mut())
-            .expect("writer held");
+        // Empty only once the store was closed.
+        let Some(conn) = self.gate.as_mut().and_then(|g| g.as_mut()) else {
+            return Err(sqlx::Error::PoolClosed);
+        };
         let result = batch.query().fetch_all(&mut *conn).await;
         if result.is_err() {
             let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;

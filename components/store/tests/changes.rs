@@ -27,18 +27,39 @@ fn message(i: usize) -> NewMessage {
     }
 }
 
+/// Adds `flag` to the messages `uids` of `folder`.
+async fn add_flag(store: &Store, folder: i64, uids: &[i64], flag: &str) {
+    store
+        .store_flags(folder, uids, FlagChange::Add, &[flag.to_string()], None)
+        .await
+        .expect("STORE");
+}
+
+/// Delivers `n` messages to alice's INBOX; their UIDs.
+async fn deliver_uids(store: &Store, n: usize) -> Vec<i64> {
+    let mut uids = Vec::with_capacity(n);
+    for i in 0..n {
+        let delivered = store
+            .deliver("alice@example.test", "INBOX", message(i))
+            .await
+            .expect("delivery");
+        uids.push(delivered.uid);
+    }
+    uids
+}
+
 /// The mailbox's recorded usage is exactly the size of the messages left in `folder`.
 async fn assert_quota_matches(store: &Store, folder: i64, backend: &str) {
     let used = store
         .mailbox("alice@example.test")
         .await
-        .unwrap()
-        .unwrap()
+        .expect("mailbox")
+        .expect("alice exists")
         .used_bytes;
     let remaining: i64 = store
         .messages(folder)
         .await
-        .unwrap()
+        .expect("messages")
         .iter()
         .map(|m| m.size)
         .sum();
@@ -46,8 +67,16 @@ async fn assert_quota_matches(store: &Store, folder: i64, backend: &str) {
 }
 
 async fn inbox(store: &Store) -> postbay_store::FolderInfo {
-    let mailbox = store.mailbox("alice@example.test").await.unwrap().unwrap();
-    store.folder(mailbox.id, "INBOX").await.unwrap().unwrap()
+    let mailbox = store
+        .mailbox("alice@example.test")
+        .await
+        .expect("mailbox")
+        .expect("alice exists");
+    store
+        .folder(mailbox.id, "INBOX")
+        .await
+        .expect("folder")
+        .expect("INBOX exists")
 }
 
 #[tokio::test]
@@ -62,7 +91,7 @@ async fn local_commits_wake_watchers_and_noops_do_not() {
         let delivered = s
             .deliver("alice@example.test", "INBOX", message(1))
             .await
-            .unwrap();
+            .expect("deliver");
         tokio::time::timeout(Duration::from_secs(1), watch.changed())
             .await
             .unwrap_or_else(|_| panic!("{}: delivery did not wake the watcher", t.name));
@@ -78,7 +107,7 @@ async fn local_commits_wake_watchers_and_noops_do_not() {
                 None,
             )
             .await
-            .unwrap();
+            .expect("store flags");
         assert!(update.changed.is_empty());
         assert!(
             tokio::time::timeout(Duration::from_millis(200), watch.changed())
@@ -106,9 +135,9 @@ async fn another_replicas_commits_arrive_through_the_poller() {
         let delivered = replica
             .deliver("alice@example.test", "INBOX", message(2))
             .await
-            .unwrap();
+            .expect("deliver");
         // Nothing in this process wrote: only a poll can tell.
-        s.poll_changes().await.unwrap();
+        s.poll_changes().await.expect("poll changes");
         assert_eq!(watch.current(), Version::At(delivered.modseq), "{}", t.name);
 
         // The background poller does the same on its own.
@@ -122,7 +151,7 @@ async fn another_replicas_commits_arrive_through_the_poller() {
                 None,
             )
             .await
-            .unwrap();
+            .expect("store flags");
         let modseq = flagged.changed[0].modseq;
         tokio::time::timeout(Duration::from_secs(5), async {
             while watch.current() != Version::At(modseq) {
@@ -132,8 +161,11 @@ async fn another_replicas_commits_arrive_through_the_poller() {
         .await
         .unwrap_or_else(|_| panic!("{}: poller never saw the other replica's STORE", t.name));
 
-        replica.delete_folder(folder.id).await.unwrap();
-        s.poll_changes().await.unwrap();
+        replica
+            .delete_folder(folder.id)
+            .await
+            .expect("delete folder");
+        s.poll_changes().await.expect("poll changes");
         assert_eq!(watch.current(), Version::Gone, "{}", t.name);
         replica.close().await;
         t.cleanup().await;
@@ -146,63 +178,34 @@ async fn expunge_deleted_removes_exactly_the_deleted_messages() {
         let s = &t.store;
         seed(s).await;
         let folder = inbox(s).await;
-        let mut uids = Vec::new();
-        for i in 0..6 {
-            uids.push(
-                s.deliver("alice@example.test", "INBOX", message(i))
-                    .await
-                    .unwrap()
-                    .uid,
-            );
-        }
+        let uids = deliver_uids(s, 6).await;
         // \Deleted on 1, 2, 4 (mixed case, as clients may send it); a look-alike keyword on 3.
-        s.store_flags(
-            folder.id,
-            &[uids[1], uids[4]],
-            FlagChange::Add,
-            &["\\Deleted".into()],
-            None,
-        )
-        .await
-        .unwrap();
-        s.store_flags(
-            folder.id,
-            &[uids[2]],
-            FlagChange::Add,
-            &["\\DELETED".into()],
-            None,
-        )
-        .await
-        .unwrap();
-        s.store_flags(
-            folder.id,
-            &[uids[3]],
-            FlagChange::Add,
-            &["NotDeleted".into()],
-            None,
-        )
-        .await
-        .unwrap();
+        add_flag(s, folder.id, &[uids[1], uids[4]], "\\Deleted").await;
+        add_flag(s, folder.id, &[uids[2]], "\\DELETED").await;
+        add_flag(s, folder.id, &[uids[3]], "NotDeleted").await;
 
         // Only among the given UIDs first.
         let first = s
             .expunge_deleted(folder.id, Some(&[uids[0], uids[1]]))
             .await
-            .unwrap();
+            .expect("expunge deleted");
         assert_eq!(first.uids, vec![uids[1]], "{}", t.name);
         // Among UIDs that are not contiguous: 3 is NotDeleted, 5 not flagged at all.
         let gapped = s
             .expunge_deleted(folder.id, Some(&[uids[2], uids[3], uids[5]]))
             .await
-            .unwrap();
+            .expect("expunge deleted");
         assert_eq!(gapped.uids, vec![uids[2]], "{}", t.name);
-        let rest = s.expunge_deleted(folder.id, None).await.unwrap();
+        let rest = s
+            .expunge_deleted(folder.id, None)
+            .await
+            .expect("expunge deleted");
         assert_eq!(rest.uids, vec![uids[4]], "{}", t.name);
         assert!(rest.modseq > gapped.modseq && gapped.modseq > first.modseq);
         let left: Vec<i64> = s
             .messages(folder.id)
             .await
-            .unwrap()
+            .expect("messages")
             .iter()
             .map(|m| m.uid)
             .collect();
@@ -210,7 +213,7 @@ async fn expunge_deleted_removes_exactly_the_deleted_messages() {
         let changes = s
             .folder_changes(folder.id, 0, rest.modseq.unwrap())
             .await
-            .unwrap();
+            .expect("folder changes");
         assert_eq!(
             changes.expunged,
             vec![uids[1], uids[2], uids[4]],
@@ -222,7 +225,10 @@ async fn expunge_deleted_removes_exactly_the_deleted_messages() {
         assert_quota_matches(s, folder.id, t.name).await;
 
         // Nothing left to expunge: no new modseq.
-        let none = s.expunge_deleted(folder.id, None).await.unwrap();
+        let none = s
+            .expunge_deleted(folder.id, None)
+            .await
+            .expect("expunge deleted");
         assert!(none.uids.is_empty() && none.modseq.is_none());
         t.cleanup().await;
     }
@@ -237,7 +243,7 @@ async fn concurrent_stores_on_one_message_lose_no_flag() {
         let uid = s
             .deliver("alice@example.test", "INBOX", message(0))
             .await
-            .unwrap()
+            .expect("deliver")
             .uid;
         // Forty writers, each adding its own keyword to the same message at once: every
         // read-then-write race must end with all forty keywords present.
@@ -247,7 +253,7 @@ async fn concurrent_stores_on_one_message_lose_no_flag() {
             tasks.push(tokio::spawn(async move {
                 s.store_flags(folder.id, &[uid], FlagChange::Add, &[format!("k{i}")], None)
                     .await
-                    .unwrap()
+                    .expect("store flags")
             }));
         }
         let mut modseqs = Vec::new();
@@ -261,7 +267,7 @@ async fn concurrent_stores_on_one_message_lose_no_flag() {
             );
             modseqs.push(update.changed[0].modseq);
         }
-        let meta = s.messages(folder.id).await.unwrap().remove(0);
+        let meta = s.messages(folder.id).await.expect("messages").remove(0);
         for i in 0..40 {
             assert!(
                 meta.flags.contains(&format!("k{i}")),
@@ -289,31 +295,16 @@ async fn writes_from_known_state_survive_stale_knowledge() {
         let s = &t.store;
         seed(s).await;
         let folder = inbox(s).await;
-        let mut uids = Vec::new();
-        for i in 0..3 {
-            let d = s
-                .deliver("alice@example.test", "INBOX", message(i))
-                .await
-                .unwrap();
-            uids.push(d.uid);
-        }
+        let uids = deliver_uids(s, 3).await;
         // What a session knew before another session flagged message 0.
         let known: Vec<postbay_store::imap::FlagState> = s
             .messages(folder.id)
             .await
-            .unwrap()
+            .expect("messages")
             .iter()
             .map(postbay_store::imap::FlagState::from)
             .collect();
-        s.store_flags(
-            folder.id,
-            &[uids[0]],
-            FlagChange::Add,
-            &["$Important".into()],
-            None,
-        )
-        .await
-        .unwrap();
+        add_flag(s, folder.id, &[uids[0]], "$Important").await;
         // The stale view says message 0 has no flags; the keyword set meanwhile survives.
         let update = s
             .store_flags_known(
@@ -324,9 +315,9 @@ async fn writes_from_known_state_survive_stale_knowledge() {
                 None,
             )
             .await
-            .unwrap();
+            .expect("store flags known");
         assert_eq!(update.changed.len(), 3, "{}", t.name);
-        let now = s.messages(folder.id).await.unwrap();
+        let now = s.messages(folder.id).await.expect("messages");
         assert_eq!(
             now[0].flags,
             vec!["$Important".to_string(), "\\Seen".to_string()],
@@ -339,33 +330,25 @@ async fn writes_from_known_state_survive_stale_knowledge() {
 
         // EXPUNGE from a stale view: message 1 is believed \Deleted but is not (the flag was
         // never set), message 2 is; only message 2 goes, and its quota is freed.
-        s.store_flags(
-            folder.id,
-            &[uids[2]],
-            FlagChange::Add,
-            &["\\Deleted".into()],
-            None,
-        )
-        .await
-        .unwrap();
+        add_flag(s, folder.id, &[uids[2]], "\\Deleted").await;
         let gone = s
             .expunge_flagged(folder.id, &[uids[1], uids[2]])
             .await
-            .unwrap();
+            .expect("expunge flagged");
         assert_eq!(gone.uids, vec![uids[2]], "{}", t.name);
         let left: Vec<i64> = s
             .messages(folder.id)
             .await
-            .unwrap()
+            .expect("messages")
             .iter()
             .map(|m| m.uid)
             .collect();
         assert_eq!(left, vec![uids[0], uids[1]], "{}", t.name);
         assert_quota_matches(s, folder.id, t.name).await;
         let changes = s
-            .folder_changes(folder.id, 0, gone.modseq.unwrap())
+            .folder_changes(folder.id, 0, gone.modseq.expect("the expunge has a modseq"))
             .await
-            .unwrap();
+            .expect("folder changes");
         assert_eq!(changes.expunged, vec![uids[2]], "{}", t.name);
         t.cleanup().await;
     }
@@ -380,16 +363,22 @@ async fn an_expunged_blob_goes_once_the_expunge_is_on_disk() {
         let uid = s
             .deliver("alice@example.test", "INBOX", message(0))
             .await
-            .unwrap()
+            .expect("deliver")
             .uid;
-        let blob = s.messages(folder.id).await.unwrap()[0].blob_path.clone();
+        let blob = s.messages(folder.id).await.expect("messages")[0]
+            .blob_path
+            .clone();
         let path = s.blobs().path(&blob);
         assert!(path.exists(), "{}", t.name);
-        let gone = s.expunge(folder.id, &[uid]).await.unwrap();
+        let gone = s.expunge(folder.id, &[uid]).await.expect("expunge");
         assert_eq!(gone, vec![uid], "{}", t.name);
         // The row is gone at once; the file follows with the next WAL flush (on SQLite,
         // one is scheduled within 50 ms; on MariaDB the commit is the server's, so at once).
-        assert!(!s.has_message(folder.id, uid).await.unwrap(), "{}", t.name);
+        assert!(
+            !s.has_message(folder.id, uid).await.expect("has message"),
+            "{}",
+            t.name
+        );
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while path.exists() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;

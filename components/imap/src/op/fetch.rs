@@ -16,6 +16,7 @@ use imap_codec::imap_types::fetch::{
 use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
+use postbay_store::imap::FlagState;
 use postbay_store::mailstore::FlagChange;
 use postbay_store::MessageMeta;
 
@@ -156,54 +157,41 @@ pub async fn fetch<S: Sink>(
     let last = targets.last().map(|t| t.1).unwrap_or(1) as i64;
     // Headers alone (ENVELOPE, header sections: what a message list asks for) come from the
     // header cache; a message without a cached header is read from its blob.
-    let mut headers: HashMap<u32, Vec<u8>> = HashMap::new();
-    let mut metas: HashMap<u32, MessageMeta> = if want_blob
-        && names
-            .iter()
-            .filter(|n| needs_blob(n))
-            .all(|n| header_only(n))
-    {
-        let mut metas = HashMap::new();
-        for (meta, header) in p
-            .ctx
+    let headers_suffice = want_blob && names.iter().filter(|n| needs_blob(n)).all(header_only);
+    let rows = if headers_suffice {
+        p.ctx
             .store
             .messages_with_headers(folder_id, first, last)
             .await?
-        {
-            let uid = meta.uid as u32;
-            if let Some(header) = header {
-                headers.insert(uid, header);
-            }
-            metas.insert(uid, meta);
-        }
-        metas
     } else {
         p.ctx
             .store
             .messages_in_uid_range(folder_id, first, last)
             .await?
             .into_iter()
-            .map(|m| (m.uid as u32, m))
+            .map(|m| (m, None))
             .collect()
     };
+    let (mut metas, mut headers) = super::rows_by_uid(rows);
 
     // RFC 9051 §6.4.5: fetching body data without .PEEK sets \Seen (not in EXAMINE).
     let mut flags_changed: HashSet<u32> = HashSet::new();
     if !read_only && names.iter().any(sets_seen) {
-        let unseen: Vec<i64> = targets
+        // The rows just read are the starting point; no need to read them again.
+        let unseen: Vec<FlagState> = targets
             .iter()
             .filter_map(|(_, uid)| metas.get(uid))
             .filter(|m| changed_since.is_none_or(|c| m.modseq > c))
             .filter(|m| !m.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")))
-            .map(|m| m.uid)
+            .map(FlagState::from)
             .collect();
         if !unseen.is_empty() {
             let update = p
                 .ctx
                 .store
-                .store_flags(
+                .store_flags_known(
                     folder_id,
-                    &unseen,
+                    unseen,
                     FlagChange::Add,
                     &["\\Seen".to_string()],
                     None,
@@ -242,12 +230,10 @@ pub async fn fetch<S: Sink>(
                 .await
                 .into();
         }
-        let blob = if !want_blob {
-            None
-        } else if cached.is_some() {
-            cached
-        } else {
-            match blobs.pop_front().expect("read ahead covers this message") {
+        let blob = match (want_blob, cached) {
+            (false, _) => None,
+            (true, Some(header)) => Some(header),
+            (true, None) => match blobs.pop_front().expect("read ahead covers this message") {
                 Ok(b) => Some(b),
                 Err(e) => {
                     // Expunged by another session after we listed it.
@@ -255,7 +241,7 @@ pub async fn fetch<S: Sink>(
                     missing = true;
                     continue;
                 }
-            }
+            },
         };
         let parsed = blob.as_deref().map(Parsed::new);
         let mut items: Vec<MessageDataItem<'static>> = Vec::with_capacity(names.len() + 2);

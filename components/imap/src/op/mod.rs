@@ -23,6 +23,26 @@ use crate::protocol::{bad, no, OpError, OpResult, Outcome, Protocol};
 use crate::response;
 use crate::Sink;
 
+/// Message rows keyed by UID, and the cached headers of those that have one.
+pub(crate) type RowsByUid = (
+    std::collections::HashMap<u32, postbay_store::MessageMeta>,
+    std::collections::HashMap<u32, Vec<u8>>,
+);
+
+/// Splits rows as the store returns them (with or without cached headers) by UID.
+pub(crate) fn rows_by_uid(rows: Vec<(postbay_store::MessageMeta, Option<Vec<u8>>)>) -> RowsByUid {
+    let mut metas = std::collections::HashMap::with_capacity(rows.len());
+    let mut headers = std::collections::HashMap::new();
+    for (meta, header) in rows {
+        let uid = meta.uid as u32;
+        if let Some(header) = header {
+            headers.insert(uid, header);
+        }
+        metas.insert(uid, meta);
+    }
+    (metas, headers)
+}
+
 /// Which state a command needs (RFC 9051 §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Needs {

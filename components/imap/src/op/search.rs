@@ -227,31 +227,30 @@ pub async fn search(
     let need_message = needs_message(&key);
     // Header keys (FROM, SUBJECT, HEADER, SENT…) without BODY/TEXT are answered from the
     // header cache; messages without a cached header are read from their blob.
-    let mut headers: HashMap<u32, Vec<u8>> = HashMap::new();
-    let metas: Option<HashMap<u32, MessageMeta>> = if need_message && !needs_body(&key) {
-        let mut metas = HashMap::new();
-        for (meta, header) in ctx
-            .store
-            .messages_with_headers(sel.folder_id, 0, i64::MAX)
-            .await?
-        {
-            if let Some(header) = header {
-                headers.insert(meta.uid as u32, header);
-            }
-            metas.insert(meta.uid as u32, meta);
-        }
-        Some(metas)
+    let rows = if need_message && !needs_body(&key) {
+        Some(
+            ctx.store
+                .messages_with_headers(sel.folder_id, 0, i64::MAX)
+                .await?,
+        )
     } else if needs_meta(&key) {
         Some(
             ctx.store
                 .messages(sel.folder_id)
                 .await?
                 .into_iter()
-                .map(|m| (m.uid as u32, m))
+                .map(|m| (m, None))
                 .collect(),
         )
     } else {
         None
+    };
+    let (metas, mut headers) = match rows {
+        Some(rows) => {
+            let (metas, headers) = super::rows_by_uid(rows);
+            (Some(metas), headers)
+        }
+        None => (None, HashMap::new()),
     };
     let max_seq = sel.exists();
     let max_uid = sel.last_uid().unwrap_or(0);

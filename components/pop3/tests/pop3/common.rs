@@ -99,7 +99,7 @@ impl Server {
         };
         let store = Store::open(&database.url, &dir.path().join("mail"))
             .await
-            .unwrap();
+            .expect("open the test store");
         seed(&store).await;
 
         let tls_dir = dir.path().join("tls");
