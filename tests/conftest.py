@@ -46,10 +46,21 @@ def need_tool(name: str) -> str:
     pytest.skip(message)
 
 
+def ephemeral_port_start() -> int:
+    """First port the kernel hands out to outgoing connections (Linux default 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_base() -> int:
-    """A base N such that N+24..N+995 are free on 127.0.0.1 (checked for the ports we use)."""
+    """A base N such that N+24..N+995 are free on 127.0.0.1 (checked for the ports we use),
+    all below the ephemeral range: a port that is free when checked but in that range can be
+    taken by any outgoing connection (a MariaDB client, say) before postbay binds it."""
+    slots = max(1, (ephemeral_port_start() - 1000 - 20000) // 100)
     for _ in range(200):
-        base = 20000 + (uuid.uuid4().int % 400) * 100
+        base = 20000 + (uuid.uuid4().int % slots) * 100
         if all(port_free(base + p) for p in (24, 25, 110, 143, 465, 587, 993, 995)):
             return base
     raise RuntimeError("no free port range")
