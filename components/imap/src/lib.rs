@@ -43,7 +43,6 @@
 
 pub mod auth;
 pub mod config;
-pub mod conn;
 pub mod ext_syntax;
 pub mod message;
 pub mod mutf7;
@@ -56,7 +55,7 @@ pub mod server;
 pub mod session;
 
 pub use config::ImapLimits;
-pub use conn::MaybeTls;
+pub use postbay_net::MaybeTls;
 pub use protocol::Protocol;
 pub use server::{serve, ListenerSettings};
 pub use session::Session;

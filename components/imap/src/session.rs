@@ -16,10 +16,10 @@ use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
-use crate::conn::{read_some, write_out, MaybeTls, READ_CHUNK};
 use crate::op::auth::{Sasl, Step};
 use crate::protocol::{Outcome, Protocol};
 use crate::{ext_syntax, op, response, ImapContext, Sink};
+use postbay_net::wire::{read_some, write_out, MaybeTls, READ_CHUNK};
 
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -8,6 +8,7 @@
 //! * [`limits`]: total and per-IP connection limits ([`ConnectionGate`]).
 //! * [`listener`]: binding, accepting, and turning a TCP connection into an
 //!   admitted session.
+//! * [`wire`]: the buffered byte stream every text protocol's session reads and writes.
 //!
 //! # Connection lifecycle
 //!
@@ -57,6 +58,7 @@ pub mod proxy;
 pub mod serve;
 pub mod stream;
 pub mod tls;
+pub mod wire;
 
 pub use limits::{ConnectionGate, ConnectionLimits, ConnectionPermit, LimitExceeded};
 pub use listener::{Accepted, Admission, Established, Rejected};

@@ -141,7 +141,7 @@ async fn start_smtp(
         .clone()
         .expect("caller sets the LMTP target");
     let (queue, wake) = postbay_smtp::queue::Queue::open(&config.spool(), &config.node_id)?;
-    let lmtp = Arc::new(postbay_smtp::lmtp_client::LmtpClient::new(
+    let lmtp = Arc::new(postbay_smtp::lmtp::client::LmtpClient::new(
         target,
         config.hostname.clone(),
     ));
@@ -188,7 +188,7 @@ async fn start_smtp(
 
 async fn start_mailbox(config: &Config, store: Store, running: &mut Running) -> Result<()> {
     let listen = config.lmtp.listen.expect("caller sets the LMTP address");
-    let ctx = Arc::new(postbay_mailbox::lmtp::session::LmtpContext {
+    let ctx = Arc::new(postbay_smtp::lmtp::session::LmtpContext {
         hostname: config.hostname.clone(),
         store,
         max_message_size: config.smtp.max_message_size + 64 * 1024,
@@ -206,7 +206,7 @@ async fn start_mailbox(config: &Config, store: Store, running: &mut Running) -> 
     running.gates.push(gate.clone());
     running
         .listeners
-        .push(tokio::spawn(postbay_mailbox::serve_lmtp(
+        .push(tokio::spawn(postbay_smtp::lmtp::serve_lmtp(
             listener, ctx, gate,
         )));
     Ok(())

@@ -1,38 +1,56 @@
 //! Entry points for the cargo-fuzz targets in `fuzz/` (and the smoke test below), so the
 //! fuzzers reach private parsing code through one small, stable surface.
 
-use smtp_proto::request::receiver::RequestReceiver;
+use crate::proto::CommandReader;
 
-/// Feeds arbitrary bytes to the command receiver and maps every error to a reply, as the
-/// session does; must never panic.
+/// Feeds arbitrary bytes to Postbay's own command reader (smtp-proto's receiver behind the
+/// line-length limit), in the pieces the first byte chooses, and maps every error to a reply
+/// as the session does; must never panic or stall.
 pub fn commands(input: &[u8]) {
-    let mut receiver = RequestReceiver::default();
-    let mut iter = input.iter();
-    loop {
-        let before = iter.len();
-        match receiver.ingest(&mut iter) {
-            Ok(request) => {
-                if let smtp_proto::Request::Rcpt { to } = request {
-                    let _ = crate::session::is_relay_trick_for_fuzzing(&to.address);
+    let Some((&first, input)) = input.split_first() else {
+        return;
+    };
+    let piece = usize::from(first).max(1);
+    let mut reader = CommandReader::default();
+    let mut buffer = Vec::new();
+    for chunk in input.chunks(piece) {
+        buffer.extend_from_slice(chunk);
+        loop {
+            let (consumed, parsed) = reader.step(&buffer);
+            assert!(
+                consumed <= buffer.len(),
+                "reader consumed more than it was given"
+            );
+            buffer.drain(..consumed);
+            assert!(
+                consumed > 0 || parsed.is_none(),
+                "a command or error without consuming input would loop forever"
+            );
+            match parsed {
+                Some(Ok(smtp_proto::Request::Rcpt { to })) => {
+                    let _ = crate::inbound::is_relay_trick_for_fuzzing(&to.address);
                 }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    let _ = crate::inbound::protocol_error_reply(&e).to_string();
+                }
+                None if consumed == 0 || buffer.is_empty() => break,
+                None => {}
             }
-            Err(smtp_proto::Error::NeedsMoreData { .. }) => break,
-            Err(e) => {
-                let _ = crate::session::protocol_error_reply(&e).to_string();
-            }
-        }
-        if iter.len() == before || iter.len() == 0 {
-            break;
+            assert!(
+                buffer.len() <= crate::proto::MAX_COMMAND_LINE + piece,
+                "unparsed input grew past one line"
+            );
         }
     }
 }
 
 /// Oracle: normalising, stuffing and decoding gives back the normalised content.
 pub fn data_round_trip(input: &[u8]) {
-    let _ = crate::receive::decode_data(input);
-    let normal = crate::receive::normalize_bare_lf(input.to_vec());
-    let wire = crate::lmtp_client::dot_stuff(&normal);
-    let (decoded, used) = crate::receive::decode_data(&wire).expect("stuffed content terminates");
+    let _ = crate::proto::decode_data(input);
+    let normal = crate::proto::normalize_bare_lf(input.to_vec());
+    let wire = crate::proto::dot_stuff(&normal);
+    let (decoded, used) = crate::proto::decode_data(&wire).expect("stuffed content terminates");
     assert_eq!(used, wire.len());
     let mut expected = normal;
     if !expected.is_empty() && !expected.ends_with(b"\r\n") {
@@ -43,7 +61,7 @@ pub fn data_round_trip(input: &[u8]) {
 
 /// Header checks that run on every accepted message.
 pub fn content_checks(input: &[u8]) {
-    let _ = crate::session::count_received_for_fuzzing(input);
+    let _ = crate::inbound::count_received_for_fuzzing(input);
 }
 
 #[cfg(test)]

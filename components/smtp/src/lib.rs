@@ -1,21 +1,21 @@
-//! Postbay's SMTP server. In the MX role (port 25) it accepts mail for local domains only,
-//! writes each accepted message durably to the queue before replying 250, and the queue
-//! runner delivers it to the mailbox component over LMTP.
+//! Postbay's SMTP family: everything that speaks SMTP or LMTP, one folder per step of a
+//! message's way.
 //!
-//! Layout: [`wire`] and [`receive`] move bytes (shared with the LMTP server), [`session`]
-//! speaks the protocol, [`queue`] keeps messages safe, [`lmtp_client`] hands them on,
-//! [`server`] owns the listening sockets.
+//! * [`proto`]: the protocol without I/O decisions: command lines, DATA/BDAT content and
+//!   dot-stuffing, replies. Shared by every role below.
+//! * [`inbound`]: the SMTP server session, MX role on 25: who may send what to whom.
+//! * [`queue`]: the durable queue between `250 OK` and delivery, and its runner.
+//! * [`lmtp`]: the hop into mailboxes: the LMTP client the queue runner uses, and the LMTP
+//!   server (RFC 2033) that stores each message into the mailbox store.
+//! * [`server`]: the SMTP listening sockets.
 
 pub mod config;
 pub mod fuzzing;
-pub mod lmtp_client;
+pub mod inbound;
+pub mod lmtp;
+pub mod proto;
 pub mod queue;
-pub mod receive;
-pub mod received;
-pub mod reply;
 pub mod server;
-pub mod session;
-pub mod wire;
 
 pub use config::SmtpConfig;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use postbay_net::Door;
 use tokio::net::TcpListener;
 
-use crate::session::Session;
+use crate::inbound::Session;
 use crate::ServerContext;
 
 pub use postbay_net::ListenerSettings;

@@ -20,12 +20,12 @@ use postbay_store::imap::FlagState;
 use postbay_store::mailstore::FlagChange;
 use postbay_store::MessageMeta;
 
-use crate::conn::FLUSH_THRESHOLD;
 use crate::message::{BinaryError, Parsed};
 use crate::protocol::{bad, no, OpError, OpResult, Outcome, Protocol};
 use crate::response;
 use crate::selected::fetch_flags;
 use crate::Sink;
+use postbay_net::wire::FLUSH_THRESHOLD;
 
 /// Body data as a literal. Literals cannot carry NUL (RFC 9051 §4.3); like Dovecot, NULs in
 /// non-BINARY fetches are sent as 0x80.

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postbay_smtp::wire::{MaybeTls, ReadError, Wire};
+use postbay_net::wire::{MaybeTls, ReadError, Wire};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 

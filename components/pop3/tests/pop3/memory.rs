@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use postbay_net::wire::MaybeTls;
 use postbay_pop3::{Ending, PlaintextAuth, Pop3Context, Session};
-use postbay_smtp::wire::MaybeTls;
 use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 

@@ -2,7 +2,7 @@
 //! delivered to some recipient, its sender gets a bounce instead of silence. Bounces go
 //! out with the null reverse path, so a bounce is never bounced (RFC 5321 §4.5.5).
 
-use crate::received::rfc5322_date;
+use crate::inbound::received::rfc5322_date;
 
 /// One recipient that failed for good, with the server's answer.
 pub struct Failure<'a> {

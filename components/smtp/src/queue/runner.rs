@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use super::{dsn, Envelope, Queue, QueueError, QueuedRecipient};
-use crate::lmtp_client::{LmtpClient, ServerReply};
+use crate::lmtp::client::{LmtpClient, ServerReply};
 use postbay_store::{Recipient, Resolution};
 
 /// How long to wait before each retry; the last step repeats until `max_age`.

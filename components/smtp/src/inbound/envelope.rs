@@ -5,7 +5,7 @@ use smtp_proto::{MailFrom, RcptTo, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAI
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{AcceptedRcpt, Session};
-use crate::reply::Reply;
+use crate::proto::reply::Reply;
 use postbay_store::Resolution;
 
 /// RFC 5321 §4.5.3.1.3: the longest path we must accept.

@@ -3,7 +3,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Session, Transaction};
-use crate::reply::{multiline, Reply};
+use crate::proto::reply::{multiline, Reply};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) fn ehlo(&mut self, host: String, extended: bool) {

@@ -8,10 +8,10 @@ use std::time::Duration;
 use smtp_proto::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::deliver::{deliver_to, Delivery};
-use postbay_smtp::receive::{read_chunk, read_data, CommandReader, Content};
-use postbay_smtp::reply::{multiline, Reply};
-use postbay_smtp::wire::{MaybeTls, ReadError, Wire};
+use crate::lmtp::deliver::{deliver_to, Delivery};
+use crate::proto::reply::{multiline, Reply};
+use crate::proto::{read_chunk, read_data, CommandReader, Content, QueueReply};
+use postbay_net::wire::{MaybeTls, ReadError, Wire};
 use postbay_store::{Recipient, Resolution, Store};
 
 pub struct LmtpContext {
@@ -263,7 +263,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LmtpSession<S> {
         let delivery = Delivery {
             return_path: tx.from.as_deref().unwrap_or(""),
             transaction_id: tx.transaction_id.as_deref(),
-            content: Arc::new(postbay_smtp::receive::normalize_bare_lf(content.bytes)),
+            content: Arc::new(crate::proto::normalize_bare_lf(content.bytes)),
             received_at: postbay_store::now_unix(),
         };
         for rcpt in &tx.rcpts {

@@ -4,11 +4,11 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Ending, Session, Transaction};
+use crate::inbound::received::Trace;
+use crate::proto::reply::Reply;
+use crate::proto::{read_chunk, read_data, Content};
 use crate::queue::{Envelope, Queue, QueuedRecipient};
-use crate::receive::{read_chunk, read_data, Content};
-use crate::received::Trace;
-use crate::reply::Reply;
-use crate::wire::ReadError;
+use postbay_net::wire::ReadError;
 use postbay_store::Recipient;
 
 /// RFC 5321 §6.3: a message that has passed this many hops is looping.
@@ -89,7 +89,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ));
             return;
         }
-        let body = crate::receive::normalize_bare_lf(content.bytes);
+        let body = crate::proto::normalize_bare_lf(content.bytes);
         let reply = self.enqueue(tx, body).await;
         self.reply(reply);
     }

@@ -76,3 +76,16 @@ pub fn multiline(code: u16, lines: &[String], out: &mut Vec<u8>) {
         out.extend_from_slice(format!("{code}{sep}{line}\r\n").as_bytes());
     }
 }
+
+/// Queues a reply on a connection's output buffer.
+pub trait QueueReply {
+    fn queue_reply(&mut self, reply: &Reply);
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> QueueReply
+    for postbay_net::wire::Wire<S>
+{
+    fn queue_reply(&mut self, reply: &Reply) {
+        reply.write_to(self.output_buffer());
+    }
+}

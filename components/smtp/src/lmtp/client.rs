@@ -9,6 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
+use crate::proto::dot_stuff;
 use crate::queue::{Envelope, QueuedRecipient};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -176,24 +177,6 @@ async fn transaction(
     Ok(out)
 }
 
-/// Doubles every dot that starts a line and appends the `.` terminator (RFC 5321 §4.5.2).
-pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 64);
-    let mut at_line_start = true;
-    for &b in message {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    if !out.is_empty() && !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
 async fn read_reply(conn: &mut Conn) -> Result<ServerReply, LmtpError> {
     loop {
         let mut line = String::new();
@@ -220,7 +203,7 @@ async fn read_reply(conn: &mut Conn) -> Result<ServerReply, LmtpError> {
 
 #[cfg(test)]
 mod tests {
-    use super::dot_stuff;
+    use crate::proto::dot_stuff;
 
     #[test]
     fn dot_stuffing_round_trips_lines_starting_with_dots() {

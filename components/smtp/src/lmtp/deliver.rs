@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use postbay_smtp::reply::Reply;
+use crate::proto::reply::Reply;
 use postbay_store::blobs::bytes_owned::Part;
 use postbay_store::mailstore::NewMessage;
 use postbay_store::{Error as StoreError, Store};

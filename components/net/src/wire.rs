@@ -1,6 +1,7 @@
-//! Byte plumbing shared by the SMTP and LMTP servers: a stream that may be upgraded to TLS,
-//! an input buffer the smtp-proto receivers consume from, and an output buffer flushed only
-//! when the client has nothing more pipelined (RFC 2920 §3.1).
+//! Byte plumbing every text protocol shares (SMTP, LMTP, POP3, IMAP): a stream that may be
+//! upgraded to TLS, an input buffer the protocol parsers consume from, and an output buffer
+//! flushed only when the client has nothing more pipelined (RFC 2920 §3.1), or, for IMAP's
+//! large FETCH answers, once it passes [`FLUSH_THRESHOLD`].
 
 use std::io;
 use std::time::Duration;
@@ -8,9 +9,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Read granularity; also bounds how much pipelined input one read can bring in.
-const READ_CHUNK: usize = 16 * 1024;
+pub const READ_CHUNK: usize = 16 * 1024;
 
-pub use postbay_net::MaybeTls;
+/// Output is written out once it grows past this, so a huge FETCH streams instead of
+/// being held in memory whole.
+pub const FLUSH_THRESHOLD: usize = 256 * 1024;
+
+pub use crate::stream::MaybeTls;
 
 /// Why reading stopped.
 #[derive(Debug, thiserror::Error)]
@@ -68,10 +73,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         self.output.extend_from_slice(bytes);
     }
 
-    pub fn queue_reply(&mut self, reply: &crate::reply::Reply) {
-        reply.write_to(&mut self.output);
-    }
-
     pub fn output_buffer(&mut self) -> &mut Vec<u8> {
         &mut self.output
     }
@@ -117,4 +118,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
     }
+}
+
+/// Writes `out` to the stream and clears it; for sessions that keep their own output buffer
+/// (IMAP, whose parser owns the input side).
+pub async fn write_out<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut MaybeTls<S>,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+        stream.flush().await?;
+        out.clear();
+        if out.capacity() > 4 * FLUSH_THRESHOLD {
+            // Give back the memory of a big FETCH; idle sessions should stay small.
+            out.shrink_to(4096);
+        }
+    }
+    Ok(())
+}
+
+/// Reads what is available (at most `buf.len()`) into `buf`; 0 means end of stream.
+pub async fn read_some<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut MaybeTls<S>,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    stream.read(buf).await
 }

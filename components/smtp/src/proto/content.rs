@@ -1,4 +1,5 @@
-//! Pulling commands and message content off a [`Wire`] with smtp-proto's sans-IO receivers.
+//! Message content: DATA (RFC 5321 §4.1.1.4) and BDAT (RFC 3030) off a [`Wire`] with
+//! smtp-proto's sans-IO receivers, and dot-stuffing for the way out (§4.5.2), in one place.
 //!
 //! DATA ends only at `<CRLF>.<CRLF>`: a bare LF or bare CR followed by a dot is content, so
 //! nothing a client sends inside a message can end it early or smuggle a command in
@@ -6,88 +7,10 @@
 
 use std::time::Duration;
 
-use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, RequestReceiver};
-use smtp_proto::Request;
+use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::wire::{ReadError, Wire};
-
-/// Longest command line accepted, CRLF included. RFC 5321 §4.5.3.1.4 asks for at least
-/// 512; like Postfix we allow more, and smtp-proto's own buffer limit is the same.
-pub const MAX_COMMAND_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
-
-/// Reads command lines, enforcing [`MAX_COMMAND_LINE`] however the bytes arrive.
-#[derive(Default)]
-pub struct CommandReader {
-    receiver: RequestReceiver,
-    /// Inside an over-long line: drop bytes up to its end, then report it once.
-    discarding: bool,
-}
-
-impl CommandReader {
-    /// Reads the next complete command, or the protocol error it caused.
-    pub async fn next<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        wire: &mut Wire<S>,
-        timeout: Duration,
-    ) -> Result<Result<Request<String>, smtp_proto::Error>, ReadError> {
-        loop {
-            if !wire.pending().is_empty() {
-                if let Some(outcome) = self.step(wire) {
-                    return Ok(outcome);
-                }
-            }
-            wire.fill(timeout).await?;
-        }
-    }
-
-    /// Consumes what it can from the buffered input; `None` means "need more bytes".
-    fn step<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        wire: &mut Wire<S>,
-    ) -> Option<Result<Request<String>, smtp_proto::Error>> {
-        let pending = wire.pending();
-        let newline = pending.iter().position(|&b| b == b'\n');
-        if self.discarding {
-            return match newline {
-                Some(pos) => {
-                    wire.consume(pos + 1);
-                    self.discarding = false;
-                    Some(Err(smtp_proto::Error::ResponseTooLong))
-                }
-                None => {
-                    let n = pending.len();
-                    wire.consume(n);
-                    None
-                }
-            };
-        }
-        let buffered = self.receiver.buf().len();
-        match newline {
-            Some(pos) if buffered + pos + 1 > MAX_COMMAND_LINE => {
-                wire.consume(pos + 1);
-                self.receiver = RequestReceiver::default();
-                return Some(Err(smtp_proto::Error::ResponseTooLong));
-            }
-            None if buffered + pending.len() > MAX_COMMAND_LINE => {
-                let n = pending.len();
-                wire.consume(n);
-                self.receiver = RequestReceiver::default();
-                self.discarding = true;
-                return None;
-            }
-            _ => {}
-        }
-        let mut iter = pending.iter();
-        let parsed = self.receiver.ingest(&mut iter).map(Request::into_owned);
-        let consumed = pending.len() - iter.len();
-        wire.consume(consumed);
-        match parsed {
-            Err(smtp_proto::Error::NeedsMoreData { .. }) => None,
-            other => Some(other),
-        }
-    }
-}
+use postbay_net::wire::{ReadError, Wire};
 
 /// Message content as received, or the fact that it outgrew the limit.
 #[derive(Debug)]
@@ -206,10 +129,28 @@ pub fn normalize_bare_lf(bytes: Vec<u8>) -> Vec<u8> {
     out
 }
 
+/// Doubles every dot that starts a line and appends the `.` terminator (RFC 5321 §4.5.2).
+pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 64);
+    let mut at_line_start = true;
+    for &b in message {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::MaybeTls;
+    use postbay_net::wire::MaybeTls;
 
     async fn data_of(input: &[u8]) -> (Vec<u8>, Vec<u8>) {
         let (client, server) = tokio::io::duplex(1 << 16);
@@ -242,7 +183,7 @@ mod tests {
                 })
                 .collect();
             let normal = normalize_bare_lf(content);
-            let wire = crate::lmtp_client::dot_stuff(&normal);
+            let wire = dot_stuff(&normal);
             let (decoded, used) = decode_data(&wire).expect("stuffed content always terminates");
             assert_eq!(used, wire.len());
             let mut expected = normal.clone();

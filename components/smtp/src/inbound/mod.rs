@@ -1,10 +1,11 @@
-//! One SMTP conversation (RFC 5321) in the MX role: greeting, EHLO, one or more mail
+//! The SMTP server side: one conversation (RFC 5321) in the MX role: greeting, EHLO, one or more mail
 //! transactions, QUIT. Generic over the stream so tests can drive it in memory; one file per
 //! verb group behind the dispatcher in [`Session::run`].
 
 mod data;
 mod ehlo;
 mod envelope;
+pub mod received;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,10 +13,10 @@ use std::sync::Arc;
 use smtp_proto::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::receive::CommandReader;
-use crate::reply::Reply;
-use crate::wire::{MaybeTls, ReadError, Wire};
+use crate::proto::reply::Reply;
+use crate::proto::CommandReader;
 use crate::ServerContext;
+use postbay_net::wire::{MaybeTls, ReadError, Wire};
 
 /// A recipient accepted at RCPT, with where it resolved to.
 #[derive(Debug, Clone)]
@@ -43,7 +44,7 @@ pub struct Session<S> {
     pub(crate) tx: Transaction,
     errors: usize,
     /// Content of a BDAT transfer in progress.
-    pub(crate) chunks: Option<crate::receive::Content>,
+    pub(crate) chunks: Option<crate::proto::Content>,
 }
 
 /// Why a session ended, for logs and tests.
@@ -155,7 +156,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if !reply.is_positive() {
             tracing::debug!(peer = %self.peer, code = reply.code, text = reply.text, "reply");
         }
-        self.wire.queue_reply(&reply);
+        reply.write_to(self.wire.output_buffer());
     }
 
     /// Sends an error reply; after too many the client is cut off (421).
