@@ -142,13 +142,16 @@ fn escaped_usernames_are_decoded() {
     assert_eq!(first.username(), "a,b=c");
 }
 
+/// Which error a bad message must produce.
+type Expect = fn(&ScramError) -> bool;
+
 #[test]
 fn bad_client_first_messages_are_refused() {
     use ScramError as E;
     let long_name = format!("n,,n={},r=abc", "u".repeat(256));
     let long_nonce = format!("n,,n=user,r={}", "r".repeat(257));
     let too_long = format!("n,,n=user,r=abc,x={}", "x".repeat(2048));
-    let table: Vec<(&[u8], fn(&ScramError) -> bool)> = vec![
+    let table: Vec<(&[u8], Expect)> = vec![
         (b"", |e| matches!(e, E::InvalidEncoding(_))),
         (b"n", |e| matches!(e, E::InvalidEncoding(_))),
         (b"n,", |e| matches!(e, E::InvalidEncoding(_))),
