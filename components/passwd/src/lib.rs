@@ -4,7 +4,8 @@
 //! passwd-files and SQL tables can move between Dovecot and Postbay in either direction, and
 //! so that a Secret may hold a hash instead of a cleartext password.
 //!
-//! [`hash`] writes the three schemes worth choosing today; [`verify`] also reads the older and
+//! [`hash`] writes the three schemes worth choosing today, plus `{SCRAM-SHA-256}` for users
+//! who log in with the SCRAM mechanism (see [`scram`]); [`verify`] also reads the older and
 //! migration-only forms Dovecot installations carry (`{ARGON2I}`, `{SHA256-CRYPT}`, `{CRYPT}`,
 //! `{PLAIN}`, bare `$6$...` strings).
 //!
@@ -26,6 +27,7 @@ mod error;
 mod params;
 mod plain;
 mod scheme;
+pub mod scram;
 mod shacrypt;
 mod stored;
 
@@ -46,6 +48,9 @@ pub fn hash_with(password: &[u8], scheme: Scheme, params: &Params) -> Result<Str
         Scheme::Argon2id => argon::hash(password, params)?,
         Scheme::BlfCrypt => blf::hash(password, params.bcrypt_cost)?,
         Scheme::Sha512Crypt => shacrypt::hash512(password, params.sha_crypt_rounds)?,
+        Scheme::ScramSha256 => {
+            scram::ScramCredential::derive(password, params.scram_iterations)?.body()
+        }
     };
     Ok(format!("{{{scheme}}}{body}"))
 }
@@ -62,5 +67,8 @@ pub fn verify(password: &[u8], stored: &str) -> Result<bool, PasswdError> {
         Stored::Sha512Crypt(crypt) => shacrypt::verify512(password, crypt),
         Stored::Sha256Crypt(crypt) => shacrypt::verify256(password, crypt),
         Stored::Plain(expected) => Ok(plain::verify(password, &expected)),
+        Stored::ScramSha256(body) => {
+            Ok(scram::ScramCredential::parse_body(body)?.verify_password(password))
+        }
     }
 }

@@ -16,6 +16,8 @@ pub struct Params {
     /// SHA-crypt rounds, 1000..=999999999; 5000 is glibc's default and is written without a
     /// `rounds=` field.
     pub sha_crypt_rounds: u32,
+    /// SCRAM-SHA-256 PBKDF2 iterations, 4096..=10000000; Dovecot: 4096, the RFC 7677 floor.
+    pub scram_iterations: u32,
 }
 
 impl Default for Params {
@@ -26,6 +28,7 @@ impl Default for Params {
             argon2_parallelism: 1,
             bcrypt_cost: 5,
             sha_crypt_rounds: 5000,
+            scram_iterations: crate::scram::DEFAULT_ITERATIONS,
         }
     }
 }

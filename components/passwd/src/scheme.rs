@@ -15,11 +15,19 @@ pub enum Scheme {
     BlfCrypt,
     /// SHA-512 crypt (`$6$`), what glibc's crypt(3) and most existing passwd-files use.
     Sha512Crypt,
+    /// SCRAM-SHA-256 verifier (RFC 7677): enables AUTH SCRAM-SHA-256 and still checks
+    /// plaintext logins; weaker against offline guessing than the others (PBKDF2).
+    ScramSha256,
 }
 
 impl Scheme {
     /// Every scheme, in order of preference.
-    pub const ALL: [Scheme; 3] = [Scheme::Argon2id, Scheme::BlfCrypt, Scheme::Sha512Crypt];
+    pub const ALL: [Scheme; 4] = [
+        Scheme::Argon2id,
+        Scheme::BlfCrypt,
+        Scheme::Sha512Crypt,
+        Scheme::ScramSha256,
+    ];
 
     /// Dovecot's name, as inside the `{...}` prefix.
     pub fn name(self) -> &'static str {
@@ -27,6 +35,7 @@ impl Scheme {
             Scheme::Argon2id => "ARGON2ID",
             Scheme::BlfCrypt => "BLF-CRYPT",
             Scheme::Sha512Crypt => "SHA512-CRYPT",
+            Scheme::ScramSha256 => crate::scram::SCHEME_NAME,
         }
     }
 }

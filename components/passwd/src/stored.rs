@@ -17,6 +17,8 @@ pub(crate) enum Stored<'a> {
     Sha256Crypt(&'a str),
     /// The password itself.
     Plain(Vec<u8>),
+    /// `i,salt,StoredKey,ServerKey`, checked when it is used.
+    ScramSha256(&'a str),
 }
 
 const BCRYPT_PREFIXES: [&str; 3] = ["$2y$", "$2b$", "$2a$"];
@@ -61,6 +63,7 @@ impl<'a> Stored<'a> {
                 Err(mismatch())
             }
             "CRYPT" => crypt(body).ok_or_else(|| unsupported_crypt(body)),
+            "SCRAM-SHA-256" => Ok(Stored::ScramSha256(body)),
             _ => Err(unknown()),
         }
     }
@@ -153,6 +156,11 @@ mod tests {
             ("$2y$05$x", Stored::Bcrypt("$2y$05$x")),
             ("$6$x", Stored::Sha512Crypt("$6$x")),
             ("$5$x", Stored::Sha256Crypt("$5$x")),
+            (
+                "{SCRAM-SHA-256}4096,a,b,c",
+                Stored::ScramSha256("4096,a,b,c"),
+            ),
+            ("{scram-sha-256}x", Stored::ScramSha256("x")),
         ];
         for (input, want) in table {
             assert_eq!(Stored::parse(input).as_ref(), Ok(want), "{input}");
@@ -166,6 +174,11 @@ mod tests {
         let table: &[(&str, PasswdError)] = &[
             ("{MD5-CRYPT}$1$abc$def", unknown("MD5-CRYPT")),
             ("{SSHA}abc", unknown("SSHA")),
+            ("{SCRAM-SHA-1}4096,a,b,c", unknown("SCRAM-SHA-1")),
+            (
+                "{SCRAM-SHA-256.HEX}4096,a,b,c",
+                unknown("SCRAM-SHA-256.HEX"),
+            ),
             ("{SHA512-CRYPT.HEX}$6$x", unknown("SHA512-CRYPT.HEX")),
             ("{PLAIN.ROT13}frperg", unknown("PLAIN.ROT13")),
             ("{CRYPT}$1$abc$def", unknown("CRYPT ($1$)")),

@@ -19,6 +19,7 @@ const DOVEADM: &[&str] = &[
     "{CLEARTEXT}secret",
     "{PLAIN.B64}c2VjcmV0",
     "{PLAIN.HEX}736563726574",
+    "{SCRAM-SHA-256}4096,zNzvWQjtVbdcxs2XRkqsfA==,LGcqP8abY6z9/f2myCqSCrhMxQaSZ2GGjOTe4MzLQHM=,63fGebJKnTdtaaXkOxsi79ks28p6AgF5G1TOfRo9Hoc=",
 ];
 
 #[test]
@@ -68,6 +69,14 @@ fn doveadm_hashes_of_unusual_passwords_verify() {
     let utf8 = "{BLF-CRYPT}$2y$06$oIXTKyMAWXpck9QM6uZmtu9d1mQZEmu6C.ffnKtXTEmI5WXfFeSsy";
     assert_eq!(verify("pässwörd with spaces".as_bytes(), utf8), Ok(true));
     assert_eq!(verify("passwörd with spaces".as_bytes(), utf8), Ok(false));
+
+    // doveadm pw -s SCRAM-SHA-256 -p '' and -p 'pässwörd with spaces'
+    let empty = "{SCRAM-SHA-256}4096,p4feZWpYjxe4lLUlOMRH7A==,ULiScW3jfx6dks3GLkP+Z9U1lZZEzE5SYGaz2kOxuBk=,HJQ1wicTrh99nVwTI6svR1eJ0poLjfLZNBC1PTCuMtE=";
+    assert_eq!(verify(b"", empty), Ok(true));
+    assert_eq!(verify(b"secret", empty), Ok(false));
+    let utf8 = "{SCRAM-SHA-256}4096,MP7sybTt8zB2E7DQMDrefQ==,z/1L4p40wfPJJcA4YD+yWEPMtHFDHcs3IMuq6KkwNd8=,xpgNXajlJgfn96Q+mt2yKr9Pv63UiW+U5jYqmpols5M=";
+    assert_eq!(verify("pässwörd with spaces".as_bytes(), utf8), Ok(true));
+    assert_eq!(verify("passwörd with spaces".as_bytes(), utf8), Ok(false));
 }
 
 #[test]
@@ -82,6 +91,10 @@ fn damaged_hashes_are_errors_not_mismatches() {
         "{BLF-CRYPT}$2y$99$sw6oK9yeWd.9iDB/DdzzvuBGcXz6ObIG4CRIDJNz8M5EatelwoF5a",
         "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$not base64!$x",
         "{ARGON2ID}$argon2id$",
+        // StoredKey cut short, iterations below RFC 7677's 4096, a field missing
+        "{SCRAM-SHA-256}4096,zNzvWQjtVbdcxs2XRkqsfA==,LGcqP8abY6z9/f2myCqSCrhMxQaSZ2GGjOTe4MzL,63fGebJKnTdtaaXkOxsi79ks28p6AgF5G1TOfRo9Hoc=",
+        "{SCRAM-SHA-256}1000,zNzvWQjtVbdcxs2XRkqsfA==,LGcqP8abY6z9/f2myCqSCrhMxQaSZ2GGjOTe4MzLQHM=,63fGebJKnTdtaaXkOxsi79ks28p6AgF5G1TOfRo9Hoc=",
+        "{SCRAM-SHA-256}4096,zNzvWQjtVbdcxs2XRkqsfA==,LGcqP8abY6z9/f2myCqSCrhMxQaSZ2GGjOTe4MzLQHM=",
     ];
     for stored in damaged {
         let result = verify(b"secret", stored);

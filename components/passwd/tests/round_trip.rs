@@ -11,6 +11,7 @@ fn default_hashes_have_dovecots_shape_and_verify() {
         ),
         (Scheme::BlfCrypt, "{BLF-CRYPT}$2y$05$"),
         (Scheme::Sha512Crypt, "{SHA512-CRYPT}$6$"),
+        (Scheme::ScramSha256, "{SCRAM-SHA-256}4096,"),
     ];
     for (scheme, prefix) in shapes {
         let stored = hash(b"secret", scheme).unwrap();
@@ -44,11 +45,13 @@ fn explicit_parameters_are_written_and_honoured() {
         argon2_parallelism: 2,
         bcrypt_cost: 4,
         sha_crypt_rounds: 6000,
+        scram_iterations: 5000,
     };
     let shapes = [
         (Scheme::Argon2id, "{ARGON2ID}$argon2id$v=19$m=1024,t=1,p=2$"),
         (Scheme::BlfCrypt, "{BLF-CRYPT}$2y$04$"),
         (Scheme::Sha512Crypt, "{SHA512-CRYPT}$6$rounds=6000$"),
+        (Scheme::ScramSha256, "{SCRAM-SHA-256}5000,"),
     ];
     for (scheme, prefix) in shapes {
         let stored = hash_with("pässwörd".as_bytes(), scheme, &params).unwrap();
@@ -97,6 +100,13 @@ fn out_of_range_parameters_are_refused() {
                 ..base
             },
         ),
+        (
+            Scheme::ScramSha256,
+            Params {
+                scram_iterations: 4095,
+                ..base
+            },
+        ),
     ];
     for (scheme, params) in bad {
         let result = hash_with(b"secret", scheme, &params);
@@ -130,10 +140,25 @@ fn plain_compares_exactly() {
 #[test]
 fn scheme_names_are_dovecots() {
     let names: Vec<String> = Scheme::ALL.iter().map(Scheme::to_string).collect();
-    assert_eq!(names, ["ARGON2ID", "BLF-CRYPT", "SHA512-CRYPT"]);
+    assert_eq!(
+        names,
+        ["ARGON2ID", "BLF-CRYPT", "SHA512-CRYPT", "SCRAM-SHA-256"]
+    );
+    assert_eq!("scram-sha-256".parse::<Scheme>(), Ok(Scheme::ScramSha256));
     assert_eq!("blf-crypt".parse::<Scheme>(), Ok(Scheme::BlfCrypt));
     assert_eq!(
         "MD5".parse::<Scheme>(),
         Err(PasswdError::UnknownScheme("MD5".into()))
     );
+}
+
+#[test]
+fn scram_credential_has_dovecots_field_sizes() {
+    let stored = hash(b"secret", Scheme::ScramSha256).unwrap();
+    let body = stored.strip_prefix("{SCRAM-SHA-256}").unwrap();
+    let fields: Vec<&str> = body.split(',').collect();
+    // 16-byte salt and two 32-byte keys, padded base64 like doveadm's.
+    let lengths: Vec<usize> = fields.iter().map(|f| f.len()).collect();
+    assert_eq!(lengths, [4, 24, 44, 44], "{stored}");
+    assert_ne!(stored, hash(b"secret", Scheme::ScramSha256).unwrap());
 }
