@@ -27,6 +27,8 @@ pub struct Config {
     pub node_id: String,
     pub tls: TlsConfig,
     pub smtp: SmtpSection,
+    pub submission: SubmissionSection,
+    pub dkim: DkimSection,
     pub lmtp: LmtpSection,
     pub pop3: AccessSection,
     pub imap: ImapSection,
@@ -101,6 +103,50 @@ pub struct SmtpSection {
     pub queue_concurrency: usize,
 }
 
+/// Mail submission for logged-in users (RFC 6409 on 587 with STARTTLS, RFC 8314 on 465),
+/// served by `postbay smtp` next to the MX and sharing its queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubmissionSection {
+    /// Port 587 (STARTTLS, then AUTH).
+    pub listen: Option<SocketAddr>,
+    /// Port 465 (implicit TLS).
+    pub listen_tls: Option<SocketAddr>,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub proxy_trusted: Vec<ipnet::IpNet>,
+    /// Per-user defaults; a Mailbox's `spec.sendingLimits` overrides them. 0 = no limit.
+    pub max_messages_per_hour: u32,
+    pub max_recipients_per_hour: u32,
+    /// Also offer AUTH on the MX port (after STARTTLS), for sites whose clients submit on 25.
+    pub auth_on_mx: bool,
+}
+
+impl Default for SubmissionSection {
+    fn default() -> Self {
+        let limits = postbay_smtp::SmtpConfig::default().send_limits;
+        SubmissionSection {
+            listen: None,
+            listen_tls: None,
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+            proxy_trusted: Vec::new(),
+            max_messages_per_hour: limits.messages_per_hour,
+            max_recipients_per_hour: limits.recipients_per_hour,
+            auth_on_mx: false,
+        }
+    }
+}
+
+/// DKIM signing of submitted mail.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DkimSection {
+    /// Where the operator's key Secret is mounted (`<domain>.<selector>.key` files). Unset:
+    /// keys are read from the `file:` paths in the directory (what `postbay apply` writes).
+    pub keys_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LmtpSection {
@@ -119,6 +165,8 @@ impl Default for Config {
             node_id: "node-0".into(),
             tls: TlsConfig::default(),
             smtp: SmtpSection::default(),
+            submission: SubmissionSection::default(),
+            dkim: DkimSection::default(),
             lmtp: LmtpSection::default(),
             pop3: AccessSection::default(),
             imap: ImapSection::default(),
@@ -224,6 +272,10 @@ impl Config {
             max_errors: self.smtp.max_errors,
             command_timeout: self.smtp.command_timeout,
             data_timeout: self.smtp.data_timeout,
+            send_limits: postbay_smtp::inbound::rate::SendLimits {
+                messages_per_hour: self.submission.max_messages_per_hour,
+                recipients_per_hour: self.submission.max_recipients_per_hour,
+            },
         }
     }
 }
@@ -256,4 +308,9 @@ fn set_path(value: &mut serde_yaml::Value, path: &[&str], new: serde_yaml::Value
     let key = serde_yaml::Value::String(first.to_string());
     let entry = map.entry(key).or_insert(serde_yaml::Value::Null);
     set_path(entry, rest, new);
+}
+
+/// The process's one login module, shared by every protocol it serves.
+pub fn authenticator(_config: &Config, store: &postbay_store::Store) -> postbay_auth::Authenticator {
+    postbay_auth::Authenticator::new(store.clone(), postbay_auth::AuthConfig::default())
 }

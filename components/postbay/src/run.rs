@@ -38,6 +38,8 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     let at = |port: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.port_base + port);
     config.lmtp.listen.get_or_insert(at(24));
     config.smtp.listen.get_or_insert(at(25));
+    config.submission.listen.get_or_insert(at(587));
+    config.submission.listen_tls.get_or_insert(at(465));
     config.pop3.listen.get_or_insert(at(110));
     config.pop3.listen_tls.get_or_insert(at(995));
     config.imap.access.listen.get_or_insert(at(143));
@@ -59,7 +61,8 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     let mut running = Running::default();
     start_mailbox(&config, store.clone(), &mut running).await?;
     start_access(&config, store.clone(), tls.clone(), &mut running).await?;
-    start_smtp(&config, store, tls, &mut running).await?;
+    let authenticator = crate::config::authenticator(&config, &store);
+    start_smtp(&config, store, tls, &authenticator, &mut running).await?;
     println!(
         "postbay dev ready (data {}, database {})",
         config.data_dir.display(),
@@ -78,10 +81,17 @@ pub async fn smtp(mut config: Config) -> Result<()> {
         .smtp
         .lmtp_target
         .get_or_insert_with(|| "127.0.0.1:24".to_string());
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    config.submission.listen.get_or_insert(SocketAddr::new(any, 587));
+    config
+        .submission
+        .listen_tls
+        .get_or_insert(SocketAddr::new(any, 465));
     let store = open_store(&config).await?;
     let tls = tls_provider(&config).await?;
     let mut running = Running::default();
-    start_smtp(&config, store, tls, &mut running).await?;
+    let authenticator = crate::config::authenticator(&config, &store);
+    start_smtp(&config, store, tls, &authenticator, &mut running).await?;
     println!("postbay smtp ready");
     running.shutdown().await;
     Ok(())
@@ -132,6 +142,7 @@ async fn start_smtp(
     config: &Config,
     store: Store,
     tls: TlsProvider,
+    authenticator: &postbay_auth::Authenticator,
     running: &mut Running,
 ) -> Result<()> {
     let listen = config.smtp.listen.expect("caller sets the SMTP address");
@@ -156,33 +167,70 @@ async fn start_smtp(
         },
     );
     tokio::spawn(runner.run(wake));
+    let signer = postbay_dkim::Signer::new(
+        store.clone(),
+        postbay_dkim::KeySource {
+            keys_dir: config.dkim.keys_dir.clone(),
+        },
+    );
     let ctx = Arc::new(postbay_smtp::ServerContext {
         config: config.smtp_config(),
+        auth: authenticator.clone(),
+        signer,
+        sends: Default::default(),
         store,
         queue,
     });
-    let listener = postbay_net::listener::bind(listen)
-        .await
-        .with_context(|| format!("binding SMTP on {listen}"))?;
-    let settings = postbay_smtp::server::ListenerSettings {
-        proxy: ProxyPolicy {
-            trusted: config.smtp.proxy_trusted.clone(),
-            required: true,
-        },
-        gate: ConnectionGate::new(ConnectionLimits {
-            max_connections: config.smtp.max_connections,
-            max_per_ip: config.smtp.max_connections_per_ip,
-        }),
-        tls: Some(tls),
-        implicit_tls: false,
+    use postbay_smtp::server::Role;
+    let mx = Role::Mx {
+        auth: config.submission.auth_on_mx,
     };
-    println!("smtp (mx) listening on {}", listener.local_addr()?);
-    running.gates.push(settings.gate.clone());
-    running
-        .listeners
-        .push(tokio::spawn(postbay_smtp::server::serve(
-            listener, ctx, settings,
-        )));
+    let smtp = &config.smtp;
+    let sub = &config.submission;
+    let mut doors = vec![(
+        "smtp (mx)",
+        listen,
+        mx,
+        false,
+        &smtp.proxy_trusted,
+        smtp.max_connections,
+        smtp.max_connections_per_ip,
+    )];
+    if let Some(at) = sub.listen {
+        let limits = (sub.max_connections, sub.max_connections_per_ip);
+        doors.push(("submission", at, Role::Submission, false, &sub.proxy_trusted, limits.0, limits.1));
+    }
+    if let Some(at) = sub.listen_tls {
+        let limits = (sub.max_connections, sub.max_connections_per_ip);
+        doors.push(("submissions", at, Role::Submission, true, &sub.proxy_trusted, limits.0, limits.1));
+    }
+    for (name, at, role, implicit_tls, trusted, max_connections, max_per_ip) in doors {
+        let listener = postbay_net::listener::bind(at)
+            .await
+            .with_context(|| format!("binding {name} on {at}"))?;
+        let settings = postbay_smtp::server::ListenerSettings {
+            proxy: ProxyPolicy {
+                trusted: trusted.clone(),
+                required: true,
+            },
+            gate: ConnectionGate::new(ConnectionLimits {
+                max_connections,
+                max_per_ip,
+            }),
+            tls: Some(tls.clone()),
+            implicit_tls,
+        };
+        println!("{name} listening on {}", listener.local_addr()?);
+        running.gates.push(settings.gate.clone());
+        running
+            .listeners
+            .push(tokio::spawn(postbay_smtp::server::serve(
+                listener,
+                ctx.clone(),
+                settings,
+                role,
+            )));
+    }
     Ok(())
 }
 

@@ -16,6 +16,8 @@ pub struct SmtpConfig {
     pub command_timeout: Duration,
     /// Wait for more content during DATA/BDAT (§4.5.3.2.6 suggests 3 minutes per block).
     pub data_timeout: Duration,
+    /// What a logged-in user may send per hour unless their Mailbox says otherwise.
+    pub send_limits: crate::inbound::rate::SendLimits,
 }
 
 impl Default for SmtpConfig {
@@ -27,6 +29,10 @@ impl Default for SmtpConfig {
             max_errors: 10,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
+            send_limits: crate::inbound::rate::SendLimits {
+                messages_per_hour: 500,
+                recipients_per_hour: 2000,
+            },
         }
     }
 }

@@ -90,13 +90,76 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return;
         }
         let body = crate::proto::normalize_bare_lf(content.bytes);
-        let reply = self.enqueue(tx, body).await;
+        let id = Queue::new_id();
+        let now = crate::now_unix();
+        let body = match self.login.clone() {
+            Some(login) => match self.submitted(&login, &tx, body, &id, now).await {
+                Ok(body) => body,
+                Err(refusal) => {
+                    self.reply(refusal);
+                    return;
+                }
+            },
+            None => body,
+        };
+        let reply = self.enqueue(tx, body, id, now).await;
         self.reply(reply);
     }
 
-    async fn enqueue(&mut self, tx: Transaction, body: Vec<u8>) -> Reply {
-        let id = Queue::new_id();
-        let now = crate::now_unix();
+    /// A logged-in user's message: the submission fixes (RFC 6409 §8), the `From:` check,
+    /// the sending limit, and the DKIM signatures of the `From:` domain.
+    async fn submitted(
+        &mut self,
+        login: &super::Login,
+        tx: &Transaction,
+        body: Vec<u8>,
+        id: &str,
+        now: i64,
+    ) -> Result<Vec<u8>, Reply> {
+        let prepared = super::submission::prepare(&body, &self.ctx.config.hostname, id, now);
+        let user = login.rights.login();
+        if prepared.from_fields != 1 || prepared.from.is_empty() {
+            return Err(Reply::new(
+                550,
+                "5.6.0",
+                "Message must have exactly one From header with an address",
+            ));
+        }
+        if let Some(other) = prepared.from.iter().find(|a| !login.rights.allows(a)) {
+            tracing::info!(peer = %self.peer, login = user, from = other, "From header not owned by login");
+            // 553 is not a reply to DATA (RFC 5321 §4.3.2); 550 5.7.1 is the policy refusal.
+            return Err(Reply::new(
+                550,
+                "5.7.1",
+                format!("From address rejected: not owned by user {user}"),
+            ));
+        }
+        let recipients = tx.rcpts.len().try_into().unwrap_or(u32::MAX);
+        if let Err(over) = self.ctx.sends.try_send(user, recipients, login.limits, std::time::Instant::now()) {
+            tracing::warn!(peer = %self.peer, login = user, ?over, "sending limit reached");
+            return Err(Reply::new(450, "4.7.1", "Sending rate limit exceeded, try again later"));
+        }
+        let domain = prepared.from[0].rsplit_once('@').map_or("", |(_, d)| d).to_string();
+        let message = prepared.message;
+        match self.ctx.signer.sign(&domain, &message).await {
+            Ok(signed) => {
+                if let Some(why) = signed.unsigned() {
+                    tracing::warn!(domain, ?why, queue_id = id, "sending unsigned: no usable DKIM key for the From domain");
+                }
+                let mut out = signed.header;
+                out.extend_from_slice(&message);
+                Ok(out)
+            }
+            Err(e) => {
+                // A key that cannot be read must not stop the user's mail: it leaves unsigned,
+                // and the log says why.
+                tracing::error!(domain, error = %e, "DKIM signing failed; sending unsigned");
+                Ok(message)
+            }
+        }
+    }
+
+    async fn enqueue(&mut self, tx: Transaction, body: Vec<u8>, id: String, now: i64) -> Reply {
         let mut recipients: Vec<QueuedRecipient> = Vec::new();
         for rcpt in &tx.rcpts {
             for target in &rcpt.targets {
@@ -114,10 +177,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         let tls = self.wire.stream.tls_description();
-        let protocol = match (self.esmtp, tls.is_some()) {
-            (true, true) => "ESMTPS",
-            (true, false) => "ESMTP",
-            (false, _) => "SMTP",
+        // RFC 3848 §2 and RFC 8314 §4.3: the A records an authenticated submission.
+        let protocol = match (self.esmtp, tls.is_some(), self.login.is_some()) {
+            (true, true, true) => "ESMTPSA",
+            (true, false, true) => "ESMTPA",
+            (true, true, false) => "ESMTPS",
+            (true, false, false) => "ESMTP",
+            (false, _, _) => "SMTP",
         };
         let helo = self.helo.clone().unwrap_or_default();
         let single = (tx.rcpts.len() == 1).then(|| tx.rcpts[0].original.as_str());

@@ -31,6 +31,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.tls.is_some() && !self.wire.stream.is_tls() {
             lines.push("STARTTLS".to_string());
         }
+        // RFC 8314 §3.3 / RFC 4954 §4: passwords only ever cross TLS, so AUTH is not even
+        // announced before it.
+        if self.role.offers_auth() && self.wire.stream.is_tls() && self.login.is_none() {
+            lines.push(format!("AUTH {}", super::auth::MECHANISMS));
+        }
         multiline(250, &lines, self.wire.output_buffer());
     }
 }

@@ -1,10 +1,12 @@
 //! MAIL FROM and RCPT TO (RFC 5321 §4.1.1.2-3): who sends, who receives, and the relay
-//! decision. Without authentication only our own domains are accepted as recipients.
+//! decision. Without authentication only our own domains are accepted as recipients; a
+//! logged-in user may send to any domain, but only as an address of theirs (see
+//! [`super::sender`]).
 
 use smtp_proto::{MailFrom, RcptTo, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{AcceptedRcpt, Session};
+use super::{AcceptedRcpt, Role, Session};
 use crate::proto::reply::Reply;
 use postbay_store::Resolution;
 
@@ -31,6 +33,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         if from.flags & MAIL_BODY_BINARYMIME != 0 {
             self.reply(Reply::new(555, "5.5.4", "BINARYMIME not supported"));
+            return;
+        }
+        if let Some(refusal) = self.submission_refusal(&from.address) {
+            self.reply(refusal);
             return;
         }
         self.tx.smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
@@ -67,6 +73,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.accept_if_local(address.clone(), address).await;
     }
 
+    /// Why MAIL FROM is refused in this role and login state, if it is.
+    fn submission_refusal(&self, mail_from: &str) -> Option<Reply> {
+        let Some(login) = &self.login else {
+            if self.role != Role::Submission {
+                return None;
+            }
+            // RFC 6409 §4.3: the MSA takes mail from authenticated users only; AUTH itself
+            // needs TLS first (RFC 8314 §3.3, and we never offer plaintext passwords).
+            return Some(if self.wire.stream.is_tls() {
+                Reply::new(530, "5.7.0", "Authentication required")
+            } else {
+                Reply::new(530, "5.7.0", "Must issue a STARTTLS command first")
+            });
+        };
+        if !login.rights.allows_envelope(mail_from) {
+            tracing::info!(peer = %self.peer, login = login.rights.login(), mail_from, "sender not owned by login");
+            return Some(Reply::new(
+                553,
+                "5.7.1",
+                format!(
+                    "Sender address rejected: not owned by user {}",
+                    login.rights.login()
+                ),
+            ));
+        }
+        let limited = self.ctx.sends.may_start(
+            login.rights.login(),
+            login.limits,
+            std::time::Instant::now(),
+        );
+        if let Err(over) = limited {
+            tracing::warn!(peer = %self.peer, login = login.rights.login(), ?over, "sending limit reached");
+            return Some(Reply::new(450, "4.7.1", "Sending rate limit exceeded, try again later"));
+        }
+        None
+    }
+
     async fn accept_if_local(&mut self, original: String, lookup: String) {
         match self.ctx.store.resolve(&lookup).await {
             Ok(Resolution::Deliver(targets)) => {
@@ -78,6 +121,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "5.1.1",
                 "User unknown in virtual mailbox table",
             )),
+            Ok(Resolution::NonLocalDomain) if self.login.is_some() => {
+                // A logged-in user's mail leaves through the queue's outbound delivery.
+                self.tx.rcpts.push(AcceptedRcpt {
+                    original,
+                    targets: vec![postbay_store::Recipient::Remote(lookup)],
+                });
+                self.reply(Reply::new(250, "2.1.5", "Recipient OK"));
+            }
             Ok(Resolution::NonLocalDomain) => {
                 tracing::info!(peer = %self.peer, rcpt = lookup, "relay attempt refused");
                 self.reply(relay_denied());

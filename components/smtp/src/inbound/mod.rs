@@ -1,11 +1,17 @@
-//! The SMTP server side: one conversation (RFC 5321) in the MX role: greeting, EHLO, one or more mail
-//! transactions, QUIT. Generic over the stream so tests can drive it in memory; one file per
-//! verb group behind the dispatcher in [`Session::run`].
+//! The SMTP server side: one conversation (RFC 5321): greeting, EHLO, one or more mail
+//! transactions, QUIT, in one of two roles ([`Role`]): the MX on 25, which takes mail for
+//! our domains from anyone, and submission on 587/465 (RFC 6409, RFC 8314), which takes
+//! mail for anywhere from logged-in users only. Generic over the stream so tests can drive
+//! it in memory; one file per verb group behind the dispatcher in [`Session::run`].
 
+mod auth;
 mod data;
 mod ehlo;
 mod envelope;
+pub mod rate;
 pub mod received;
+pub mod sender;
+pub mod submission;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +31,29 @@ pub(crate) struct AcceptedRcpt {
     pub targets: Vec<postbay_store::Recipient>,
 }
 
+/// What a listener is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Port 25: mail for our domains from anyone. `auth` offers AUTH (after TLS) as well, for
+    /// sites whose users must submit on 25; off by default.
+    Mx { auth: bool },
+    /// Ports 587 (STARTTLS) and 465 (implicit TLS): AUTH after TLS, then mail to anywhere.
+    Submission,
+}
+
+impl Role {
+    pub(crate) fn offers_auth(self) -> bool {
+        matches!(self, Role::Submission | Role::Mx { auth: true })
+    }
+}
+
+/// The user a session has authenticated as, and what follows from it.
+#[derive(Debug, Clone)]
+pub(crate) struct Login {
+    pub rights: sender::SenderRights,
+    pub limits: rate::SendLimits,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Transaction {
     pub mail_from: Option<String>,
@@ -42,6 +71,10 @@ pub struct Session<S> {
     pub(crate) helo: Option<String>,
     pub(crate) esmtp: bool,
     pub(crate) tx: Transaction,
+    pub(crate) role: Role,
+    pub(crate) login: Option<Login>,
+    /// AUTH attempts that failed in this session (bounded work per unauthenticated client).
+    pub(crate) auth_failures: u32,
     errors: usize,
     /// Content of a BDAT transfer in progress.
     pub(crate) chunks: Option<crate::proto::Content>,
@@ -63,6 +96,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         stream: MaybeTls<S>,
         peer: SocketAddr,
         tls: Option<tokio_rustls::TlsAcceptor>,
+        role: Role,
     ) -> Session<S> {
         Session {
             ctx,
@@ -72,6 +106,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             helo: None,
             esmtp: false,
             tx: Transaction::default(),
+            role,
+            login: None,
+            auth_failures: 0,
             errors: 0,
             chunks: None,
         }
@@ -140,11 +177,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             )),
             Request::Expn { .. } => self.reply(Reply::new(502, "5.5.1", "EXPN not available")),
             Request::Help { .. } => self.reply(Reply::new(214, "2.0.0", "See RFC 5321")),
-            Request::Auth { .. } => self.reply(Reply::new(
-                503,
-                "5.5.1",
-                "AUTH is only available on the submission ports",
-            )),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => return self.auth(mechanism, initial_response).await,
             Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
                 self.reply(Reply::new(502, "5.5.1", "Command not implemented"))
             }
@@ -211,6 +247,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.helo = None;
                 self.esmtp = false;
                 self.tx = Transaction::default();
+                self.login = None;
                 Ok(None)
             }
             Ok(Err(e)) => {

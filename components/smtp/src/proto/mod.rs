@@ -7,6 +7,6 @@ pub mod command;
 pub mod content;
 pub mod reply;
 
-pub use command::{CommandReader, MAX_COMMAND_LINE};
+pub use command::{read_line, CommandReader, MAX_COMMAND_LINE};
 pub use content::{decode_data, dot_stuff, normalize_bare_lf, read_chunk, read_data, Content};
 pub use reply::{multiline, QueueReply, Reply};
