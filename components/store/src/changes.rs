@@ -96,7 +96,7 @@ impl ChangeFeed {
     }
 
     /// Starts the poller once per process (it stops when the last store handle is gone).
-    pub(crate) fn ensure_poller(&self, readers: &crate::readers::Readers) {
+    pub(crate) fn ensure_poller(&self, readers: &crate::db::readers::Readers) {
         if self.inner.poller_started.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -121,7 +121,10 @@ impl ChangeFeed {
     }
 
     /// Reads every watched folder's modseq and publishes what moved.
-    pub(crate) async fn poll_once(&self, readers: &crate::readers::Readers) -> crate::Result<()> {
+    pub(crate) async fn poll_once(
+        &self,
+        readers: &crate::db::readers::Readers,
+    ) -> crate::Result<()> {
         let ids = self.watched_ids();
         for chunk in ids.chunks(crate::IN_LIST_CHUNK) {
             let sql = format!(

@@ -10,12 +10,12 @@
 
 use sqlx::Row;
 
-use crate::batch::{Arg, Batch};
-use crate::blobs::{create_dir_durably, sync_dir};
+use crate::db::batch::{Arg, Batch};
+use crate::db::write::WriteTx;
+use crate::fs::{create_dir_durably, sync_dir};
 use crate::mailstore::{
     apply_flag_change, bump_folder, folder_from_row, message_from_row, FlagChange, FOLDER_COLUMNS,
 };
-use crate::write::WriteTx;
 use crate::{Backend, Durability, Error, FolderInfo, MessageMeta, Result, Store, BATCH_ROWS};
 
 const MESSAGE_COLUMNS: &str = "id, uid, modseq, blob_path, size, internal_date, flags";
@@ -803,7 +803,7 @@ impl Store {
             if std::fs::hard_link(&src, &dst).is_err() {
                 // Another filesystem or no link support: copy durably instead.
                 let bytes = std::fs::read(&src).map_err(Error::io(&src))?;
-                crate::blobs::write_file_durably(&dst, &[&bytes])?;
+                crate::fs::write_file_durably(&dst, &[&bytes])?;
             }
             sync_dir(dir)
         })

@@ -7,23 +7,23 @@
 //! allocated inside a row-locking transaction and deliveries carry an idempotency key, so
 //! concurrent or repeated deliveries never share a UID and never duplicate a message.
 
-mod batch;
 pub mod blobs;
 mod changes;
 mod db;
 pub mod directory;
+pub mod fs;
 pub mod imap;
 pub mod mailstore;
-mod readers;
-mod write;
 
 use std::path::{Path, PathBuf};
 
+use db::{batch, readers, write};
+
 pub use changes::{FolderWatch, Version};
+pub use db::write::Durability;
 pub use db::Backend;
 pub use directory::{DkimKeyRow, DomainRow, MailboxRow, Recipient, Resolution};
 pub use mailstore::{Delivered, Expunged, FolderInfo, MessageMeta};
-pub use write::Durability;
 
 /// Errors at the store's edge. Callers map them to protocol replies: everything here is a
 /// temporary failure unless a variant says otherwise.

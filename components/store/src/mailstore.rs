@@ -10,10 +10,10 @@
 
 use sqlx::Row;
 
-use crate::batch::{Arg, Batch};
 use crate::blobs::bytes_owned::Part;
+use crate::db::batch::{Arg, Batch};
+use crate::db::write::WriteTx;
 use crate::directory::DEFAULT_FOLDERS;
-use crate::write::WriteTx;
 use crate::{now_unix, Backend, Durability, Error, Result, Store, BATCH_ROWS};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::batch::{Batch, Returned};
+use super::batch::{Batch, Returned};
 use crate::{lock, Error, Result};
 
 /// How a committed write must survive a crash of the whole machine, not only of the
@@ -48,7 +48,7 @@ pub(crate) struct Writers {
 }
 
 /// The gate, holding the connection batches run on. It is taken out of sqlx's pool on first
-/// use, because the pool pings a connection it takes back (see [`crate::readers`]), and
+/// use, because the pool pings a connection it takes back (see [`super::readers`]), and
 /// that round trip to the worker thread would be paid with the gate held. Transactions
 /// written statement by statement ([`Writers::begin`], [`Writers::run`]) still come from
 /// the pool, one at a time behind the same gate.
