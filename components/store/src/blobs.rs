@@ -62,6 +62,26 @@ impl BlobStore {
         .expect("blob read task panicked")
     }
 
+    /// A new blob path under `home` sharing `rel`'s bytes.
+    pub(crate) async fn link(&self, rel: &str, home: &str) -> Result<String> {
+        let new_rel = format!("{home}/{}/{}.eml", month_dir(), ulid::Ulid::new());
+        let src = self.path(rel);
+        let dst = self.path(&new_rel);
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let dir = dst.parent().expect("blob path has a parent");
+            crate::fs::create_dir_durably(dir)?;
+            if std::fs::hard_link(&src, &dst).is_err() {
+                // Another filesystem or no link support: copy durably instead.
+                let bytes = std::fs::read(&src).map_err(Error::io(&src))?;
+                crate::fs::write_file_durably(&dst, &[&bytes])?;
+            }
+            crate::fs::sync_dir(dir)
+        })
+        .await
+        .expect("blob link task panicked")?;
+        Ok(new_rel)
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
@@ -98,7 +118,7 @@ pub mod bytes_owned {
     }
 }
 
-pub(crate) fn month_dir() -> String {
+fn month_dir() -> String {
     // Days since epoch / ~30: a coarse shard that keeps directories small without a
     // calendar dependency; only its stability within a month matters.
     let days = crate::now_unix() / 86_400;

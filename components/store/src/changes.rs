@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::lock;
+use crate::{lock, Store};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -225,5 +225,26 @@ impl std::fmt::Debug for FolderWatch {
             .field("folder_id", &self.folder_id)
             .field("version", &*self.rx.borrow())
             .finish()
+    }
+}
+
+impl Store {
+    /// Follows the folder's modseq as this process learns of changes (local commits at
+    /// once, other replicas' through the poller); `modseq` is where the caller's snapshot stands.
+    pub fn watch_folder(&self, folder_id: i64, modseq: i64) -> FolderWatch {
+        self.changes.ensure_poller(&self.readers);
+        self.changes.watch(folder_id, modseq)
+    }
+
+    /// How often this process reads the modseqs of watched folders, which bounds how late
+    /// it notices changes made by other replicas.
+    pub fn set_change_poll_interval(&self, interval: std::time::Duration) {
+        self.changes.set_poll_interval(interval);
+    }
+
+    /// Publishes the current modseq of every watched folder now (tests; the poller does
+    /// this every interval).
+    pub async fn poll_changes(&self) -> crate::Result<()> {
+        self.changes.poll_once(&self.readers).await
     }
 }

@@ -6,16 +6,6 @@ use sqlx::Row;
 
 use crate::{now_unix, Backend, Durability, Result, Store};
 
-/// Folders every new mailbox gets, with their RFC 6154 special-use attribute.
-pub const DEFAULT_FOLDERS: &[(&str, Option<&str>)] = &[
-    ("INBOX", None),
-    ("Drafts", Some("\\Drafts")),
-    ("Sent", Some("\\Sent")),
-    ("Trash", Some("\\Trash")),
-    ("Junk", Some("\\Junk")),
-    ("Archive", Some("\\Archive")),
-];
-
 /// Alias expansion stops this deep, so a loop in the data cannot hang a delivery.
 const MAX_ALIAS_DEPTH: usize = 8;
 

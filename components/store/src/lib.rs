@@ -11,19 +11,24 @@ pub mod blobs;
 mod changes;
 mod db;
 pub mod directory;
+pub mod folders;
 pub mod fs;
-pub mod imap;
-pub mod mailstore;
+pub mod messages;
 
 use std::path::{Path, PathBuf};
 
 use db::{batch, readers, write};
 
+pub use blobs::BlobStore;
 pub use changes::{FolderWatch, Version};
 pub use db::write::Durability;
 pub use db::Backend;
-pub use directory::{DkimKeyRow, DomainRow, MailboxRow, Recipient, Resolution};
-pub use mailstore::{Delivered, Expunged, FolderInfo, MessageMeta};
+pub use directory::{DkimKeyRow, DomainRow, MailboxRow, MailboxSpec, Recipient, Resolution};
+pub use folders::{FolderInfo, FolderStats, DEFAULT_FOLDERS};
+pub use messages::{
+    apply_flag_change, Copied, Delivered, Expunged, FlagChange, FlagState, FlagUpdate,
+    FolderChanges, MessageMeta, NewMessage, HEADER_CACHE_MAX,
+};
 
 /// Errors at the store's edge. Callers map them to protocol replies: everything here is a
 /// temporary failure unless a variant says otherwise.
