@@ -37,7 +37,7 @@ impl BlobStore {
             create_file_durably(&path, &slices)
         })
         .await
-        .expect("blob writer task panicked")?;
+        .map_err(Error::blocking("blob write"))??;
         Ok(rel)
     }
 
@@ -50,6 +50,7 @@ impl BlobStore {
     /// would otherwise pay ten); each result stands alone.
     pub async fn read_many(&self, rels: Vec<String>) -> Vec<Result<Vec<u8>>> {
         let root = self.root.clone();
+        let count = rels.len();
         tokio::task::spawn_blocking(move || {
             rels.iter()
                 .map(|rel| {
@@ -59,7 +60,17 @@ impl BlobStore {
                 .collect()
         })
         .await
-        .expect("blob read task panicked")
+        .unwrap_or_else(|e| {
+            let source = std::sync::Arc::new(e);
+            (0..count)
+                .map(|_| {
+                    Err(Error::Blocking {
+                        what: "blob read",
+                        source: source.clone(),
+                    })
+                })
+                .collect()
+        })
     }
 
     /// A new blob path under `home` sharing `rel`'s bytes.
@@ -78,7 +89,7 @@ impl BlobStore {
             crate::fs::sync_dir(dir)
         })
         .await
-        .expect("blob link task panicked")?;
+        .map_err(Error::blocking("blob link"))??;
         Ok(new_rel)
     }
 

@@ -1,6 +1,6 @@
 //! Files made durable on the shared volume: written, fsync'd, and (where a reader finds them
 //! by listing a directory) renamed into place with the directory fsync'd. Message blobs
-//! ([`crate::blobs`]) and the SMTP queue both write through these.
+//! and the SMTP queue both write through these.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

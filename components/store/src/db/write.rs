@@ -238,7 +238,6 @@ impl Serial {
         };
         let paths = std::mem::take(&mut lock(&self.doomed.state).paths);
         let doomed = self.doomed.clone();
-        let path = wal.clone();
         tokio::task::spawn_blocking(move || {
             let flushed = std::fs::File::open(&wal)
                 .and_then(|f| f.sync_data())
@@ -252,7 +251,7 @@ impl Serial {
         })
         .await
         // The flush task panicked or was cancelled (runtime shutting down): not durable.
-        .unwrap_or_else(|e| Err(Error::io(&path)(std::io::Error::other(e))))
+        .unwrap_or_else(|e| Err(Error::blocking("WAL flush")(e)))
     }
 }
 

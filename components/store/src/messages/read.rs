@@ -1,5 +1,5 @@
-//! Reading message rows: a folder's messages, UID ranges (with or without the cached
-//! header), what changed since a modseq, and counts.
+//! Reading message rows: a folder's snapshot (its row and all its messages), UID ranges
+//! (with or without the cached header), what changed since a modseq, and counts.
 
 use sqlx::Row;
 
