@@ -24,7 +24,7 @@ use imap_codec::imap_types::fetch::MessageDataItem;
 use imap_codec::imap_types::flag::{Flag, FlagFetch};
 use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
-use postbay_store::imap::FlagState;
+use postbay_store::FlagState;
 use postbay_store::{FolderWatch, MessageMeta, Store, Version};
 
 use crate::response;

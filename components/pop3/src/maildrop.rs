@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::{Mutex, PoisonError};
 
-use postbay_store::mailstore::FlagChange;
+use postbay_store::FlagChange;
 use postbay_store::{MessageMeta, Store};
 
 use crate::message;

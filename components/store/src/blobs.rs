@@ -7,10 +7,9 @@
 //! a crash is an orphan nobody reads. Paths are relative to the mail root so the volume can
 //! be mounted anywhere.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::fs::create_file_durably;
 use crate::{Error, Result};
 
 #[derive(Clone, Debug)]
@@ -38,7 +37,7 @@ impl BlobStore {
             create_file_durably(&path, &slices)
         })
         .await
-        .expect("blob writer task panicked")?;
+        .map_err(Error::blocking("blob write"))??;
         Ok(rel)
     }
 
@@ -51,6 +50,7 @@ impl BlobStore {
     /// would otherwise pay ten); each result stands alone.
     pub async fn read_many(&self, rels: Vec<String>) -> Vec<Result<Vec<u8>>> {
         let root = self.root.clone();
+        let count = rels.len();
         tokio::task::spawn_blocking(move || {
             rels.iter()
                 .map(|rel| {
@@ -60,7 +60,37 @@ impl BlobStore {
                 .collect()
         })
         .await
-        .expect("blob read task panicked")
+        .unwrap_or_else(|e| {
+            let source = std::sync::Arc::new(e);
+            (0..count)
+                .map(|_| {
+                    Err(Error::Blocking {
+                        what: "blob read",
+                        source: source.clone(),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// A new blob path under `home` sharing `rel`'s bytes.
+    pub(crate) async fn link(&self, rel: &str, home: &str) -> Result<String> {
+        let new_rel = format!("{home}/{}/{}.eml", month_dir(), ulid::Ulid::new());
+        let src = self.path(rel);
+        let dst = self.path(&new_rel);
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let dir = dst.parent().expect("blob path has a parent");
+            crate::fs::create_dir_durably(dir)?;
+            if std::fs::hard_link(&src, &dst).is_err() {
+                // Another filesystem or no link support: copy durably instead.
+                let bytes = std::fs::read(&src).map_err(Error::io(&src))?;
+                crate::fs::write_file_durably(&dst, &[&bytes])?;
+            }
+            crate::fs::sync_dir(dir)
+        })
+        .await
+        .map_err(Error::blocking("blob link"))??;
+        Ok(new_rel)
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -99,82 +129,11 @@ pub mod bytes_owned {
     }
 }
 
-pub(crate) fn month_dir() -> String {
+fn month_dir() -> String {
     // Days since epoch / ~30: a coarse shard that keeps directories small without a
     // calendar dependency; only its stability within a month matters.
     let days = crate::now_unix() / 86_400;
     format!("{:05}", days / 30)
-}
-
-/// Writes `parts` to `path` so that it is complete and on stable storage when this returns:
-/// temp file, fsync, rename, fsync of the directory (and of directories it had to create).
-pub fn write_file_durably(path: &Path, parts: &[&[u8]]) -> Result<()> {
-    let dir = path.parent().expect("durable file path has a parent");
-    create_dir_durably(dir)?;
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("durable file path has a utf-8 file name");
-    let tmp = dir.join(format!(".tmp-{file_name}"));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(Error::io(&tmp))?;
-    for part in parts {
-        file.write_all(part).map_err(Error::io(&tmp))?;
-    }
-    file.sync_all().map_err(Error::io(&tmp))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(Error::io(path))?;
-    sync_dir(dir)
-}
-
-/// Creates `path`, which must not exist, with `parts` and fsyncs it. The directory is not
-/// fsync'd: ext4, XFS and btrfs make a new file's directory entry durable with the file's
-/// own fsync (same journal transaction, or ext4's parent sync without a journal), and NFS
-/// creates synchronously. Directories it had to create are fsync'd in their parents.
-/// For files that are read by listing a directory (the SMTP queue), where a half-written
-/// file must never appear, use [`write_file_durably`].
-pub fn create_file_durably(path: &Path, parts: &[&[u8]]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        create_dir_durably(dir)?;
-    }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(Error::io(path))?;
-    for part in parts {
-        file.write_all(part).map_err(Error::io(path))?;
-    }
-    file.sync_all().map_err(Error::io(path))
-}
-
-/// Creates `dir` and any missing parents, fsyncing each parent whose entry list changed.
-pub fn create_dir_durably(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        create_dir_durably(parent)?;
-    }
-    match fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(Error::io(dir)(e)),
-    }
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
-
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(dir))
 }
 
 #[cfg(test)]
@@ -202,7 +161,7 @@ mod tests {
         );
         // No temporary file is left behind.
         let parent = store.path(&rel).parent().unwrap().to_path_buf();
-        let names: Vec<_> = fs::read_dir(parent)
+        let names: Vec<_> = std::fs::read_dir(parent)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();

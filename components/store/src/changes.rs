@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::lock;
+use crate::{lock, Store};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -96,7 +96,7 @@ impl ChangeFeed {
     }
 
     /// Starts the poller once per process (it stops when the last store handle is gone).
-    pub(crate) fn ensure_poller(&self, readers: &crate::readers::Readers) {
+    pub(crate) fn ensure_poller(&self, readers: &crate::db::readers::Readers) {
         if self.inner.poller_started.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -121,7 +121,10 @@ impl ChangeFeed {
     }
 
     /// Reads every watched folder's modseq and publishes what moved.
-    pub(crate) async fn poll_once(&self, readers: &crate::readers::Readers) -> crate::Result<()> {
+    pub(crate) async fn poll_once(
+        &self,
+        readers: &crate::db::readers::Readers,
+    ) -> crate::Result<()> {
         let ids = self.watched_ids();
         for chunk in ids.chunks(crate::IN_LIST_CHUNK) {
             let sql = format!(
@@ -222,5 +225,26 @@ impl std::fmt::Debug for FolderWatch {
             .field("folder_id", &self.folder_id)
             .field("version", &*self.rx.borrow())
             .finish()
+    }
+}
+
+impl Store {
+    /// Follows the folder's modseq as this process learns of changes (local commits at
+    /// once, other replicas' through the poller); `modseq` is where the caller's snapshot stands.
+    pub fn watch_folder(&self, folder_id: i64, modseq: i64) -> FolderWatch {
+        self.changes.ensure_poller(&self.readers);
+        self.changes.watch(folder_id, modseq)
+    }
+
+    /// How often this process reads the modseqs of watched folders, which bounds how late
+    /// it notices changes made by other replicas.
+    pub fn set_change_poll_interval(&self, interval: std::time::Duration) {
+        self.changes.set_poll_interval(interval);
+    }
+
+    /// Publishes the current modseq of every watched folder now (tests; the poller does
+    /// this every interval).
+    pub async fn poll_changes(&self) -> crate::Result<()> {
+        self.changes.poll_once(&self.readers).await
     }
 }

@@ -6,24 +6,34 @@
 //! Every replica of every component may use the same database and volume at once: UIDs are
 //! allocated inside a row-locking transaction and deliveries carry an idempotency key, so
 //! concurrent or repeated deliveries never share a UID and never duplicate a message.
+//!
+//! Modules go by concept, each using only those before it: [`fs`] (durable files), `db`
+//! (connections, the writer gate, write batches), [`blobs`], `changes` (the change feed),
+//! [`folders`], [`directory`], [`messages`].
 
-mod batch;
 pub mod blobs;
 mod changes;
 mod db;
 pub mod directory;
-pub mod imap;
-pub mod mailstore;
-mod readers;
-mod write;
+pub mod folders;
+pub mod fs;
+pub mod messages;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use db::{batch, readers, write};
+
+pub use blobs::BlobStore;
 pub use changes::{FolderWatch, Version};
+pub use db::write::Durability;
 pub use db::Backend;
-pub use directory::{DkimKeyRow, DomainRow, MailboxRow, Recipient, Resolution};
-pub use mailstore::{Delivered, Expunged, FolderInfo, MessageMeta};
-pub use write::Durability;
+pub use directory::{DkimKeyRow, DomainRow, MailboxRow, MailboxSpec, Recipient, Resolution};
+pub use folders::{FolderInfo, FolderStats, DEFAULT_FOLDERS};
+pub use messages::{
+    apply_flag_change, Copied, Delivered, Expunged, FlagChange, FlagState, FlagUpdate,
+    FolderChanges, MessageMeta, NewMessage, HEADER_CACHE_MAX,
+};
 
 /// Errors at the store's edge. Callers map them to protocol replies: everything here is a
 /// temporary failure unless a variant says otherwise.
@@ -47,6 +57,15 @@ pub enum Error {
     NoSuchFolder(String),
     #[error("folder {0} already exists")]
     FolderExists(String),
+    /// A blocking file task (a blob's write, read or link, a WAL flush) panicked, or was
+    /// cancelled because the runtime is shutting down: whether it did its work is unknown.
+    /// Shared, so a failed batch read can fail each of its blobs.
+    #[error("{what} did not complete: {source}")]
+    Blocking {
+        what: &'static str,
+        #[source]
+        source: Arc<tokio::task::JoinError>,
+    },
     #[error("mailbox {address} is over quota ({used} + {size} > {quota} bytes)")]
     OverQuota {
         address: String,
@@ -60,6 +79,14 @@ impl Error {
     pub(crate) fn io(path: impl AsRef<Path>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.as_ref().to_path_buf();
         move |source| Error::Io { path, source }
+    }
+
+    /// For the `JoinError` of a `spawn_blocking` task doing `what`.
+    pub(crate) fn blocking(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> Error {
+        move |e| Error::Blocking {
+            what,
+            source: Arc::new(e),
+        }
     }
 }
 
@@ -168,4 +195,29 @@ pub fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_blocking_task_is_a_typed_error() {
+        // resume_unwind panics without the panic hook, so the test output stays quiet.
+        let e = tokio::task::spawn_blocking(|| {
+            std::panic::resume_unwind(Box::new("blob writer gave up"));
+        })
+        .await
+        .map_err(Error::blocking("blob write"))
+        .unwrap_err();
+        let Error::Blocking { what, source } = &e else {
+            panic!("not a Blocking error: {e:?}");
+        };
+        assert_eq!(*what, "blob write");
+        assert!(source.is_panic());
+        assert!(
+            e.to_string().starts_with("blob write did not complete"),
+            "{e}"
+        );
+    }
 }

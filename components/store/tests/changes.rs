@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use postbay_store::blobs::bytes_owned::Part;
-use postbay_store::mailstore::{FlagChange, NewMessage};
+use postbay_store::{FlagChange, NewMessage};
 use postbay_store::{Store, Version};
 
 async fn seed(store: &Store) {
@@ -297,12 +297,12 @@ async fn writes_from_known_state_survive_stale_knowledge() {
         let folder = inbox(s).await;
         let uids = deliver_uids(s, 3).await;
         // What a session knew before another session flagged message 0.
-        let known: Vec<postbay_store::imap::FlagState> = s
+        let known: Vec<postbay_store::FlagState> = s
             .messages(folder.id)
             .await
             .expect("messages")
             .iter()
-            .map(postbay_store::imap::FlagState::from)
+            .map(postbay_store::FlagState::from)
             .collect();
         add_flag(s, folder.id, &[uids[0]], "$Important").await;
         // The stale view says message 0 has no flags; the keyword set meanwhile survives.

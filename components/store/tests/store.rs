@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use postbay_store::blobs::bytes_owned::Part;
 use postbay_store::directory::MailboxSpec;
-use postbay_store::mailstore::NewMessage;
+use postbay_store::NewMessage;
 use postbay_store::{DomainRow, Recipient, Resolution, Store};
 
 async fn seed(store: &Store) {

@@ -9,7 +9,7 @@ use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::Code;
 use postbay_store::blobs::bytes_owned::Part;
-use postbay_store::mailstore::NewMessage;
+use postbay_store::NewMessage;
 
 use crate::protocol::{no, OpResult, Outcome, Protocol};
 

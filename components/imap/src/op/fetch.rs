@@ -16,8 +16,8 @@ use imap_codec::imap_types::fetch::{
 use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
-use postbay_store::imap::FlagState;
-use postbay_store::mailstore::FlagChange;
+use postbay_store::FlagChange;
+use postbay_store::FlagState;
 use postbay_store::MessageMeta;
 
 use crate::message::{BinaryError, Parsed};

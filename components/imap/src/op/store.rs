@@ -4,8 +4,8 @@ use imap_codec::imap_types::command::StoreModifier;
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::response::Code;
 use imap_codec::imap_types::sequence::SequenceSet;
-use postbay_store::imap::FlagState;
-use postbay_store::mailstore::FlagChange;
+use postbay_store::FlagChange;
+use postbay_store::FlagState;
 
 use crate::op::append::flag_names;
 use crate::protocol::{bad, no, OpResult, Outcome, Protocol};

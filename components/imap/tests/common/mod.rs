@@ -288,7 +288,7 @@ Date: Mon, 7 Feb 1994 21:52:25 -0800\r\nMessage-ID: <{}@example.test>\r\n\r\n{bo
 /// Delivers a message the way LMTP does, through `Store::deliver`.
 pub async fn deliver(store: &Store, address: &str, folder: &str, bytes: Vec<u8>) -> i64 {
     use postbay_store::blobs::bytes_owned::Part;
-    use postbay_store::mailstore::NewMessage;
+    use postbay_store::NewMessage;
     store
         .deliver(
             address,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use postbay_net::{ConnectionGate, ConnectionLimits, ProxyPolicy, TlsProvider, TlsSettings};
 use postbay_pop3::{ListenerSettings, PlaintextAuth, Pop3Context, Pop3Limits};
 use postbay_store::blobs::bytes_owned::Part;
-use postbay_store::mailstore::NewMessage;
+use postbay_store::NewMessage;
 use postbay_store::{FolderInfo, Store};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::proto::reply::Reply;
 use postbay_store::blobs::bytes_owned::Part;
-use postbay_store::mailstore::NewMessage;
+use postbay_store::NewMessage;
 use postbay_store::{Error as StoreError, Store};
 
 /// One delivery: who sent it, the idempotency id (TRANSID) and the content.

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use postbay_store::blobs::write_file_durably;
+use postbay_store::fs::write_file_durably;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -78,7 +78,7 @@ impl Queue {
         node_id: &str,
     ) -> Result<(Queue, mpsc::UnboundedReceiver<String>), QueueError> {
         let dir = spool.join("queue").join(node_id);
-        postbay_store::blobs::create_dir_durably(&dir)?;
+        postbay_store::fs::create_dir_durably(&dir)?;
         let lock_path = dir.join(".lock");
         let io = |source| QueueError::Io {
             path: lock_path.clone(),
@@ -195,7 +195,7 @@ impl Queue {
     /// Moves a message that can never be delivered out of the way, keeping it for an admin.
     pub async fn park(&self, id: &str) -> Result<(), QueueError> {
         let failed = self.dir.join("failed");
-        postbay_store::blobs::create_dir_durably(&failed)?;
+        postbay_store::fs::create_dir_durably(&failed)?;
         let from = self.path_of(id);
         let to = failed.join(format!("{id}.msg"));
         tokio::fs::rename(&from, &to)

@@ -406,7 +406,7 @@ impl Runner {
         line.push(b'\n');
         let message = message.to_vec();
         tokio::task::spawn_blocking(move || {
-            postbay_store::blobs::write_file_durably(&path, &[&line, &message])
+            postbay_store::fs::write_file_durably(&path, &[&line, &message])
         })
         .await
         .expect("queue writer task panicked")?;

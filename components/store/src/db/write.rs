@@ -23,7 +23,7 @@ use std::sync::Arc;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::batch::{Batch, Returned};
+use super::batch::{Batch, Returned};
 use crate::{lock, Error, Result};
 
 /// How a committed write must survive a crash of the whole machine, not only of the
@@ -48,7 +48,7 @@ pub(crate) struct Writers {
 }
 
 /// The gate, holding the connection batches run on. It is taken out of sqlx's pool on first
-/// use, because the pool pings a connection it takes back (see [`crate::readers`]), and
+/// use, because the pool pings a connection it takes back (see [`super::readers`]), and
 /// that round trip to the worker thread would be paid with the gate held. Transactions
 /// written statement by statement ([`Writers::begin`], [`Writers::run`]) still come from
 /// the pool, one at a time behind the same gate.
@@ -238,7 +238,6 @@ impl Serial {
         };
         let paths = std::mem::take(&mut lock(&self.doomed.state).paths);
         let doomed = self.doomed.clone();
-        let path = wal.clone();
         tokio::task::spawn_blocking(move || {
             let flushed = std::fs::File::open(&wal)
                 .and_then(|f| f.sync_data())
@@ -252,7 +251,7 @@ impl Serial {
         })
         .await
         // The flush task panicked or was cancelled (runtime shutting down): not durable.
-        .unwrap_or_else(|e| Err(Error::io(&path)(std::io::Error::other(e))))
+        .unwrap_or_else(|e| Err(Error::blocking("WAL flush")(e)))
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Every statement sent through sqlx's SQLite driver is a round trip to the connection's
 //! worker thread, and on a busy machine each cost ~100 µs of waiting for a CPU — with the
-//! process's write gate held (see [`crate::write`]). A STORE took five such trips (BEGIN,
+//! process's write gate held (see [`super::write`]). A STORE took five such trips (BEGIN,
 //! bump, read, update, COMMIT). SQLite runs several statements from one query string, binding
 //! the `?` parameters across them in order, so the hot writes (delivery, STORE, expunge) are
 //! sent as one `BEGIN IMMEDIATE; …; COMMIT` batch whose data dependencies are expressed in

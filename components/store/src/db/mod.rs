@@ -1,12 +1,18 @@
-//! Connecting and migrating: the only place that knows which SQL engine is behind the pool.
+//! Reaching the database: connecting and migrating (the only place that knows which SQL
+//! engine is behind the pool), the read connections lent outside the pool ([`readers`]), the
+//! writer gate ([`write`]) and single-round-trip write batches ([`batch`]).
+
+pub(crate) mod batch;
+pub(crate) mod readers;
+pub(crate) mod write;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::write::Writers;
 use crate::{Error, Result};
+use write::Writers;
 
 /// Which engine serves the store. Queries are written once in the common subset; the few
 /// places where dialects differ (upserts, migrations) branch on this.
@@ -19,7 +25,7 @@ pub enum Backend {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static MYSQL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 
-/// SQLite read connections lent by [`crate::readers`].
+/// SQLite read connections lent by [`readers`].
 pub(crate) const SQLITE_READERS: usize = 6;
 
 pub(crate) async fn connect(url: &str) -> Result<(AnyPool, Writers, Backend)> {
@@ -40,7 +46,7 @@ pub(crate) async fn connect(url: &str) -> Result<(AnyPool, Writers, Backend)> {
         Backend::Sqlite => {
             // Readers (IMAP sessions) run beside the writer thanks to WAL; writes go to
             // one connection per durability behind the process's write gate.
-            // SQLITE_READERS of the readers are lent outside the pool (crate::readers); the
+            // SQLITE_READERS of the readers are lent outside the pool (readers); the
             // pool keeps serving the rest (read transactions, other crates).
             let pool = sqlite_pool(4, "FULL").connect(&url).await?;
             let writer = sqlite_pool(1, "NORMAL").connect(&url).await?;
@@ -74,7 +80,7 @@ async fn sqlite_wal(pool: &AnyPool) -> Result<Option<PathBuf>> {
     }
     let wal = PathBuf::from(format!("{file}-wal"));
     if let Some(dir) = wal.parent().filter(|d| d.exists()) {
-        crate::blobs::sync_dir(dir)?;
+        crate::fs::sync_dir(dir)?;
     }
     Ok(Some(wal))
 }

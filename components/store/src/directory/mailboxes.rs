@@ -1,0 +1,149 @@
+//! Mailboxes: the accounts mail is delivered to and users log in as.
+
+use sqlx::Row;
+
+use super::{canonical_address, split_address};
+use crate::{now_unix, Backend, Durability, Result, Store};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxRow {
+    pub id: i64,
+    pub address: String,
+    pub domain: String,
+    pub local_part: String,
+    pub password_hash: String,
+    pub quota_bytes: i64,
+    pub used_bytes: i64,
+    pub enabled: bool,
+    /// Directory of the mailbox's blobs, relative to the mail root (`domain/local`).
+    pub home: String,
+    pub owner: Option<String>,
+}
+
+/// What a caller declares about a mailbox; ids, usage and home are the store's business.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxSpec {
+    pub address: String,
+    pub password_hash: String,
+    pub quota_bytes: i64,
+    pub enabled: bool,
+    pub owner: Option<String>,
+}
+
+impl Store {
+    /// Creates or updates a mailbox and makes sure its default folders exist.
+    pub async fn put_mailbox(&self, spec: &MailboxSpec) -> Result<MailboxRow> {
+        let address = canonical_address(&spec.address);
+        let (local, domain) =
+            split_address(&address).ok_or_else(|| crate::Error::NoSuchMailbox(address.clone()))?;
+        let local = local.to_string();
+        let home = format!("{domain}/{local}");
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "INSERT INTO mailboxes (address, domain, local_part, password_hash, quota_bytes, enabled, home, owner, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT(address) DO UPDATE SET password_hash = excluded.password_hash, quota_bytes = excluded.quota_bytes, \
+                 enabled = excluded.enabled, owner = excluded.owner"
+            }
+            Backend::MySql => {
+                "INSERT INTO mailboxes (address, domain, local_part, password_hash, quota_bytes, enabled, home, owner, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE password_hash = VALUES(password_hash), quota_bytes = VALUES(quota_bytes), \
+                 enabled = VALUES(enabled), owner = VALUES(owner)"
+            }
+        };
+        sqlx::query(sql)
+            .bind(&address)
+            .bind(&domain)
+            .bind(&local)
+            .bind(&spec.password_hash)
+            .bind(spec.quota_bytes)
+            .bind(spec.enabled as i64)
+            .bind(&home)
+            .bind(spec.owner.clone())
+            .bind(now_unix())
+            .execute(&self.pool)
+            .await?;
+        let row = self
+            .mailbox(&address)
+            .await?
+            .ok_or_else(|| crate::Error::NoSuchMailbox(address.clone()))?;
+        self.ensure_default_folders(row.id).await?;
+        Ok(row)
+    }
+
+    pub async fn mailbox(&self, address: &str) -> Result<Option<MailboxRow>> {
+        let row = sqlx::query(
+            "SELECT id, address, domain, local_part, password_hash, quota_bytes, used_bytes, enabled, home, owner \
+             FROM mailboxes WHERE address = ?",
+        )
+        .bind(canonical_address(address))
+        .fetch_optional(&mut *self.reader().await?)
+        .await?;
+        Ok(row.map(|r| mailbox_from_row(&r)))
+    }
+
+    pub async fn list_mailboxes(&self, domain: Option<&str>) -> Result<Vec<MailboxRow>> {
+        let sql = "SELECT id, address, domain, local_part, password_hash, quota_bytes, used_bytes, enabled, home, owner FROM mailboxes";
+        let rows = match domain {
+            Some(d) => {
+                sqlx::query(&format!("{sql} WHERE domain = ? ORDER BY address"))
+                    .bind(d.to_ascii_lowercase())
+                    .fetch_all(&mut *self.reader().await?)
+                    .await?
+            }
+            None => {
+                sqlx::query(&format!("{sql} ORDER BY address"))
+                    .fetch_all(&mut *self.reader().await?)
+                    .await?
+            }
+        };
+        Ok(rows.iter().map(mailbox_from_row).collect())
+    }
+
+    /// Removes the mailbox row, its folders and message metadata. Blobs stay on the volume
+    /// for the caller's retention policy to remove (they are unreachable from then on).
+    pub async fn delete_mailbox(&self, address: &str) -> Result<bool> {
+        let Some(mb) = self.mailbox(address).await? else {
+            return Ok(false);
+        };
+        let mut tx = self.begin_write(Durability::Synced).await?;
+        sqlx::query(
+            "DELETE FROM messages WHERE folder_id IN (SELECT id FROM folders WHERE mailbox_id = ?)",
+        )
+        .bind(mb.id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM expunged WHERE folder_id IN (SELECT id FROM folders WHERE mailbox_id = ?)",
+        )
+        .bind(mb.id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM folders WHERE mailbox_id = ?")
+            .bind(mb.id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM mailboxes WHERE id = ?")
+            .bind(mb.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+pub(crate) fn mailbox_from_row(r: &sqlx::any::AnyRow) -> MailboxRow {
+    MailboxRow {
+        id: r.get("id"),
+        address: r.get("address"),
+        domain: r.get("domain"),
+        local_part: r.get("local_part"),
+        password_hash: r.get("password_hash"),
+        quota_bytes: r.get("quota_bytes"),
+        used_bytes: r.get("used_bytes"),
+        enabled: r.get::<i64, _>("enabled") != 0,
+        home: r.get("home"),
+        owner: r.get("owner"),
+    }
+}
