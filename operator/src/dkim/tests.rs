@@ -2,6 +2,7 @@ use http::Method;
 use postbay_api::{DkimAlgorithm, DkimKeySpec, MailDomainSpec};
 
 use super::*;
+use crate::controller::reconcile;
 use crate::fixtures::{context, meta, mock_client, stores, Reply, Step, EVENTS};
 
 const PATH: &str = "/apis/postbay.dev/v1alpha1/namespaces/mail/dkimkeys/example-2026";

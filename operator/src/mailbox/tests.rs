@@ -2,10 +2,13 @@ use std::collections::BTreeMap;
 
 use http::Method;
 use k8s_openapi::ByteString;
-use postbay_api::{MailDomainSpec, MailboxSpec, SecretKeyRef};
+use postbay_api::{MailDomainSpec, MailboxSpec, MailboxStatus, SecretKeyRef};
 use postbay_reconcile::Owner;
 
+use kube::runtime::controller::Action;
+
 use super::*;
+use crate::controller::reconcile;
 use crate::fixtures::{context, deleting, meta, mock_client, stores, Reply, Step, EVENTS};
 
 const PATH: &str = "/apis/postbay.dev/v1alpha1/namespaces/mail/mailboxes/alice";
@@ -81,7 +84,7 @@ async fn a_missing_secret_is_a_condition_not_a_crash_loop() {
         let action = reconcile_once(alice(), context(client, t.store.clone())).await;
         assert_eq!(
             action.unwrap(),
-            Action::requeue(BLOCKED_RETRY),
+            Action::requeue(Mailbox::BLOCKED_RETRY),
             "{}",
             t.name
         );
