@@ -1,6 +1,7 @@
 //! The DkimKey controller: the key pair (from `spec.secretRef`, or generated into a Secret
 //! this DkimKey owns, so it goes away with it through ownerReferences), the `dkim_keys` row,
-//! and the TXT record to publish.
+//! the private key's entry in the mirror the smtp pods sign with (`key_mirror`), and the
+//! TXT record to publish.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use postbay_reconcile::{dkim, dns, Change, DkimPrivateKey, Outcome, Owner};
 
 use crate::context::{owner, Context};
 use crate::controller::{Attempt, Kind, Stage};
+use crate::key_mirror;
 use crate::mailbox::secret_value;
 use crate::status::{Ready, MANAGER};
 use crate::Result;
@@ -86,9 +88,12 @@ impl Kind for DkimKey {
         events
     }
 
-    /// Removes the row; a generated Secret goes with the DkimKey by ownerReferences.
+    /// Removes the mirror entry, then the row; a generated Secret goes with the DkimKey by
+    /// ownerReferences. The entry goes first and always, so a retry after a failed removal
+    /// still finds the row and reports the deletion.
     async fn cleanup(&self, ctx: &Context) -> Result<Option<String>> {
         let owner = owner(self)?;
+        key_mirror::remove(ctx, self).await?;
         let spec = &self.spec;
         let removed = dkim::delete(&ctx.store, &owner, &spec.domain, &spec.selector).await?;
         Ok(removed.then(|| format!("key {} removed", self.subject())))
@@ -117,16 +122,25 @@ async fn write(k: &DkimKey, ctx: &Context) -> Result<Attempt<Applied>> {
         .public_key_base64()
         .map_err(postbay_reconcile::Error::Key)?;
     match dkim::apply(&ctx.store, &owner, &k.spec, &material).await {
-        Ok(Outcome::Applied(change)) => Ok(Attempt::Done(Applied {
-            change,
-            generated,
-            record: dns::dkim_record(
-                &k.spec.domain,
-                &k.spec.selector,
-                k.spec.algorithm,
-                &public_key,
-            ),
-        })),
+        Ok(Outcome::Applied(change)) => {
+            // Only once the row is ours: a blocked key must not overwrite the entry of the
+            // DkimKey that holds the selector.
+            let pem = material
+                .key
+                .to_pem()
+                .map_err(postbay_reconcile::Error::Key)?;
+            key_mirror::put(ctx, k, &pem).await?;
+            Ok(Attempt::Done(Applied {
+                change,
+                generated,
+                record: dns::dkim_record(
+                    &k.spec.domain,
+                    &k.spec.selector,
+                    k.spec.algorithm,
+                    &public_key,
+                ),
+            }))
+        }
         Ok(Outcome::Blocked(blocked)) => Ok(Attempt::Blocked(Ready::blocked(&blocked))),
         Err(e) if e.is_transient() => Err(e.into()),
         Err(e) => Ok(Attempt::Blocked(Ready::no("InvalidKey", e.to_string()))),

@@ -5,7 +5,7 @@
 //! One file per concern: `controller` for the reconcile every kind shares (finalizer, error
 //! policy, status, Events), a module per kind for what differs (its rows, messages and
 //! status fields, and its tests), `status` for conditions and server-side-apply status patches,
-//! `leader` for the Lease, `metrics` and `http` for /metrics, /healthz and /readyz, `run` for
+//! `key_mirror` for the DKIM key Secret the smtp pods mount, `leader` for the Lease, `metrics` and `http` for /metrics, /healthz and /readyz, `run` for
 //! the wiring.
 
 pub mod alias;
@@ -16,6 +16,7 @@ pub mod dns_check;
 pub mod dns_endpoint;
 pub mod domain;
 pub mod http;
+pub mod key_mirror;
 pub mod leader;
 pub mod mailbox;
 pub mod metrics;

@@ -2,14 +2,16 @@ use std::collections::BTreeMap;
 
 use http::Method;
 use k8s_openapi::ByteString;
-use postbay_api::{MailDomainSpec, MailboxSpec, MailboxStatus, SecretKeyRef};
+use postbay_api::{MailboxSpec, MailboxStatus, SecretKeyRef};
 use postbay_reconcile::Owner;
 
 use kube::runtime::controller::Action;
 
 use super::*;
 use crate::controller::reconcile;
-use crate::fixtures::{context, deleting, meta, mock_client, stores, Reply, Step, EVENTS};
+use crate::fixtures::{
+    context, declare_domain, deleting, meta, mock_client, stores, Reply, Step, EVENTS,
+};
 
 const PATH: &str = "/apis/postbay.dev/v1alpha1/namespaces/mail/mailboxes/alice";
 const SECRET: &str = "/api/v1/namespaces/mail/secrets/alice-pw";
@@ -44,18 +46,6 @@ fn secret(password: &str) -> Secret {
         )])),
         ..Default::default()
     }
-}
-
-async fn declare_domain(store: &postbay_store::Store) {
-    let spec = MailDomainSpec {
-        domain: "example.test".into(),
-        catch_all: None,
-        dmarc: None,
-        mta_sts: None,
-    };
-    postbay_reconcile::domain::apply(store, &Owner::new("mail", "example"), &spec)
-        .await
-        .unwrap();
 }
 
 async fn reconcile_once(m: Mailbox, ctx: Arc<Context>) -> Result<Action> {
