@@ -4,9 +4,9 @@
 //!
 //! One file per concern: `controller` for the reconcile every kind shares (finalizer, error
 //! policy, status, Events), a module per kind for what differs (its rows, messages and
-//! status fields, and its tests), `status` for conditions and server-side-apply status patches,
-//! `key_mirror` for the DKIM key Secret the smtp pods mount, `leader` for the Lease, `metrics` and `http` for /metrics, /healthz and /readyz, `run` for
-//! the wiring.
+//! status fields, and its tests), `status` for conditions and server-side-apply status
+//! patches, `key_mirror` for the DKIM key Secret the smtp pods mount, `leader` for the Lease,
+//! `metrics` and `http` for /metrics, /healthz and /readyz, `run` for the wiring.
 
 pub mod alias;
 pub mod context;
