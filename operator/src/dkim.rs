@@ -1,6 +1,7 @@
 //! The DkimKey controller: the key pair (from `spec.secretRef`, or generated into a Secret
 //! this DkimKey owns, so it goes away with it through ownerReferences), the `dkim_keys` row,
-//! and the TXT record to publish.
+//! the private key's entry in the mirror the smtp pods sign with (`key_mirror`), and the
+//! TXT record to publish.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,144 +11,100 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{finalizer, Event};
 use kube::runtime::reflector::ObjectRef;
 use kube::Resource;
-use postbay_api::{DkimKey, DkimKeyStatus};
+use postbay_api::{DkimKey, DkimKeyStatus, DnsRecord};
 use postbay_reconcile::dkim::{KeyMaterial, GENERATED_SECRET_KEY, SECRET_KEYS};
 use postbay_reconcile::{dkim, dns, Change, DkimPrivateKey, Outcome, Owner};
 
-use crate::context::{key, owner, Context};
+use crate::context::{owner, Context};
+use crate::controller::{Attempt, Kind, Stage};
+use crate::key_mirror;
 use crate::mailbox::secret_value;
-use crate::status::{self, Ready, FINALIZER, MANAGER};
-use crate::{Error, Result};
+use crate::status::{Ready, MANAGER};
+use crate::Result;
 
-pub const KIND: &str = "DkimKey";
-pub const BLOCKED_RETRY: Duration = Duration::from_secs(300);
-/// Also how soon a changed `spec.secretRef` Secret is noticed: only generated Secrets are
-/// watched.
-pub const RESYNC: Duration = Duration::from_secs(600);
 /// Label on generated Secrets; the controller watches Secrets with it.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "postbay-operator");
-
-pub async fn reconcile(obj: Arc<DkimKey>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile(KIND);
-    let owner = owner(&*obj)?;
-    let retry_key = key(&*obj);
-    let api: Api<DkimKey> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    let action = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            Event::Apply(k) => apply(&k, &api, &ctx).await,
-            Event::Cleanup(k) => cleanup(&k, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))?;
-    ctx.succeeded(&retry_key);
-    Ok(action)
-}
-
-pub fn error_policy(obj: Arc<DkimKey>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(domain = %obj.spec.domain, selector = %obj.spec.selector, %error, "DkimKey reconcile failed");
-    ctx.metrics.failure(KIND, error.metric_label());
-    ctx.backoff(key(&*obj))
-}
 
 /// The name of the Secret a generated key goes into.
 pub fn generated_secret_name(k: &DkimKey) -> String {
     format!("{}-dkim", k.metadata.name.as_deref().unwrap_or_default())
 }
 
-enum Attempt {
-    Done {
-        change: Change,
-        generated: bool,
-        public_key: String,
-    },
-    Blocked(Ready),
+/// An applied key: the TXT record to publish, and whether its key was made just now.
+pub struct Applied {
+    change: Change,
+    generated: bool,
+    record: DnsRecord,
 }
 
-async fn apply(k: &DkimKey, api: &Api<DkimKey>, ctx: &Context) -> Result<Action> {
-    let previous = k.status.clone().unwrap_or_default();
-    let generation = k.metadata.generation;
-    let (ready, record, result) = match attempt(k, ctx).await {
-        Ok(Attempt::Done {
-            change,
-            generated,
-            public_key,
-        }) => {
-            let record = dns::dkim_record(
-                &k.spec.domain,
-                &k.spec.selector,
-                k.spec.algorithm,
-                &public_key,
-            );
-            let message = format!("publish the TXT record {} (status.dnsRecord)", record.name);
-            (
-                Ready::yes("Applied", message),
-                Some(record),
-                Ok(Some((change, generated))),
-            )
-        }
-        Ok(Attempt::Blocked(ready)) => {
-            ctx.metrics
-                .blocked(KIND, status::reason_label(&ready.reason));
-            (ready, None, Ok(None))
-        }
-        Err(e) => (Ready::no("ReconcileFailed", e.to_string()), None, Err(e)),
-    };
-    let status = DkimKeyStatus {
-        conditions: vec![status::ready(&previous.conditions, generation, &ready)],
-        observed_generation: generation,
-        dns_record: record,
-    };
-    status::apply(api, k, k.status.as_ref(), &status).await?;
-    match result? {
-        Some((change, generated)) => {
-            if generated {
-                let note = format!("generated a key into Secret {}", generated_secret_name(k));
-                ctx.event(k, EventType::Normal, "KeyGenerated", "Apply", note)
-                    .await;
-            }
-            if change != Change::Unchanged {
-                let note = format!(
-                    "key {}._domainkey.{} {}",
-                    k.spec.selector,
-                    k.spec.domain,
-                    change.verb()
-                );
-                ctx.event(k, EventType::Normal, "Applied", "Apply", note)
-                    .await;
-            }
-        }
-        None if ready.is_news(&previous.conditions) => {
-            ctx.event(
-                k,
-                EventType::Warning,
-                &ready.reason,
-                "Apply",
-                ready.message.clone(),
-            )
-            .await;
-        }
-        None => {}
+impl Kind for DkimKey {
+    const KIND: &'static str = "DkimKey";
+    /// Also how soon a changed `spec.secretRef` Secret is noticed: only generated Secrets are
+    /// watched.
+    const RESYNC: Duration = Duration::from_secs(600);
+    type Done = Applied;
+
+    fn subject(&self) -> String {
+        format!("{}._domainkey.{}", self.spec.selector, self.spec.domain)
     }
-    Ok(Action::requeue(if ready.ok {
-        RESYNC
-    } else {
-        BLOCKED_RETRY
-    }))
+
+    async fn attempt(&self, ctx: &Context) -> Result<Attempt<Applied>> {
+        Ok(Attempt::reported(write(self, ctx).await))
+    }
+
+    fn applied_message(&self, done: &Applied) -> String {
+        format!(
+            "publish the TXT record {} (status.dnsRecord)",
+            done.record.name
+        )
+    }
+
+    fn fill_status(
+        &self,
+        status: &mut DkimKeyStatus,
+        _: &DkimKeyStatus,
+        stage: Stage<'_, Applied>,
+    ) {
+        if let Stage::Applied(done) = stage {
+            status.dns_record = Some(done.record.clone());
+        }
+    }
+
+    fn applied_events(&self, done: &Applied) -> Vec<(&'static str, String)> {
+        let mut events = Vec::new();
+        if done.generated {
+            let note = format!(
+                "generated a key into Secret {}",
+                generated_secret_name(self)
+            );
+            events.push(("KeyGenerated", note));
+        }
+        if done.change != Change::Unchanged {
+            let note = format!("key {} {}", self.subject(), done.change.verb());
+            events.push(("Applied", note));
+        }
+        events
+    }
+
+    /// Removes the mirror entry, then the row; a generated Secret goes with the DkimKey by
+    /// ownerReferences. The entry goes first and always, so a retry after a failed removal
+    /// still finds the row and reports the deletion.
+    async fn cleanup(&self, ctx: &Context) -> Result<Option<String>> {
+        let owner = owner(self)?;
+        key_mirror::remove(ctx, self).await?;
+        let spec = &self.spec;
+        let removed = dkim::delete(&ctx.store, &owner, &spec.domain, &spec.selector).await?;
+        Ok(removed.then(|| format!("key {} removed", self.subject())))
+    }
 }
 
-async fn attempt(k: &DkimKey, ctx: &Context) -> Result<Attempt> {
+/// Reads or makes the key pair and writes the row. `Err` only for what a retry may fix.
+async fn write(k: &DkimKey, ctx: &Context) -> Result<Attempt<Applied>> {
     let owner = owner(k)?;
     if let Some(blocked) = dkim::check(&ctx.store, &owner, &k.spec).await? {
-        return Ok(Attempt::Blocked(Ready::no(
-            blocked.reason(),
-            blocked.to_string(),
-        )));
+        return Ok(Attempt::Blocked(Ready::blocked(&blocked)));
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let (material, generated) = match &k.spec.secret_ref {
@@ -165,15 +122,26 @@ async fn attempt(k: &DkimKey, ctx: &Context) -> Result<Attempt> {
         .public_key_base64()
         .map_err(postbay_reconcile::Error::Key)?;
     match dkim::apply(&ctx.store, &owner, &k.spec, &material).await {
-        Ok(Outcome::Applied(change)) => Ok(Attempt::Done {
-            change,
-            generated,
-            public_key,
-        }),
-        Ok(Outcome::Blocked(blocked)) => Ok(Attempt::Blocked(Ready::no(
-            blocked.reason(),
-            blocked.to_string(),
-        ))),
+        Ok(Outcome::Applied(change)) => {
+            // Only once the row is ours: a blocked key must not overwrite the entry of the
+            // DkimKey that holds the selector.
+            let pem = material
+                .key
+                .to_pem()
+                .map_err(postbay_reconcile::Error::Key)?;
+            key_mirror::put(ctx, k, &pem).await?;
+            Ok(Attempt::Done(Applied {
+                change,
+                generated,
+                record: dns::dkim_record(
+                    &k.spec.domain,
+                    &k.spec.selector,
+                    k.spec.algorithm,
+                    &public_key,
+                ),
+            }))
+        }
+        Ok(Outcome::Blocked(blocked)) => Ok(Attempt::Blocked(Ready::blocked(&blocked))),
         Err(e) if e.is_transient() => Err(e.into()),
         Err(e) => Ok(Attempt::Blocked(Ready::no("InvalidKey", e.to_string()))),
     }
@@ -291,20 +259,6 @@ async fn generated(
         },
         true,
     )))
-}
-
-/// Removes the row; a generated Secret goes with the DkimKey by ownerReferences.
-async fn cleanup(k: &DkimKey, ctx: &Context) -> Result<Action> {
-    let owner = owner(k)?;
-    if dkim::delete(&ctx.store, &owner, &k.spec.domain, &k.spec.selector).await? {
-        let note = format!(
-            "key {}._domainkey.{} removed",
-            k.spec.selector, k.spec.domain
-        );
-        ctx.event(k, EventType::Normal, "Deleted", "Cleanup", note)
-            .await;
-    }
-    Ok(Action::await_change())
 }
 
 /// DkimKeys under `domain` in `namespace`, to retry when the domain appears.

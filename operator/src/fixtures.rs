@@ -45,10 +45,11 @@ impl Reply {
     }
 }
 
-/// One expected request: method and exact path (the query is not compared).
+/// One expected request: method and exact path (the query only when [`Step::query`] asks).
 pub struct Step {
     method: Method,
     path: String,
+    query: Option<String>,
     reply: Reply,
 }
 
@@ -57,8 +58,15 @@ impl Step {
         Step {
             method,
             path: path.into(),
+            query: None,
             reply,
         }
+    }
+
+    /// Also expects `part` in the query, e.g. `fieldManager=...`.
+    pub fn query(mut self, part: &str) -> Step {
+        self.query = Some(part.into());
+        self
     }
 }
 
@@ -91,6 +99,10 @@ impl ApiServer {
                     "unexpected request (query {:?})",
                     request.uri().query()
                 );
+                if let Some(part) = &step.query {
+                    let query = request.uri().query().unwrap_or_default();
+                    assert!(query.contains(part.as_str()), "{part} not in {query}");
+                }
                 let bytes = request.into_body().collect_bytes().await.unwrap();
                 let body: Value = if bytes.is_empty() {
                     Value::Null
@@ -122,9 +134,12 @@ impl ApiServer {
     }
 }
 
-/// A Context for `client` and `store`, with mail host `mail.example.test`.
+/// A Context for `client` and `store`, with mail host `mail.example.test` and the DKIM key
+/// mirror in namespace `postbay` (not from the environment).
 pub fn context(client: Client, store: Store) -> Arc<Context> {
-    context_with(client, store, Settings::default())
+    let mut settings = Settings::default();
+    settings.dkim_keys.namespace = "postbay".into();
+    context_with(client, store, settings)
 }
 
 /// [`context`] with other settings.
@@ -145,6 +160,20 @@ pub use postbay_testkit::TestStore;
 /// POSTBAY_REQUIRE_PEERS=1).
 pub async fn stores() -> Vec<TestStore> {
     postbay_testkit::stores("op").await
+}
+
+/// Declares `example.test` for MailDomain `mail/example`, as a reconcile of it would.
+pub async fn declare_domain(store: &Store) {
+    let spec = postbay_api::MailDomainSpec {
+        domain: "example.test".into(),
+        catch_all: None,
+        dmarc: None,
+        mta_sts: None,
+    };
+    let owner = postbay_reconcile::Owner::new("mail", "example");
+    postbay_reconcile::domain::apply(store, &owner, &spec)
+        .await
+        .unwrap();
 }
 
 /// Metadata of a stored object: namespace `mail`, a uid, generation 1, our finalizer.
@@ -169,6 +198,9 @@ pub fn deleting(
     ));
     meta
 }
+
+/// Path of the DKIM key mirror [`context`] writes.
+pub const KEY_MIRROR: &str = "/api/v1/namespaces/postbay/secrets/postbay-dkim-keys";
 
 /// Path of the events endpoint in namespace `mail`.
 pub const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/mail/events";

@@ -2,18 +2,21 @@
 //! resources into the store through `postbay-reconcile` (the same core `postbay apply` runs),
 //! reporting conditions and DNS records in status, and cleaning rows up behind a finalizer.
 //!
-//! One file per concern: a module per kind (type, reconcile, error policy, apply/cleanup,
-//! tests, read top to bottom), `status` for conditions and server-side-apply status patches,
-//! `leader` for the Lease, `metrics` and `http` for /metrics, /healthz and /readyz, `run` for
-//! the wiring.
+//! One file per concern: `controller` for the reconcile every kind shares (finalizer, error
+//! policy, status, Events), a module per kind for what differs (its rows, messages and
+//! status fields, and its tests), `status` for conditions and server-side-apply status
+//! patches, `key_mirror` for the DKIM key Secret the smtp pods mount, `leader` for the Lease,
+//! `metrics` and `http` for /metrics, /healthz and /readyz, `run` for the wiring.
 
 pub mod alias;
 pub mod context;
+pub mod controller;
 pub mod dkim;
 pub mod dns_check;
 pub mod dns_endpoint;
 pub mod domain;
 pub mod http;
+pub mod key_mirror;
 pub mod leader;
 pub mod mailbox;
 pub mod metrics;

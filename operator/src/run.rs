@@ -14,6 +14,7 @@ use postbay_api::{DkimKey, MailAlias, MailDomain, Mailbox};
 use postbay_store::Store;
 
 use crate::context::Context;
+use crate::controller::{error_policy, reconcile, Kind};
 use crate::leader::LeaseLock;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
@@ -112,7 +113,7 @@ async fn domains(ctx: Arc<Context>) {
     let controller = Controller::new(scoped::<MailDomain>(&ctx), wc.clone());
     let rivals = controller.store();
     let by_domain = controller.store();
-    controller
+    let controller = controller
         .watches(scoped::<MailDomain>(&ctx), wc.clone(), move |changed| {
             domain::rivals(&changed, &rivals.state())
         })
@@ -122,11 +123,8 @@ async fn domains(ctx: Arc<Context>) {
                 &key.spec.domain,
                 &by_domain.state(),
             )
-        })
-        .shutdown_on_signal()
-        .run(domain::reconcile, domain::error_policy, ctx)
-        .for_each(log_result)
-        .await;
+        });
+    serve(controller, ctx).await;
 }
 
 async fn mailboxes(ctx: Arc<Context>) {
@@ -134,7 +132,7 @@ async fn mailboxes(ctx: Arc<Context>) {
     let controller = Controller::new(scoped::<Mailbox>(&ctx), wc.clone());
     let by_secret = controller.store();
     let by_domain = controller.store();
-    controller
+    let controller = controller
         .watches(scoped::<Secret>(&ctx), wc.clone(), move |secret| {
             mailbox::reading_secret(&secret, &by_secret.state())
         })
@@ -144,29 +142,22 @@ async fn mailboxes(ctx: Arc<Context>) {
                 &d.spec.domain,
                 &by_domain.state(),
             )
-        })
-        .shutdown_on_signal()
-        .run(mailbox::reconcile, mailbox::error_policy, ctx)
-        .for_each(log_result)
-        .await;
+        });
+    serve(controller, ctx).await;
 }
 
 async fn aliases(ctx: Arc<Context>) {
     let wc = watcher::Config::default();
     let controller = Controller::new(scoped::<MailAlias>(&ctx), wc.clone());
     let by_domain = controller.store();
-    controller
-        .watches(scoped::<MailDomain>(&ctx), wc, move |d| {
-            alias::under_domain(
-                d.metadata.namespace.as_deref(),
-                &d.spec.domain,
-                &by_domain.state(),
-            )
-        })
-        .shutdown_on_signal()
-        .run(alias::reconcile, alias::error_policy, ctx)
-        .for_each(log_result)
-        .await;
+    let controller = controller.watches(scoped::<MailDomain>(&ctx), wc, move |d| {
+        alias::under_domain(
+            d.metadata.namespace.as_deref(),
+            &d.spec.domain,
+            &by_domain.state(),
+        )
+    });
+    serve(controller, ctx).await;
 }
 
 async fn dkim_keys(ctx: Arc<Context>) {
@@ -178,17 +169,25 @@ async fn dkim_keys(ctx: Arc<Context>) {
     ));
     let controller = Controller::new(scoped::<DkimKey>(&ctx), wc.clone());
     let by_domain = controller.store();
-    controller
-        .owns(scoped::<Secret>(&ctx), generated)
-        .watches(scoped::<MailDomain>(&ctx), wc, move |d| {
+    let controller = controller.owns(scoped::<Secret>(&ctx), generated).watches(
+        scoped::<MailDomain>(&ctx),
+        wc,
+        move |d| {
             dkim::under_domain(
                 d.metadata.namespace.as_deref(),
                 &d.spec.domain,
                 &by_domain.state(),
             )
-        })
+        },
+    );
+    serve(controller, ctx).await;
+}
+
+/// Runs `controller` with the shared reconcile and error policy until shutdown.
+async fn serve<K: Kind>(controller: Controller<K>, ctx: Arc<Context>) {
+    controller
         .shutdown_on_signal()
-        .run(dkim::reconcile, dkim::error_policy, ctx)
+        .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(log_result)
         .await;
 }

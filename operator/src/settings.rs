@@ -1,5 +1,5 @@
 //! The operator's own settings: mail host names for DNS guidance, external-dns output, the
-//! metrics listener and leader election. Read from a YAML file given with
+//! metrics listener, leader election and the DKIM key mirror. Read from a YAML file given with
 //! `postbay operator --settings FILE` and overridden by that command's flags; kept apart from
 //! the mail components' configuration, which refuses keys it does not know.
 
@@ -30,6 +30,20 @@ pub struct Settings {
     /// namespace. Scoped, the operator needs a Role in that namespace rather than a
     /// ClusterRole that can read every Secret in the cluster (docs/operator.md).
     pub watch_namespace: Option<String>,
+    /// Where the smtp pods find the private keys (docs/operator.md, "DKIM keys for the smtp
+    /// pods").
+    pub dkim_keys: DkimKeysSettings,
+}
+
+/// The one Secret that mirrors every applied DkimKey's private key, which the smtp pods
+/// mount as a directory: they then sign without any access to the Secret API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct DkimKeysSettings {
+    /// The smtp pods' namespace (a pod mounts only Secrets of its own); default: the
+    /// operator's (POD_NAMESPACE), else `default`.
+    pub namespace: String,
+    pub secret_name: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -69,15 +83,30 @@ impl Default for Settings {
                 .or_else(|| std::env::var("HOSTNAME").ok())
                 .unwrap_or_else(|| "postbay-operator".into()),
             watch_namespace: None,
+            dkim_keys: DkimKeysSettings::default(),
         }
     }
+}
+
+impl Default for DkimKeysSettings {
+    fn default() -> Self {
+        DkimKeysSettings {
+            namespace: pod_namespace(),
+            secret_name: "postbay-dkim-keys".into(),
+        }
+    }
+}
+
+/// The operator's own namespace, from the Downward API; `default` outside a pod.
+fn pod_namespace() -> String {
+    std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into())
 }
 
 impl Default for LeaderSettings {
     fn default() -> Self {
         LeaderSettings {
             enabled: true,
-            namespace: std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into()),
+            namespace: pod_namespace(),
             lease_name: "postbay-operator".into(),
             lease_duration_seconds: 15,
         }
@@ -142,6 +171,11 @@ mod tests {
         assert_eq!(settings.watch_namespace, None);
         let scoped: Settings = serde_yaml::from_str("watchNamespace: mail\n").unwrap();
         assert_eq!(scoped.watch_namespace.as_deref(), Some("mail"));
+        assert_eq!(scoped.dkim_keys.secret_name, "postbay-dkim-keys");
+        let keys: Settings =
+            serde_yaml::from_str("dkimKeys:\n  namespace: mail\n  secretName: keys\n").unwrap();
+        assert_eq!(keys.dkim_keys.namespace, "mail");
+        assert_eq!(keys.dkim_keys.secret_name, "keys");
 
         let plain = Settings::default().mail_hosts("mail.example.org");
         assert_eq!(plain, MailHosts::single("mail.example.org"));

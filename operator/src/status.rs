@@ -46,6 +46,11 @@ impl Ready {
         }
     }
 
+    /// Ready=False for a resource the core refused to write (conflict, missing domain).
+    pub fn blocked(blocked: &postbay_reconcile::Blocked) -> Ready {
+        Ready::no(blocked.reason(), blocked.to_string())
+    }
+
     /// Whether this differs from the Ready condition in `previous` (status or reason): the
     /// moments worth an Event.
     pub fn is_news(&self, previous: &[Condition]) -> bool {

@@ -1,16 +1,22 @@
 //! manifests/operator/ parses as the Kubernetes types it claims to be, runs the operator
-//! subcommand, and grants what the controllers call and no more.
+//! subcommand, and grants what the controllers call and no more; the smtp pods of
+//! manifests/mail/ mount the DKIM key mirror the operator's settings name.
 
 use std::path::Path;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::Deserialize;
 
 fn docs(file: &str) -> Vec<serde_yaml::Value> {
+    docs_in("operator", file)
+}
+
+fn docs_in(folder: &str, file: &str) -> Vec<serde_yaml::Value> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../manifests/operator")
+        .join("../manifests")
+        .join(folder)
         .join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     serde_yaml::Deserializer::from_str(&text)
@@ -105,4 +111,70 @@ fn rbac_covers_the_controllers_and_nothing_broad() {
         lease.resources.as_deref(),
         Some(&["leases".to_string()][..])
     );
+
+    // The key mirror: that one Secret, written by apply, never read back.
+    let mirror: Role = typed(&rbac[4]);
+    let binding: RoleBinding = typed(&rbac[5]);
+    assert_eq!(binding.role_ref.name, "postbay-operator-dkim-keys");
+    let settings = operator_settings();
+    assert_eq!(
+        mirror.metadata.namespace.as_deref(),
+        Some(settings.dkim_keys.namespace.as_str())
+    );
+    let rules = mirror.rules.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        rules[0].resource_names.as_deref(),
+        Some(&[settings.dkim_keys.secret_name.clone()][..])
+    );
+    assert_eq!(rules[0].verbs, ["create", "patch"]);
+}
+
+/// The settings in the operator's ConfigMap.
+fn operator_settings() -> postbay_operator::Settings {
+    let settings: ConfigMap = typed(&docs("settings.yaml")[0]);
+    serde_yaml::from_str(&settings.data.unwrap()["settings.yaml"]).unwrap()
+}
+
+#[test]
+fn smtp_pods_mount_the_dkim_key_mirror() {
+    let settings = operator_settings();
+    let smtp: StatefulSet = typed(&docs_in("mail", "smtp.yaml")[0]);
+    assert_eq!(
+        smtp.metadata.namespace.as_deref(),
+        Some(settings.dkim_keys.namespace.as_str()),
+        "a pod can mount only a Secret of its own namespace"
+    );
+    let pod = smtp.spec.template.spec.unwrap();
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "dkim")
+        .expect("a dkim volume");
+    let secret = volume.secret.as_ref().unwrap();
+    assert_eq!(
+        secret.secret_name.as_deref(),
+        Some(settings.dkim_keys.secret_name.as_str())
+    );
+    assert_eq!(secret.optional, Some(true), "pods start before any key");
+    let container = &pod.containers[0];
+    let mount = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "dkim")
+        .unwrap();
+    assert_eq!(mount.mount_path, "/etc/postbay/dkim");
+    assert_eq!(mount.read_only, Some(true));
+    assert!(
+        mount.sub_path.is_none(),
+        "subPath mounts are never refreshed"
+    );
+    let env = container.env.iter().flatten();
+    let dir = env
+        .clone()
+        .find(|e| e.name == "POSTBAY_DKIM__KEYS_DIR")
+        .and_then(|e| e.value.as_deref());
+    assert_eq!(dir, Some("/etc/postbay/dkim"));
 }

@@ -2,7 +2,10 @@ use http::Method;
 use postbay_api::{MailAliasSpec, MailDomainSpec};
 use postbay_reconcile::Owner;
 
+use kube::runtime::controller::Action;
+
 use super::*;
+use crate::controller::reconcile;
 use crate::fixtures::{context, meta, mock_client, stores, Reply, Step, EVENTS};
 
 const PATH: &str = "/apis/postbay.dev/v1alpha1/namespaces/mail/mailaliases/team";
@@ -33,7 +36,7 @@ async fn an_alias_waits_for_its_domain_then_is_written() {
         let action = reconcile(Arc::new(team()), context(client, t.store.clone()))
             .await
             .unwrap();
-        assert_eq!(action, Action::requeue(BLOCKED_RETRY));
+        assert_eq!(action, Action::requeue(MailAlias::BLOCKED_RETRY));
         let bodies = server.await.unwrap();
         assert_eq!(
             bodies[0]["status"]["conditions"][0]["reason"], "DomainNotFound",

@@ -5,10 +5,14 @@ use postbay_api::condition::READY;
 use postbay_api::{DnsRecordType, MailDomainSpec};
 use postbay_store::DomainRow;
 
+use kube::runtime::controller::Action;
+
 use super::*;
+use crate::controller::{error_policy, reconcile};
 use crate::fixtures::{
     context, context_with, deleting, meta, mock_client, stores, Reply, Step, EVENTS,
 };
+use crate::status::FINALIZER;
 
 const PATH: &str = "/apis/postbay.dev/v1alpha1/namespaces/mail/maildomains/example";
 
@@ -72,7 +76,7 @@ async fn a_domain_is_written_with_dns_records_in_status_and_then_left_alone() {
             Step::new(Method::POST, EVENTS, Reply::Echo),
         ]);
         let action = reconcile_once(example(), ctx.clone()).await.unwrap();
-        assert_eq!(action, Action::requeue(RESYNC));
+        assert_eq!(action, Action::requeue(MailDomain::RESYNC));
         let bodies = server.await.unwrap();
         let status: MailDomainStatus = serde_json::from_value(bodies[0]["status"].clone()).unwrap();
         assert_eq!(bodies[0]["apiVersion"], "postbay.dev/v1alpha1");
@@ -128,7 +132,7 @@ async fn a_domain_claimed_in_another_namespace_is_a_conflict_that_changes_nothin
             Step::new(Method::POST, EVENTS, Reply::Echo),
         ]);
         let action = reconcile_once(example(), ctx.clone()).await.unwrap();
-        assert_eq!(action, Action::requeue(BLOCKED_RETRY));
+        assert_eq!(action, Action::requeue(MailDomain::BLOCKED_RETRY));
         let bodies = server.await.unwrap();
         let ready = &bodies[0]["status"]["conditions"][0];
         assert_eq!(ready["status"], "False");
@@ -227,7 +231,7 @@ async fn a_database_outage_is_reported_and_retried_with_backoff() {
             error_policy(d.clone(), &err, ctx.clone()),
             Action::requeue(Duration::from_secs(4))
         );
-        assert_eq!(ctx.metrics.failures(KIND, "store"), 2);
+        assert_eq!(ctx.metrics.failures(MailDomain::KIND, "store"), 2);
         t.cleanup().await;
     }
 }

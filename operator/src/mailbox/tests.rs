@@ -2,11 +2,16 @@ use std::collections::BTreeMap;
 
 use http::Method;
 use k8s_openapi::ByteString;
-use postbay_api::{MailDomainSpec, MailboxSpec, SecretKeyRef};
+use postbay_api::{MailboxSpec, MailboxStatus, SecretKeyRef};
 use postbay_reconcile::Owner;
 
+use kube::runtime::controller::Action;
+
 use super::*;
-use crate::fixtures::{context, deleting, meta, mock_client, stores, Reply, Step, EVENTS};
+use crate::controller::reconcile;
+use crate::fixtures::{
+    context, declare_domain, deleting, meta, mock_client, stores, Reply, Step, EVENTS,
+};
 
 const PATH: &str = "/apis/postbay.dev/v1alpha1/namespaces/mail/mailboxes/alice";
 const SECRET: &str = "/api/v1/namespaces/mail/secrets/alice-pw";
@@ -43,18 +48,6 @@ fn secret(password: &str) -> Secret {
     }
 }
 
-async fn declare_domain(store: &postbay_store::Store) {
-    let spec = MailDomainSpec {
-        domain: "example.test".into(),
-        catch_all: None,
-        dmarc: None,
-        mta_sts: None,
-    };
-    postbay_reconcile::domain::apply(store, &Owner::new("mail", "example"), &spec)
-        .await
-        .unwrap();
-}
-
 async fn reconcile_once(m: Mailbox, ctx: Arc<Context>) -> Result<Action> {
     tokio::time::timeout(
         std::time::Duration::from_secs(10),
@@ -81,7 +74,7 @@ async fn a_missing_secret_is_a_condition_not_a_crash_loop() {
         let action = reconcile_once(alice(), context(client, t.store.clone())).await;
         assert_eq!(
             action.unwrap(),
-            Action::requeue(BLOCKED_RETRY),
+            Action::requeue(Mailbox::BLOCKED_RETRY),
             "{}",
             t.name
         );
