@@ -45,7 +45,7 @@ pub use domain::{
     DmarcPolicy, DmarcSpec, MailDomain, MailDomainSpec, MailDomainStatus, MtaStsMode, MtaStsSpec,
 };
 pub use mail_alias::{MailAlias, MailAliasSpec, MailAliasStatus};
-pub use mailbox::{Mailbox, MailboxSpec, MailboxStatus};
+pub use mailbox::{Mailbox, MailboxSpec, MailboxStatus, SendingLimits};
 pub use manifest::{parse_stream, Bundle, DocumentProblem, ManifestError, Resource};
 pub use quota::{parse_quota, QuotaError};
 pub use refs::{SecretKeyRef, SecretRef};

@@ -64,6 +64,27 @@ pub struct MailboxSpec {
     /// A disabled mailbox keeps its mail but cannot log in and receives nothing.
     #[serde(default = "enabled_default")]
     pub enabled: bool,
+    /// Further addresses this user may send as on the submission ports (the address and its
+    /// aliases are always allowed); `@domain` allows every address of a domain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = SEND_AS_PATTERN)))]
+    pub send_as: Vec<String>,
+    /// Hourly sending limits on the submission ports; absent: the server's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_limits: Option<SendingLimits>,
+}
+
+/// `local@domain`, or `@domain` for a whole domain.
+pub const SEND_AS_PATTERN: &str = r"^([^@\s]+)?@[^@\s]+\.[^@\s]+$";
+
+/// How much a user may send per hour (0 = no limit).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendingLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_per_hour: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients_per_hour: Option<u32>,
 }
 
 fn enabled_default() -> bool {

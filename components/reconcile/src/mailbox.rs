@@ -2,7 +2,7 @@
 
 use postbay_api::MailboxSpec;
 use postbay_store::directory::{canonical_address, split_address, MailboxSpec as MailboxRowSpec};
-use postbay_store::Store;
+use postbay_store::{Sending, Store};
 
 use crate::{alias, domain, password, Blocked, Change, Error, Outcome, Owner, Result};
 
@@ -82,6 +82,32 @@ pub async fn apply(
     if row_change != Change::Unchanged {
         store.put_mailbox(&desired).await?;
     }
+    let scram = password::stored_scram(
+        password,
+        &desired.password_hash,
+        existing.as_ref().and_then(|r| r.scram_sha256.as_deref()),
+    )?;
+    let sending = Sending {
+        send_as: spec.send_as.iter().map(|a| a.to_lowercase()).collect(),
+        max_messages_per_hour: spec.sending_limits.as_ref().and_then(|l| l.messages_per_hour),
+        max_recipients_per_hour: spec
+            .sending_limits
+            .as_ref()
+            .and_then(|l| l.recipients_per_hour),
+    };
+    let sending_change = match &existing {
+        Some(row) if row.scram_sha256 == scram && row.sending == sending => Change::Unchanged,
+        _ => {
+            store
+                .set_mailbox_sending(&address, scram.as_deref(), &sending)
+                .await?;
+            Change::Updated
+        }
+    };
+    let row_change = match (row_change, sending_change) {
+        (Change::Unchanged, Change::Updated) => Change::Updated,
+        (row_change, _) => row_change,
+    };
     let aliases_change = alias::replace_owned(
         store,
         &owner.mailbox_aliases(),

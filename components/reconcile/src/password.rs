@@ -69,6 +69,29 @@ pub fn stored_hash(value: &[u8], existing: Option<&str>) -> Result<String> {
     }
 }
 
+/// The SCRAM-SHA-256 credential to store next to `password_hash` (RFC 7677; Dovecot's
+/// `{SCRAM-SHA-256}` form), so SCRAM logins work while the main hash stays slow Argon2id.
+/// Only a cleartext Secret can give one (a hash cannot be turned into another), unless the
+/// Secret's hash is itself SCRAM. `existing` is kept while the cleartext still fits it, for
+/// the same reason as in [`stored_hash`].
+pub fn stored_scram(value: &[u8], password_hash: &str, existing: Option<&str>) -> Result<Option<String>> {
+    use postbay_passwd::scram::{ScramCredential, DEFAULT_ITERATIONS};
+    match classify(value)? {
+        SecretPassword::Hash(hash) => Ok(ScramCredential::parse(&hash).ok().map(|_| hash).filter(|h| h == password_hash)),
+        SecretPassword::Cleartext(clear) => {
+            if let Some(kept) = existing
+                .and_then(|e| ScramCredential::parse(e).ok())
+                .filter(|c| c.verify_password(clear))
+            {
+                return Ok(Some(kept.to_string()));
+            }
+            let credential =
+                ScramCredential::derive(clear, DEFAULT_ITERATIONS).map_err(Error::Password)?;
+            Ok(Some(credential.to_string()))
+        }
+    }
+}
+
 fn trim_line_end(mut value: &[u8]) -> &[u8] {
     while let [rest @ .., b'\r' | b'\n'] = value {
         value = rest;

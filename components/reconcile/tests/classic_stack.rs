@@ -75,6 +75,8 @@ fn spec_mailbox(
         quota: quota.map(Into::into),
         aliases: aliases.iter().map(|a| a.to_string()).collect(),
         enabled,
+        send_as: Vec::new(),
+        sending_limits: None,
     }
 }
 

@@ -32,6 +32,8 @@ fn mailbox_spec(address: &str, aliases: &[&str]) -> MailboxSpec {
         quota: Some("1Gi".into()),
         aliases: aliases.iter().map(|a| a.to_string()).collect(),
         enabled: true,
+        send_as: Vec::new(),
+        sending_limits: None,
     }
 }
 

@@ -28,6 +28,8 @@ fn alice() -> Mailbox {
             quota: Some("2Gi".into()),
             aliases: vec!["postmaster@example.test".into()],
             enabled: true,
+            send_as: Vec::new(),
+            sending_limits: None,
         },
         status: None,
     }

@@ -143,8 +143,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let others = self.ctx.store.sender_addresses(&mailbox.address).await?;
         let defaults = self.ctx.config.send_limits;
         let limits = super::rate::SendLimits {
-            messages_per_hour: mailbox.max_messages_per_hour.unwrap_or(defaults.messages_per_hour),
+            messages_per_hour: mailbox
+                .sending
+                .max_messages_per_hour
+                .unwrap_or(defaults.messages_per_hour),
             recipients_per_hour: mailbox
+                .sending
                 .max_recipients_per_hour
                 .unwrap_or(defaults.recipients_per_hour),
         };

@@ -18,6 +18,20 @@ pub struct MailboxRow {
     /// Directory of the mailbox's blobs, relative to the mail root (`domain/local`).
     pub home: String,
     pub owner: Option<String>,
+    /// The SCRAM-SHA-256 credential (`{SCRAM-SHA-256}...`), if one was derived.
+    pub scram_sha256: Option<String>,
+    /// What the user may send, besides the address and its aliases.
+    pub sending: Sending,
+}
+
+/// Sending rights and limits of a mailbox (submission). `None` limits mean the server's
+/// defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sending {
+    /// Further sender addresses (`@domain` allows a whole domain), lowercased.
+    pub send_as: Vec<String>,
+    pub max_messages_per_hour: Option<u32>,
+    pub max_recipients_per_hour: Option<u32>,
 }
 
 /// What a caller declares about a mailbox; ids, usage and home are the store's business.
@@ -72,9 +86,52 @@ impl Store {
         Ok(row)
     }
 
+    /// Sets a mailbox's SCRAM credential and sending rights (apart from [`put_mailbox`],
+    /// which older callers use without knowing about sending). `false` if no such mailbox.
+    ///
+    /// [`put_mailbox`]: Store::put_mailbox
+    pub async fn set_mailbox_sending(
+        &self,
+        address: &str,
+        scram_sha256: Option<&str>,
+        sending: &Sending,
+    ) -> Result<bool> {
+        let send_as: Vec<String> = sending.send_as.iter().map(|a| a.to_lowercase()).collect();
+        let done = sqlx::query(
+            "UPDATE mailboxes SET scram_sha256 = ?, send_as = ?, max_messages_per_hour = ?, \
+             max_recipients_per_hour = ? WHERE address = ?",
+        )
+        .bind(scram_sha256.map(str::to_string))
+        .bind((!send_as.is_empty()).then(|| send_as.join(" ")))
+        .bind(sending.max_messages_per_hour.map(i64::from))
+        .bind(sending.max_recipients_per_hour.map(i64::from))
+        .bind(canonical_address(address))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Every address `login` may send as: the ones that forward to it (alias rows naming it
+    /// as a destination, which is how a Mailbox's `spec.aliases` and MailAliases are stored)
+    /// and its `send_as` list. The login itself is not included.
+    pub async fn sender_addresses(&self, login: &str) -> Result<Vec<String>> {
+        let login = canonical_address(login);
+        let rows = sqlx::query("SELECT address FROM aliases WHERE destination = ? ORDER BY address")
+            .bind(&login)
+            .fetch_all(&mut *self.reader().await?)
+            .await?;
+        let mut out: Vec<String> = rows.iter().map(|r| r.get("address")).collect();
+        if let Some(mailbox) = self.mailbox(&login).await? {
+            out.extend(mailbox.sending.send_as);
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     pub async fn mailbox(&self, address: &str) -> Result<Option<MailboxRow>> {
         let row = sqlx::query(
-            "SELECT id, address, domain, local_part, password_hash, quota_bytes, used_bytes, enabled, home, owner \
+            "SELECT id, address, domain, local_part, password_hash, quota_bytes, used_bytes, enabled, home, owner, scram_sha256, send_as, max_messages_per_hour, max_recipients_per_hour \
              FROM mailboxes WHERE address = ?",
         )
         .bind(canonical_address(address))
@@ -84,7 +141,7 @@ impl Store {
     }
 
     pub async fn list_mailboxes(&self, domain: Option<&str>) -> Result<Vec<MailboxRow>> {
-        let sql = "SELECT id, address, domain, local_part, password_hash, quota_bytes, used_bytes, enabled, home, owner FROM mailboxes";
+        let sql = "SELECT id, address, domain, local_part, password_hash, quota_bytes, used_bytes, enabled, home, owner, scram_sha256, send_as, max_messages_per_hour, max_recipients_per_hour FROM mailboxes";
         let rows = match domain {
             Some(d) => {
                 sqlx::query(&format!("{sql} WHERE domain = ? ORDER BY address"))
@@ -145,5 +202,23 @@ pub(crate) fn mailbox_from_row(r: &sqlx::any::AnyRow) -> MailboxRow {
         enabled: r.get::<i64, _>("enabled") != 0,
         home: r.get("home"),
         owner: r.get("owner"),
+        // Hot paths (delivery) select only the columns they need; the sending columns are
+        // then left at their defaults.
+        scram_sha256: r.try_get("scram_sha256").unwrap_or(None),
+        sending: Sending {
+            send_as: r
+                .try_get::<Option<String>, _>("send_as")
+                .unwrap_or(None)
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            max_messages_per_hour: limit(r.try_get("max_messages_per_hour").unwrap_or(None)),
+            max_recipients_per_hour: limit(r.try_get("max_recipients_per_hour").unwrap_or(None)),
+        },
     }
+}
+
+fn limit(value: Option<i64>) -> Option<u32> {
+    value.and_then(|v| u32::try_from(v).ok())
 }

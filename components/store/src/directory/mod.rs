@@ -11,7 +11,7 @@ mod resolve;
 pub use dkim::DkimKeyRow;
 pub use domains::DomainRow;
 pub(crate) use mailboxes::mailbox_from_row;
-pub use mailboxes::{MailboxRow, MailboxSpec};
+pub use mailboxes::{MailboxRow, MailboxSpec, Sending};
 pub use resolve::{Recipient, Resolution};
 
 /// Splits `local@domain` at the last `@` and lowercases the domain.

@@ -1,0 +1,7 @@
+-- Sending (submission). Keep in step with ../sqlite/0004_sending.sql, which says what each
+-- column means.
+ALTER TABLE mailboxes
+    ADD COLUMN scram_sha256 VARCHAR(512) NULL,
+    ADD COLUMN send_as TEXT NULL,
+    ADD COLUMN max_messages_per_hour BIGINT NULL,
+    ADD COLUMN max_recipients_per_hour BIGINT NULL;
