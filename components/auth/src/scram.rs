@@ -23,8 +23,13 @@ pub struct ScramLookup {
     pub unknown_user_key: UnknownUserKey,
 }
 
-/// A started exchange, waiting for the client-final message.
+/// A started exchange, waiting for the client-final message (boxed: it is large, and
+/// travels in protocol state enums).
 pub struct ScramExchange {
+    inner: Box<Pending>,
+}
+
+struct Pending {
     server: ServerFirst,
     mailbox: Option<MailboxRow>,
 }
@@ -32,7 +37,7 @@ pub struct ScramExchange {
 impl std::fmt::Debug for ScramExchange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScramExchange")
-            .field("username", &self.server.username())
+            .field("username", &self.inner.server.username())
             .finish_non_exhaustive()
     }
 }
@@ -126,8 +131,10 @@ impl Authenticator {
             first.respond(lookup.credential.as_ref(), &lookup.unknown_user_key);
         ScramStart::Challenge {
             exchange: ScramExchange {
-                server,
-                mailbox: lookup.mailbox.filter(|_| lookup.credential.is_some()),
+                inner: Box::new(Pending {
+                    server,
+                    mailbox: lookup.mailbox.filter(|_| lookup.credential.is_some()),
+                }),
             },
             server_first,
         }
@@ -141,8 +148,9 @@ impl Authenticator {
         client_final: &[u8],
     ) -> ScramOutcome {
         let started = Instant::now();
-        let username = clip(exchange.server.username()).0.to_string();
-        let error = match (exchange.server.finish(client_final), exchange.mailbox) {
+        let Pending { server, mailbox } = *exchange.inner;
+        let username = clip(server.username()).0.to_string();
+        let error = match (server.finish(client_final), mailbox) {
             (Ok(done), Some(mailbox)) => {
                 let (_, server_final) = done.into_parts();
                 return ScramOutcome::Success {
