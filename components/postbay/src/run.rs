@@ -219,14 +219,17 @@ async fn start_access(
     tls: TlsProvider,
     running: &mut Running,
 ) -> Result<()> {
+    // One authenticator for every protocol: one throttle, one hashing pool, one cache.
+    let authenticator = postbay_auth::Authenticator::new(store.clone(), config.auth.auth_config());
     let limits = postbay_imap::ImapLimits {
         allow_plaintext_auth: config.imap.allow_plaintext_auth,
         ..Default::default()
     };
-    let imap = Arc::new(postbay_imap::ImapContext::new(
+    let imap = Arc::new(postbay_imap::ImapContext::with_authenticator(
         store.clone(),
         config.hostname.clone(),
         limits,
+        authenticator.clone(),
     ));
     let section = &config.imap.access;
     let gate = ConnectionGate::new(ConnectionLimits {
@@ -260,10 +263,11 @@ async fn start_access(
     }
     running.gates.push(gate);
 
-    let pop3 = Arc::new(postbay_pop3::Pop3Context::new(
+    let pop3 = Arc::new(postbay_pop3::Pop3Context::with_authenticator(
         store,
         config.hostname.clone(),
         postbay_pop3::Pop3Limits::default(),
+        authenticator,
     ));
     let section = &config.pop3;
     let gate = ConnectionGate::new(ConnectionLimits {
