@@ -17,9 +17,16 @@ pub struct ImapLimits {
     pub idle_timeout: Duration,
     /// Time from connect to successful authentication ("autologout" of idle strangers).
     pub auth_timeout: Duration,
-    /// Delay before answering a failed login, so password guessing is slow.
+    /// Login throttle settings, used only by [`crate::ImapContext::new`], which builds an
+    /// authenticator for this server alone; a process that serves several protocols shares
+    /// one `postbay_auth::Authenticator` ([`crate::ImapContext::with_authenticator`]) and
+    /// its policy instead. Mapped onto [`postbay_auth::LoginPolicy`] by
+    /// [`ImapLimits::login_policy`].
+    ///
+    /// Delay of the answer to the first recent failed login; doubles per further one.
     pub failed_login_delay: Duration,
-    /// Failed logins allowed per client IP within `failure_window`.
+    /// Failed logins allowed per client network (IPv4 address, IPv6 /64) within
+    /// `failure_window`.
     pub max_failures_per_ip: u32,
     /// Failed logins allowed per user name within `failure_window`.
     pub max_failures_per_user: u32,
@@ -37,20 +44,35 @@ pub struct ImapLimits {
 
 impl Default for ImapLimits {
     fn default() -> Self {
+        let login = postbay_auth::LoginPolicy::default();
         ImapLimits {
             max_line_length: 64 * 1024,
             max_literal_size: 64 * 1024 * 1024,
             max_unauthenticated_literal: 8 * 1024,
             idle_timeout: Duration::from_secs(30 * 60),
             auth_timeout: Duration::from_secs(60),
-            failed_login_delay: Duration::from_millis(1500),
-            max_failures_per_ip: 20,
-            max_failures_per_user: 10,
-            failure_window: Duration::from_secs(300),
+            failed_login_delay: login.failure_delay,
+            max_failures_per_ip: login.max_failures_per_network,
+            max_failures_per_user: login.max_failures_per_user,
+            failure_window: login.failure_window,
             max_auth_attempts: 3,
             idle_poll_interval: Duration::from_millis(500),
             idle_keepalive: Duration::from_secs(120),
             allow_plaintext_auth: false,
+        }
+    }
+}
+
+impl ImapLimits {
+    /// The login settings as the shared policy; the delay cap and table bound are the
+    /// policy's defaults.
+    pub fn login_policy(&self) -> postbay_auth::LoginPolicy {
+        postbay_auth::LoginPolicy {
+            failure_delay: self.failed_login_delay,
+            max_failures_per_network: self.max_failures_per_ip,
+            max_failures_per_user: self.max_failures_per_user,
+            failure_window: self.failure_window,
+            ..postbay_auth::LoginPolicy::default()
         }
     }
 }

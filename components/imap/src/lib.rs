@@ -66,22 +66,42 @@ pub struct ImapContext {
     /// Our name, for logs and greetings.
     pub hostname: String,
     pub limits: ImapLimits,
-    /// Failed-login counters, shared by all sessions of this server.
-    pub login_limiter: auth::LoginLimiter,
+    /// Password checks and the login throttle; the process's one, shared with POP3 and
+    /// submission when built with [`ImapContext::with_authenticator`].
+    pub authenticator: postbay_auth::Authenticator,
 }
 
 impl ImapContext {
+    /// A server with its own authenticator, throttling by `limits`' login settings.
     pub fn new(
         store: postbay_store::Store,
         hostname: impl Into<String>,
         limits: ImapLimits,
     ) -> ImapContext {
+        let authenticator = postbay_auth::Authenticator::new(
+            store.clone(),
+            postbay_auth::AuthConfig {
+                policy: limits.login_policy(),
+                ..postbay_auth::AuthConfig::default()
+            },
+        );
+        ImapContext::with_authenticator(store, hostname, limits, authenticator)
+    }
+
+    /// A server checking logins with the process's shared `authenticator` (whose policy
+    /// then applies, not `limits`' login settings).
+    pub fn with_authenticator(
+        store: postbay_store::Store,
+        hostname: impl Into<String>,
+        limits: ImapLimits,
+        authenticator: postbay_auth::Authenticator,
+    ) -> ImapContext {
         store.set_change_poll_interval(limits.idle_poll_interval);
         ImapContext {
             store,
             hostname: hostname.into(),
-            login_limiter: auth::LoginLimiter::new(&limits),
             limits,
+            authenticator,
         }
     }
 }

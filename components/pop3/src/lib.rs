@@ -37,7 +37,6 @@
 //! Passwords travel in the clear inside USER/PASS and AUTH PLAIN, so by default they are
 //! accepted only over TLS or from loopback ([`PlaintextAuth`]); on port 110 clients use STLS.
 
-pub mod auth;
 pub mod command;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -47,7 +46,6 @@ pub mod response;
 pub mod sasl;
 pub mod server;
 pub mod session;
-pub mod throttle;
 
 use std::time::Duration;
 
@@ -74,39 +72,48 @@ pub struct Pop3Limits {
     pub max_auth_failures: u32,
     /// Unknown, malformed or out-of-state commands on one connection before it is closed.
     pub max_bad_commands: u32,
-    /// Delay before answering the first recent failed login from a network; doubles for each
-    /// further one ([`throttle`]).
+    /// Login throttle settings, used only by [`Pop3Context::new`], which builds an
+    /// authenticator for this server alone; a process serving several protocols shares one
+    /// `postbay_auth::Authenticator` ([`Pop3Context::with_authenticator`]) and its policy.
+    /// Mapped onto [`postbay_auth::LoginPolicy`] by [`Pop3Limits::login_policy`].
+    ///
+    /// Delay before answering the first recent failed login; doubles for each further one
+    /// from the network or for the user name, up to `max_failure_delay`.
     pub failure_delay: Duration,
     pub max_failure_delay: Duration,
-    /// Failed logins from one network within `failure_window` after which it is refused
-    /// until the window has passed since its last failure.
+    /// Failed logins from one network (IPv4 address, IPv6 /64) within `failure_window`
+    /// after which it is refused until the window has passed since its last failure.
+    /// (The per-user limit is the policy's default.)
     pub max_failures_per_ip: u32,
     pub failure_window: Duration,
 }
 
 impl Default for Pop3Limits {
     fn default() -> Self {
+        let login = postbay_auth::LoginPolicy::default();
         Pop3Limits {
             max_command_line: 1024,
             max_sasl_line: 8192,
             idle_timeout: Duration::from_secs(600),
             max_auth_failures: 3,
             max_bad_commands: 10,
-            failure_delay: Duration::from_secs(2),
-            max_failure_delay: Duration::from_secs(15),
-            max_failures_per_ip: 20,
-            failure_window: Duration::from_secs(600),
+            failure_delay: login.failure_delay,
+            max_failure_delay: login.max_failure_delay,
+            max_failures_per_ip: login.max_failures_per_network,
+            failure_window: login.failure_window,
         }
     }
 }
 
 impl Pop3Limits {
-    pub(crate) fn throttle_policy(&self) -> throttle::ThrottlePolicy {
-        throttle::ThrottlePolicy {
-            base_delay: self.failure_delay,
-            max_delay: self.max_failure_delay,
-            max_failures: self.max_failures_per_ip,
-            window: self.failure_window,
+    /// The login settings as the shared policy.
+    pub fn login_policy(&self) -> postbay_auth::LoginPolicy {
+        postbay_auth::LoginPolicy {
+            failure_delay: self.failure_delay,
+            max_failure_delay: self.max_failure_delay,
+            max_failures_per_network: self.max_failures_per_ip,
+            failure_window: self.failure_window,
+            ..postbay_auth::LoginPolicy::default()
         }
     }
 }
@@ -123,29 +130,47 @@ pub enum PlaintextAuth {
     Never,
 }
 
-/// What every session of one server shares. Build it with [`Pop3Context::new`]: it also
-/// holds the login throttle, the hash-verification slots and the message-size cache,
-/// which sessions must share.
+/// What every session of one server shares. Build it with [`Pop3Context::new`] or
+/// [`Pop3Context::with_authenticator`]: it also holds the message-size cache, which
+/// sessions must share.
 pub struct Pop3Context {
     pub store: Store,
     /// Named in the greeting and sign-off.
     pub hostname: String,
     pub limits: Pop3Limits,
     pub plaintext_auth: PlaintextAuth,
-    throttle: throttle::AuthThrottle,
-    verifier: auth::Verifier,
+    /// Password checks, throttle and hashing pool (the process's one when shared).
+    pub authenticator: postbay_auth::Authenticator,
     sizes: maildrop::SizeCache,
 }
 
 impl Pop3Context {
+    /// A server with its own authenticator, throttling by `limits`' login settings.
     pub fn new(store: Store, hostname: impl Into<String>, limits: Pop3Limits) -> Pop3Context {
+        let authenticator = postbay_auth::Authenticator::new(
+            store.clone(),
+            postbay_auth::AuthConfig {
+                policy: limits.login_policy(),
+                ..postbay_auth::AuthConfig::default()
+            },
+        );
+        Pop3Context::with_authenticator(store, hostname, limits, authenticator)
+    }
+
+    /// A server checking logins with the process's shared `authenticator` (whose policy
+    /// then applies, not `limits`' login settings).
+    pub fn with_authenticator(
+        store: Store,
+        hostname: impl Into<String>,
+        limits: Pop3Limits,
+        authenticator: postbay_auth::Authenticator,
+    ) -> Pop3Context {
         Pop3Context {
             store,
             hostname: hostname.into(),
             limits,
             plaintext_auth: PlaintextAuth::default(),
-            throttle: throttle::AuthThrottle::default(),
-            verifier: auth::Verifier::default(),
+            authenticator,
             sizes: maildrop::SizeCache::default(),
         }
     }

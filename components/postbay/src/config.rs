@@ -32,6 +32,82 @@ pub struct Config {
     pub lmtp: LmtpSection,
     pub pop3: AccessSection,
     pub imap: ImapSection,
+    /// Logins of every protocol (IMAP, POP3, submission): one throttle, one hashing pool.
+    pub auth: AuthSection,
+}
+
+/// The process's one login policy (postbay-auth). Defaults: `postbay_auth::AuthConfig`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// Delay of the answer to a first recent failed login; doubles per further failure of
+    /// the client's network or the user name.
+    #[serde(with = "humantime_serde")]
+    pub failure_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_failure_delay: Duration,
+    /// Failures from one network (IPv4 address, IPv6 /64) before it is locked out.
+    pub max_failures_per_network: u32,
+    /// Failures for one user name before it is locked out.
+    pub max_failures_per_user: u32,
+    /// Counts start over, and lockouts end, after this long without a failure.
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
+    /// Networks and user names tracked at most (each).
+    pub max_tracked: usize,
+    /// Password hashes computed at once; 0 = the number of cores.
+    pub hashing_threads: usize,
+    /// Successful logins remembered (HMAC keys only, never passwords); 0 = no cache.
+    pub cache_capacity: usize,
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// Secret for SCRAM replies to unknown users; give every replica the same one (from a
+    /// Secret). Unset: random per process, which lets a prober compare replicas.
+    pub scram_unknown_user_secret: Option<String>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        let base = postbay_auth::AuthConfig::default();
+        AuthSection {
+            failure_delay: base.policy.failure_delay,
+            max_failure_delay: base.policy.max_failure_delay,
+            max_failures_per_network: base.policy.max_failures_per_network,
+            max_failures_per_user: base.policy.max_failures_per_user,
+            failure_window: base.policy.failure_window,
+            max_tracked: base.policy.max_tracked,
+            hashing_threads: 0,
+            cache_capacity: base.cache_capacity,
+            cache_ttl: base.cache_ttl,
+            scram_unknown_user_secret: None,
+        }
+    }
+}
+
+impl AuthSection {
+    pub fn auth_config(&self) -> postbay_auth::AuthConfig {
+        let base = postbay_auth::AuthConfig::default();
+        postbay_auth::AuthConfig {
+            policy: postbay_auth::LoginPolicy {
+                failure_delay: self.failure_delay,
+                max_failure_delay: self.max_failure_delay,
+                max_failures_per_network: self.max_failures_per_network,
+                max_failures_per_user: self.max_failures_per_user,
+                failure_window: self.failure_window,
+                max_tracked: self.max_tracked,
+            },
+            hashing_threads: match self.hashing_threads {
+                0 => base.hashing_threads,
+                n => n,
+            },
+            cache_capacity: self.cache_capacity,
+            cache_ttl: self.cache_ttl,
+            scram_unknown_user_secret: self
+                .scram_unknown_user_secret
+                .as_ref()
+                .map(|s| s.as_bytes().to_vec()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -170,6 +246,7 @@ impl Default for Config {
             lmtp: LmtpSection::default(),
             pop3: AccessSection::default(),
             imap: ImapSection::default(),
+            auth: AuthSection::default(),
         }
     }
 }
@@ -311,6 +388,7 @@ fn set_path(value: &mut serde_yaml::Value, path: &[&str], new: serde_yaml::Value
 }
 
 /// The process's one login module, shared by every protocol it serves.
-pub fn authenticator(_config: &Config, store: &postbay_store::Store) -> postbay_auth::Authenticator {
-    postbay_auth::Authenticator::new(store.clone(), postbay_auth::AuthConfig::default())
+/// One throttle, one hashing pool and one cache, whatever the protocol (`dev` serves all).
+pub fn authenticator(config: &Config, store: &postbay_store::Store) -> postbay_auth::Authenticator {
+    postbay_auth::Authenticator::new(store.clone(), config.auth.auth_config())
 }

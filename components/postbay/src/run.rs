@@ -60,8 +60,8 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     let tls = tls_provider(&config).await?;
     let mut running = Running::default();
     start_mailbox(&config, store.clone(), &mut running).await?;
-    start_access(&config, store.clone(), tls.clone(), &mut running).await?;
     let authenticator = crate::config::authenticator(&config, &store);
+    start_access(&config, store.clone(), tls.clone(), &authenticator, &mut running).await?;
     start_smtp(&config, store, tls, &authenticator, &mut running).await?;
     println!(
         "postbay dev ready (data {}, database {})",
@@ -115,7 +115,8 @@ pub async fn mailbox(mut config: Config) -> Result<()> {
     let tls = tls_provider(&config).await?;
     let mut running = Running::default();
     start_mailbox(&config, store.clone(), &mut running).await?;
-    start_access(&config, store, tls, &mut running).await?;
+    let authenticator = crate::config::authenticator(&config, &store);
+    start_access(&config, store, tls, &authenticator, &mut running).await?;
     println!("postbay imap ready");
     running.shutdown().await;
     Ok(())
@@ -265,16 +266,18 @@ async fn start_access(
     config: &Config,
     store: Store,
     tls: TlsProvider,
+    authenticator: &postbay_auth::Authenticator,
     running: &mut Running,
 ) -> Result<()> {
     let limits = postbay_imap::ImapLimits {
         allow_plaintext_auth: config.imap.allow_plaintext_auth,
         ..Default::default()
     };
-    let imap = Arc::new(postbay_imap::ImapContext::new(
+    let imap = Arc::new(postbay_imap::ImapContext::with_authenticator(
         store.clone(),
         config.hostname.clone(),
         limits,
+        authenticator.clone(),
     ));
     let section = &config.imap.access;
     let gate = ConnectionGate::new(ConnectionLimits {
@@ -308,10 +311,11 @@ async fn start_access(
     }
     running.gates.push(gate);
 
-    let pop3 = Arc::new(postbay_pop3::Pop3Context::new(
+    let pop3 = Arc::new(postbay_pop3::Pop3Context::with_authenticator(
         store,
         config.hostname.clone(),
         postbay_pop3::Pop3Limits::default(),
+        authenticator.clone(),
     ));
     let section = &config.pop3;
     let gate = ConnectionGate::new(ConnectionLimits {

@@ -6,7 +6,9 @@ use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::secret::Secret;
 
-use crate::auth::{check_password, decode_plain, AuthOutcome};
+use postbay_auth::sasl::{self, LoginExchange, LoginStep};
+use postbay_auth::LoginOutcome;
+
 use crate::op::any::capability_code;
 use crate::protocol::{no, OpResult, Outcome, Protocol};
 
@@ -14,8 +16,7 @@ use crate::protocol::{no, OpResult, Outcome, Protocol};
 #[derive(Debug)]
 pub enum Sasl {
     Plain,
-    LoginUser,
-    LoginPassword(String),
+    Login(LoginExchange),
 }
 
 impl Sasl {
@@ -23,8 +24,7 @@ impl Sasl {
     pub fn challenge(&self) -> &'static [u8] {
         match self {
             Sasl::Plain => b"",
-            Sasl::LoginUser => b"Username:",
-            Sasl::LoginPassword(_) => b"Password:",
+            Sasl::Login(exchange) => exchange.challenge(),
         }
     }
 }
@@ -78,7 +78,7 @@ pub async fn authenticate(
     let initial = initial_response.map(|r| r.declassify().to_vec());
     let sasl = match mechanism {
         AuthMechanism::Plain => Sasl::Plain,
-        AuthMechanism::Login => Sasl::LoginUser,
+        AuthMechanism::Login => Sasl::Login(LoginExchange::new()),
         other => {
             return Err(no(
                 None,
@@ -98,37 +98,45 @@ pub async fn authenticate(
 /// Feeds one client response into the exchange.
 pub async fn step(p: &mut Protocol, sasl: Sasl, data: &[u8]) -> Step {
     match sasl {
-        Sasl::Plain => match decode_plain(data) {
-            Some((user, password)) => Step::Done(finish(p, &user, &password).await),
-            None => Step::Done(Err(crate::protocol::bad("Invalid PLAIN message"))),
+        Sasl::Plain => match sasl::parse_plain(data) {
+            Ok(c) => Step::Done(finish(p, &c.authcid, c.password.expose()).await),
+            Err(_) => Step::Done(Err(crate::protocol::bad("Invalid PLAIN message"))),
         },
-        Sasl::LoginUser => Step::Continue(Sasl::LoginPassword(
-            String::from_utf8_lossy(data).into_owned(),
-        )),
-        Sasl::LoginPassword(user) => Step::Done(finish(p, &user, data).await),
+        Sasl::Login(exchange) => match exchange.step(data) {
+            Ok(LoginStep::Continue(next)) => Step::Continue(Sasl::Login(next)),
+            Ok(LoginStep::Done { username, password }) => {
+                Step::Done(finish(p, &username, password.expose()).await)
+            }
+            Err(_) => Step::Done(Err(crate::protocol::bad("Invalid user name"))),
+        },
     }
 }
 
 async fn finish(p: &mut Protocol, username: &str, password: &[u8]) -> OpResult {
     let ctx = p.ctx.clone();
-    match check_password(&ctx, p.peer, username, password).await {
-        AuthOutcome::Success(user) => {
+    match ctx
+        .authenticator
+        .check_password(p.peer, username, password)
+        .await
+    {
+        LoginOutcome::Success(mailbox) => {
+            let user = crate::auth::User::from(mailbox);
             tracing::info!(peer = %p.peer, user = %user.address, "logged in");
             p.user = Some(user);
             Ok(Outcome::Ok(capability_code(p), "Logged in".into()))
         }
-        AuthOutcome::Failed => {
+        LoginOutcome::Failed => {
             p.auth_failures += 1;
             Err(no(Some("AUTHENTICATIONFAILED"), "Authentication failed."))
         }
-        AuthOutcome::Throttled => {
+        LoginOutcome::Throttled { .. } => {
             p.auth_failures += 1;
             Err(no(
                 Some("UNAVAILABLE"),
                 "Too many failed logins, try again later.",
             ))
         }
-        AuthOutcome::Unavailable => Err(no(
+        LoginOutcome::Unavailable => Err(no(
             Some("UNAVAILABLE"),
             "Temporary authentication failure, try again later.",
         )),

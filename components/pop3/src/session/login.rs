@@ -1,11 +1,9 @@
 //! The AUTHORIZATION state: CAPA, STLS, USER/PASS, AUTH PLAIN, and QUIT in either state.
 
-use std::time::Instant;
-
+use postbay_auth::LoginOutcome;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Ending, Line, Session, State, Step, TLS_HANDSHAKE_TIMEOUT};
-use crate::auth::Verdict;
 use crate::command::Secret;
 use crate::maildrop::Maildrop;
 use crate::response::{write_lines, Code, Status};
@@ -97,7 +95,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(user) = user else {
             return Ok(self.bad_command(Status::err("No user name given: send USER first")));
         };
-        Ok(self.login(&user, &password, "USER").await)
+        Ok(self.login(&user, password.expose(), "USER").await)
     }
 
     /// RFC 5034 §4, PLAIN only. Without a mechanism: the mechanism list, as RFC 1734-era
@@ -145,72 +143,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.reply(Status::err("Authentication cancelled"));
                 return Ok(None);
             }
-            Err(e) => {
-                tracing::debug!(peer = %self.peer, error = %e, "bad AUTH PLAIN response");
-                let text = match e {
-                    SaslError::Base64 => "Invalid base64 in SASL response",
-                    _ => "Malformed PLAIN response",
-                };
-                return Ok(self.auth_failed(Status::err(text)));
-            }
-        };
-        if let Some(authzid) = &credentials.authzid {
-            let same = postbay_store::directory::canonical_address(authzid)
-                == postbay_store::directory::canonical_address(&credentials.authcid);
-            if !same {
-                tracing::info!(peer = %self.peer, user = %credentials.authcid, "AUTH PLAIN asked to act as another user");
+            Err(SaslError::AuthzidNotPermitted) => {
+                tracing::info!(peer = %self.peer, "AUTH PLAIN asked to act as another user");
                 return Ok(self.auth_failed(Status::err_code(
                     Code::Auth,
                     "Authorization identity not permitted",
                 )));
             }
-        }
+            Err(e) => {
+                tracing::debug!(peer = %self.peer, error = %e, "bad AUTH PLAIN response");
+                let text = match e {
+                    SaslError::Base64 => "Invalid base64 in SASL response",
+                    SaslError::TooLong { .. } => "SASL response too long",
+                    _ => "Malformed PLAIN response",
+                };
+                return Ok(self.auth_failed(Status::err(text)));
+            }
+        };
         Ok(self
-            .login(&credentials.authcid, &credentials.password, "AUTH PLAIN")
+            .login(
+                &credentials.authcid,
+                credentials.password.expose(),
+                "AUTH PLAIN",
+            )
             .await)
     }
 
-    /// Checks credentials under the per-network throttle; on success opens the maildrop
-    /// and enters the TRANSACTION state.
-    async fn login(
-        &mut self,
-        user: &str,
-        password: &Secret,
-        method: &'static str,
-    ) -> Option<Ending> {
-        let policy = self.ctx.limits.throttle_policy();
-        let ip = self.peer.ip();
-        let started = Instant::now();
-        if let Err(retry_after) = self.ctx.throttle.check(ip, &policy, started) {
-            tracing::warn!(peer = %self.peer, user, ?retry_after, "login refused: too many failures from this network");
-            // Held back like a failure, so a locked-out client cannot spin.
-            tokio::time::sleep(policy.base_delay).await;
-            return self.auth_failed(Status::err_code(
-                Code::SysTemp,
-                "Too many failed logins from your address, try again later",
-            ));
-        }
-        match self
-            .ctx
-            .verifier
-            .check(&self.ctx.store, user, password)
+    /// Checks credentials with the shared authenticator (throttle, delays and hashing pool
+    /// are its business); on success opens the maildrop and enters the TRANSACTION state.
+    async fn login(&mut self, user: &str, password: &[u8], method: &'static str) -> Option<Ending> {
+        let authenticator = self.ctx.authenticator.clone();
+        match authenticator
+            .check_password(self.peer.ip(), user, password)
             .await
         {
-            Verdict::Accepted(mailbox) => self.open_maildrop(mailbox, method).await,
-            Verdict::Rejected { reason } => {
-                tracing::info!(peer = %self.peer, user, method, reason, "login failed");
-                let delay = self.ctx.throttle.failure(ip, &policy, Instant::now());
-                // Counted from the start, so a slow hash and a missing user look alike.
-                tokio::time::sleep_until((started + delay).into()).await;
+            LoginOutcome::Success(mailbox) => self.open_maildrop(mailbox, method).await,
+            LoginOutcome::Failed => {
+                tracing::debug!(peer = %self.peer, user, method, "login failed");
                 self.auth_failed(Status::err_code(Code::Auth, "Authentication failed"))
             }
-            Verdict::Unavailable { reason } => {
-                tracing::error!(peer = %self.peer, user, method, %reason, "login could not be checked");
+            LoginOutcome::Throttled { retry_after } => {
+                tracing::debug!(peer = %self.peer, user, method, ?retry_after, "login throttled");
                 self.auth_failed(Status::err_code(
                     Code::SysTemp,
-                    "Authentication temporarily unavailable, try again later",
+                    "Too many failed logins from your address or for this user, try again later",
                 ))
             }
+            LoginOutcome::Unavailable => self.auth_failed(Status::err_code(
+                Code::SysTemp,
+                "Authentication temporarily unavailable, try again later",
+            )),
         }
     }
 
