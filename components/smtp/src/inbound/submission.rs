@@ -74,12 +74,15 @@ fn trim(bytes: &[u8]) -> &[u8] {
 pub fn prepare(message: &[u8], hostname: &str, id: &str, now: i64) -> Prepared {
     let (header, body_start) = fields(message);
     let is = |f: &Field<'_>, name: &str| f.name.eq_ignore_ascii_case(name.as_bytes());
-    let has_date = header.iter().any(|f| is(f, "Date"));
-    let has_message_id = header.iter().any(|f| is(f, "Message-ID"));
+    // A Date or Message-ID with nothing in it is as good as none: replaced, not kept.
+    let empty = |f: &Field<'_>| trim(&f.raw[f.name.len()..]) == b":";
+    let useless = |f: &Field<'_>| (is(f, "Date") || is(f, "Message-ID")) && empty(f);
+    let has_date = header.iter().any(|f| is(f, "Date") && !empty(f));
+    let has_message_id = header.iter().any(|f| is(f, "Message-ID") && !empty(f));
     let from_fields = header.iter().filter(|f| is(f, "From")).count();
 
     let mut out = Vec::with_capacity(message.len() + 128);
-    for field in header.iter().filter(|f| !is(f, "Bcc")) {
+    for field in header.iter().filter(|f| !is(f, "Bcc") && !useless(f)) {
         out.extend_from_slice(field.raw);
         if !field.raw.ends_with(b"\n") {
             out.extend_from_slice(b"\r\n");
@@ -159,6 +162,16 @@ mod tests {
             text(&p),
             "Date: Mon, 1 Dec 2025 10:00:00 +0100\r\nmessage-id: <x@y>\r\n\
              From: alice@example.test\r\nTo: bob@example.test\r\n\r\nBcc: in the body stays\r\n"
+        );
+    }
+
+    #[test]
+    fn empty_date_and_message_id_are_replaced() {
+        let p = prepare(b"From: a@example.test\r\nDate:\r\nMessage-ID: \r\n\r\nx\r\n", "h", "id", NOW);
+        assert_eq!(
+            text(&p),
+            "From: a@example.test\r\nDate: Tue, 2 Dec 2025 00:00:00 +0000\r\n\
+             Message-ID: <id@h>\r\n\r\nx\r\n"
         );
     }
 
