@@ -3,9 +3,10 @@
 //! message and prepends the returned header fields.
 //!
 //! Every enabled `dkim_keys` row of the author's domain signs, so a domain with an RSA and
-//! an Ed25519 key gets both signatures (RFC 8463 section 5 advises signing with both while
-//! verifiers catch up). Canonicalisation is relaxed/relaxed (section 3.4), no `l=` (a body
-//! length lets anyone append content, section 8.2), no `x=`. The header list and its
+//! an Ed25519 key gets both signatures (RFC 8463): a verifier that does not know Ed25519
+//! fails that signature alone and still checks the RSA one (RFC 6376 section 6.1.1).
+//! Canonicalisation is relaxed/relaxed (section 3.4); no `l=` (a body length lets anyone
+//! append content, section 8.2) and no `x=`. The header list and its
 //! oversigning are in [`headers`].
 //!
 //! Keys change without a restart: rows are re-read after [`ROW_TTL`], key files whenever
