@@ -89,14 +89,12 @@ impl Authenticator {
                 .or(Some(m.password_hash.as_str()).filter(|h| is_scram(h)))
         });
         let credential = match (&mailbox, stored) {
-            (Some(mailbox), Some(stored)) => Some(
-                ScramCredential::parse(stored).map_err(|source| {
-                    AuthError::UnusableHash {
-                        address: mailbox.address.clone(),
-                        source,
-                    }
-                })?,
-            ),
+            (Some(mailbox), Some(stored)) => Some(ScramCredential::parse(stored).map_err(
+                |source| AuthError::UnusableHash {
+                    address: mailbox.address.clone(),
+                    source,
+                },
+            )?),
             _ => None,
         };
         Ok(ScramLookup {

@@ -61,7 +61,14 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     let mut running = Running::default();
     start_mailbox(&config, store.clone(), &mut running).await?;
     let authenticator = crate::config::authenticator(&config, &store);
-    start_access(&config, store.clone(), tls.clone(), &authenticator, &mut running).await?;
+    start_access(
+        &config,
+        store.clone(),
+        tls.clone(),
+        &authenticator,
+        &mut running,
+    )
+    .await?;
     start_smtp(&config, store, tls, &authenticator, &mut running).await?;
     println!(
         "postbay dev ready (data {}, database {})",
@@ -82,7 +89,10 @@ pub async fn smtp(mut config: Config) -> Result<()> {
         .lmtp_target
         .get_or_insert_with(|| "127.0.0.1:24".to_string());
     let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-    config.submission.listen.get_or_insert(SocketAddr::new(any, 587));
+    config
+        .submission
+        .listen
+        .get_or_insert(SocketAddr::new(any, 587));
     config
         .submission
         .listen_tls
@@ -199,11 +209,27 @@ async fn start_smtp(
     )];
     if let Some(at) = sub.listen {
         let limits = (sub.max_connections, sub.max_connections_per_ip);
-        doors.push(("submission", at, Role::Submission, false, &sub.proxy_trusted, limits.0, limits.1));
+        doors.push((
+            "submission",
+            at,
+            Role::Submission,
+            false,
+            &sub.proxy_trusted,
+            limits.0,
+            limits.1,
+        ));
     }
     if let Some(at) = sub.listen_tls {
         let limits = (sub.max_connections, sub.max_connections_per_ip);
-        doors.push(("submissions", at, Role::Submission, true, &sub.proxy_trusted, limits.0, limits.1));
+        doors.push((
+            "submissions",
+            at,
+            Role::Submission,
+            true,
+            &sub.proxy_trusted,
+            limits.0,
+            limits.1,
+        ));
     }
     for (name, at, role, implicit_tls, trusted, max_connections, max_per_ip) in doors {
         let listener = postbay_net::listener::bind(at)

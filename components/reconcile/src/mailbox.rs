@@ -89,7 +89,10 @@ pub async fn apply(
     )?;
     let sending = Sending {
         send_as: spec.send_as.iter().map(|a| a.to_lowercase()).collect(),
-        max_messages_per_hour: spec.sending_limits.as_ref().and_then(|l| l.messages_per_hour),
+        max_messages_per_hour: spec
+            .sending_limits
+            .as_ref()
+            .and_then(|l| l.messages_per_hour),
         max_recipients_per_hour: spec
             .sending_limits
             .as_ref()

@@ -74,10 +74,17 @@ pub fn stored_hash(value: &[u8], existing: Option<&str>) -> Result<String> {
 /// Only a cleartext Secret can give one (a hash cannot be turned into another), unless the
 /// Secret's hash is itself SCRAM. `existing` is kept while the cleartext still fits it, for
 /// the same reason as in [`stored_hash`].
-pub fn stored_scram(value: &[u8], password_hash: &str, existing: Option<&str>) -> Result<Option<String>> {
+pub fn stored_scram(
+    value: &[u8],
+    password_hash: &str,
+    existing: Option<&str>,
+) -> Result<Option<String>> {
     use postbay_passwd::scram::{ScramCredential, DEFAULT_ITERATIONS};
     match classify(value)? {
-        SecretPassword::Hash(hash) => Ok(ScramCredential::parse(&hash).ok().map(|_| hash).filter(|h| h == password_hash)),
+        SecretPassword::Hash(hash) => Ok(ScramCredential::parse(&hash)
+            .ok()
+            .map(|_| hash)
+            .filter(|h| h == password_hash)),
         SecretPassword::Cleartext(clear) => {
             if let Some(kept) = existing
                 .and_then(|e| ScramCredential::parse(e).ok())

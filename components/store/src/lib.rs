@@ -28,7 +28,9 @@ pub use blobs::BlobStore;
 pub use changes::{FolderWatch, Version};
 pub use db::write::Durability;
 pub use db::Backend;
-pub use directory::{DkimKeyRow, DomainRow, MailboxRow, MailboxSpec, Recipient, Resolution, Sending};
+pub use directory::{
+    DkimKeyRow, DomainRow, MailboxRow, MailboxSpec, Recipient, Resolution, Sending,
+};
 pub use folders::{FolderInfo, FolderStats, DEFAULT_FOLDERS};
 pub use messages::{
     apply_flag_change, Copied, Delivered, Expunged, FlagChange, FlagState, FlagUpdate,

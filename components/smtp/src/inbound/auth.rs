@@ -50,7 +50,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(None);
         }
         if !self.wire.stream.is_tls() {
-            self.reply(Reply::new(530, "5.7.0", "Must issue a STARTTLS command first"));
+            self.reply(Reply::new(
+                530,
+                "5.7.0",
+                "Must issue a STARTTLS command first",
+            ));
             return Ok(None);
         }
         if self.helo.is_none() || !self.esmtp {
@@ -62,7 +66,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(None);
         }
         if self.tx.mail_from.is_some() {
-            self.reply(Reply::bad_sequence("AUTH not allowed during a mail transaction"));
+            self.reply(Reply::bad_sequence(
+                "AUTH not allowed during a mail transaction",
+            ));
             return Ok(None);
         }
         // smtp-proto gives the initial response as sent; RFC 4954 §4: `=` is an empty one.
@@ -104,7 +110,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.auth_failed()
             }
             Verdict::Failed => {
-                self.reply(Reply::new(535, "5.7.8", "Authentication credentials invalid"));
+                self.reply(Reply::new(
+                    535,
+                    "5.7.8",
+                    "Authentication credentials invalid",
+                ));
                 self.auth_failed()
             }
             Verdict::Throttled => {
@@ -250,7 +260,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(f) => f,
             Err(e) => return Ok(sasl_verdict(e)),
         };
-        match self.ctx.auth.scram_finish(ip, exchange, &client_final).await {
+        match self
+            .ctx
+            .auth
+            .scram_finish(ip, exchange, &client_final)
+            .await
+        {
             ScramOutcome::Success {
                 mailbox,
                 server_final,
@@ -276,8 +291,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// `None` if the line is over the limit (it is read to its end and dropped).
     async fn challenge(&mut self, challenge: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
         let text = B64.encode(challenge);
-        self.wire
-            .queue(format!("334 {text}\r\n").as_bytes());
+        self.wire.queue(format!("334 {text}\r\n").as_bytes());
         crate::proto::read_line(
             &mut self.wire,
             MAX_RESPONSE_LINE,

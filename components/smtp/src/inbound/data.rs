@@ -135,16 +135,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ));
         }
         let recipients = tx.rcpts.len().try_into().unwrap_or(u32::MAX);
-        if let Err(over) = self.ctx.sends.try_send(user, recipients, login.limits, std::time::Instant::now()) {
+        if let Err(over) =
+            self.ctx
+                .sends
+                .try_send(user, recipients, login.limits, std::time::Instant::now())
+        {
             tracing::warn!(peer = %self.peer, login = user, ?over, "sending limit reached");
-            return Err(Reply::new(450, "4.7.1", "Sending rate limit exceeded, try again later"));
+            return Err(Reply::new(
+                450,
+                "4.7.1",
+                "Sending rate limit exceeded, try again later",
+            ));
         }
-        let domain = prepared.from[0].rsplit_once('@').map_or("", |(_, d)| d).to_string();
+        let domain = prepared.from[0]
+            .rsplit_once('@')
+            .map_or("", |(_, d)| d)
+            .to_string();
         let message = prepared.message;
         match self.ctx.signer.sign(&domain, &message).await {
             Ok(signed) => {
                 if let Some(why) = signed.unsigned() {
-                    tracing::warn!(domain, ?why, queue_id = id, "sending unsigned: no usable DKIM key for the From domain");
+                    tracing::warn!(
+                        domain,
+                        ?why,
+                        queue_id = id,
+                        "sending unsigned: no usable DKIM key for the From domain"
+                    );
                 }
                 let mut out = signed.header;
                 out.extend_from_slice(&message);

@@ -105,7 +105,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         );
         if let Err(over) = limited {
             tracing::warn!(peer = %self.peer, login = login.rights.login(), ?over, "sending limit reached");
-            return Some(Reply::new(450, "4.7.1", "Sending rate limit exceeded, try again later"));
+            return Some(Reply::new(
+                450,
+                "4.7.1",
+                "Sending rate limit exceeded, try again later",
+            ));
         }
         None
     }

@@ -81,7 +81,9 @@ impl SendCounter {
                 .iter()
                 .filter(|(t, _)| now.saturating_duration_since(*t) < WINDOW)
         };
-        if limits.messages_per_hour > 0 && recent().count() as u64 >= u64::from(limits.messages_per_hour) {
+        if limits.messages_per_hour > 0
+            && recent().count() as u64 >= u64::from(limits.messages_per_hour)
+        {
             return Err(OverLimit::Messages);
         }
         let rcpts: u64 = recent().map(|(_, n)| u64::from(*n)).sum();

@@ -77,7 +77,10 @@ mod tests {
         ] {
             assert!(!rights.allows(bad), "{bad:?}");
         }
-        assert!(rights.allows_envelope(""), "bounces may use the null sender");
+        assert!(
+            rights.allows_envelope(""),
+            "bounces may use the null sender"
+        );
         assert!(!rights.allows_envelope("bob@example.test"));
     }
 }

@@ -107,21 +107,24 @@ pub fn prepare(message: &[u8], hostname: &str, id: &str, now: i64) -> Prepared {
     }
 }
 
-/// The addresses of the `From:` field, as mail-parser reads them (groups, comments, encoded
-/// display names and all).
+/// The addresses of every `From:` field, as mail-parser reads them (groups, comments,
+/// encoded display names and all). All fields count: a second one is refused anyway, but
+/// its addresses must never escape the check.
 fn header_from(message: &[u8]) -> Vec<String> {
     let Some(parsed) = mail_parser::MessageParser::new().parse_headers(message) else {
         return Vec::new();
     };
     parsed
-        .from()
-        .map(|from| {
+        .headers()
+        .iter()
+        .filter(|h| h.name == mail_parser::HeaderName::From)
+        .filter_map(|h| h.value.as_address())
+        .flat_map(|from| {
             from.iter()
                 .filter_map(|a| a.address())
                 .map(str::to_lowercase)
-                .collect()
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 #[cfg(test)]
@@ -167,7 +170,12 @@ mod tests {
 
     #[test]
     fn empty_date_and_message_id_are_replaced() {
-        let p = prepare(b"From: a@example.test\r\nDate:\r\nMessage-ID: \r\n\r\nx\r\n", "h", "id", NOW);
+        let p = prepare(
+            b"From: a@example.test\r\nDate:\r\nMessage-ID: \r\n\r\nx\r\n",
+            "h",
+            "id",
+            NOW,
+        );
         assert_eq!(
             text(&p),
             "From: a@example.test\r\nDate: Tue, 2 Dec 2025 00:00:00 +0000\r\n\
@@ -178,11 +186,31 @@ mod tests {
     #[test]
     fn from_addresses_are_read_like_a_mail_reader_would() {
         let cases: &[(&[u8], &[&str], usize)] = &[
-            (b"From: \"Doe, J\" <J.Doe@Example.Test>\r\n\r\n", &["j.doe@example.test"], 1),
-            (b"From: =?utf-8?q?Al=C3=AFce?= <alice@example.test>\r\n\r\n", &["alice@example.test"], 1),
-            (b"From: a@example.test, b@example.test\r\n\r\n", &["a@example.test", "b@example.test"], 1),
-            (b"From: (comment) alice@example.test\r\n\r\n", &["alice@example.test"], 1),
-            (b"From: alice@example.test\r\nFrom: mallory@evil.test\r\n\r\n", &["alice@example.test"], 2),
+            (
+                b"From: \"Doe, J\" <J.Doe@Example.Test>\r\n\r\n",
+                &["j.doe@example.test"],
+                1,
+            ),
+            (
+                b"From: =?utf-8?q?Al=C3=AFce?= <alice@example.test>\r\n\r\n",
+                &["alice@example.test"],
+                1,
+            ),
+            (
+                b"From: a@example.test, b@example.test\r\n\r\n",
+                &["a@example.test", "b@example.test"],
+                1,
+            ),
+            (
+                b"From: (comment) alice@example.test\r\n\r\n",
+                &["alice@example.test"],
+                1,
+            ),
+            (
+                b"From: alice@example.test\r\nFrom: mallory@evil.test\r\n\r\n",
+                &["alice@example.test", "mallory@evil.test"],
+                2,
+            ),
             (b"Subject: no from\r\n\r\n", &[], 0),
             (b"From: undisclosed:;\r\n\r\n", &[], 1),
         ];

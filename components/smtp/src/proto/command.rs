@@ -75,6 +75,15 @@ impl CommandReader {
         let consumed = pending.len() - iter.len();
         match parsed {
             Err(smtp_proto::Error::NeedsMoreData { .. }) => (consumed, None),
+            // The receiver's own buffer filled up inside a line: the rest of that line must
+            // be dropped too, or its tail would be read as a command of its own.
+            Err(smtp_proto::Error::ResponseTooLong)
+                if consumed == 0 || pending[consumed - 1] != b'\n' =>
+            {
+                self.receiver = RequestReceiver::default();
+                self.discarding = true;
+                (consumed, None)
+            }
             other => (consumed, Some(other)),
         }
     }
@@ -166,7 +175,14 @@ mod tests {
         input.extend_from_slice(b"\r\nQUIT\r\n");
         for chunk in [input.len(), 100, 4096] {
             let got = parse_all(&input, chunk);
-            assert_eq!(got.len(), 2, "chunk {chunk}: {:?}", got.iter().map(|r| r.as_ref().map(|s| s.chars().take(40).collect::<String>())).collect::<Vec<_>>());
+            assert_eq!(
+                got.len(),
+                2,
+                "chunk {chunk}: {:?}",
+                got.iter()
+                    .map(|r| r.as_ref().map(|s| s.chars().take(40).collect::<String>()))
+                    .collect::<Vec<_>>()
+            );
             assert!(matches!(got[0], Err(smtp_proto::Error::ResponseTooLong)));
             assert_eq!(got[1].as_deref(), Ok("Quit"));
         }

@@ -116,10 +116,11 @@ impl Store {
     /// and its `send_as` list. The login itself is not included.
     pub async fn sender_addresses(&self, login: &str) -> Result<Vec<String>> {
         let login = canonical_address(login);
-        let rows = sqlx::query("SELECT address FROM aliases WHERE destination = ? ORDER BY address")
-            .bind(&login)
-            .fetch_all(&mut *self.reader().await?)
-            .await?;
+        let rows =
+            sqlx::query("SELECT address FROM aliases WHERE destination = ? ORDER BY address")
+                .bind(&login)
+                .fetch_all(&mut *self.reader().await?)
+                .await?;
         let mut out: Vec<String> = rows.iter().map(|r| r.get("address")).collect();
         if let Some(mailbox) = self.mailbox(&login).await? {
             out.extend(mailbox.sending.send_as);
