@@ -27,7 +27,7 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// How one AUTH exchange ended, before it is turned into a reply.
 enum Verdict {
-    Success(postbay_store::MailboxRow),
+    Success(Box<postbay_store::MailboxRow>),
     Failed,
     Cancelled,
     Malformed(&'static str),
@@ -175,7 +175,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .check_password(self.peer.ip(), username, password)
             .await
         {
-            LoginOutcome::Success(mailbox) => Verdict::Success(mailbox),
+            LoginOutcome::Success(mailbox) => Verdict::Success(Box::new(mailbox)),
             LoginOutcome::Failed => Verdict::Failed,
             LoginOutcome::Throttled { .. } => Verdict::Throttled,
             LoginOutcome::Unavailable => Verdict::Unavailable,
@@ -278,7 +278,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if ack == b"*" {
                     return Ok(Verdict::Cancelled);
                 }
-                Ok(Verdict::Success(mailbox))
+                Ok(Verdict::Success(Box::new(mailbox)))
             }
             ScramOutcome::Failed(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "SCRAM authentication failed");
