@@ -37,9 +37,12 @@
 //!
 //! # Replicas
 //!
-//! Nothing is cached across sessions: UIDs are allocated by the store under the folder row
-//! lock, and each session learns about changes by comparing the folder's `highest_modseq`
-//! (before every command's tagged reply, and every `idle_poll_interval` during IDLE).
+//! UIDs are allocated by the store under the folder row lock, so replicas never share one.
+//! A session keeps what it knows of its selected folder (UID, flags, modseq per message,
+//! `selected.rs`) and brings it up to date from the store's change feed before it answers
+//! from it; the feed is raised at once by this process's commits and by one poller per
+//! process every `idle_poll_interval` for other replicas' (docs/architecture.md). Logins go
+//! through postbay-auth, whose throttle and cache are per process.
 
 pub mod auth;
 pub mod config;
