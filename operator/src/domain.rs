@@ -17,6 +17,9 @@ use crate::{dns_endpoint, Result};
 pub const DNS_RECHECK: Duration = Duration::from_secs(300);
 /// Per-lookup timeout of the published check.
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(2);
+/// The condition that says whether submitted mail for the domain is DKIM-signed.
+pub const DKIM_CONDITION: &str = "DkimSigning";
+
 /// The condition the published check reports.
 pub const DNS_CONDITION: &str = "DNSRecordsPublished";
 
@@ -73,6 +76,7 @@ impl Kind for MailDomain {
         if ctx.settings.external_dns {
             conditions.push(dns_endpoint::publish(self, &records, previous, ctx).await?);
         }
+        conditions.push(dkim_condition(&keys, previous, generation));
         Ok(Attempt::Done(Applied {
             change,
             records,
@@ -125,6 +129,42 @@ impl Kind for MailDomain {
         let owner = owner(self)?;
         let removed = domain::delete(&ctx.store, &owner, &self.spec.domain).await?;
         Ok(removed.then(|| format!("domain {} removed from the directory", self.spec.domain)))
+    }
+}
+
+/// Whether mail submitted for the domain leaves signed: `DkimSigning` is False while the
+/// domain has no enabled DkimKey (it still sends, unsigned, and the smtp log warns).
+fn dkim_condition(
+    keys: &[postbay_store::DkimKeyRow],
+    previous: &[Condition],
+    generation: Option<i64>,
+) -> Condition {
+    let enabled: Vec<&str> = keys
+        .iter()
+        .filter(|k| k.enabled)
+        .map(|k| k.selector.as_str())
+        .collect();
+    if enabled.is_empty() {
+        status::condition(
+            DKIM_CONDITION,
+            previous,
+            generation,
+            false,
+            "NoKey",
+            "no DkimKey for this domain: submitted mail is sent unsigned",
+        )
+    } else {
+        status::condition(
+            DKIM_CONDITION,
+            previous,
+            generation,
+            true,
+            "Signing",
+            &format!(
+                "submitted mail is signed with selector(s) {}",
+                enabled.join(", ")
+            ),
+        )
     }
 }
 

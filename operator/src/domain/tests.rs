@@ -89,6 +89,16 @@ async fn a_domain_is_written_with_dns_records_in_status_and_then_left_alone() {
         );
         assert_eq!(ready.observed_generation, Some(1));
         assert_eq!(status.observed_generation, Some(1));
+        let dkim = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == crate::domain::DKIM_CONDITION)
+            .expect("a DkimSigning condition");
+        assert_eq!(
+            (dkim.status, dkim.reason.as_str()),
+            (postbay_api::ConditionStatus::False, "NoKey"),
+            "a domain without a DkimKey says its mail leaves unsigned"
+        );
         let mx = status
             .dns_records
             .iter()
@@ -367,4 +377,34 @@ fn rivals_are_other_claimants_of_the_same_domain() {
     let refs = rivals(&mine, &all);
     assert_eq!(refs.len(), 1);
     assert_eq!(refs[0].namespace.as_deref(), Some("other"));
+}
+
+#[test]
+fn dkim_signing_condition_follows_the_enabled_keys() {
+    let key = |selector: &str, enabled: bool| postbay_store::DkimKeyRow {
+        domain: "example.test".into(),
+        selector: selector.into(),
+        algorithm: "rsa-sha256".into(),
+        public_key: "AAAA".into(),
+        private_key_ref: "file:/dev/null".into(),
+        enabled,
+        owner: None,
+    };
+    let none = super::dkim_condition(&[], &[], Some(1));
+    assert_eq!(
+        (none.status, none.reason.as_str()),
+        (postbay_api::ConditionStatus::False, "NoKey")
+    );
+    let disabled = super::dkim_condition(&[key("old", false)], &[], Some(1));
+    assert_eq!(disabled.reason, "NoKey");
+    let signing = super::dkim_condition(
+        &[key("s1", true), key("old", false), key("s2", true)],
+        &[],
+        Some(1),
+    );
+    assert_eq!(
+        (signing.status, signing.reason.as_str()),
+        (postbay_api::ConditionStatus::True, "Signing")
+    );
+    assert!(signing.message.contains("s1, s2"), "{}", signing.message);
 }
