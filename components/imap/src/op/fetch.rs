@@ -214,8 +214,9 @@ pub async fn fetch<S: Sink>(
     }
 
     let mut missing = false;
-    let mut blobs: std::collections::VecDeque<Result<Vec<u8>, postbay_store::Error>> =
-        std::collections::VecDeque::new();
+    // Bodies read ahead, by UID: a FETCH of many messages costs one blocking-pool trip per
+    // READ_AHEAD_BYTES, not one per message.
+    let mut blobs: HashMap<u32, Result<Vec<u8>, postbay_store::Error>> = HashMap::new();
     for (i, &(seq, uid)) in targets.iter().enumerate() {
         let Some(meta) = metas.get(&uid) else {
             missing = true;
@@ -225,17 +226,22 @@ pub async fn fetch<S: Sink>(
             continue;
         }
         let cached = headers.remove(&uid);
-        if want_blob && cached.is_none() && blobs.is_empty() {
-            blobs = read_ahead(p, &targets[i..], &metas, changed_since, &headers)
-                .await
-                .into();
+        if want_blob && cached.is_none() && !blobs.contains_key(&uid) {
+            blobs = read_ahead(p, &targets[i..], &metas, changed_since, &headers).await;
         }
         let blob = match (want_blob, cached) {
             (false, _) => None,
             (true, Some(header)) => Some(header),
-            (true, None) => match blobs.pop_front().expect("read ahead covers this message") {
-                Ok(b) => Some(b),
-                Err(e) => {
+            (true, None) => match blobs.remove(&uid) {
+                Some(Ok(b)) => Some(b),
+                None => {
+                    // read_ahead starts at this message, so this cannot happen; if it ever
+                    // does, the message is reported missing rather than the session dying.
+                    tracing::warn!(uid, "message body was not read ahead");
+                    missing = true;
+                    continue;
+                }
+                Some(Err(e)) => {
                     // Expunged by another session after we listed it.
                     tracing::debug!(error = %e, uid, "message body unavailable");
                     missing = true;
@@ -366,7 +372,8 @@ async fn read_ahead(
     metas: &HashMap<u32, MessageMeta>,
     changed_since: Option<i64>,
     headers: &HashMap<u32, Vec<u8>>,
-) -> Vec<Result<Vec<u8>, postbay_store::Error>> {
+) -> HashMap<u32, Result<Vec<u8>, postbay_store::Error>> {
+    let mut uids = Vec::new();
     let mut paths = Vec::new();
     let mut bytes = 0;
     for (_, uid) in targets {
@@ -378,9 +385,11 @@ async fn read_ahead(
             break;
         }
         bytes += meta.size;
+        uids.push(*uid);
         paths.push(meta.blob_path.clone());
     }
-    p.ctx.store.blobs().read_many(paths).await
+    let read = p.ctx.store.blobs().read_many(paths).await;
+    uids.into_iter().zip(read).collect()
 }
 
 fn item(

@@ -34,6 +34,18 @@ pub enum QueueError {
     },
     #[error("queue file {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// A file task on the blocking pool panicked or was cancelled (runtime shutting down).
+    #[error("queue {what} task failed: {source}")]
+    Blocking {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// Maps a failed `spawn_blocking` join to [`QueueError::Blocking`].
+pub(crate) fn blocking(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> QueueError {
+    move |source| QueueError::Blocking { what, source }
 }
 
 /// Who a queued message goes to.
@@ -136,7 +148,7 @@ impl Queue {
         line.push(b'\n');
         tokio::task::spawn_blocking(move || write_file_durably(&path, &[&line, &header, &body]))
             .await
-            .expect("queue writer task panicked")?;
+            .map_err(blocking("write"))??;
         let _ = self.wake.send(envelope.id.clone());
         Ok(())
     }
@@ -189,7 +201,7 @@ impl Queue {
             Ok(ids)
         })
         .await
-        .expect("queue scan task panicked")
+        .map_err(blocking("scan"))?
     }
 
     /// Moves a message that can never be delivered out of the way, keeping it for an admin.

@@ -409,7 +409,7 @@ impl Runner {
             postbay_store::fs::write_file_durably(&path, &[&line, &message])
         })
         .await
-        .expect("queue writer task panicked")?;
+        .map_err(super::blocking("rewrite"))??;
         Ok(())
     }
 }
