@@ -4,6 +4,8 @@
 //! tests talk through. With `POSTBAY_REQUIRE_PEERS=1` (as in CI) anything missing fails the
 //! test instead of skipping it, and a skip always says why.
 
+pub mod transcript;
+
 use std::path::{Path, PathBuf};
 
 use postbay_store::directory::MailboxSpec;
