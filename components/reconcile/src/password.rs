@@ -146,4 +146,38 @@ mod tests {
             Ok(SecretPassword::Cleartext(_))
         ));
     }
+
+    #[test]
+    fn scram_credential_comes_from_cleartext_and_is_kept_while_it_fits() {
+        use postbay_passwd::scram::ScramCredential;
+        let first = stored_scram(b"pencil\n", "{ARGON2ID}x", None)
+            .unwrap()
+            .expect("derived");
+        let parsed = ScramCredential::parse(&first).unwrap();
+        assert!(
+            parsed.verify_password(b"pencil"),
+            "the trailing newline is not part of it"
+        );
+        assert_eq!(parsed.iterations(), 4096);
+        // Unchanged password: the same credential (no new salt, no row rewrite).
+        assert_eq!(
+            stored_scram(b"pencil", "{ARGON2ID}x", Some(&first)).unwrap(),
+            Some(first.clone())
+        );
+        // Changed password: a new one.
+        let changed = stored_scram(b"other", "{ARGON2ID}x", Some(&first))
+            .unwrap()
+            .expect("derived");
+        assert_ne!(changed, first);
+        assert!(ScramCredential::parse(&changed)
+            .unwrap()
+            .verify_password(b"other"));
+        // A Secret holding a hash gives none, unless it is itself the SCRAM credential.
+        let hash = postbay_passwd::hash(b"pencil", Scheme::Argon2id).unwrap();
+        assert_eq!(stored_scram(hash.as_bytes(), &hash, None).unwrap(), None);
+        assert_eq!(
+            stored_scram(first.as_bytes(), &first, None).unwrap(),
+            Some(first.clone())
+        );
+    }
 }
