@@ -187,36 +187,23 @@ async fn lmtp_deliver(store: &postbay_store::Store, transid: &str) {
     c.cmd("QUIT", "221").await;
 }
 
+/// Delivers through LMTP with `transid` and returns how many messages bob's INBOX holds.
+async fn deliver_and_count(store: &postbay_store::Store, transid: &str) -> i64 {
+    lmtp_deliver(store, transid).await;
+    store
+        .count_messages("bob@example.test", "INBOX")
+        .await
+        .expect("count")
+}
+
 #[tokio::test]
 async fn lmtp_stores_once_per_transid_and_answers_per_recipient() {
     for t in seeded("lmtp").await {
-        lmtp_deliver(&t.store, "01TEST").await;
-        assert_eq!(
-            t.store
-                .count_messages("bob@example.test", "INBOX")
-                .await
-                .expect("count"),
-            1,
-            "{}",
-            t.name
-        );
+        assert_eq!(deliver_and_count(&t.store, "01TEST").await, 1, "{}", t.name);
         // The queue retrying after a crash sends the same TRANSID: no second copy.
-        lmtp_deliver(&t.store, "01TEST").await;
+        assert_eq!(deliver_and_count(&t.store, "01TEST").await, 1, "{}", t.name);
         assert_eq!(
-            t.store
-                .count_messages("bob@example.test", "INBOX")
-                .await
-                .expect("count"),
-            1,
-            "{}",
-            t.name
-        );
-        lmtp_deliver(&t.store, "01OTHER").await;
-        assert_eq!(
-            t.store
-                .count_messages("bob@example.test", "INBOX")
-                .await
-                .expect("count"),
+            deliver_and_count(&t.store, "01OTHER").await,
             2,
             "{}",
             t.name
