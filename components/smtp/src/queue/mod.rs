@@ -113,6 +113,16 @@ impl Queue {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
+        // Leftovers of writes that crashed before their rename were never acknowledged.
+        // They go now, under the lock and before this process can write, so no write in
+        // flight can be mistaken for one (the runner's first scan once raced new sessions).
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         let (wake, rx) = mpsc::unbounded_channel();
         Ok((
             Queue {
@@ -176,10 +186,9 @@ impl Queue {
         }
     }
 
-    /// Ids of every message in the directory, oldest first. With `remove_partial_writes`
-    /// (only at start-up, when no write of this node can be in flight) it also deletes
-    /// leftovers of writes that crashed before their rename: those were never acknowledged.
-    pub async fn scan(&self, remove_partial_writes: bool) -> Result<Vec<String>, QueueError> {
+    /// Ids of every message in the directory, oldest first (temporary files of writes in
+    /// flight are skipped; [`Queue::open`] removed those of earlier processes).
+    pub async fn scan(&self) -> Result<Vec<String>, QueueError> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
             let mut ids = Vec::new();
@@ -189,11 +198,7 @@ impl Queue {
             })?;
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().to_string();
-                if name.starts_with(".tmp-") {
-                    if remove_partial_writes {
-                        let _ = std::fs::remove_file(entry.path());
-                    }
-                } else if let Some(id) = name.strip_suffix(".msg") {
+                if let Some(id) = name.strip_suffix(".msg") {
                     ids.push(id.to_string());
                 }
             }

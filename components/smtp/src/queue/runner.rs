@@ -11,8 +11,9 @@ use super::{dsn, Envelope, Queue, QueueError, QueuedRecipient};
 use crate::lmtp::client::{LmtpClient, ServerReply};
 use postbay_store::{Recipient, Resolution};
 
-/// How long to wait before each retry; the last step repeats until `max_age`.
-const BACKOFF: &[u64] = &[10, 60, 300, 900, 1800, 3600];
+/// How long to wait before each retry, in seconds; the last step repeats until `max_age`.
+/// A list of delays rather than a formula, so no rounding can collapse early retries.
+pub const BACKOFF: &[u64] = &[10, 60, 300, 900, 1800, 3600];
 
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
@@ -22,6 +23,8 @@ pub struct RunnerSettings {
     pub scan_interval: Duration,
     /// A message still undeliverable after this long is given up (parked).
     pub max_age: Duration,
+    /// The retry schedule ([`BACKOFF`] by default); tests shorten it.
+    pub backoff: Vec<Duration>,
 }
 
 impl Default for RunnerSettings {
@@ -30,6 +33,7 @@ impl Default for RunnerSettings {
             concurrency: 32,
             scan_interval: Duration::from_secs(5),
             max_age: Duration::from_secs(5 * 86_400),
+            backoff: BACKOFF.iter().map(|&s| Duration::from_secs(s)).collect(),
         }
     }
 }
@@ -92,7 +96,7 @@ impl Runner {
     /// Runs until the wake channel closes: first everything left from before a restart, then
     /// new messages as they are queued and retries as they fall due.
     pub async fn run(self: Arc<Self>, mut wake: mpsc::UnboundedReceiver<String>) {
-        match self.queue.scan(true).await {
+        match self.queue.scan().await {
             Ok(ids) => {
                 if !ids.is_empty() {
                     tracing::info!(count = ids.len(), "resuming queued messages");
@@ -132,7 +136,7 @@ impl Runner {
         }
         // Files that appeared without a wake-up (e.g. written by a replica before it was
         // rescheduled here) are picked up too.
-        if let Ok(ids) = self.queue.scan(false).await {
+        if let Ok(ids) = self.queue.scan().await {
             for id in ids {
                 let known = {
                     let s = self.schedule.lock().await;
@@ -221,7 +225,11 @@ impl Runner {
                     let s = self.schedule.lock().await;
                     s.waiting.get(id).map(|(n, _)| *n).unwrap_or(0) + 1
                 };
-                let delay = Duration::from_secs(BACKOFF[(attempts - 1).min(BACKOFF.len() - 1)]);
+                let schedule = &self.settings.backoff;
+                let delay = schedule
+                    .get((attempts - 1).min(schedule.len().saturating_sub(1)))
+                    .copied()
+                    .unwrap_or(Duration::from_secs(BACKOFF[0]));
                 tracing::info!(queue_id = id, attempts, ?delay, reason, "delivery deferred");
                 self.finish(id, token, Some((attempts, Instant::now() + delay)))
                     .await;
