@@ -205,18 +205,32 @@ pub(crate) fn mailbox_from_row(r: &sqlx::any::AnyRow) -> MailboxRow {
         owner: r.get("owner"),
         // Hot paths (delivery) select only the columns they need; the sending columns are
         // then left at their defaults.
-        scram_sha256: r.try_get("scram_sha256").unwrap_or(None),
+        scram_sha256: optional(r, "scram_sha256"),
         sending: Sending {
-            send_as: r
-                .try_get::<Option<String>, _>("send_as")
-                .unwrap_or(None)
+            send_as: optional::<String>(r, "send_as")
                 .unwrap_or_default()
                 .split_whitespace()
                 .map(str::to_string)
                 .collect(),
-            max_messages_per_hour: limit(r.try_get("max_messages_per_hour").unwrap_or(None)),
-            max_recipients_per_hour: limit(r.try_get("max_recipients_per_hour").unwrap_or(None)),
+            max_messages_per_hour: limit(optional(r, "max_messages_per_hour")),
+            max_recipients_per_hour: limit(optional(r, "max_recipients_per_hour")),
         },
+    }
+}
+
+/// A nullable column that a query may leave out (then `None`). A value that does not decode
+/// is logged, not hidden: on MariaDB a TEXT column once arrived as bytes and read as empty.
+fn optional<T>(r: &sqlx::any::AnyRow, column: &str) -> Option<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    match r.try_get::<Option<T>, _>(column) {
+        Ok(value) => value,
+        Err(sqlx::Error::ColumnNotFound(_)) => None,
+        Err(e) => {
+            tracing::error!(column, error = %e, "mailbox column does not decode");
+            None
+        }
     }
 }
 
