@@ -272,3 +272,59 @@ async fn quota_is_enforced() {
         t.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn sending_rights_round_trip_and_sender_addresses_include_aliases() {
+    for t in common::stores().await {
+        let s = &t.store;
+        seed(s).await;
+        let sending = postbay_store::Sending {
+            send_as: vec!["News@Example.test".into(), "@catch.test".into()],
+            max_messages_per_hour: Some(2),
+            max_recipients_per_hour: None,
+        };
+        assert!(s
+            .set_mailbox_sending(
+                "alice@example.test",
+                Some("{SCRAM-SHA-256}4096,c2FsdA==,a,b"),
+                &sending
+            )
+            .await
+            .unwrap());
+        let row = s.mailbox("alice@example.test").await.unwrap().unwrap();
+        assert_eq!(
+            row.scram_sha256.as_deref(),
+            Some("{SCRAM-SHA-256}4096,c2FsdA==,a,b"),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            row.sending.send_as,
+            ["news@example.test", "@catch.test"],
+            "{}",
+            t.name
+        );
+        assert_eq!(row.sending.max_messages_per_hour, Some(2), "{}", t.name);
+        assert_eq!(row.sending.max_recipients_per_hour, None, "{}", t.name);
+        let senders = s.sender_addresses("alice@example.test").await.unwrap();
+        assert!(
+            senders.contains(&"news@example.test".to_string()),
+            "{}: {senders:?}",
+            t.name
+        );
+        assert!(
+            senders.contains(&"@catch.test".to_string()),
+            "{}: {senders:?}",
+            t.name
+        );
+        assert!(
+            !senders.contains(&"alice@example.test".to_string()),
+            "the login itself is not listed"
+        );
+        assert!(!s
+            .set_mailbox_sending("nobody@example.test", None, &sending)
+            .await
+            .unwrap());
+        t.cleanup().await;
+    }
+}
