@@ -306,7 +306,7 @@ async fn sending_rights_round_trip_and_sender_addresses_include_aliases() {
         );
         assert_eq!(row.sending.max_messages_per_hour, Some(2), "{}", t.name);
         assert_eq!(row.sending.max_recipients_per_hour, None, "{}", t.name);
-        let senders = s.sender_addresses("alice@example.test").await.unwrap();
+        let senders = s.sender_addresses(&row).await.unwrap();
         assert!(
             senders.contains(&"news@example.test".to_string()),
             "{}: {senders:?}",

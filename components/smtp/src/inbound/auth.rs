@@ -150,7 +150,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         &self,
         mailbox: &postbay_store::MailboxRow,
     ) -> Result<Login, postbay_store::Error> {
-        let others = self.ctx.store.sender_addresses(&mailbox.address).await?;
+        let others = self.ctx.store.sender_addresses(mailbox).await?;
         let defaults = self.ctx.config.send_limits;
         let limits = super::rate::SendLimits {
             messages_per_hour: mailbox

@@ -111,20 +111,18 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Every address `login` may send as: the ones that forward to it (alias rows naming it
-    /// as a destination, which is how a Mailbox's `spec.aliases` and MailAliases are stored)
-    /// and its `send_as` list. The login itself is not included.
-    pub async fn sender_addresses(&self, login: &str) -> Result<Vec<String>> {
-        let login = canonical_address(login);
+    /// Every address `mailbox` may send as besides its own: the ones that forward to it
+    /// (alias rows naming it as a destination, which is how a Mailbox's `spec.aliases` and
+    /// MailAliases are stored) and its `send_as` list. Takes the row the caller already
+    /// read at login, so only the alias rows are queried.
+    pub async fn sender_addresses(&self, mailbox: &MailboxRow) -> Result<Vec<String>> {
         let rows =
             sqlx::query("SELECT address FROM aliases WHERE destination = ? ORDER BY address")
-                .bind(&login)
+                .bind(canonical_address(&mailbox.address))
                 .fetch_all(&mut *self.reader().await?)
                 .await?;
         let mut out: Vec<String> = rows.iter().map(|r| r.get("address")).collect();
-        if let Some(mailbox) = self.mailbox(&login).await? {
-            out.extend(mailbox.sending.send_as);
-        }
+        out.extend(mailbox.sending.send_as.iter().cloned());
         out.sort();
         out.dedup();
         Ok(out)
