@@ -197,3 +197,15 @@ async fn temporary_failures_are_retried_on_schedule_and_finished_recipients_are_
         seen[2].at - seen[1].at
     );
 }
+
+/// A write in flight (`.tmp-<id>.msg`) is not a queued message: the runner once delivered
+/// such a half-written copy as a second, concurrent attempt of the message being rewritten.
+#[tokio::test]
+async fn a_scan_never_returns_a_write_in_flight() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (queue, _wake) = Queue::open(dir.path(), "node-test").expect("queue");
+    let id = Queue::new_id();
+    std::fs::write(queue.dir().join(format!(".tmp-{id}.msg")), b"{}\n").expect("tmp");
+    std::fs::write(queue.path_of(&id), b"{}\n").expect("msg");
+    assert_eq!(queue.scan().await.expect("scan"), vec![id]);
+}

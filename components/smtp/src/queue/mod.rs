@@ -198,7 +198,7 @@ impl Queue {
             })?;
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().to_string();
-                if let Some(id) = name.strip_suffix(".msg") {
+                if let Some(id) = queued_id(&name) {
                     ids.push(id.to_string());
                 }
             }
@@ -221,6 +221,14 @@ impl Queue {
     }
 }
 
+/// The message id a directory entry stands for, if it is a finished queue file. A write in
+/// flight (`.tmp-<id>.msg`, from an enqueue or a partial-delivery rewrite) also ends in
+/// `.msg`; taking it for a message would deliver a second copy from a half-written file.
+fn queued_id(name: &str) -> Option<&str> {
+    let id = name.strip_suffix(".msg")?;
+    (!id.is_empty() && !id.starts_with('.')).then_some(id)
+}
+
 fn parse_queue_file(path: &Path, bytes: Vec<u8>) -> Result<(Envelope, Vec<u8>), QueueError> {
     let corrupt = |reason: String| QueueError::Corrupt {
         path: path.to_path_buf(),
@@ -234,4 +242,18 @@ fn parse_queue_file(path: &Path, bytes: Vec<u8>) -> Result<(Envelope, Vec<u8>), 
         serde_json::from_slice(&bytes[..newline]).map_err(|e| corrupt(e.to_string()))?;
     let message = bytes[newline + 1..].to_vec();
     Ok((envelope, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::queued_id;
+
+    #[test]
+    fn writes_in_flight_are_not_messages() {
+        assert_eq!(queued_id("01J0ABC.msg"), Some("01J0ABC"));
+        assert_eq!(queued_id(".tmp-01J0ABC.msg"), None);
+        assert_eq!(queued_id(".lock"), None);
+        assert_eq!(queued_id(".msg"), None);
+        assert_eq!(queued_id("failed"), None);
+    }
 }

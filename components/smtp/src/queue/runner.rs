@@ -112,7 +112,7 @@ impl Runner {
         loop {
             tokio::select! {
                 id = wake.recv() => match id {
-                    Some(id) => self.clone().start(id).await,
+                    Some(id) => self.clone().start_new(id).await,
                     None => break,
                 },
                 _ = tick.tick() => self.clone().start_due().await,
@@ -147,6 +147,16 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// A wake-up for a freshly queued message. A directory scan may have found the file
+    /// first and its attempt may already have ended in a deferral: then the message waits
+    /// for its retry and the late wake-up must not start one early.
+    async fn start_new(self: Arc<Self>, id: String) {
+        if self.schedule.lock().await.waiting.contains_key(&id) {
+            return;
+        }
+        self.start(id).await;
     }
 
     async fn start(self: Arc<Self>, id: String) {
