@@ -147,6 +147,23 @@ class Postbay:
     def lmtp(self) -> int:
         return self.port(24)
 
+    def listener_env(self, offset: int = 0) -> dict:
+        """Every listener a role opens, on loopback test ports (`offset` apart per replica).
+
+        A role started without them binds the production defaults on 0.0.0.0 (25, 587,
+        465, 143, ...), which collides with whatever else on the machine holds those ports."""
+        at = lambda standard: f"127.0.0.1:{self.port(standard) + offset}"
+        return {
+            "POSTBAY_SMTP__LISTEN": at(25),
+            "POSTBAY_SUBMISSION__LISTEN": at(587),
+            "POSTBAY_SUBMISSION__LISTEN_TLS": at(465),
+            "POSTBAY_LMTP__LISTEN": at(24),
+            "POSTBAY_IMAP__LISTEN": at(143),
+            "POSTBAY_IMAP__LISTEN_TLS": at(993),
+            "POSTBAY_POP3__LISTEN": at(110),
+            "POSTBAY_POP3__LISTEN_TLS": at(995),
+        }
+
     @property
     def cert(self) -> Path:
         return self.data / "tls" / "cert.pem"

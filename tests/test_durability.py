@@ -14,9 +14,8 @@ def split_roles(pb):
     env = {
         "POSTBAY_DATA_DIR": str(pb.data),
         "POSTBAY_DATABASE_URL": pb.database_url,
-        "POSTBAY_SMTP__LISTEN": f"127.0.0.1:{pb.smtp}",
+        **pb.listener_env(),
         "POSTBAY_SMTP__LMTP_TARGET": f"127.0.0.1:{pb.lmtp}",
-        "POSTBAY_LMTP__LISTEN": f"127.0.0.1:{pb.lmtp}",
         "POSTBAY_NODE_ID": "smtp-0",
     }
     pb.env.update(env)
@@ -130,7 +129,7 @@ def test_one_queue_is_never_run_by_two_processes(make_postbay):
     pb.apply(FIXTURES / "example.yaml")
     split_roles(pb)
     first = pb.start("smtp", wait_ports=[pb.smtp], log_name="smtp-a")
-    pb.env["POSTBAY_SMTP__LISTEN"] = f"127.0.0.1:{pb.smtp + 1000}"
+    pb.env.update(pb.listener_env(offset=1000))
     second = pb.start("smtp", log_name="smtp-b")
     time.sleep(2)
     assert "postbay smtp ready" not in pb.log("smtp-b"), "the second process must wait for the lock"

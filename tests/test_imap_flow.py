@@ -98,18 +98,11 @@ def test_idle_on_one_replica_hears_delivery_through_another(make_postbay):
     replicas = []
     for n, offset in enumerate((0, 1000)):
         pb.env.update(base_env)
-        pb.env.update({
-            "POSTBAY_NODE_ID": f"imap-{n}",
-            "POSTBAY_LMTP__LISTEN": f"127.0.0.1:{pb.lmtp + offset}",
-            "POSTBAY_IMAP__LISTEN": f"127.0.0.1:{pb.port(143) + offset}",
-            "POSTBAY_IMAP__LISTEN_TLS": f"127.0.0.1:{pb.port(993) + offset}",
-            "POSTBAY_POP3__LISTEN": f"127.0.0.1:{pb.port(110) + offset}",
-            "POSTBAY_POP3__LISTEN_TLS": f"127.0.0.1:{pb.port(995) + offset}",
-        })
+        pb.env.update({"POSTBAY_NODE_ID": f"imap-{n}", **pb.listener_env(offset)})
         pb.start("imap", wait_ports=[pb.lmtp + offset, pb.port(143) + offset], log_name=f"imap-{n}")
         replicas.append(offset)
     # SMTP delivers through replica 1's LMTP; the IDLE client sits on replica 0.
-    pb.env.update({"POSTBAY_SMTP__LISTEN": f"127.0.0.1:{pb.smtp}",
+    pb.env.update({**pb.listener_env(),
                    "POSTBAY_SMTP__LMTP_TARGET": f"127.0.0.1:{pb.lmtp + 1000}", "POSTBAY_NODE_ID": "smtp-0"})
     pb.start("smtp", wait_ports=[pb.smtp], log_name="smtp")
     ready, result = threading.Event(), {}
