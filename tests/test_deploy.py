@@ -7,6 +7,7 @@ by the real postbay binary, whose listeners must answer the way the chart's `hel
 expects.
 """
 
+import base64
 import functools
 import hashlib
 import json
@@ -610,18 +611,23 @@ def test_dockerfile_and_chart_agree():
 # ---------------------------------------------------------------- kustomize (manifests/)
 
 
-def test_manifests_base_is_the_rendered_chart(tmp_path):
-    out = run([str(ROOT / "scripts" / "render-manifests"), "--out", str(tmp_path / "base")])
+GENERATED = ("base", "operator", "mail")
+
+
+def test_manifests_are_the_rendered_chart(tmp_path):
+    out = run([str(ROOT / "scripts" / "render-manifests"), "--out", str(tmp_path)])
     assert out.returncode == 0, out.stderr
-    committed = sorted(p.name for p in (ROOT / "manifests" / "base").iterdir())
-    fresh = sorted(p.name for p in (tmp_path / "base").iterdir())
-    assert committed == fresh, "run scripts/render-manifests"
-    for name in fresh:
-        assert (tmp_path / "base" / name).read_text() == (ROOT / "manifests" / "base" / name).read_text(), \
-            f"manifests/base/{name} is stale: run scripts/render-manifests"
+    for folder in GENERATED:
+        committed = sorted(p.name for p in (ROOT / "manifests" / folder).iterdir())
+        fresh = sorted(p.name for p in (tmp_path / folder).iterdir())
+        assert committed == fresh, f"manifests/{folder}: run scripts/render-manifests"
+    names = [f"{folder}/{p.name}" for folder in GENERATED for p in (tmp_path / folder).iterdir()]
+    for name in names + ["overlays/evaluation/mariadb.yaml"]:
+        assert (tmp_path / name).read_text() == (ROOT / "manifests" / name).read_text(), \
+            f"manifests/{name} is stale: run scripts/render-manifests"
 
 
-@pytest.mark.parametrize("overlay", ["base"])
+@pytest.mark.parametrize("overlay", ["base", "operator", "mail", "overlays/production", "overlays/evaluation"])
 def test_kustomize_output_is_valid_kubernetes(overlay):
     docs = kustomize(overlay)
     validate(docs)
@@ -631,5 +637,72 @@ def test_kustomize_output_is_valid_kubernetes(overlay):
         assert "helm.sh/chart" not in labels and labels.get("app.kubernetes.io/managed-by") != "Helm", d["metadata"]["name"]
         if d["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
             assert d["metadata"]["namespace"] == "postbay", (d["kind"], d["metadata"]["name"])
-    assert not [d for d in docs if d["kind"] == "Secret"], "the base must not carry secrets"
-    assert len([d for d in docs if d["kind"] == "CustomResourceDefinition"]) == 4
+    # Every Secret and ConfigMap a pod names exists in the output or is one the README
+    # tells the administrator to create.
+    to_create = {"postbay-database", "postbay-tls", "postbay-auth", "postbay-dkim-keys"}
+    present = {d["metadata"]["name"] for d in docs if d["kind"] in ("Secret", "ConfigMap")}
+    for owner, spec in pod_specs(docs):
+        refs = [v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v]
+        refs += [v["configMap"]["name"] for v in spec.get("volumes", []) if "configMap" in v]
+        refs += [e["valueFrom"]["secretKeyRef"]["name"] for c in spec["containers"] for e in c.get("env", [])
+                 if "secretKeyRef" in e.get("valueFrom", {})]
+        for ref in refs:
+            assert ref in present or ref in to_create, (overlay, owner, ref)
+
+
+def test_base_equals_the_chart_with_the_base_values():
+    """What kubectl apply -k installs is what helm install would, less Helm's labels."""
+    def key(d):
+        return d["kind"], d["metadata"]["name"]
+    chart = {key(d): d for d in render("--include-crds", "--no-hooks", "-f", str(ROOT / "manifests" / "chart-values.yaml"))}
+    base = {key(d): d for d in kustomize("base")}
+    assert set(base) == set(chart) | {("Namespace", "postbay")}
+    for k, d in base.items():
+        if k in chart:
+            for field in ("spec", "data", "rules", "roleRef", "subjects"):
+                assert d.get(field) == chart[k].get(field), (k, field)
+    assert not [d for d in base.values() if d["kind"] == "Secret"], "the base must not carry secrets"
+
+
+def test_production_overlay():
+    docs = kustomize("overlays/production")
+    assert find(docs, "StatefulSet", "postbay-smtp")["spec"]["replicas"] == 3
+    assert find(docs, "StatefulSet", "postbay-imap")["spec"]["replicas"] == 3
+    pvc = find(docs, "PersistentVolumeClaim", "postbay-mail")["spec"]
+    assert pvc["accessModes"] == ["ReadWriteMany"] and pvc["resources"]["requests"]["storage"] == "500Gi"
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    for owner in ("postbay-smtp", "postbay-imap", "postbay-operator"):
+        spec = dict(pod_specs(docs))[owner]
+        url = next(e for e in spec["containers"][0]["env"] if e["name"] == "POSTBAY_DATABASE_URL")
+        assert url["valueFrom"]["secretKeyRef"] == {"name": "postbay-database", "key": "url"}, owner
+    smtp = dict(pod_specs(docs))["postbay-smtp"]
+    assert {"name": "tls", "secret": {"secretName": "postbay-tls"}} in smtp["volumes"]
+    assert smtp["containers"][0]["resources"]["requests"]["cpu"] == "500m"
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "PodDisruptionBudget"} == {
+        "postbay-smtp", "postbay-imap", "postbay-operator"}
+
+
+def test_evaluation_overlay():
+    docs = kustomize("overlays/evaluation")
+    for owner, spec in pod_specs(docs):
+        assert "tls" not in {v["name"] for v in spec["volumes"]}, owner
+        env = {e["name"] for c in spec["containers"] for e in c.get("env", [])}
+        assert "POSTBAY_TLS__CERT" not in env, owner
+    for d in docs:
+        if d["kind"] in ("StatefulSet", "Deployment"):
+            assert d["spec"]["replicas"] == 1, d["metadata"]["name"]
+    assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    for name in ("postbay-smtp", "postbay-imap"):
+        svc = find(docs, "Service", name)["spec"]
+        assert svc["type"] == "ClusterIP" and "externalTrafficPolicy" not in svc
+    secrets = {d["metadata"]["name"].rsplit("-", 1)[0]: d for d in docs if d["kind"] == "Secret"}
+    url = base64.b64decode(secrets["postbay-database"]["data"]["url"]).decode()
+    password = base64.b64decode(secrets["postbay-mariadb"]["data"]["password"]).decode()
+    assert url == f"mysql://postbay:{password}@postbay-mariadb.postbay.svc.cluster.local:3306/postbay"
+    mariadb = find(docs, "StatefulSet", "postbay-mariadb")
+    env = {e["name"]: e for e in mariadb["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MARIADB_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == secrets["postbay-mariadb"]["metadata"]["name"]
+    smtp = dict(pod_specs(docs))["postbay-smtp"]
+    db = next(e for e in smtp["containers"][0]["env"] if e["name"] == "POSTBAY_DATABASE_URL")
+    assert db["valueFrom"]["secretKeyRef"]["name"] == secrets["postbay-database"]["metadata"]["name"]
+    assert find(docs, "PersistentVolumeClaim", "postbay-mail")["spec"]["accessModes"] == ["ReadWriteOnce"]
