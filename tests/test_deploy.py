@@ -26,7 +26,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import postbay_binary
+from conftest import free_port_base, postbay_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "postbay"
@@ -469,16 +469,18 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def wait_ready(proc: subprocess.Popen, log: Path, marker: str) -> None:
+    """Until the role prints `marker` (after every listener is bound); the bound is only
+    there so a hung start fails instead of hanging the suite."""
+    deadline = time.monotonic() + 180
+    while marker not in log.read_text():
+        assert proc.poll() is None, f"exited with {proc.returncode}: {log.read_text()[-2000:]}"
+        assert time.monotonic() < deadline, f"never printed {marker!r}: {log.read_text()[-2000:]}"
+        time.sleep(0.1)
+
+
 def greeting(port: int, tls: bool) -> str:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     with sock:
         if tls:
             ctx = ssl.create_default_context()
@@ -541,8 +543,8 @@ def start_role(docs, owner: str, work: Path, port_map: dict[int, int], database_
         else:
             env[e["name"]] = "the-same-secret-on-every-replica"
     args = [local_path(a) for a in container["args"]]
-    log = open(work / f"{owner}.log", "w")
-    return subprocess.Popen([str(postbay_binary()), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(work / f"{owner}.log", "w") as log:
+        return subprocess.Popen([str(postbay_binary()), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def test_rendered_roles_run_and_answer_as_helm_test_expects(tmp_path):
@@ -558,7 +560,9 @@ def test_rendered_roles_run_and_answer_as_helm_test_expects(tmp_path):
     (tmp_path / "shared-volume").mkdir()
     procs = [start_role(docs, "postbay-imap", tmp_path, port_map, database_url)]
     try:
+        wait_ready(procs[0], tmp_path / "postbay-imap.log", "postbay imap ready")
         procs.append(start_role(docs, "postbay-smtp", tmp_path, port_map, database_url))
+        wait_ready(procs[1], tmp_path / "postbay-smtp.log", "postbay smtp ready")
         hook = find(render(*SCENARIOS["defaults"]), "Pod", "postbay-test-greetings")
         script = hook["spec"]["containers"][0]["args"][0]
         checks = [shlex.split(line)[1:] for line in script.splitlines() if line.strip().startswith("check postbay-")]
@@ -706,3 +710,63 @@ def test_evaluation_overlay():
     db = next(e for e in smtp["containers"][0]["env"] if e["name"] == "POSTBAY_DATABASE_URL")
     assert db["valueFrom"]["secretKeyRef"]["name"] == secrets["postbay-database"]["metadata"]["name"]
     assert find(docs, "PersistentVolumeClaim", "postbay-mail")["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+# ---------------------------------------------------------------- the image
+
+
+def buildah(*args: str, check: bool = True) -> str:
+    path = shutil.which("buildah")
+    if path is None:
+        pytest.fail("buildah is not installed (scripts/install-test-deps installs it)")
+    env = {**os.environ, "STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot"}
+    out = subprocess.run([path, *args], capture_output=True, text=True, timeout=300, env=env)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_image_from_the_built_binary_runs_as_nonroot(tmp_path):
+    """scripts/build-image --from-binary (the offline path: base images cannot be pulled
+    here) makes an image whose user is the chart's, and `postbay dev` runs in it as that
+    user, writing only its data directory, and answers SMTP and IMAP."""
+    tag = f"localhost/postbay:test-{os.getpid()}"
+    out = run([str(ROOT / "scripts" / "build-image"), "--from-binary", str(postbay_binary()), tag])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"build-image: {tag} built, size" in out.stdout
+    container = None
+    proc = None
+    try:
+        config = json.loads(buildah("inspect", "--type", "image", tag))["OCIv1"]["config"]
+        assert config["User"] == f"{dockerfile_uid()}:{dockerfile_uid()}"
+        assert config["Entrypoint"] == ["/usr/local/bin/postbay"]
+        container = buildah("from", tag)
+        base = free_port_base()
+        env = {**os.environ, "STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot"}
+        with open(tmp_path / "image.log", "w") as log:
+            proc = subprocess.Popen([shutil.which("buildah"), "run", "--isolation", "chroot", container, "--",
+                                     "/usr/local/bin/postbay", "dev", "--data", "/var/lib/postbay",
+                                     "--port-base", str(base)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        wait_ready(proc, tmp_path / "image.log", "postbay dev ready")
+        assert greeting(base + 25, tls=False).startswith("220 "), (tmp_path / "image.log").read_text()
+        assert greeting(base + 143, tls=False).startswith("* OK")
+        assert greeting(base + 993, tls=True).startswith("* OK")
+        root = Path(buildah("mount", container))
+        assert (root / "var/lib/postbay/postbay.db").stat().st_uid == dockerfile_uid()
+        # Nothing outside the data directory and /tmp is owned by the process's user.
+        written = [p for p in root.rglob("*") if p.stat().st_uid == dockerfile_uid()
+                   and not str(p).startswith((str(root / "var/lib/postbay"), str(root / "tmp")))]
+        assert not written, written
+    finally:
+        if proc is not None:
+            os.killpg(proc.pid, 15)
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+        if container:
+            buildah("rm", container, check=False)
+        buildah("rmi", tag, check=False)
+
