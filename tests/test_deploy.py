@@ -9,6 +9,7 @@ expects.
 
 import base64
 import functools
+import tarfile
 import hashlib
 import json
 import os
@@ -55,6 +56,7 @@ SCENARIOS = {
         "--set", "tls.existingSecret=mail-tls", "--set", "persistence.existingClaim=mail",
         "--set", "operator.watchNamespace=mail", "--set", "operator.leaderElection.enabled=false",
         "--set", "auth.scramSecret.existingSecret=scram", "--set", "smtp.service.type=ClusterIP",
+        "--set", "config.smtp.max_recipients=50", "--set", "config.imap.allow_plaintext_auth=false",
     ],
     "evaluation-mariadb": ["--set", "mariadb.enabled=true", "--set", "smtp.service.type=NodePort"],
     "single-replica": DB + [
@@ -155,6 +157,31 @@ def test_helm_lint_passes():
     out = run([tool("helm"), "lint", "--strict", str(CHART), *DB])
     assert out.returncode == 0, out.stdout + out.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
+
+
+def test_chart_packages_with_its_crds(tmp_path):
+    out = run([tool("helm"), "package", str(CHART), "--destination", str(tmp_path)])
+    assert out.returncode == 0, out.stderr
+    with tarfile.open(tmp_path / "postbay-0.1.0.tgz") as tar:
+        names = tar.getnames()
+    assert "postbay/crds/postbay.dev.yaml" in names and "postbay/values.schema.json" in names
+
+
+def notes(*args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    out = run([tool("helm"), "install", "postbay", str(CHART), "-n", "postbay", "--dry-run=client", *args], env=env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_say_what_to_do_next():
+    default = notes(*DB)
+    assert "kubectl get maildomains -A -o yaml" in default
+    assert "helm test postbay -n postbay" in default
+    assert "SELF-SIGNED" in default and "EVALUATION ONLY" not in default
+    with_tls = notes(*DB, "--set", "tls.existingSecret=mail-tls")
+    assert "SELF-SIGNED" not in with_tls
+    assert "EVALUATION ONLY" in notes("--set", "mariadb.enabled=true")
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -554,6 +581,8 @@ def test_rendered_roles_run_and_answer_as_helm_test_expects(tmp_path):
     checks them, the implicit-TLS ones after a TLS handshake with the mounted certificate."""
     docs = render(*SCENARIOS["url-and-existing-tls"])
     config = config_of(docs)
+    # `config` values are merged into the settings the binary reads.
+    assert config["smtp"]["max_recipients"] == 50 and config["smtp"]["listen"] == "0.0.0.0:2525"
     container_ports = sorted({p for ports in role_listeners(config).values() for p in ports.values()})
     port_map = dict(zip(container_ports, free_ports(len(container_ports))))
     database_url = f"sqlite://{tmp_path}/shared-volume/postbay.db?mode=rwc"
@@ -589,6 +618,23 @@ def test_rendered_roles_run_and_answer_as_helm_test_expects(tmp_path):
                 p.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def test_a_setting_the_binary_does_not_know_stops_the_role(tmp_path):
+    """`config` is passed through unchecked by the chart; the binary refuses unknown keys
+    at start, so a typo fails the rollout instead of being ignored."""
+    docs = render(*DB, "--set", "config.smtp.max_recipeints=50")
+    (tmp_path / "shared-volume").mkdir()
+    ports = [2525, 2587, 2465, 2424, 1143, 1993, 1110, 1995]
+    proc = start_role(docs, "postbay-smtp", tmp_path, dict(zip(ports, free_ports(len(ports)))),
+                      f"sqlite://{tmp_path}/shared-volume/postbay.db?mode=rwc")
+    try:
+        assert proc.wait(timeout=60) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = (tmp_path / "postbay-smtp.log").read_text()
+    assert "unknown field `max_recipeints`" in log, log
 
 
 # ---------------------------------------------------------------- Dockerfile
