@@ -604,6 +604,20 @@ def test_rendered_roles_run_and_answer_as_helm_test_expects(tmp_path):
         for host, port, prefix in checks:
             line = greeting(port_map[services[(host, int(port))]], tls=False)
             assert line.startswith(prefix), f"{host}:{port} answered {line!r}, the helm test expects {prefix!r}"
+        # And the hook's own script, under busybox as in its image, with each Service
+        # address replaced by the local port its targetPort maps to.
+        busybox = shutil.which("busybox")
+        if busybox is None:
+            pytest.fail("busybox is not installed (scripts/install-test-deps installs it)")
+        bin_dir = tmp_path / "busybox-bin"
+        bin_dir.mkdir()
+        for applet in ("sh", "nc", "head", "printf", "echo"):
+            (bin_dir / applet).symlink_to(busybox)
+        local = re.sub(r"check (postbay-\S+) (\d+) ",
+                       lambda m: f"check 127.0.0.1 {port_map[services[(m[1], int(m[2]))]]} ", script)
+        hook_run = run([str(bin_dir / "sh"), "-c", local], env={"PATH": str(bin_dir)})
+        assert hook_run.returncode == 0, hook_run.stdout + hook_run.stderr
+        assert hook_run.stdout.count("ok 127.0.0.1:") == 5, hook_run.stdout
         for host, port, prefix in [("postbay-smtp", 465, "220 "), ("postbay-imap", 993, "* OK"),
                                    ("postbay-imap", 995, "+OK")]:
             line = greeting(port_map[services[(host, port)]], tls=True)
