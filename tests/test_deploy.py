@@ -119,6 +119,15 @@ def pod_specs(docs):
             yield d["metadata"]["name"], d["spec"]
 
 
+def pod_specs_labels(docs):
+    """(owner name, pod labels) of every workload and bare Pod."""
+    for d in docs:
+        if d["kind"] in ("StatefulSet", "Deployment"):
+            yield d["metadata"]["name"], d["spec"]["template"]["metadata"]["labels"]
+        elif d["kind"] == "Pod":
+            yield d["metadata"]["name"], d["metadata"]["labels"]
+
+
 _validated: set[str] = set()
 
 
@@ -423,9 +432,45 @@ def test_pdbs_and_network_policies():
     assert not [d for d in docs if d["kind"] == "NetworkPolicy"]
     assert not [d for d in render(*SCENARIOS["single-replica"]) if d["kind"] == "PodDisruptionBudget"]
     on = render(*SCENARIOS["everything-on"])
-    imap = find(on, "NetworkPolicy", "postbay-imap")
-    lmtp_rule = next(r for r in imap["spec"]["ingress"] if r["ports"] == [{"port": "lmtp"}])
-    assert lmtp_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "smtp"
+    def admitted(component: str, port_name: str, client: dict) -> bool:
+        """Whether the NetworkPolicies let a pod with labels `client` reach `port_name`
+        of the `component` pods (same namespace)."""
+        policies = [p for p in on if p["kind"] == "NetworkPolicy"
+                    and p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component]
+        assert policies, component
+        for policy in policies:
+            for rule in policy["spec"]["ingress"]:
+                if {"port": port_name} not in rule["ports"]:
+                    continue
+                if "from" not in rule or any(
+                        all(client.get(k) == v for k, v in peer["podSelector"]["matchLabels"].items())
+                        for peer in rule["from"]):
+                    return True
+        return False
+    labels = {n: dict(pod_specs_labels(on))[n] for n in ("postbay-smtp", "postbay-imap")}
+    hook = find(on, "Pod", "postbay-test-greetings")
+    outsider = {"app": "something-else"}
+    assert admitted("imap", "lmtp", labels["postbay-smtp"])
+    assert not admitted("imap", "lmtp", outsider), "LMTP is for the smtp pods only"
+    assert not admitted("imap", "lmtp", labels["postbay-imap"])
+    for port in ("imap", "imaps", "pop3", "pop3s"):
+        assert admitted("imap", port, outsider)
+    for port in ("smtp", "submission", "submissions"):
+        assert admitted("smtp", port, outsider)
+    assert admitted("filter", "filter", labels["postbay-smtp"]) and not admitted("filter", "filter", outsider)
+    # Every port the helm test Pod checks is open to it.
+    script = hook["spec"]["containers"][0]["args"][0]
+    services = {}
+    for component in ("smtp", "imap"):
+        workload = find(on, "StatefulSet", f"postbay-{component}")
+        names = {p["containerPort"]: p["name"] for p in workload["spec"]["template"]["spec"]["containers"][0]["ports"]}
+        for container_port, svcs in service_ports_reaching(on, component).items():
+            for name, port in svcs:
+                services[(name, port)] = (component, names[container_port])
+    for line in script.splitlines():
+        if line.strip().startswith("check postbay-"):
+            _, host, port, _ = shlex.split(line)
+            assert admitted(*services[(host, int(port))], hook["metadata"]["labels"]), line
     # Every port a NetworkPolicy names is a port of the pods it selects.
     for policy in (d for d in on if d["kind"] == "NetworkPolicy"):
         component = policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
