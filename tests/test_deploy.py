@@ -385,7 +385,19 @@ def test_tls_from_a_secret_from_cert_manager_or_self_signed():
         env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
         secret = next((v["secret"]["secretName"] for v in spec["volumes"] if v["name"] == "tls"), None)
         return env.get("POSTBAY_TLS__CERT"), secret
-    assert tls_of(render(*SCENARIOS["defaults"])) == (None, None)  # self-signed
+    defaults = render(*SCENARIOS["defaults"])
+    # Self-signed: one certificate for every replica, made by the chart.
+    assert tls_of(defaults) == ("/etc/postbay/tls", "postbay-tls-self-signed")
+    self_signed = find(defaults, "Secret", "postbay-tls-self-signed")
+    assert self_signed["type"] == "kubernetes.io/tls"
+    cert = base64.b64decode(self_signed["data"]["tls.crt"])
+    out = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-checkend", str(365 * 86400)],
+                         input=cert, capture_output=True)
+    assert out.returncode == 0 and b"DNS:mail.example.com" in out.stdout, out
+    key = base64.b64decode(self_signed["data"]["tls.key"])
+    pub = [subprocess.run(["openssl", kind, "-noout", "-pubkey"] if kind == "x509" else ["openssl", "pkey", "-pubout"],
+                          input=data, capture_output=True, check=True).stdout for kind, data in (("x509", cert), ("pkey", key))]
+    assert pub[0] == pub[1], "the self-signed key does not match its certificate"
     assert tls_of(render(*SCENARIOS["url-and-existing-tls"])) == ("/etc/postbay/tls", "mail-tls")
     on = render(*SCENARIOS["everything-on"])
     assert tls_of(on) == ("/etc/postbay/tls", "postbay-tls")
@@ -591,9 +603,9 @@ def start_role(docs, owner: str, work: Path, port_map: dict[int, int], database_
                 text = text.replace("postbay-lmtp.postbay.svc.cluster.local:24", f"127.0.0.1:{port_map[2424]}")
                 (local / key).write_text(text)
         elif m["name"] == "tls":
-            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                            "-subj", "/CN=mail.example.com", "-keyout", str(local / "tls.key"),
-                            "-out", str(local / "tls.crt")], check=True, capture_output=True)
+            # The evaluation overlay's certificate (ECDSA P-256), as a mounted tls Secret.
+            for name in ("tls.crt", "tls.key"):
+                shutil.copyfile(ROOT / "manifests/overlays/evaluation" / name, local / name)
         elif m["name"] == "mail":
             mounts[m["mountPath"]] = work / "shared-volume"
             (work / "shared-volume").mkdir(exist_ok=True)
@@ -793,10 +805,14 @@ def test_production_overlay():
 
 def test_evaluation_overlay():
     docs = kustomize("overlays/evaluation")
-    for owner, spec in pod_specs(docs):
-        assert "tls" not in {v["name"] for v in spec["volumes"]}, owner
-        env = {e["name"] for c in spec["containers"] for e in c.get("env", [])}
-        assert "POSTBAY_TLS__CERT" not in env, owner
+    tls = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].startswith("postbay-tls-"))
+    assert tls["type"] == "kubernetes.io/tls"
+    for owner in ("postbay-smtp", "postbay-imap"):
+        spec = dict(pod_specs(docs))[owner]
+        assert {"name": "tls", "secret": {"secretName": tls["metadata"]["name"]}} in spec["volumes"], owner
+    out = subprocess.run(["openssl", "x509", "-noout", "-checkend", str(365 * 86400)],
+                         input=base64.b64decode(tls["data"]["tls.crt"]), capture_output=True)
+    assert out.returncode == 0, "the evaluation certificate expires within a year: make a new one"
     for d in docs:
         if d["kind"] in ("StatefulSet", "Deployment"):
             assert d["spec"]["replicas"] == 1, d["metadata"]["name"]

@@ -48,13 +48,25 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* The kubernetes.io/tls Secret the roles mount; empty: self-signed. */}}
+{{/* The kubernetes.io/tls Secret the roles mount: an existing one, cert-manager's, or
+the self-signed one the chart generates. */}}
 {{- define "postbay.tlsSecret" -}}
 {{- if .Values.tls.existingSecret }}
 {{- .Values.tls.existingSecret }}
 {{- else if .Values.tls.certManager.enabled }}
 {{- include "postbay.fullname" . }}-tls
+{{- else }}
+{{- include "postbay.fullname" . }}-tls-self-signed
 {{- end }}
+{{- end }}
+
+{{- define "postbay.selfSigned" -}}
+{{- if not (or .Values.tls.existingSecret .Values.tls.certManager.enabled) }}true{{ end }}
+{{- end }}
+
+{{/* The names certificates are made for: hostname and the dns hosts. */}}
+{{- define "postbay.tlsNames" -}}
+{{- concat (list .Values.hostname) .Values.dns.mx (compact (list .Values.dns.submission .Values.dns.imap)) | uniq | toJson }}
 {{- end }}
 
 {{- define "postbay.scramSecret" -}}
