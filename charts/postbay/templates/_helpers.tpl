@@ -109,11 +109,9 @@ the self-signed one the chart generates. */}}
 - name: POSTBAY_NODE_ID
   valueFrom: {fieldRef: {fieldPath: metadata.name}}
 {{- include "postbay.databaseEnv" $ }}
-{{- if include "postbay.tlsSecret" $ }}
 # A mounted kubernetes.io/tls Secret, reloaded when it is renewed.
 - name: POSTBAY_TLS__CERT
   value: /etc/postbay/tls
-{{- end }}
 {{- if include "postbay.scramSecret" $ }}
 - name: POSTBAY_AUTH__SCRAM_UNKNOWN_USER_SECRET
   valueFrom: {secretKeyRef: {name: {{ include "postbay.scramSecret" $ }}, key: {{ $.Values.auth.scramSecret.key }}, optional: {{ $.Values.auth.scramSecret.optional }}}}
@@ -154,9 +152,7 @@ livenessProbe: {tcpSocket: {port: {{ .port }}}, periodSeconds: 20, failureThresh
 - {name: mail, mountPath: /var/lib/postbay}
 - {name: config, mountPath: /etc/postbay/config, readOnly: true}
 - {name: tmp, mountPath: /tmp}
-{{- if include "postbay.tlsSecret" . }}
 - {name: tls, mountPath: /etc/postbay/tls, readOnly: true}
-{{- end }}
 {{- end }}
 
 {{- define "postbay.mailVolumes" -}}
@@ -166,10 +162,8 @@ livenessProbe: {tcpSocket: {port: {{ .port }}}, periodSeconds: 20, failureThresh
   configMap: {name: {{ include "postbay.fullname" . }}-config}
 - name: tmp
   emptyDir: {sizeLimit: 64Mi}
-{{- if include "postbay.tlsSecret" . }}
 - name: tls
   secret: {secretName: {{ include "postbay.tlsSecret" . }}}
-{{- end }}
 {{- end }}
 
 {{/* Scheduling keys shared by the roles; call with (dict "ctx" $ "role" .Values.smtp "component" "smtp"). */}}
