@@ -891,3 +891,28 @@ def test_image_from_the_built_binary_runs_as_nonroot(tmp_path):
             buildah("rm", container, check=False)
         buildah("rmi", tag, check=False)
 
+
+
+def test_names_follow_the_release_and_namespace():
+    """Another release name and namespace: every cross-reference still meets its object."""
+    out = run([tool("helm"), "template", "mail", str(CHART), "--namespace", "corp", *DB])
+    assert out.returncode == 0, out.stderr
+    docs = load_docs(out.stdout)
+    assert all(d["metadata"].get("namespace") in ("corp", None) for d in docs)
+    config = yaml.safe_load(find(docs, "ConfigMap", "mail-postbay-config")["data"]["postbay.yaml"])
+    host, port = config["smtp"]["lmtp_target"].rsplit(":", 1)
+    name, namespace = host.split(".")[:2]
+    assert namespace == "corp" and int(port) in [p["port"] for p in find(docs, "Service", name)["spec"]["ports"]]
+    settings = yaml.safe_load(find(docs, "ConfigMap", "mail-postbay-operator")["data"]["settings.yaml"])
+    smtp = dict(pod_specs(docs))["mail-postbay-smtp"]
+    mirror = next(v for v in smtp["volumes"] if v["name"] == "dkim")["secret"]["secretName"]
+    assert settings["dkimKeys"] == {"namespace": "corp", "secretName": mirror}
+    assert find(docs, "Role", "mail-postbay-operator-dkim-keys")["rules"][0]["resourceNames"] == [mirror]
+    assert settings["leaderElection"]["namespace"] == "corp"
+    operator = dict(pod_specs(docs))["mail-postbay-operator"]
+    assert operator["serviceAccountName"] == "mail-postbay-operator"
+    assert find(docs, "ClusterRoleBinding", "mail-postbay-operator")["subjects"][0] == {
+        "kind": "ServiceAccount", "name": "mail-postbay-operator", "namespace": "corp"}
+    for sts in (d for d in docs if d["kind"] == "StatefulSet"):
+        claim = next(v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "mail")
+        assert find(docs, "PersistentVolumeClaim", claim["persistentVolumeClaim"]["claimName"])
