@@ -1,0 +1,178 @@
+"""Operations: a fresh install comes up (many processes migrating one new database at once,
+a database that is not reachable yet)."""
+
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import FIXTURES, MYSQL_URL, REQUIRE, ROOT, MysqlDatabase, Postbay, postbay_binary
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+MIGRATIONS = sorted(int(p.name.split("_")[0]) for p in (ROOT / "components/store/migrations/sqlite").glob("*.sql"))
+
+
+def plain(text: str) -> str:
+    return ANSI.sub("", text)
+
+
+def role_env(pb: Postbay, node: str, database_url: str) -> dict:
+    """Every listener on an ephemeral loopback port, so many replicas fit on one host."""
+    env = dict(pb.env)
+    env.update({
+        "POSTBAY_DATABASE_URL": database_url,
+        "POSTBAY_DATA_DIR": str(pb.data),
+        "POSTBAY_NODE_ID": node,
+        "POSTBAY_LOG": "info",
+    })
+    for key in ("SMTP__LISTEN", "SUBMISSION__LISTEN", "SUBMISSION__LISTEN_TLS", "LMTP__LISTEN",
+                "IMAP__LISTEN", "IMAP__LISTEN_TLS", "POP3__LISTEN", "POP3__LISTEN_TLS"):
+        env[f"POSTBAY_{key}"] = "127.0.0.1:0"
+    return env
+
+
+def start_role(pb: Postbay, role: str, node: str, database_url: str, extra=()):
+    log_path = pb.tmp / f"{role}-{node}.log"
+    log = open(log_path, "ab")
+    proc = subprocess.Popen([str(postbay_binary()), role, *extra], stdout=log, stderr=subprocess.STDOUT,
+                            env=role_env(pb, node, database_url))
+    pb.procs.append(proc)
+    return proc, log_path
+
+
+def wait_ready(proc, log_path, line: str, timeout: float = 60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if line in log_path.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"{log_path.name} exited with {proc.returncode}:\n{log_path.read_text()}")
+        time.sleep(0.05)
+    raise AssertionError(f"{log_path.name} not ready after {timeout}s:\n{log_path.read_text()}")
+
+
+def test_fresh_database_many_processes_migrate_once(make_postbay):
+    pb = make_postbay()
+    url = pb.database_url
+    started = []
+    # All at once: three of each role that opens the store, on one data folder and database.
+    for i in range(3):
+        started.append(("smtp",) + start_role(pb, "smtp", f"smtp-{i}", url) + ("postbay smtp ready",))
+        started.append(("imap",) + start_role(pb, "imap", f"imap-{i}", url) + ("postbay imap ready",))
+        started.append(("apply",) + start_role(pb, "apply", f"apply-{i}", url,
+                                                ["--data", str(pb.data), "-f", str(FIXTURES / "example.yaml")])
+                       + (None,))
+    for role, proc, log_path, ready in started:
+        if ready:
+            wait_ready(proc, log_path, ready)
+        else:
+            assert proc.wait(timeout=120) == 0, f"{log_path.name}:\n{log_path.read_text()}"
+    logs = "".join(plain(log_path.read_text(errors="replace")) for _, _, log_path, _ in started)
+    applied = [int(v) for v in re.findall(r"applying schema migration version=(\d+)", logs)]
+    assert sorted(applied) == MIGRATIONS, f"each migration applied by exactly one process:\n{logs}"
+    rows = pb.query("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+    assert [(int(v), int(s)) for v, s in rows] == [(v, 1) for v in MIGRATIONS]
+    # The schema works for everyone: the applied mailbox is visible.
+    assert pb.query("SELECT address FROM mailboxes WHERE address = 'alice@example.test'")
+
+
+class Proxy:
+    """A TCP forwarder to MariaDB that can be opened late, standing in for a database that
+    comes up after the roles do."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = None
+
+    def open(self):
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        if self.server:
+            self.server.close()
+
+
+def test_role_waits_for_a_database_that_is_not_up_yet(tmp_path):
+    if not MYSQL_URL:
+        message = "POSTBAY_TEST_MYSQL_URL is not set: the late-database test needs MariaDB"
+        if REQUIRE:
+            pytest.fail(message)
+        pytest.skip(message)
+    pb = Postbay(tmp_path / "late", "mariadb")
+    try:
+        rest = MYSQL_URL.split("://", 1)[1]
+        creds, hostport = rest.rsplit("@", 1)
+        host, _, port = hostport.partition(":")
+        proxy = Proxy((host, int(port or 3306)))
+        url = f"mysql://{creds}@127.0.0.1:{proxy.port}/{pb.mysql.name}"
+        roles = [("smtp",) + start_role(pb, "smtp", "smtp-0", url) + ("postbay smtp ready",),
+                 ("imap",) + start_role(pb, "imap", "imap-0", url) + ("postbay imap ready",)]
+        # Both keep retrying (a log line per attempt) instead of exiting, and are not ready.
+        deadline = time.time() + 30
+        for _, proc, log_path, _ in roles:
+            while "database not reachable yet, retrying" not in log_path.read_text(errors="replace"):
+                assert proc.poll() is None, f"{log_path.name} exited:\n{log_path.read_text()}"
+                assert time.time() < deadline, f"{log_path.name} logged no retry:\n{log_path.read_text()}"
+                time.sleep(0.05)
+        for _, proc, log_path, ready in roles:
+            assert proc.poll() is None
+            assert ready not in log_path.read_text(errors="replace")
+        proxy.open()
+        for _, proc, log_path, ready in roles:
+            wait_ready(proc, log_path, ready)
+        rows = pb.query("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
+        assert int(rows[0][0]) == len(MIGRATIONS)
+    finally:
+        pb.cleanup()
+        proxy.close()
+
+
+def test_unusable_database_url_fails_at_once(tmp_path):
+    """Waiting cures an absent database, not a wrong one: refused credentials end the process."""
+    if not MYSQL_URL:
+        message = "POSTBAY_TEST_MYSQL_URL is not set"
+        if REQUIRE:
+            pytest.fail(message)
+        pytest.skip(message)
+    db = MysqlDatabase()
+    try:
+        hostport = MYSQL_URL.split("://", 1)[1].rsplit("@", 1)[1]
+        out = subprocess.run([str(postbay_binary()), "apply", "--data", str(tmp_path), "--database-url",
+                              f"mysql://no_such_user_pb:wrong@{hostport}/{db.name}",
+                              "-f", str(FIXTURES / "example.yaml")],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0
+        assert "retrying" not in out.stderr
+    finally:
+        db.drop()
