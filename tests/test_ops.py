@@ -1,11 +1,16 @@
 """Operations: a fresh install comes up (many processes migrating one new database at once,
 a database that is not reachable yet)."""
 
+import imaplib
 import re
+import signal
+import smtplib
 import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -176,3 +181,102 @@ def test_unusable_database_url_fails_at_once(tmp_path):
         assert "retrying" not in out.stderr
     finally:
         db.drop()
+
+
+# --- the admin listener: metrics, health, readiness ---------------------------------------
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def scrape(port: int) -> dict[str, float]:
+    status, text = http_get(port, "/metrics")
+    assert status == 200
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def series(metrics: dict[str, float], prefix: str) -> float:
+    """Sum of every series whose name and labels start with `prefix`."""
+    return sum(v for k, v in metrics.items() if k.startswith(prefix))
+
+
+def wait_ready_http(port: int, timeout: float = 20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if http_get(port, "/readyz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"/readyz on {port} never turned ready")
+
+
+def test_metrics_move_after_a_delivery_and_a_login(postbay):
+    admin = postbay.port(8080)
+    assert f"admin listening on 127.0.0.1:{admin}" in postbay.log()
+    assert http_get(admin, "/healthz") == (200, "ok\n")
+    wait_ready_http(admin)
+    before = scrape(admin)
+
+    with smtplib.SMTP("127.0.0.1", postbay.smtp, timeout=10) as s:
+        s.sendmail("someone@remote.test", ["alice@example.test"],
+                   b"From: someone@remote.test\r\nTo: alice@example.test\r\nSubject: metrics\r\n\r\nhi\r\n")
+    postbay.wait_messages("alice@example.test", 1)
+    imap = imaplib.IMAP4("127.0.0.1", postbay.port(143), timeout=10)
+    imap.login("alice@example.test", "alice-secret")
+    imap.select("INBOX")
+    typ, _ = imap.fetch("1", "(RFC822)")
+    assert typ == "OK"
+    imap.logout()
+
+    deadline = time.time() + 10
+    while True:
+        after = scrape(admin)
+        if series(after, "postbay_lmtp_delivery_seconds_count") > series(before, "postbay_lmtp_delivery_seconds_count") \
+                or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    def moved(prefix):
+        return series(after, prefix) - series(before, prefix)
+    assert moved('postbay_messages_accepted_total{role="mx"}') == 1
+    # greeting, EHLO, MAIL, RCPT, end of data, QUIT on 25; LMTP server replies come on top
+    assert moved('postbay_smtp_replies_total{class="2xx"}') >= 6
+    assert moved('postbay_smtp_replies_total{class="3xx"}') >= 1  # 354 after DATA
+    assert moved(f'postbay_connections_total{{listener="127.0.0.1:{postbay.smtp}"}}') == 1
+    assert moved(f'postbay_connections_total{{listener="127.0.0.1:{postbay.port(143)}"}}') == 1
+    assert moved('postbay_logins_total{result="success"}') == 1
+    assert moved('postbay_imap_commands_total{command="FETCH",result="ok"}') == 1
+    assert moved('postbay_imap_commands_total{command="LOGIN",result="ok"}') == 1
+    assert moved("postbay_lmtp_delivery_seconds_count") >= 1
+    # Gauges exist with their fixed labels.
+    assert 'postbay_db_pool_connections{state="idle"}' in after
+    assert "postbay_queue_messages" in after
+
+
+def test_readyz_turns_unready_while_draining(postbay):
+    admin = postbay.port(8080)
+    wait_ready_http(admin)
+    proc = postbay.procs[-1]
+    # An open session keeps the process draining (up to 25 s) after SIGTERM.
+    held = smtplib.SMTP("127.0.0.1", postbay.smtp, timeout=10)
+    held.ehlo("client.test")
+    proc.send_signal(signal.SIGTERM)
+    deadline = time.time() + 10
+    status, body = http_get(admin, "/readyz")
+    while status == 200 and time.time() < deadline:
+        time.sleep(0.05)
+        status, body = http_get(admin, "/readyz")
+    assert (status, body) == (503, "draining\n")
+    assert http_get(admin, "/healthz")[0] == 200, "still alive while draining"
+    held.close()
+    assert proc.wait(timeout=30) == 0

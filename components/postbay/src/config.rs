@@ -34,6 +34,15 @@ pub struct Config {
     pub imap: ImapSection,
     /// Logins of every protocol (IMAP, POP3, submission): one throttle, one hashing pool.
     pub auth: AuthSection,
+    /// The admin listener (/metrics, /healthz, /readyz) and log format.
+    pub admin: AdminSection,
+}
+
+/// Operations: where the admin listener is (off unless set; `postbay dev`: port base + 8080).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    pub listen: Option<SocketAddr>,
 }
 
 /// The process's one login policy (postbay-auth). Defaults: `postbay_auth::AuthConfig`.
@@ -247,6 +256,7 @@ impl Default for Config {
             pop3: AccessSection::default(),
             imap: ImapSection::default(),
             auth: AuthSection::default(),
+            admin: AdminSection::default(),
         }
     }
 }

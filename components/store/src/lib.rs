@@ -175,6 +175,11 @@ impl Store {
         &self.pool
     }
 
+    /// Whether the database answers a trivial query (readiness probes).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
     /// A connection for the store's own reads (see [`readers`]).
     pub(crate) async fn reader(&self) -> Result<readers::Reader> {
         self.readers.get().await
