@@ -1,11 +1,15 @@
 """Operations: a fresh install comes up (many processes migrating one new database at once,
 a database that is not reachable yet)."""
 
+import base64
 import imaplib
+import json
+import poplib
 import re
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -280,3 +284,54 @@ def test_readyz_turns_unready_while_draining(postbay):
     assert http_get(admin, "/healthz")[0] == 200, "still alive while draining"
     held.close()
     assert proc.wait(timeout=30) == 0
+
+
+# --- logs ---------------------------------------------------------------------------------
+
+def test_json_logs_carry_session_fields_and_never_a_password(make_postbay):
+    pb = make_postbay(env={"POSTBAY_LOG": "debug", "POSTBAY_LOG_FORMAT": "json",
+                           "POSTBAY_AUTH__FAILURE_DELAY": "10ms", "POSTBAY_AUTH__MAX_FAILURE_DELAY": "20ms"})
+    pb.apply(FIXTURES / "example.yaml")
+    pb.start_dev()
+    user, password, wrong = "alice@example.test", "alice-secret", "wrong-Pass-4711"
+
+    imap = imaplib.IMAP4("127.0.0.1", pb.port(143), timeout=10)
+    with pytest.raises(imaplib.IMAP4.error):
+        imap.login(user, wrong)
+    imap.login(user, password)
+    imap.logout()
+    imap = imaplib.IMAP4("127.0.0.1", pb.port(143), timeout=10)
+    imap.authenticate("PLAIN", lambda _: f"\0{user}\0{password}".encode())
+    imap.logout()
+
+    context = ssl.create_default_context(cafile=str(pb.cert))
+    for mechanism in ("PLAIN", "LOGIN"):
+        with smtplib.SMTP("127.0.0.1", pb.port(587), timeout=10) as s:
+            s.starttls(context=context)
+            s.ehlo("client.test")
+            s.user, s.password = user, wrong
+            method = s.auth_plain if mechanism == "PLAIN" else s.auth_login
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                s.auth(mechanism, method, initial_response_ok=False)
+            s.password = password
+            s.auth(mechanism, method, initial_response_ok=False)
+
+    pop = poplib.POP3("127.0.0.1", pb.port(110), timeout=10)
+    pop.user(user)
+    pop.pass_(password)
+    pop.quit()
+
+    time.sleep(0.5)  # let the last session's lines reach the log
+    log = pb.log()
+    secrets = [password, wrong]
+    for secret in list(secrets):
+        secrets.append(base64.b64encode(secret.encode()).decode())
+        secrets.append(base64.b64encode(f"\0{user}\0{secret}".encode()).decode())
+    for secret in secrets:
+        assert secret not in log, f"{secret!r} appears in the log"
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert len(lines) > 20, "debug logging is on"
+    sessions = [line["span"] for line in lines if line.get("span", {}).get("name") == "session"]
+    assert sessions, "session lines carry the session span"
+    assert all({"session", "remote", "listener"} <= set(span) for span in sessions)
+    assert any(span["listener"] == f"127.0.0.1:{pb.port(587)}" for span in sessions)

@@ -120,8 +120,23 @@ pub async fn serve<F, Fut>(
             } else {
                 acceptor
             };
-            let _ended = session(stream, accepted.peer, starttls).await;
+            // Every log line of the session carries its id and the client's address.
+            let span = tracing::info_span!(
+                "session",
+                session = next_session_id(),
+                remote = %accepted.peer,
+                listener = %name,
+            );
+            let _ended =
+                tracing::Instrument::instrument(session(stream, accepted.peer, starttls), span)
+                    .await;
             drop(accepted.permit);
         });
     }
+}
+
+/// Process-wide session numbers, for telling one connection's log lines apart.
+fn next_session_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

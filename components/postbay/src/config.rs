@@ -34,8 +34,19 @@ pub struct Config {
     pub imap: ImapSection,
     /// Logins of every protocol (IMAP, POP3, submission): one throttle, one hashing pool.
     pub auth: AuthSection,
-    /// The admin listener (/metrics, /healthz, /readyz) and log format.
+    /// The admin listener (/metrics, /healthz, /readyz).
     pub admin: AdminSection,
+    /// `text` (default) or `json`: one JSON object per line, span fields (session, remote,
+    /// listener) included, for log collectors.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// Operations: where the admin listener is (off unless set; `postbay dev`: port base + 8080).
@@ -257,6 +268,7 @@ impl Default for Config {
             imap: ImapSection::default(),
             auth: AuthSection::default(),
             admin: AdminSection::default(),
+            log_format: LogFormat::default(),
         }
     }
 }
