@@ -4,6 +4,7 @@ a database that is not reachable yet)."""
 import base64
 import imaplib
 import json
+import os
 import poplib
 import re
 import signal
@@ -335,3 +336,48 @@ def test_json_logs_carry_session_fields_and_never_a_password(make_postbay):
     assert sessions, "session lines carry the session span"
     assert all({"session", "remote", "listener"} <= set(span) for span in sessions)
     assert any(span["listener"] == f"127.0.0.1:{pb.port(587)}" for span in sessions)
+
+
+# --- orphan blobs ---------------------------------------------------------------------------
+
+def store_check(pb: Postbay, *args) -> str:
+    out = subprocess.run([str(postbay_binary()), "store", "check", "--data", str(pb.data),
+                          "--database-url", pb.database_url, *args],
+                         capture_output=True, text=True, env=pb.env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_store_check_finds_and_repairs_old_orphan_blobs_only(postbay):
+    pb = postbay
+    with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=10) as s:
+        s.sendmail("someone@remote.test", ["alice@example.test"], b"Subject: kept\r\n\r\nkept\r\n")
+    pb.wait_messages("alice@example.test", 1)
+    (real,) = pb.query("SELECT blob_path FROM messages")
+    real = pb.data / "mail" / real[0]
+    # What a crash between a blob's fsync and its row's commit leaves: a blob nobody names.
+    old_orphan = real.parent / "01HZZZZZZZZZZZZZZZZZZZZZZZ.eml"
+    young_orphan = real.parent / "01J00000000000000000000000.eml"
+    for orphan in (old_orphan, young_orphan):
+        orphan.write_bytes(b"Subject: half\r\n\r\nhalf a deliv")
+    two_hours_ago = time.time() - 7200
+    os.utime(old_orphan, (two_hours_ago, two_hours_ago))
+    os.utime(real, (two_hours_ago, two_hours_ago))  # old too, but it has its row
+
+    report = store_check(pb)
+    rel = str(old_orphan.relative_to(pb.data / "mail"))
+    assert f"orphan {rel} (" in report
+    assert "3 blobs, 1 orphans" in report, report
+    assert "1 younger than 1h" in report
+    assert old_orphan.exists(), "without --repair nothing is removed"
+
+    report = store_check(pb, "--repair")
+    assert "removed 1 orphans" in report
+    assert not old_orphan.exists()
+    assert young_orphan.exists(), "a blob younger than the grace period may still get its row"
+    assert real.exists()
+    assert pb.total_messages() == 1
+    # Once the young one is older than a shorter grace it goes too; the real blob never does.
+    report = store_check(pb, "--repair", "--grace", "0s")
+    assert "removed 1 orphans" in report and not young_orphan.exists() and real.exists()
+    assert "1 blobs, 0 orphans" in store_check(pb, "--grace", "0s")

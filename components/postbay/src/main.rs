@@ -4,6 +4,7 @@ mod apply;
 mod config;
 mod operator;
 mod run;
+mod store_cmd;
 
 use std::path::PathBuf;
 
@@ -34,6 +35,9 @@ enum Command {
     /// Apply MailDomain, Mailbox, MailAlias and DkimKey manifests to the store, as the
     /// operator would, without a cluster; all or nothing.
     Apply(apply::ApplyArgs),
+    /// Maintenance of the store: `postbay store check [--repair]` (orphan blobs).
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
     /// Print the CustomResourceDefinitions (YAML) for `kubectl apply -f -`.
     Crds,
     /// Run the Kubernetes operator (in-cluster, or with KUBECONFIG).
@@ -48,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     }
     let config = config::Config::load(cli.config.as_deref())?;
     // A one-shot command reports through its output; its logs are for debugging.
-    let level = if matches!(cli.command, Command::Apply(_)) {
+    let level = if matches!(cli.command, Command::Apply(_) | Command::Store(_)) {
         "warn"
     } else {
         "info"
@@ -64,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             Command::Imap => run::mailbox(config).await,
             Command::Apply(args) => apply::apply(config, args).await,
             Command::Operator(args) => operator::operator(config, args).await,
+            Command::Store(command) => store_cmd::run(config, command).await,
             Command::Crds => unreachable!("handled before the runtime starts"),
         }
     })

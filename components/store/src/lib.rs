@@ -13,6 +13,7 @@
 
 pub mod blobs;
 mod changes;
+mod check;
 mod db;
 pub mod directory;
 pub mod folders;
@@ -26,6 +27,7 @@ use db::{batch, readers, write};
 
 pub use blobs::BlobStore;
 pub use changes::{FolderWatch, Version};
+pub use check::{BlobCheck, Orphan};
 pub use db::write::Durability;
 pub use db::Backend;
 pub use directory::{
