@@ -237,6 +237,9 @@ def test_metrics_move_after_a_delivery_and_a_login(postbay):
         s.sendmail("someone@remote.test", ["alice@example.test"],
                    b"From: someone@remote.test\r\nTo: alice@example.test\r\nSubject: metrics\r\n\r\nhi\r\n")
     postbay.wait_messages("alice@example.test", 1)
+    with smtplib.SMTP("127.0.0.1", postbay.port(587), timeout=10) as s:
+        s.starttls(context=ssl.create_default_context(cafile=str(postbay.cert)))
+        s.ehlo("client.test")
     imap = imaplib.IMAP4("127.0.0.1", postbay.port(143), timeout=10)
     imap.login("alice@example.test", "alice-secret")
     imap.select("INBOX")
@@ -263,6 +266,9 @@ def test_metrics_move_after_a_delivery_and_a_login(postbay):
     assert moved('postbay_imap_commands_total{command="FETCH",result="ok"}') == 1
     assert moved('postbay_imap_commands_total{command="LOGIN",result="ok"}') == 1
     assert moved("postbay_lmtp_delivery_seconds_count") >= 1
+    assert moved('postbay_tls_handshakes_total{result="ok"}') == 1
+    # The self-signed certificate postbay dev made is valid for a while yet.
+    assert after["postbay_tls_certificate_expiry_timestamp_seconds"] > time.time() + 86400
     # Gauges exist with their fixed labels.
     assert 'postbay_db_pool_connections{state="idle"}' in after
     assert "postbay_queue_messages" in after
