@@ -99,6 +99,7 @@ class Proxy:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.server = None
+        self.sockets = []
 
     def open(self):
         self.server = socket.create_server(("127.0.0.1", self.port))
@@ -111,6 +112,7 @@ class Proxy:
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -129,8 +131,21 @@ class Proxy:
                     pass
 
     def close(self):
+        """Stops listening and cuts every connection: the database is gone."""
         if self.server:
+            try:
+                self.server.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (Linux)
+            except OSError:
+                pass
             self.server.close()
+            self.server = None
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        self.sockets.clear()
 
 
 def test_role_waits_for_a_database_that_is_not_up_yet(tmp_path):
@@ -387,3 +402,36 @@ def test_store_check_finds_and_repairs_old_orphan_blobs_only(postbay):
     report = store_check(pb, "--repair", "--grace", "0s")
     assert "removed 1 orphans" in report and not young_orphan.exists() and real.exists()
     assert "1 blobs, 0 orphans" in store_check(pb, "--grace", "0s")
+
+
+def test_readyz_follows_the_database_going_away_and_back(tmp_path):
+    if not MYSQL_URL:
+        message = "POSTBAY_TEST_MYSQL_URL is not set: this test takes MariaDB away"
+        if REQUIRE:
+            pytest.fail(message)
+        pytest.skip(message)
+    pb = Postbay(tmp_path / "away", "mariadb")
+    creds, hostport = MYSQL_URL.split("://", 1)[1].rsplit("@", 1)
+    host, _, port = hostport.partition(":")
+    proxy = Proxy((host, int(port or 3306)))
+    try:
+        proxy.open()
+        pb.apply(FIXTURES / "example.yaml")
+        pb.start("dev", "--data", str(pb.data), "--port-base", str(pb.base),
+                 "--database-url", f"mysql://{creds}@127.0.0.1:{proxy.port}/{pb.mysql.name}",
+                 wait_ports=[pb.smtp], log_name="dev")
+        admin = pb.port(8080)
+        wait_ready_http(admin)
+        proxy.close()
+        deadline = time.time() + 20
+        status, body = http_get(admin, "/readyz")
+        while status == 200 and time.time() < deadline:
+            time.sleep(0.1)
+            status, body = http_get(admin, "/readyz")
+        assert (status, body) == (503, "database not reachable\n")
+        assert http_get(admin, "/healthz")[0] == 200
+        proxy.open()
+        wait_ready_http(admin, timeout=40)
+    finally:
+        pb.cleanup()
+        proxy.close()
