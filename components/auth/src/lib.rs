@@ -200,6 +200,17 @@ impl Authenticator {
         username: &str,
         password: &[u8],
     ) -> LoginOutcome {
+        let outcome = self.check(ip, username, password).await;
+        postbay_telemetry::login(match outcome {
+            LoginOutcome::Success(_) => "success",
+            LoginOutcome::Failed => "failed",
+            LoginOutcome::Throttled { .. } => "throttled",
+            LoginOutcome::Unavailable => "unavailable",
+        });
+        outcome
+    }
+
+    async fn check(&self, ip: IpAddr, username: &str, password: &[u8]) -> LoginOutcome {
         let started = Instant::now();
         let (username, clipped) = clip(username);
         if let Some(throttled) = self.throttled(ip, username, started).await {

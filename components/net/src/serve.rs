@@ -58,8 +58,14 @@ pub async fn serve<F, Fut>(
         + 'static,
     Fut: Future + Send + 'static,
 {
+    // The `listener` label of the connection metrics: one value per bound address.
+    let name: std::sync::Arc<str> = listener
+        .local_addr()
+        .map_or_else(|_| "unknown".to_string(), |a| a.to_string())
+        .into();
     loop {
         let (stream, peer) = listener::accept(&listener).await;
+        let name = name.clone();
         let _ = stream.set_nodelay(true);
         let settings = settings.clone();
         let session = session.clone();
@@ -75,12 +81,14 @@ pub async fn serve<F, Fut>(
                 Ok(established) => established,
                 Err(e) => {
                     tracing::info!(%peer, error = %e, "dropping connection without a valid PROXY header");
+                    postbay_telemetry::connection_refused(&name, "proxy_header");
                     return;
                 }
             };
             let accepted = match established.admit(&settings.gate) {
                 Admission::Accepted(accepted) => accepted,
                 Admission::Rejected(mut rejected) => {
+                    postbay_telemetry::connection_refused(&name, "limit");
                     // Over implicit TLS the client could not read it; it just sees the close.
                     if !settings.implicit_tls {
                         let _ = rejected.stream.write_all(door.busy_reply).await;
@@ -89,6 +97,7 @@ pub async fn serve<F, Fut>(
                     return;
                 }
             };
+            let _open = postbay_telemetry::connection_opened(&name);
             let acceptor = settings.tls.as_ref().map(|t| t.acceptor());
             let mut stream = MaybeTls::Plain(accepted.stream);
             if settings.implicit_tls {
@@ -111,8 +120,23 @@ pub async fn serve<F, Fut>(
             } else {
                 acceptor
             };
-            let _ended = session(stream, accepted.peer, starttls).await;
+            // Every log line of the session carries its id and the client's address.
+            let span = tracing::info_span!(
+                "session",
+                session = next_session_id(),
+                remote = %accepted.peer,
+                listener = %name,
+            );
+            let _ended =
+                tracing::Instrument::instrument(session(stream, accepted.peer, starttls), span)
+                    .await;
             drop(accepted.permit);
         });
     }
+}
+
+/// Process-wide session numbers, for telling one connection's log lines apart.
+fn next_session_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

@@ -42,8 +42,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MaybeTls<S> {
     pub async fn upgrade(&mut self, acceptor: &tokio_rustls::TlsAcceptor) -> io::Result<()> {
         match std::mem::replace(self, MaybeTls::Upgrading) {
             MaybeTls::Plain(s) => {
-                let tls = acceptor.accept(s).await?;
-                *self = MaybeTls::Tls(Box::new(tls));
+                let tls = acceptor.accept(s).await;
+                postbay_telemetry::tls_handshake(tls.is_ok());
+                *self = MaybeTls::Tls(Box::new(tls?));
                 Ok(())
             }
             other => {

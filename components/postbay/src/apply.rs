@@ -91,7 +91,7 @@ pub async fn apply(mut config: Config, args: ApplyArgs) -> Result<()> {
     let key_files = KeyFiles::new(&config.data_dir);
     let mut blocked = 0;
     for doc in ordered(&docs) {
-        let (outcome, note) = apply_one(&store, &bundle, &key_files, doc).await?;
+        let (outcome, note) = apply_retrying(&store, &bundle, &key_files, doc).await?;
         let label = label(doc);
         match outcome {
             Outcome::Applied(change) => {
@@ -137,6 +137,32 @@ fn ordered(docs: &[Document]) -> Vec<&Document> {
         .collect();
     out.sort_by_key(rank);
     out
+}
+
+/// [`apply_one`], again when the database chose it as a deadlock victim: two applies (or an
+/// apply and the operator) writing the same rows at once on MariaDB, where InnoDB rolls the
+/// loser's transaction back and asks for it to be restarted. Applying is idempotent.
+async fn apply_retrying(
+    store: &Store,
+    bundle: &Bundle,
+    key_files: &KeyFiles,
+    doc: &Document,
+) -> Result<(Outcome, String)> {
+    let mut attempt = 1;
+    loop {
+        match apply_one(store, bundle, key_files, doc).await {
+            Err(e) if attempt < 5 && is_conflict(&e) => {
+                tracing::info!(error = %e, attempt, "write conflict, applying again");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_conflict(e: &anyhow::Error) -> bool {
+    e.chain().any(postbay_store::is_conflict)
 }
 
 async fn apply_one(

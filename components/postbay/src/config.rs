@@ -34,6 +34,26 @@ pub struct Config {
     pub imap: ImapSection,
     /// Logins of every protocol (IMAP, POP3, submission): one throttle, one hashing pool.
     pub auth: AuthSection,
+    /// The admin listener (/metrics, /healthz, /readyz).
+    pub admin: AdminSection,
+    /// `text` (default) or `json`: one JSON object per line, span fields (session, remote,
+    /// listener) included, for log collectors.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Operations: where the admin listener is (off unless set; `postbay dev`: port base + 8080).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    pub listen: Option<SocketAddr>,
 }
 
 /// The process's one login policy (postbay-auth). Defaults: `postbay_auth::AuthConfig`.
@@ -247,6 +267,8 @@ impl Default for Config {
             pop3: AccessSection::default(),
             imap: ImapSection::default(),
             auth: AuthSection::default(),
+            admin: AdminSection::default(),
+            log_format: LogFormat::default(),
         }
     }
 }

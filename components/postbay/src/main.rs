@@ -4,6 +4,7 @@ mod apply;
 mod config;
 mod operator;
 mod run;
+mod store_cmd;
 
 use std::path::PathBuf;
 
@@ -34,6 +35,9 @@ enum Command {
     /// Apply MailDomain, Mailbox, MailAlias and DkimKey manifests to the store, as the
     /// operator would, without a cluster; all or nothing.
     Apply(apply::ApplyArgs),
+    /// Maintenance of the store: `postbay store check [--repair]` (orphan blobs).
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
     /// Print the CustomResourceDefinitions (YAML) for `kubectl apply -f -`.
     Crds,
     /// Run the Kubernetes operator (in-cluster, or with KUBECONFIG).
@@ -46,23 +50,25 @@ fn main() -> anyhow::Result<()> {
         print!("{}", crds_yaml());
         return Ok(());
     }
+    let config = config::Config::load(cli.config.as_deref())?;
     // A one-shot command reports through its output; its logs are for debugging.
-    init_tracing(if matches!(cli.command, Command::Apply(_)) {
+    let level = if matches!(cli.command, Command::Apply(_) | Command::Store(_)) {
         "warn"
     } else {
         "info"
-    });
+    };
+    init_tracing(level, config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let config = config::Config::load(cli.config.as_deref())?;
         match cli.command {
             Command::Dev(args) => run::dev(config, args).await,
             Command::Smtp => run::smtp(config).await,
             Command::Imap => run::mailbox(config).await,
             Command::Apply(args) => apply::apply(config, args).await,
             Command::Operator(args) => operator::operator(config, args).await,
+            Command::Store(command) => store_cmd::run(config, command).await,
             Command::Crds => unreachable!("handled before the runtime starts"),
         }
     })
@@ -76,11 +82,19 @@ fn crds_yaml() -> String {
     )
 }
 
-fn init_tracing(default_level: &str) {
+fn init_tracing(default_level: &str, format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POSTBAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Text => fmt.init(),
+        // The session span's fields (session, remote, listener) go on every line of it.
+        config::LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }

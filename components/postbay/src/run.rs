@@ -45,6 +45,7 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     config.imap.access.listen.get_or_insert(at(143));
     config.imap.access.listen_tls.get_or_insert(at(993));
     config.imap.allow_plaintext_auth = true;
+    config.admin.listen.get_or_insert(at(8080));
     let lmtp = config.lmtp.listen.expect("set above");
     config.smtp.lmtp_target.get_or_insert(lmtp.to_string());
     std::fs::create_dir_all(&config.data_dir)
@@ -56,9 +57,9 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
         )
         .await?;
     }
-    let store = open_store(&config).await?;
+    let mut running = Running::start(&config).await?;
+    let store = open_store(&config, &running).await?;
     let tls = tls_provider(&config).await?;
-    let mut running = Running::default();
     start_mailbox(&config, store.clone(), &mut running).await?;
     let authenticator = crate::config::authenticator(&config, &store);
     start_access(
@@ -70,6 +71,7 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     )
     .await?;
     start_smtp(&config, store, tls, &authenticator, &mut running).await?;
+    running.health.set_started();
     println!(
         "postbay dev ready (data {}, database {})",
         config.data_dir.display(),
@@ -97,11 +99,12 @@ pub async fn smtp(mut config: Config) -> Result<()> {
         .submission
         .listen_tls
         .get_or_insert(SocketAddr::new(any, 465));
-    let store = open_store(&config).await?;
+    let mut running = Running::start(&config).await?;
+    let store = open_store(&config, &running).await?;
     let tls = tls_provider(&config).await?;
-    let mut running = Running::default();
     let authenticator = crate::config::authenticator(&config, &store);
     start_smtp(&config, store, tls, &authenticator, &mut running).await?;
+    running.health.set_started();
     println!("postbay smtp ready");
     running.shutdown().await;
     Ok(())
@@ -121,22 +124,58 @@ pub async fn mailbox(mut config: Config) -> Result<()> {
         .pop3
         .listen_tls
         .get_or_insert(SocketAddr::new(any.ip(), 995));
-    let store = open_store(&config).await?;
+    let mut running = Running::start(&config).await?;
+    let store = open_store(&config, &running).await?;
     let tls = tls_provider(&config).await?;
-    let mut running = Running::default();
     start_mailbox(&config, store.clone(), &mut running).await?;
     let authenticator = crate::config::authenticator(&config, &store);
     start_access(&config, store, tls, &authenticator, &mut running).await?;
+    running.health.set_started();
     println!("postbay imap ready");
     running.shutdown().await;
     Ok(())
 }
 
-async fn open_store(config: &Config) -> Result<Store> {
+/// Opens the store (waiting for the database), then tells readiness how to check it and
+/// samples the pool for the metrics.
+async fn open_store(config: &Config, running: &Running) -> Result<Store> {
     let url = config.database_url();
-    Store::open(&url, &config.mail_root())
+    let store = Store::open(&url, &config.mail_root())
         .await
-        .with_context(|| format!("opening store {}", redact(&url)))
+        .with_context(|| format!("opening store {}", redact(&url)))?;
+    let probe = store.clone();
+    running.health.set_database_check(move || {
+        let probe = probe.clone();
+        async move { probe.ping().await }
+    });
+    let sampled = store.clone();
+    tokio::spawn(async move {
+        loop {
+            let pool = sampled.pool();
+            postbay_telemetry::db_pool(pool.size(), pool.num_idle());
+            tokio::time::sleep(SAMPLE_EVERY).await;
+        }
+    });
+    Ok(store)
+}
+
+/// How often gauges that are read rather than counted (queue, pool) are refreshed.
+const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps the queue gauges current: messages waiting and the oldest one's age (queue ids
+/// are ULIDs, which carry their creation time).
+async fn sample_queue(queue: postbay_smtp::queue::Queue) {
+    loop {
+        if let Ok(ids) = queue.scan().await {
+            let oldest = ids
+                .first()
+                .and_then(|id| ulid::Ulid::from_string(id).ok())
+                .and_then(|u| u.datetime().elapsed().ok())
+                .unwrap_or_default();
+            postbay_telemetry::queue_depth(ids.len(), oldest);
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
 }
 
 async fn tls_provider(config: &Config) -> Result<TlsProvider> {
@@ -178,6 +217,7 @@ async fn start_smtp(
         },
     );
     tokio::spawn(runner.run(wake));
+    tokio::spawn(sample_queue(queue.clone()));
     let signer = postbay_dkim::Signer::new(
         store.clone(),
         postbay_dkim::KeySource {
@@ -392,10 +432,10 @@ fn redact(url: &str) -> String {
 }
 
 /// What a role started, so SIGTERM can stop it gracefully.
-#[derive(Default)]
 struct Running {
     listeners: Vec<tokio::task::JoinHandle<()>>,
     gates: Vec<ConnectionGate>,
+    health: postbay_telemetry::admin::Health,
 }
 
 /// How long open sessions may finish after SIGTERM; keep below the Pod's
@@ -403,6 +443,24 @@ struct Running {
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
 
 impl Running {
+    /// Starts the admin listener first (when `admin.listen` is set), so probes get answers
+    /// (alive, not ready) while the role waits for its database.
+    async fn start(config: &Config) -> Result<Running> {
+        let health = postbay_telemetry::admin::Health::default();
+        if let Some(at) = config.admin.listen {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding admin on {at}"))?;
+            println!("admin listening on {}", listener.local_addr()?);
+            tokio::spawn(postbay_telemetry::admin::serve(listener, health.clone()));
+        }
+        Ok(Running {
+            listeners: Vec::new(),
+            gates: Vec::new(),
+            health,
+        })
+    }
+
     /// Waits for SIGTERM or Ctrl-C, stops accepting, and gives open sessions time to
     /// finish. Nothing acknowledged is at risk either way: queued mail is on disk.
     async fn shutdown(self) {
@@ -412,6 +470,7 @@ impl Running {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
+        self.health.set_draining();
         for listener in &self.listeners {
             listener.abort();
         }

@@ -13,6 +13,7 @@
 
 pub mod blobs;
 mod changes;
+mod check;
 mod db;
 pub mod directory;
 pub mod folders;
@@ -26,6 +27,7 @@ use db::{batch, readers, write};
 
 pub use blobs::BlobStore;
 pub use changes::{FolderWatch, Version};
+pub use check::{BlobCheck, Orphan};
 pub use db::write::Durability;
 pub use db::Backend;
 pub use directory::{
@@ -45,6 +47,8 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("schema migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("migration lock: {0}")]
+    MigrationLock(String),
     #[error("unsupported database url {0:?} (use sqlite://PATH or mysql://USER@HOST/DB)")]
     UnsupportedUrl(String),
     #[error("i/o error on {path}: {source}")]
@@ -78,6 +82,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the transaction lost a race with another writer and may simply be run again:
+    /// an InnoDB deadlock or lock wait timeout, SQLite busy.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            Error::Database(e) => db::conflict(e),
+            _ => false,
+        }
+    }
+
+    /// Whether waiting may cure it: the database is not reachable (yet), is starting or
+    /// shutting down, has no free connection, or SQLite's file is busy.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Database(e) => db::transient(e),
+            Error::Migrate(
+                sqlx::migrate::MigrateError::Execute(e)
+                | sqlx::migrate::MigrateError::ExecuteMigration(e, _),
+            ) => db::transient(e),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(path: impl AsRef<Path>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.as_ref().to_path_buf();
         move |source| Error::Io { path, source }
@@ -93,6 +119,13 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// [`Error::is_conflict`] for an error of the store or of the `sqlx` queries other crates
+/// run on its pool, wherever it sits in an error chain.
+pub fn is_conflict(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<Error>().is_some_and(Error::is_conflict)
+        || e.downcast_ref::<sqlx::Error>().is_some_and(db::conflict)
+}
 
 /// Locks a std mutex whose data stays consistent even if a holder panicked (every update
 /// under these locks is a single push, pop or insert), so poisoning is not an error.
@@ -112,11 +145,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to `database_url` (`sqlite://...` or `mysql://...`), runs pending migrations
-    /// and keeps message blobs under `mail_root` (the shared volume).
+    /// Connects to `database_url` (`sqlite://...` or `mysql://...`), waiting while it is not
+    /// reachable yet, runs pending migrations (once, under a lock, whoever starts first) and
+    /// keeps message blobs under `mail_root` (the shared volume).
     pub async fn open(database_url: &str, mail_root: &Path) -> Result<Store> {
         let (pool, writers, backend) = db::connect(database_url).await?;
-        db::migrate(&pool, backend).await?;
         let readers = match backend {
             Backend::Sqlite => readers::Readers::detach_from(&pool, db::SQLITE_READERS).await?,
             Backend::MySql => readers::Readers::Pool(pool.clone()),
@@ -142,6 +175,11 @@ impl Store {
 
     pub fn pool(&self) -> &sqlx::AnyPool {
         &self.pool
+    }
+
+    /// Whether the database answers a trivial query (readiness probes).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
     /// A connection for the store's own reads (see [`readers`]).

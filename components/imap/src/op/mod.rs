@@ -120,6 +120,7 @@ pub async fn dispatch<S: Sink>(
         _ => None,
     };
     if let Some(text) = state_error {
+        postbay_telemetry::imap_command(name, "bad");
         response::tagged(
             &mut p.out,
             &tag,
@@ -149,6 +150,15 @@ pub fn finish(
     name: &str,
     result: OpResult,
 ) -> Outcome {
+    let counted = match &result {
+        Ok(Outcome::Ok(..) | Outcome::Logout | Outcome::StartTls) => Some("ok"),
+        Ok(_) => None, // the exchange goes on (IDLE, AUTHENTICATE): counted when it ends
+        Err(OpError::Bad(_)) => Some("bad"),
+        Err(_) => Some("no"),
+    };
+    if let Some(counted) = counted {
+        postbay_telemetry::imap_command(name, counted);
+    }
     match result {
         Ok(Outcome::Ok(code, text)) => {
             let text = if text.is_empty() {

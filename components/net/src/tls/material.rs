@@ -50,6 +50,9 @@ pub(super) fn server_config(
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = parse_chain(cert_pem, origin)?;
     let key = parse_key(key_pem, origin)?;
+    let expires = chain
+        .first()
+        .and_then(|leaf| super::expiry::not_after(leaf));
     // with_single_cert also checks that the key belongs to the leaf certificate.
     let rustls_err = |source| TlsError::Rustls {
         origin: origin.to_owned(),
@@ -61,6 +64,9 @@ pub(super) fn server_config(
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(rustls_err)?;
+    if let Some(at) = expires {
+        postbay_telemetry::certificate_expiry(at);
+    }
     Ok(Arc::new(config))
 }
 

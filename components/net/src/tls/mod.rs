@@ -1,6 +1,7 @@
 //! Server TLS: certificates from PEM files (reloaded when they change, as with
 //! cert-manager renewals) or a self-signed certificate for development.
 
+mod expiry;
 mod material;
 mod self_signed;
 mod watch;

@@ -13,7 +13,12 @@ pub(super) const CERT_FILE: &str = "cert.pem";
 pub(super) const KEY_FILE: &str = "key.pem";
 
 /// PEM certificate and key for `names`, reused from `dir` when both files exist.
+///
+/// Processes started together on one data folder (a first `postbay smtp` and `postbay
+/// imap`) take turns under a lock on `dir/.lock`, so they agree on one pair instead of
+/// interleaving their writes into a key that does not match its certificate.
 pub(super) fn obtain(names: &[String], dir: Option<&Path>) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    let _lock = dir.map(lock).transpose()?;
     if let Some(dir) = dir {
         let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
         if cert_path.is_file() && key_path.is_file() {
@@ -28,6 +33,20 @@ pub(super) fn obtain(names: &[String], dir: Option<&Path>) -> Result<(Vec<u8>, V
         persist(dir, cert.as_bytes(), key.as_bytes())?;
     }
     Ok((cert.into_bytes(), key.into_bytes()))
+}
+
+/// An exclusive lock on `dir/.lock`, released when the file is dropped.
+fn lock(dir: &Path) -> Result<fs::File, TlsError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let path = dir.join(".lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    file.lock().map_err(io_err(&path))?;
+    Ok(file)
 }
 
 /// The configured names (default `localhost`) plus 127.0.0.1 for local testing.

@@ -227,6 +227,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match self.ctx.queue.enqueue(&envelope, header, body).await {
             Ok(()) => {
                 tracing::info!(queue_id = id, from = envelope.mail_from, rcpts = envelope.recipients.len(), peer = %self.peer, "message queued");
+                postbay_telemetry::message_accepted(self.role.metric_label());
                 Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
             }
             Err(e) => {

@@ -45,6 +45,14 @@ impl Role {
     pub(crate) fn offers_auth(self) -> bool {
         matches!(self, Role::Submission | Role::Mx { auth: true })
     }
+
+    /// The `role` label of postbay_messages_accepted_total.
+    pub(crate) fn metric_label(self) -> &'static str {
+        match self {
+            Role::Mx { .. } => "mx",
+            Role::Submission => "submission",
+        }
+    }
 }
 
 /// The user a session has authenticated as, and what follows from it.

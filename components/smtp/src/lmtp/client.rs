@@ -76,6 +76,7 @@ impl LmtpClient {
         recipients: &[&QueuedRecipient],
         message: &[u8],
     ) -> Result<Vec<ServerReply>, LmtpError> {
+        let started = std::time::Instant::now();
         let pooled = self.idle.lock().await.pop();
         let mut conn = match pooled {
             Some(conn) => conn,
@@ -92,6 +93,7 @@ impl LmtpClient {
                 if idle.len() < MAX_IDLE_CONNECTIONS {
                     idle.push(conn);
                 }
+                postbay_telemetry::lmtp_delivery(started.elapsed());
                 Ok(replies)
             }
             Ok(Err(e)) => Err(e),

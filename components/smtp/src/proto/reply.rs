@@ -27,8 +27,10 @@ impl Reply {
         (400..500).contains(&self.code)
     }
 
-    /// Appends the wire form (`CODE ENH TEXT\r\n`) to `out`.
+    /// Appends the wire form (`CODE ENH TEXT\r\n`) to `out`. Every reply of the SMTP and
+    /// LMTP servers passes here (or [`multiline`]), which is where they are counted.
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        postbay_telemetry::smtp_reply(self.code);
         out.extend_from_slice(self.to_string().as_bytes());
     }
 
@@ -71,6 +73,7 @@ impl fmt::Display for Reply {
 
 /// A multi-line reply such as the EHLO capability list.
 pub fn multiline(code: u16, lines: &[String], out: &mut Vec<u8>) {
+    postbay_telemetry::smtp_reply(code);
     for (i, line) in lines.iter().enumerate() {
         let sep = if i + 1 == lines.len() { ' ' } else { '-' };
         out.extend_from_slice(format!("{code}{sep}{line}\r\n").as_bytes());

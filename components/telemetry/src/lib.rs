@@ -1,0 +1,292 @@
+//! One metrics registry per process and the admin listener that serves it.
+//!
+//! Metrics are recorded where the work is shared (the accept loop and TLS in postbay-net,
+//! logins in postbay-auth, the queue, the LMTP client, the IMAP session) through the
+//! one-line helpers below, so no crate passes a registry around. Every label takes values
+//! from a small fixed set (listener address, reply class, command name, result), so the
+//! number of series stays bounded whatever clients send.
+
+pub mod admin;
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The process's metrics; see [`metrics`].
+pub struct Metrics {
+    registry: Registry,
+    connections_open: Family<Labels, Gauge>,
+    connections: Family<Labels, Counter>,
+    connections_refused: Family<Labels, Counter>,
+    tls_handshakes: Family<Labels, Counter>,
+    cert_expiry: Gauge,
+    smtp_replies: Family<Labels, Counter>,
+    messages_accepted: Family<Labels, Counter>,
+    queue_messages: Gauge,
+    queue_oldest_age: Gauge,
+    lmtp_delivery: Histogram,
+    imap_commands: Family<Labels, Counter>,
+    logins: Family<Labels, Counter>,
+    db_pool: Family<Labels, Gauge>,
+}
+
+/// The process-wide metrics, registered on first use.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("postbay");
+        let m = Metrics {
+            connections_open: Family::default(),
+            connections: Family::default(),
+            connections_refused: Family::default(),
+            tls_handshakes: Family::default(),
+            cert_expiry: Gauge::default(),
+            smtp_replies: Family::default(),
+            messages_accepted: Family::default(),
+            queue_messages: Gauge::default(),
+            queue_oldest_age: Gauge::default(),
+            lmtp_delivery: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
+            imap_commands: Family::default(),
+            logins: Family::default(),
+            db_pool: Family::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "connections_open",
+            "Open client connections, by listener",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "connections",
+            "Connections admitted, by listener",
+            m.connections.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections refused, by listener and reason (limit, proxy_header)",
+            m.connections_refused.clone(),
+        );
+        r.register(
+            "tls_handshakes",
+            "TLS handshakes (STARTTLS and implicit), by result",
+            m.tls_handshakes.clone(),
+        );
+        r.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "Unix time at which the served certificate expires",
+            m.cert_expiry.clone(),
+        );
+        r.register(
+            "smtp_replies",
+            "SMTP replies sent, by code class (2xx, 3xx, 4xx, 5xx)",
+            m.smtp_replies.clone(),
+        );
+        r.register(
+            "messages_accepted",
+            "Messages accepted into the queue (250 after DATA/BDAT), by role (mx, submission)",
+            m.messages_accepted.clone(),
+        );
+        r.register(
+            "queue_messages",
+            "Messages waiting in this replica's queue",
+            m.queue_messages.clone(),
+        );
+        r.register(
+            "queue_oldest_message_age_seconds",
+            "Age of the oldest message in this replica's queue (0 when empty)",
+            m.queue_oldest_age.clone(),
+        );
+        r.register(
+            "lmtp_delivery_seconds",
+            "Time from LMTP connect to the last recipient's reply, per queued message",
+            m.lmtp_delivery.clone(),
+        );
+        r.register(
+            "imap_commands",
+            "IMAP commands answered, by command and result (ok, no, bad)",
+            m.imap_commands.clone(),
+        );
+        r.register(
+            "logins",
+            "Password logins (IMAP, POP3, submission), by result",
+            m.logins.clone(),
+        );
+        r.register(
+            "db_pool_connections",
+            "Database pool connections, by state (idle, in_use)",
+            m.db_pool.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition (OpenMetrics text).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// A connection admitted on `listener` (its local address); the gauge drops with the guard.
+pub fn connection_opened(listener: &str) -> ConnectionGuard {
+    let labels = vec![("listener", listener.to_string())];
+    let m = metrics();
+    m.connections.get_or_create(&labels).inc();
+    m.connections_open.get_or_create(&labels).inc();
+    ConnectionGuard { labels }
+}
+
+/// Keeps a connection counted as open until dropped.
+pub struct ConnectionGuard {
+    labels: Labels,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        metrics().connections_open.get_or_create(&self.labels).dec();
+    }
+}
+
+/// A connection refused at `listener`; `reason` is a fixed word (`limit`, `proxy_header`).
+pub fn connection_refused(listener: &str, reason: &'static str) {
+    metrics()
+        .connections_refused
+        .get_or_create(&vec![
+            ("listener", listener.to_string()),
+            ("reason", reason.to_string()),
+        ])
+        .inc();
+}
+
+pub fn tls_handshake(ok: bool) {
+    let result = if ok { "ok" } else { "failed" };
+    metrics()
+        .tls_handshakes
+        .get_or_create(&vec![("result", result.to_string())])
+        .inc();
+}
+
+/// The certificate now served expires at `unix_seconds`.
+pub fn certificate_expiry(unix_seconds: i64) {
+    metrics().cert_expiry.set(unix_seconds);
+}
+
+/// An SMTP (or LMTP server) reply with this code was sent.
+pub fn smtp_reply(code: u16) {
+    let class = match code / 100 {
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "other",
+    };
+    metrics()
+        .smtp_replies
+        .get_or_create(&vec![("class", class.to_string())])
+        .inc();
+}
+
+/// A message was queued and acknowledged; `role` is `mx` or `submission`.
+pub fn message_accepted(role: &'static str) {
+    metrics()
+        .messages_accepted
+        .get_or_create(&vec![("role", role.to_string())])
+        .inc();
+}
+
+/// The queue holds `messages`, the oldest of them `oldest` old.
+pub fn queue_depth(messages: usize, oldest: Duration) {
+    let m = metrics();
+    m.queue_messages.set(messages as i64);
+    m.queue_oldest_age.set(oldest.as_secs() as i64);
+}
+
+pub fn lmtp_delivery(took: Duration) {
+    metrics().lmtp_delivery.observe(took.as_secs_f64());
+}
+
+/// IMAP commands with a name of their own; anything else is counted as `other`, so a
+/// client cannot create series.
+const IMAP_COMMANDS: &[&str] = &[
+    "APPEND",
+    "AUTHENTICATE",
+    "CAPABILITY",
+    "CHECK",
+    "CLOSE",
+    "COPY",
+    "CREATE",
+    "DELETE",
+    "ENABLE",
+    "EXAMINE",
+    "EXPUNGE",
+    "FETCH",
+    "ID",
+    "IDLE",
+    "LIST",
+    "LOGIN",
+    "LOGOUT",
+    "LSUB",
+    "MOVE",
+    "NAMESPACE",
+    "NOOP",
+    "RENAME",
+    "SEARCH",
+    "SELECT",
+    "STARTTLS",
+    "STATUS",
+    "STORE",
+    "SUBSCRIBE",
+    "UNSELECT",
+    "UNSUBSCRIBE",
+    "GETQUOTA",
+    "GETQUOTAROOT",
+];
+
+/// An IMAP command answered with `result` (`ok`, `no`, `bad`).
+pub fn imap_command(command: &str, result: &'static str) {
+    let upper = command.to_ascii_uppercase();
+    let name = IMAP_COMMANDS
+        .iter()
+        .find(|c| **c == upper)
+        .map_or("other", |c| *c);
+    metrics()
+        .imap_commands
+        .get_or_create(&vec![
+            ("command", name.to_string()),
+            ("result", result.to_string()),
+        ])
+        .inc();
+}
+
+/// A password login ended with `result` (`success`, `failed`, `throttled`, `unavailable`).
+pub fn login(result: &'static str) {
+    metrics()
+        .logins
+        .get_or_create(&vec![("result", result.to_string())])
+        .inc();
+}
+
+/// The database pool has `idle` idle connections out of `size`.
+pub fn db_pool(size: u32, idle: usize) {
+    let m = metrics();
+    let idle = idle as i64;
+    m.db_pool
+        .get_or_create(&vec![("state", "idle".to_string())])
+        .set(idle);
+    m.db_pool
+        .get_or_create(&vec![("state", "in_use".to_string())])
+        .set(i64::from(size) - idle);
+}
