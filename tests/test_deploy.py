@@ -17,6 +17,7 @@ import re
 import shlex
 import shutil
 import socket
+import urllib.request
 import ssl
 import subprocess
 import time
@@ -319,13 +320,17 @@ def test_every_listener_has_a_container_port_and_a_service_port(scenario):
         assert find(docs, "Service", sts["spec"]["serviceName"])["spec"]["clusterIP"] == "None"
 
 
-def test_admin_listener_is_off_by_default_and_drives_probes_when_on():
-    off = render(*SCENARIOS["defaults"])
+def test_admin_listener_is_on_by_default_and_drives_probes():
+    off = render(*SCENARIOS["defaults"], "--set", "admin.enabled=false")
     for owner, spec in pod_specs(off):
         c = spec["containers"][0]
         assert "POSTBAY_ADMIN__LISTEN" not in {e["name"] for e in c.get("env", [])}, owner
         if owner in ("postbay-smtp", "postbay-imap"):
             assert "tcpSocket" in c["readinessProbe"] and "tcpSocket" in c["livenessProbe"], owner
+    for owner, spec in pod_specs(render(*SCENARIOS["defaults"])):
+        if owner in ("postbay-smtp", "postbay-imap"):
+            c = spec["containers"][0]
+            assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}, owner
     on = render(*SCENARIOS["everything-on"])
     for owner in ("postbay-smtp", "postbay-imap", "postbay-filter"):
         spec = dict(pod_specs(on))[owner]
@@ -341,7 +346,7 @@ def test_admin_listener_is_off_by_default_and_drives_probes_when_on():
                and d["metadata"]["labels"].get("postbay.dev/admin") == "true"]
     assert sorted(scraped) == ["postbay-filter", "postbay-imap-pods", "postbay-smtp-pods"]
     # The filter role is off by default: today's binary has none.
-    assert not [d for d in off if d["metadata"]["name"] == "postbay-filter"]
+    assert not [d for d in render(*SCENARIOS["defaults"]) if d["metadata"]["name"] == "postbay-filter"]
 
 
 def test_secrets_only_in_secrets():
@@ -619,7 +624,10 @@ def start_role(docs, owner: str, work: Path, port_map: dict[int, int], database_
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTBAY_")}
     for e in container["env"]:
         if "value" in e:
-            env[e["name"]] = local_path(e["value"])
+            value = local_path(e["value"])
+            # A listener set by variable (the admin port): loopback, a free port per role.
+            value = re.sub(r"^0\.0\.0\.0:(\d+)$", lambda g: f"127.0.0.1:{free_ports(1)[0]}", value)
+            env[e["name"]] = value
         elif "fieldRef" in e["valueFrom"]:
             env[e["name"]] = f"{owner}-0"
         elif e["valueFrom"]["secretKeyRef"]["key"] == "url":
@@ -628,7 +636,9 @@ def start_role(docs, owner: str, work: Path, port_map: dict[int, int], database_
             env[e["name"]] = "the-same-secret-on-every-replica"
     args = [local_path(a) for a in container["args"]]
     with open(work / f"{owner}.log", "w") as log:
-        return subprocess.Popen([str(postbay_binary()), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([str(postbay_binary()), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc.env_used = env
+    return proc
 
 
 def test_rendered_roles_run_and_answer_as_helm_test_expects(tmp_path):
@@ -649,6 +659,12 @@ def test_rendered_roles_run_and_answer_as_helm_test_expects(tmp_path):
         wait_ready(procs[0], tmp_path / "postbay-imap.log", "postbay imap ready")
         procs.append(start_role(docs, "postbay-smtp", tmp_path, port_map, database_url))
         wait_ready(procs[1], tmp_path / "postbay-smtp.log", "postbay smtp ready")
+        # The probes the chart sets answer on the admin listener of each role.
+        for proc in procs:
+            admin = next(v for k, v in proc.env_used.items() if k == "POSTBAY_ADMIN__LISTEN")
+            for path in ("/healthz", "/readyz"):
+                with urllib.request.urlopen(f"http://{admin}{path}", timeout=30) as r:
+                    assert r.status == 200, (admin, path)
         hook = find(render(*SCENARIOS["defaults"]), "Pod", "postbay-test-greetings")
         script = hook["spec"]["containers"][0]["args"][0]
         checks = [shlex.split(line)[1:] for line in script.splitlines() if line.strip().startswith("check postbay-")]
