@@ -34,6 +34,56 @@ pub struct Config {
     pub imap: ImapSection,
     /// Logins of every protocol (IMAP, POP3, submission): one throttle, one hashing pool.
     pub auth: AuthSection,
+    /// The spam filter (`postbay filter`, Rspamd's HTTP protocol).
+    pub filter: FilterSection,
+}
+
+/// `postbay filter`: listener, limits, thresholds and scores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilterSection {
+    /// Rspamd's normal worker port is 11333.
+    pub listen: Option<SocketAddr>,
+    pub max_message_size: usize,
+    pub max_headers: usize,
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+    /// Score from which the action is "add header" (X-Spam: Yes, Junk folder).
+    pub add_header: f64,
+    /// Score from which the action is "reject" (550 5.7.1).
+    pub reject: f64,
+    /// Score from which the action is "greylist"; unset: never.
+    pub greylist: Option<f64>,
+    /// Our authserv-id in Authentication-Results (RFC 8601); default: `hostname`.
+    pub authserv_id: Option<String>,
+    /// Symbol name → score, replacing the built-in one (docs/filter.md lists them).
+    pub scores: std::collections::BTreeMap<String, f64>,
+    /// Messages of each class learnt before the classifier reports BAYES_SPAM / BAYES_HAM.
+    pub bayes_min_learns: u64,
+}
+
+impl Default for FilterSection {
+    fn default() -> Self {
+        let limits = postbay_filter::Limits::default();
+        let thresholds = postbay_filter::Thresholds::default();
+        FilterSection {
+            listen: None,
+            max_message_size: limits.max_message_size,
+            max_headers: limits.max_headers,
+            header_timeout: limits.header_timeout,
+            request_timeout: limits.request_timeout,
+            max_connections: limits.max_connections,
+            add_header: thresholds.add_header,
+            reject: thresholds.reject,
+            greylist: thresholds.greylist,
+            authserv_id: None,
+            scores: Default::default(),
+            bayes_min_learns: postbay_filter::bayes::BayesSettings::default().min_learns,
+        }
+    }
 }
 
 /// The process's one login policy (postbay-auth). Defaults: `postbay_auth::AuthConfig`.
@@ -247,6 +297,7 @@ impl Default for Config {
             pop3: AccessSection::default(),
             imap: ImapSection::default(),
             auth: AuthSection::default(),
+            filter: FilterSection::default(),
         }
     }
 }
@@ -339,6 +390,33 @@ impl Config {
 
     pub fn spool(&self) -> PathBuf {
         self.data_dir.join("spool")
+    }
+
+    pub fn filter_settings(&self) -> postbay_filter::FilterSettings {
+        let f = &self.filter;
+        postbay_filter::FilterSettings {
+            limits: postbay_filter::Limits {
+                max_message_size: f.max_message_size,
+                max_headers: f.max_headers,
+                header_timeout: f.header_timeout,
+                request_timeout: f.request_timeout,
+                max_connections: f.max_connections,
+            },
+            thresholds: postbay_filter::Thresholds {
+                add_header: f.add_header,
+                reject: f.reject,
+                greylist: f.greylist,
+            },
+            scores: f.scores.clone(),
+            authserv_id: f
+                .authserv_id
+                .clone()
+                .unwrap_or_else(|| self.hostname.clone()),
+            bayes: postbay_filter::bayes::BayesSettings {
+                min_learns: f.bayes_min_learns,
+                ..Default::default()
+            },
+        }
     }
 
     pub fn smtp_config(&self) -> postbay_smtp::SmtpConfig {

@@ -31,6 +31,8 @@ enum Command {
     Smtp,
     /// Run the mailbox component: the LMTP delivery listener (IMAP and POP3 join it).
     Imap,
+    /// Run the spam filter: Rspamd's HTTP protocol (`/checkv2`, `/learnspam`, ...) on 11333.
+    Filter,
     /// Apply MailDomain, Mailbox, MailAlias and DkimKey manifests to the store, as the
     /// operator would, without a cluster; all or nothing.
     Apply(apply::ApplyArgs),
@@ -61,6 +63,7 @@ fn main() -> anyhow::Result<()> {
             Command::Dev(args) => run::dev(config, args).await,
             Command::Smtp => run::smtp(config).await,
             Command::Imap => run::mailbox(config).await,
+            Command::Filter => run::filter(config).await,
             Command::Apply(args) => apply::apply(config, args).await,
             Command::Operator(args) => operator::operator(config, args).await,
             Command::Crds => unreachable!("handled before the runtime starts"),

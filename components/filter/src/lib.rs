@@ -1,0 +1,52 @@
+//! `postbay filter`: Rspamd's job (scoring, SPF/DKIM/DMARC later, Bayes), speaking Rspamd's
+//! HTTP protocol so rspamc, Rspamd's clients and Postbay's SMTP use it alike, and so it can
+//! be swapped for a real Rspamd.
+//!
+//! - `protocol/`: the protocol, parsing and encoding only;
+//! - `server`: the HTTP listener and its limits;
+//! - `engine`: checks → symbols → score → action;
+//! - `checks/`: one file per check; `bayes`: the classifier; `authres`: RFC 8601 headers.
+
+pub mod authres;
+pub mod bayes;
+pub mod checks;
+pub mod engine;
+pub mod learn;
+pub mod protocol;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use engine::{Action, Engine, EngineSettings, Thresholds, Verdict};
+pub use server::{serve, Filter, Limits};
+
+/// Everything `postbay filter` needs besides its listener.
+#[derive(Debug, Clone)]
+pub struct FilterSettings {
+    pub limits: Limits,
+    pub thresholds: Thresholds,
+    pub scores: BTreeMap<String, f64>,
+    pub authserv_id: String,
+    pub bayes: bayes::BayesSettings,
+}
+
+/// Builds the filter: the content checks, the classifier over `tokens`.
+pub fn build(settings: FilterSettings, tokens: Arc<dyn bayes::TokenStore>) -> Filter {
+    let bayes = Arc::new(bayes::Bayes::new(tokens, settings.bayes.clone()));
+    let mut checks = checks::content_checks();
+    checks.push(bayes.clone());
+    let engine = Engine::new(
+        checks,
+        EngineSettings {
+            thresholds: settings.thresholds,
+            scores: settings.scores,
+            authserv_id: settings.authserv_id,
+        },
+    );
+    Filter {
+        engine,
+        learner: bayes,
+        limits: settings.limits,
+    }
+}
