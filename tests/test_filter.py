@@ -16,10 +16,51 @@ GOOD = (
 )
 
 
+class LocalDns:
+    """A real DNS server (dnslib) on 127.0.0.1, answering TXT records from a dict."""
+
+    def __init__(self):
+        try:
+            from dnslib import RR, QTYPE, TXT
+            from dnslib.server import BaseResolver, DNSLogger, DNSServer
+        except ImportError:
+            pytest.fail("dnslib is not installed (scripts/install-test-deps installs it)")
+        records = self.records = {}
+
+        class Resolver(BaseResolver):
+            def resolve(self, request, handler):
+                reply = request.reply()
+                name = str(request.q.qname).rstrip(".").lower()
+                if request.q.qtype == QTYPE.TXT and name in records:
+                    value = records[name]
+                    chunks = [value[i:i + 255] for i in range(0, len(value), 255)]
+                    reply.add_answer(RR(request.q.qname, QTYPE.TXT, rdata=TXT(chunks), ttl=60))
+                elif name not in records:
+                    reply.header.rcode = 3  # NXDOMAIN
+                return reply
+
+        self.server = DNSServer(Resolver(), port=0, address="127.0.0.1",
+                                logger=DNSLogger("-request,-reply", False))
+        self.server.start_thread()
+        self.port = self.server.server.server_address[1]
+
+    def stop(self):
+        self.server.stop()
+
+
 @pytest.fixture
-def filter_port(tmp_path):
+def dns():
+    server = LocalDns()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def filter_port(tmp_path, dns):
     port = free_port_base() + 11333
     env = {
+        "POSTBAY_FILTER__NAMESERVERS": f"[127.0.0.1:{dns.port}]",
+        "POSTBAY_FILTER__AUTHSERV_ID": "mx.example.test",
         "POSTBAY_FILTER__LISTEN": f"127.0.0.1:{port}",
         "POSTBAY_FILTER__BAYES_MIN_LEARNS": "2",
         "POSTBAY_FILTER__MAX_MESSAGE_SIZE": "100000",
@@ -128,3 +169,73 @@ def test_dev_runs_the_filter(make_postbay):
     pb.start_dev()
     wait_port(pb.port(11333))
     assert request(pb.port(11333), "GET", "/ping") == (200, b"pong\r\n")
+
+
+def check(port, raw: bytes, **envelope):
+    status, data = request(port, "POST", "/checkv2", raw, envelope)
+    assert status == 200, data
+    return json.loads(data)
+
+
+SIGNED_BASE = (
+    "From: Carol <carol@sender.test>\r\nTo: bob@example.test\r\nSubject: signed\r\n"
+    "Date: Wed, 2 Dec 2026 10:00:00 +0000\r\nMessage-ID: <s1@sender.test>\r\n\r\nhello there\r\n"
+)
+
+
+def test_spf_pass_and_fail(filter_port, dns):
+    dns.records["sender.test"] = "v=spf1 ip4:127.0.0.7 -all"
+    dns.records["_dmarc.sender.test"] = "v=DMARC1; p=reject"
+    raw = SIGNED_BASE.encode()
+    good = check(filter_port, raw, IP="127.0.0.7", Helo="mail.sender.test", From="<carol@sender.test>")
+    assert "R_SPF_ALLOW" in good["symbols"], good
+    assert "DMARC_POLICY_ALLOW" in good["symbols"], good
+    ar = good["milter"]["add_headers"]["Authentication-Results"]["value"]
+    assert ar.startswith("mx.example.test;")
+    assert "spf=pass" in ar and "smtp.mailfrom=carol@sender.test" in ar and "dmarc=pass" in ar, ar
+    bad = check(filter_port, raw, IP="127.0.0.9", Helo="mail.sender.test", From="<carol@sender.test>")
+    assert "R_SPF_FAIL" in bad["symbols"], bad
+    assert "DMARC_POLICY_REJECT" in bad["symbols"], bad
+    assert bad["action"] == "reject"
+    assert "DMARC policy of sender.test" in bad["messages"]["smtp_message"]
+    assert "spf=fail" in bad["milter"]["add_headers"]["Authentication-Results"]["value"]
+
+
+def test_dkim_signed_by_dkimpy_verifies(filter_port, dns, tmp_path):
+    import base64
+    import dkim
+
+    openssl = need_tool("openssl")
+    key_file = tmp_path / "dkim.key"
+    subprocess.run([openssl, "genrsa", "-traditional", "-out", str(key_file), "2048"], check=True,
+                   capture_output=True)
+    pem = key_file.read_bytes()
+    public = subprocess.run([openssl, "rsa", "-in", str(key_file), "-pubout", "-outform", "DER"],
+                            check=True, capture_output=True).stdout
+    dns.records["sel._domainkey.sender.test"] = "v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode()
+    dns.records["_dmarc.sender.test"] = "v=DMARC1; p=quarantine"
+    raw = SIGNED_BASE.encode()
+    signature = dkim.sign(raw, b"sel", b"sender.test", pem, include_headers=[b"From", b"To", b"Subject", b"Date"])
+    signed = signature + raw
+    # No SPF record: DMARC passes through the aligned DKIM signature alone.
+    out = check(filter_port, signed, IP="127.0.0.9", Helo="relay.other.test", From="<bounce@other.test>")
+    assert "R_DKIM_ALLOW" in out["symbols"], out
+    assert "DMARC_POLICY_ALLOW" in out["symbols"], out
+    ar = out["milter"]["add_headers"]["Authentication-Results"]["value"]
+    assert "dkim=pass" in ar and "header.i=@sender.test" in ar and "header.s=sel" in ar, ar
+    # The body changed after signing: the signature fails, DMARC quarantines.
+    tampered = signed.replace(b"hello there", b"hello thera")
+    out = check(filter_port, tampered, IP="127.0.0.9", Helo="relay.other.test", From="<bounce@other.test>")
+    assert "R_DKIM_REJECT" in out["symbols"], out
+    assert "DMARC_POLICY_QUARANTINE" in out["symbols"], out
+    assert out["action"] == "add header"
+    assert out["milter"]["add_headers"]["X-Spam"]["value"] == "Yes"
+
+
+def test_forged_authentication_results_removed(filter_port, dns):
+    raw = ("Authentication-Results: mx.example.test; spf=pass smtp.mailfrom=carol@sender.test\r\n"
+           + SIGNED_BASE).encode()
+    out = check(filter_port, raw, IP="127.0.0.9", Helo="h.test", From="<carol@sender.test>")
+    assert out["milter"]["remove_headers"] == {"Authentication-Results": 0}
+    clean = check(filter_port, SIGNED_BASE.encode(), IP="127.0.0.9", Helo="h.test", From="<carol@sender.test>")
+    assert "remove_headers" not in clean["milter"]

@@ -29,13 +29,24 @@ pub struct FilterSettings {
     pub scores: BTreeMap<String, f64>,
     pub authserv_id: String,
     pub bayes: bayes::BayesSettings,
+    /// DNS servers for SPF, DKIM, DMARC and ARC; empty: the system's.
+    pub nameservers: Vec<std::net::SocketAddr>,
+    /// Time for all of a message's authentication lookups.
+    pub dns_timeout: std::time::Duration,
 }
 
 /// Builds the filter: the content checks, the classifier over `tokens`.
-pub fn build(settings: FilterSettings, tokens: Arc<dyn bayes::TokenStore>) -> Filter {
+pub fn build(
+    settings: FilterSettings,
+    tokens: Arc<dyn bayes::TokenStore>,
+) -> Result<Filter, checks::auth::ResolverError> {
     let bayes = Arc::new(bayes::Bayes::new(tokens, settings.bayes.clone()));
     let mut checks = checks::content_checks();
     checks.push(bayes.clone());
+    checks.push(Arc::new(checks::auth::Authentication::new(
+        &settings.nameservers,
+        settings.dns_timeout,
+    )?));
     let engine = Engine::new(
         checks,
         EngineSettings {
@@ -44,9 +55,9 @@ pub fn build(settings: FilterSettings, tokens: Arc<dyn bayes::TokenStore>) -> Fi
             authserv_id: settings.authserv_id,
         },
     );
-    Filter {
+    Ok(Filter {
         engine,
         learner: bayes,
         limits: settings.limits,
-    }
+    })
 }

@@ -63,6 +63,11 @@ pub struct FilterSection {
     pub scores: std::collections::BTreeMap<String, f64>,
     /// Messages of each class learnt before the classifier reports BAYES_SPAM / BAYES_HAM.
     pub bayes_min_learns: u64,
+    /// DNS servers (`ip:port`) for SPF, DKIM, DMARC and ARC; empty: /etc/resolv.conf's.
+    pub nameservers: Vec<SocketAddr>,
+    /// Time for one message's authentication lookups, all together.
+    #[serde(with = "humantime_serde")]
+    pub dns_timeout: Duration,
 }
 
 impl Default for FilterSection {
@@ -82,6 +87,8 @@ impl Default for FilterSection {
             authserv_id: None,
             scores: Default::default(),
             bayes_min_learns: postbay_filter::bayes::BayesSettings::default().min_learns,
+            nameservers: Vec::new(),
+            dns_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -416,6 +423,8 @@ impl Config {
                 min_learns: f.bayes_min_learns,
                 ..Default::default()
             },
+            nameservers: f.nameservers.clone(),
+            dns_timeout: f.dns_timeout,
         }
     }
 

@@ -129,7 +129,9 @@ async fn start_filter(config: &Config, running: &mut Running) -> Result<()> {
         .listen
         .expect("caller sets the filter address");
     let tokens = Arc::new(postbay_filter::bayes::MemoryTokens::default());
-    let filter = Arc::new(postbay_filter::build(config.filter_settings(), tokens));
+    let filter = Arc::new(
+        postbay_filter::build(config.filter_settings(), tokens).context("setting up the filter")?,
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding filter on {listen}"))?;

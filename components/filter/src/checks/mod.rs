@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 use crate::engine::{Action, Symbol};
 use crate::protocol::Envelope;
 
+pub mod auth;
 pub mod gtube;
 pub mod headers;
 pub mod mime;
