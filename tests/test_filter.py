@@ -61,6 +61,7 @@ def filter_port(tmp_path, dns):
     env = {
         "POSTBAY_FILTER__NAMESERVERS": f"[127.0.0.1:{dns.port}]",
         "POSTBAY_FILTER__AUTHSERV_ID": "mx.example.test",
+        "POSTBAY_FILTER__LOCAL_NETWORKS": "[]",
         "POSTBAY_FILTER__LISTEN": f"127.0.0.1:{port}",
         "POSTBAY_FILTER__BAYES_MIN_LEARNS": "2",
         "POSTBAY_FILTER__MAX_MESSAGE_SIZE": "100000",
@@ -239,3 +240,100 @@ def test_forged_authentication_results_removed(filter_port, dns):
     assert out["milter"]["remove_headers"] == {"Authentication-Results": 0}
     clean = check(filter_port, SIGNED_BASE.encode(), IP="127.0.0.9", Helo="h.test", From="<carol@sender.test>")
     assert "remove_headers" not in clean["milter"]
+
+
+# --- Postbay's SMTP calls the filter before its 250 ----------------------------------------
+
+import imaplib  # noqa: E402
+import smtplib  # noqa: E402
+
+from conftest import FIXTURES  # noqa: E402
+
+
+def dev_with_filter(make_postbay, dns, **extra):
+    env = {
+        "POSTBAY_FILTER__NAMESERVERS": f"[127.0.0.1:{dns.port}]",
+        "POSTBAY_FILTER__AUTHSERV_ID": "mx.example.test",
+        "POSTBAY_FILTER__LOCAL_NETWORKS": "[]",
+        **extra,
+    }
+    pb = make_postbay(env=env)
+    pb.apply(FIXTURES / "example.yaml")
+    pb.start_dev()
+    return pb
+
+
+def imap_fetch_all(pb, user, password, folder="INBOX"):
+    imap = imaplib.IMAP4("127.0.0.1", pb.port(143))
+    imap.login(user, password)
+    imap.select(folder)
+    _, data = imap.search(None, "ALL")
+    out = []
+    for num in data[0].split():
+        _, parts = imap.fetch(num, "(RFC822)")
+        out.append(parts[0][1])
+    imap.logout()
+    return out
+
+
+def test_gtube_on_port_25_is_refused_and_not_delivered(make_postbay, dns):
+    pb = dev_with_filter(make_postbay, dns)
+    with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=30) as s:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            s.sendmail("x@remote.test", ["alice@example.test"], GOOD.format(id="g1", body=GTUBE))
+        assert refused.value.smtp_code == 550
+        assert b"5.7.1 Gtube pattern" in refused.value.smtp_error
+        # The session goes on: a clean message still gets its 250.
+        s.sendmail("x@remote.test", ["alice@example.test"], GOOD.format(id="g2", body="fine"))
+    got = pb.wait_messages("alice@example.test", 1)
+    assert len(got) == 1 and GTUBE.encode() not in got[0]
+
+
+def test_spf_results_in_the_delivered_copy(make_postbay, dns):
+    dns.records["pass.test"] = "v=spf1 ip4:127.0.0.1 -all"
+    dns.records["fail.test"] = "v=spf1 ip4:192.0.2.1 -all"
+    pb = dev_with_filter(make_postbay, dns)
+    forged = "Authentication-Results: mx.example.test; spf=pass smtp.mailfrom=x@fail.test\r\n"
+    with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=30) as s:
+        s.sendmail("carol@pass.test", ["alice@example.test"], GOOD.format(id="p1", body="from pass"))
+        s.sendmail("dave@fail.test", ["alice@example.test"], forged + GOOD.format(id="f1", body="from fail"))
+    pb.wait_messages("alice@example.test", 2)
+    messages = imap_fetch_all(pb, "alice@example.test", "alice-secret")
+    assert len(messages) == 2
+    by_body = {b"from pass" in m: m for m in messages}
+    passed, failed = by_body[True], by_body[False]
+    assert b"Authentication-Results: mx.example.test;" in passed
+    assert b"spf=pass" in passed and b"smtp.mailfrom=carol@pass.test" in passed
+    assert b"spf=fail" in failed and b"smtp.mailfrom=dave@fail.test" in failed
+    # The forged result claiming our id is gone; only ours is left.
+    assert failed.count(b"Authentication-Results:") == 1
+    assert b"spf=pass smtp.mailfrom=x@fail.test" not in failed
+
+
+def test_add_header_action_tags_the_message(make_postbay, dns):
+    pb = dev_with_filter(make_postbay, dns)
+    with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=30) as s:
+        # No Date, Message-ID, Subject or From: 7.5 points, over add_header (6).
+        s.sendmail("x@remote.test", ["alice@example.test"], "To: alice@example.test\r\n\r\nsloppy\r\n")
+    got = pb.wait_messages("alice@example.test", 1)[0]
+    assert b"X-Spam: Yes\r\n" in got
+    assert b"X-Spam-Score: 7.50\r\n" in got
+
+
+@pytest.mark.parametrize("mode,code", [("open", 250), ("closed", 451)])
+def test_filter_down(make_postbay, dns, mode, code):
+    closed_port = free_port_base() + 11334
+    pb = dev_with_filter(make_postbay, dns, POSTBAY_SMTP__FILTER=f"http://127.0.0.1:{closed_port}",
+                         POSTBAY_SMTP__FILTER_FAILURE=mode, POSTBAY_SMTP__FILTER_TIMEOUT="2s")
+    with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=30) as s:
+        s.ehlo()
+        s.mail("x@remote.test")
+        s.rcpt("alice@example.test")
+        reply, text = s.data(GOOD.format(id="d1", body="while the filter is down"))
+    assert reply == code, text
+    if mode == "open":
+        assert len(pb.wait_messages("alice@example.test", 1)) == 1
+        assert "filter failed; accepting unfiltered" in pb.log()
+    else:
+        assert b"4.7.1" in text
+        assert pb.messages("alice@example.test") == []

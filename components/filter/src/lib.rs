@@ -33,6 +33,8 @@ pub struct FilterSettings {
     pub nameservers: Vec<std::net::SocketAddr>,
     /// Time for all of a message's authentication lookups.
     pub dns_timeout: std::time::Duration,
+    /// Clients not authenticated (no SPF/DKIM/DMARC): our own relays (Rspamd's `local_addrs`).
+    pub local_networks: Vec<ipnet::IpNet>,
 }
 
 /// Builds the filter: the content checks, the classifier over `tokens`.
@@ -46,6 +48,7 @@ pub fn build(
     checks.push(Arc::new(checks::auth::Authentication::new(
         &settings.nameservers,
         settings.dns_timeout,
+        settings.local_networks.clone(),
     )?));
     let engine = Engine::new(
         checks,

@@ -68,6 +68,9 @@ pub struct FilterSection {
     /// Time for one message's authentication lookups, all together.
     #[serde(with = "humantime_serde")]
     pub dns_timeout: Duration,
+    /// Clients whose mail is not SPF/DKIM/DMARC-checked (our own relays, Rspamd's
+    /// `local_addrs`).
+    pub local_networks: Vec<ipnet::IpNet>,
 }
 
 impl Default for FilterSection {
@@ -89,6 +92,7 @@ impl Default for FilterSection {
             bayes_min_learns: postbay_filter::bayes::BayesSettings::default().min_learns,
             nameservers: Vec::new(),
             dns_timeout: Duration::from_secs(5),
+            local_networks: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
         }
     }
 }
@@ -234,6 +238,21 @@ pub struct SmtpSection {
     pub proxy_trusted: Vec<ipnet::IpNet>,
     /// Deliveries the queue runs at once.
     pub queue_concurrency: usize,
+    /// The spam filter MX mail is scanned by before its 250: `http://host:port` of a
+    /// `postbay filter` or a real Rspamd. Unset: no filtering (`postbay dev`: its own).
+    pub filter: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub filter_timeout: Duration,
+    /// `open`: accept unfiltered when the filter fails (logged, counted); `closed`: 451.
+    pub filter_failure: FilterFailure,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilterFailure {
+    #[default]
+    Open,
+    Closed,
 }
 
 /// Mail submission for logged-in users (RFC 6409 on 587 with STARTTLS, RFC 8314 on 465),
@@ -324,6 +343,9 @@ impl Default for SmtpSection {
             max_connections_per_ip: 50,
             proxy_trusted: Vec::new(),
             queue_concurrency: 32,
+            filter: None,
+            filter_timeout: Duration::from_secs(20),
+            filter_failure: FilterFailure::Open,
         }
     }
 }
@@ -376,8 +398,20 @@ impl Config {
                 parsed,
             );
         }
-        serde_yaml::from_value(value)
-            .context("invalid configuration (file or POSTBAY_* environment)")
+        let config: Config = serde_yaml::from_value(value)
+            .context("invalid configuration (file or POSTBAY_* environment)")?;
+        if let Some(url) = &config.smtp.filter {
+            if postbay_smtp::inbound::filter::FilterSettings::from_url(
+                url,
+                Duration::ZERO,
+                postbay_smtp::inbound::filter::FailureMode::Open,
+            )
+            .is_none()
+            {
+                anyhow::bail!("smtp.filter must be http://host:port[/path], not {url}");
+            }
+        }
+        Ok(config)
     }
 
     pub fn database_url(&self) -> String {
@@ -425,6 +459,7 @@ impl Config {
             },
             nameservers: f.nameservers.clone(),
             dns_timeout: f.dns_timeout,
+            local_networks: f.local_networks.clone(),
         }
     }
 
@@ -440,6 +475,15 @@ impl Config {
                 messages_per_hour: self.submission.max_messages_per_hour,
                 recipients_per_hour: self.submission.max_recipients_per_hour,
             },
+            filter: self.smtp.filter.as_deref().map(|url| {
+                use postbay_smtp::inbound::filter::{FailureMode, FilterSettings};
+                let failure = match self.smtp.filter_failure {
+                    FilterFailure::Open => FailureMode::Open,
+                    FilterFailure::Closed => FailureMode::Closed,
+                };
+                FilterSettings::from_url(url, self.smtp.filter_timeout, failure)
+                    .expect("checked by Config::load")
+            }),
         }
     }
 }

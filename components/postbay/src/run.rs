@@ -46,6 +46,11 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     config.imap.access.listen_tls.get_or_insert(at(993));
     config.imap.allow_plaintext_auth = true;
     config.filter.listen.get_or_insert(at(11333));
+    let filter = config.filter.listen.expect("set above");
+    config
+        .smtp
+        .filter
+        .get_or_insert_with(|| format!("http://{filter}"));
     let lmtp = config.lmtp.listen.expect("set above");
     config.smtp.lmtp_target.get_or_insert(lmtp.to_string());
     std::fs::create_dir_all(&config.data_dir)

@@ -25,6 +25,7 @@ use crate::engine::Action;
 pub struct Authentication {
     auth: MessageAuthenticator,
     timeout: Duration,
+    local: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +35,11 @@ pub struct ResolverError(String);
 impl Authentication {
     /// `nameservers` empty: the system's (`/etc/resolv.conf`). Tests and sites with a local
     /// resolver name theirs (UDP and TCP, any port).
-    pub fn new(nameservers: &[SocketAddr], timeout: Duration) -> Result<Self, ResolverError> {
+    pub fn new(
+        nameservers: &[SocketAddr],
+        timeout: Duration,
+        local: Vec<ipnet::IpNet>,
+    ) -> Result<Self, ResolverError> {
         let auth = if nameservers.is_empty() {
             MessageAuthenticator::new_system_conf()
         } else {
@@ -54,7 +59,11 @@ impl Authentication {
             MessageAuthenticator::new(ResolverConfig::from_name_servers(servers), opts)
         }
         .map_err(|e| ResolverError(e.to_string()))?;
-        Ok(Authentication { auth, timeout })
+        Ok(Authentication {
+            auth,
+            timeout,
+            local,
+        })
     }
 
     async fn verify(&self, scan: &Scan<'_>, ip: IpAddr, out: &mut Outcome) {
@@ -186,6 +195,9 @@ impl Check for Authentication {
             let (Some(ip), None) = (scan.envelope.ip, &scan.envelope.user) else {
                 return out;
             };
+            if self.local.iter().any(|net| net.contains(&ip)) {
+                return out;
+            }
             if tokio::time::timeout(self.timeout, self.verify(scan, ip, &mut out))
                 .await
                 .is_err()
@@ -217,8 +229,12 @@ mod tests {
     fn skips_without_ip_or_with_login() {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let _guard = rt.enter();
-        let check =
-            Authentication::new(&["127.0.0.1:9".parse().unwrap()], Duration::from_secs(1)).unwrap();
+        let check = Authentication::new(
+            &["127.0.0.1:9".parse().unwrap()],
+            Duration::from_secs(1),
+            vec![],
+        )
+        .unwrap();
         let raw = "From: a@example.org\nSubject: t\n\nhi\n";
         let out = fixture::symbols(&check, raw, &Envelope::default());
         assert!(out.symbols.is_empty() && out.auth_results.is_empty());
