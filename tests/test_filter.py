@@ -310,14 +310,20 @@ def test_spf_results_in_the_delivered_copy(make_postbay, dns):
     assert b"spf=pass smtp.mailfrom=x@fail.test" not in failed
 
 
-def test_add_header_action_tags_the_message(make_postbay, dns):
+def test_add_header_action_tags_the_message_and_files_it_in_junk(make_postbay, dns):
     pb = dev_with_filter(make_postbay, dns)
     with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=30) as s:
         # No Date, Message-ID, Subject or From: 7.5 points, over add_header (6).
         s.sendmail("x@remote.test", ["alice@example.test"], "To: alice@example.test\r\n\r\nsloppy\r\n")
-    got = pb.wait_messages("alice@example.test", 1)[0]
-    assert b"X-Spam: Yes\r\n" in got
-    assert b"X-Spam-Score: 7.50\r\n" in got
+        s.sendmail("x@remote.test", ["alice@example.test"], GOOD.format(id="ok1", body="clean"))
+    pb.wait_messages("alice@example.test", 1, folder="Junk")
+    pb.wait_messages("alice@example.test", 1)
+    junk = imap_fetch_all(pb, "alice@example.test", "alice-secret", folder="Junk")
+    assert len(junk) == 1
+    assert b"X-Spam: Yes\r\n" in junk[0] and b"sloppy" in junk[0]
+    assert b"X-Spam-Score: 7.50\r\n" in junk[0]
+    inbox = pb.messages("alice@example.test")
+    assert len(inbox) == 1 and b"X-Spam" not in inbox[0]
 
 
 @pytest.mark.parametrize("mode,code", [("open", 250), ("closed", 451)])
