@@ -340,6 +340,10 @@ def test_admin_listener_is_on_by_default_and_drives_probes():
         assert env["POSTBAY_ADMIN__LISTEN"] == f"0.0.0.0:{admin}", owner
         assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}, owner
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}, owner
+    # With the filter on, the MX asks it, through its Service, during DATA.
+    filter_port = find(on, "Service", "postbay-filter")["spec"]["ports"][0]["port"]
+    assert config_of(on)["smtp"]["filter"] == f"http://postbay-filter.postbay.svc.cluster.local:{filter_port}"
+    assert "filter" not in config_of(render(*SCENARIOS["defaults"]))["smtp"]
     monitors = [d for d in on if d["kind"] == "ServiceMonitor"]
     assert {m["metadata"]["name"] for m in monitors} == {"postbay-operator", "postbay-mail"}
     scraped = [d["metadata"]["name"] for d in on if d["kind"] == "Service"

@@ -39,6 +39,67 @@ pub struct Config {
     /// `text` (default) or `json`: one JSON object per line, span fields (session, remote,
     /// listener) included, for log collectors.
     pub log_format: LogFormat,
+    /// The spam filter (`postbay filter`, Rspamd's HTTP protocol).
+    pub filter: FilterSection,
+}
+
+/// `postbay filter`: listener, limits, thresholds and scores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilterSection {
+    /// Rspamd's normal worker port is 11333.
+    pub listen: Option<SocketAddr>,
+    pub max_message_size: usize,
+    pub max_headers: usize,
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+    /// Score from which the action is "add header" (X-Spam: Yes, Junk folder).
+    pub add_header: f64,
+    /// Score from which the action is "reject" (550 5.7.1).
+    pub reject: f64,
+    /// Score from which the action is "greylist"; unset: never.
+    pub greylist: Option<f64>,
+    /// Our authserv-id in Authentication-Results (RFC 8601); default: `hostname`.
+    pub authserv_id: Option<String>,
+    /// Symbol name → score, replacing the built-in one (docs/filter.md lists them).
+    pub scores: std::collections::BTreeMap<String, f64>,
+    /// Messages of each class learnt before the classifier reports BAYES_SPAM / BAYES_HAM.
+    pub bayes_min_learns: u64,
+    /// DNS servers (`ip:port`) for SPF, DKIM, DMARC and ARC; empty: /etc/resolv.conf's.
+    pub nameservers: Vec<SocketAddr>,
+    /// Time for one message's authentication lookups, all together.
+    #[serde(with = "humantime_serde")]
+    pub dns_timeout: Duration,
+    /// Clients whose mail is not SPF/DKIM/DMARC-checked (our own relays, Rspamd's
+    /// `local_addrs`).
+    pub local_networks: Vec<ipnet::IpNet>,
+}
+
+impl Default for FilterSection {
+    fn default() -> Self {
+        let limits = postbay_filter::Limits::default();
+        let thresholds = postbay_filter::Thresholds::default();
+        FilterSection {
+            listen: None,
+            max_message_size: limits.max_message_size,
+            max_headers: limits.max_headers,
+            header_timeout: limits.header_timeout,
+            request_timeout: limits.request_timeout,
+            max_connections: limits.max_connections,
+            add_header: thresholds.add_header,
+            reject: thresholds.reject,
+            greylist: thresholds.greylist,
+            authserv_id: None,
+            scores: Default::default(),
+            bayes_min_learns: postbay_filter::bayes::BayesSettings::default().min_learns,
+            nameservers: Vec::new(),
+            dns_timeout: Duration::from_secs(5),
+            local_networks: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +258,21 @@ pub struct SmtpSection {
     pub proxy_trusted: Vec<ipnet::IpNet>,
     /// Deliveries the queue runs at once.
     pub queue_concurrency: usize,
+    /// The spam filter MX mail is scanned by before its 250: `http://host:port` of a
+    /// `postbay filter` or a real Rspamd. Unset: no filtering (`postbay dev`: its own).
+    pub filter: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub filter_timeout: Duration,
+    /// `open`: accept unfiltered when the filter fails (logged, counted); `closed`: 451.
+    pub filter_failure: FilterFailure,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilterFailure {
+    #[default]
+    Open,
+    Closed,
 }
 
 /// Mail submission for logged-in users (RFC 6409 on 587 with STARTTLS, RFC 8314 on 465),
@@ -269,6 +345,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             admin: AdminSection::default(),
             log_format: LogFormat::default(),
+            filter: FilterSection::default(),
         }
     }
 }
@@ -288,6 +365,9 @@ impl Default for SmtpSection {
             max_connections_per_ip: 50,
             proxy_trusted: Vec::new(),
             queue_concurrency: 32,
+            filter: None,
+            filter_timeout: Duration::from_secs(20),
+            filter_failure: FilterFailure::Open,
         }
     }
 }
@@ -340,8 +420,20 @@ impl Config {
                 parsed,
             );
         }
-        serde_yaml::from_value(value)
-            .context("invalid configuration (file or POSTBAY_* environment)")
+        let config: Config = serde_yaml::from_value(value)
+            .context("invalid configuration (file or POSTBAY_* environment)")?;
+        if let Some(url) = &config.smtp.filter {
+            if postbay_smtp::inbound::filter::FilterSettings::from_url(
+                url,
+                Duration::ZERO,
+                postbay_smtp::inbound::filter::FailureMode::Open,
+            )
+            .is_none()
+            {
+                anyhow::bail!("smtp.filter must be http://host:port[/path], not {url}");
+            }
+        }
+        Ok(config)
     }
 
     pub fn database_url(&self) -> String {
@@ -363,6 +455,36 @@ impl Config {
         self.data_dir.join("spool")
     }
 
+    pub fn filter_settings(&self) -> postbay_filter::FilterSettings {
+        let f = &self.filter;
+        postbay_filter::FilterSettings {
+            limits: postbay_filter::Limits {
+                max_message_size: f.max_message_size,
+                max_headers: f.max_headers,
+                header_timeout: f.header_timeout,
+                request_timeout: f.request_timeout,
+                max_connections: f.max_connections,
+            },
+            thresholds: postbay_filter::Thresholds {
+                add_header: f.add_header,
+                reject: f.reject,
+                greylist: f.greylist,
+            },
+            scores: f.scores.clone(),
+            authserv_id: f
+                .authserv_id
+                .clone()
+                .unwrap_or_else(|| self.hostname.clone()),
+            bayes: postbay_filter::bayes::BayesSettings {
+                min_learns: f.bayes_min_learns,
+                ..Default::default()
+            },
+            nameservers: f.nameservers.clone(),
+            dns_timeout: f.dns_timeout,
+            local_networks: f.local_networks.clone(),
+        }
+    }
+
     pub fn smtp_config(&self) -> postbay_smtp::SmtpConfig {
         postbay_smtp::SmtpConfig {
             hostname: self.hostname.clone(),
@@ -375,6 +497,15 @@ impl Config {
                 messages_per_hour: self.submission.max_messages_per_hour,
                 recipients_per_hour: self.submission.max_recipients_per_hour,
             },
+            filter: self.smtp.filter.as_deref().map(|url| {
+                use postbay_smtp::inbound::filter::{FailureMode, FilterSettings};
+                let failure = match self.smtp.filter_failure {
+                    FilterFailure::Open => FailureMode::Open,
+                    FilterFailure::Closed => FailureMode::Closed,
+                };
+                FilterSettings::from_url(url, self.smtp.filter_timeout, failure)
+                    .expect("checked by Config::load")
+            }),
         }
     }
 }

@@ -32,6 +32,8 @@ enum Command {
     Smtp,
     /// Run the mailbox component: the LMTP delivery listener (IMAP and POP3 join it).
     Imap,
+    /// Run the spam filter: Rspamd's HTTP protocol (`/checkv2`, `/learnspam`, ...) on 11333.
+    Filter,
     /// Apply MailDomain, Mailbox, MailAlias and DkimKey manifests to the store, as the
     /// operator would, without a cluster; all or nothing.
     Apply(apply::ApplyArgs),
@@ -66,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             Command::Dev(args) => run::dev(config, args).await,
             Command::Smtp => run::smtp(config).await,
             Command::Imap => run::mailbox(config).await,
+            Command::Filter => run::filter(config).await,
             Command::Apply(args) => apply::apply(config, args).await,
             Command::Operator(args) => operator::operator(config, args).await,
             Command::Store(command) => store_cmd::run(config, command).await,

@@ -46,6 +46,12 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     config.imap.access.listen_tls.get_or_insert(at(993));
     config.imap.allow_plaintext_auth = true;
     config.admin.listen.get_or_insert(at(8080));
+    config.filter.listen.get_or_insert(at(11333));
+    let filter = config.filter.listen.expect("set above");
+    config
+        .smtp
+        .filter
+        .get_or_insert_with(|| format!("http://{filter}"));
     let lmtp = config.lmtp.listen.expect("set above");
     config.smtp.lmtp_target.get_or_insert(lmtp.to_string());
     std::fs::create_dir_all(&config.data_dir)
@@ -70,6 +76,7 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
         &mut running,
     )
     .await?;
+    start_filter(&config, &mut running).await?;
     start_smtp(&config, store, tls, &authenticator, &mut running).await?;
     running.health.set_started();
     println!(
@@ -107,6 +114,40 @@ pub async fn smtp(mut config: Config) -> Result<()> {
     running.health.set_started();
     println!("postbay smtp ready");
     running.shutdown().await;
+    Ok(())
+}
+
+/// The spam filter alone (Rspamd's HTTP protocol on 11333).
+pub async fn filter(mut config: Config) -> Result<()> {
+    config
+        .filter
+        .listen
+        .get_or_insert(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 11333));
+    let mut running = Running::start(&config).await?;
+    start_filter(&config, &mut running).await?;
+    running.health.set_started();
+    println!("postbay filter ready");
+    running.shutdown().await;
+    Ok(())
+}
+
+/// Binds the filter's listener. Bayes tokens are kept in this process's memory for now.
+async fn start_filter(config: &Config, running: &mut Running) -> Result<()> {
+    let listen = config
+        .filter
+        .listen
+        .expect("caller sets the filter address");
+    let tokens = Arc::new(postbay_filter::bayes::MemoryTokens::default());
+    let filter = Arc::new(
+        postbay_filter::build(config.filter_settings(), tokens).context("setting up the filter")?,
+    );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding filter on {listen}"))?;
+    println!("filter listening on {}", listener.local_addr()?);
+    running
+        .listeners
+        .push(tokio::spawn(postbay_filter::serve(listener, filter)));
     Ok(())
 }
 

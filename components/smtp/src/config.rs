@@ -18,6 +18,8 @@ pub struct SmtpConfig {
     pub data_timeout: Duration,
     /// What a logged-in user may send per hour unless their Mailbox says otherwise.
     pub send_limits: crate::inbound::rate::SendLimits,
+    /// The spam filter MX mail is scanned by before its 250 (Rspamd's protocol); none: off.
+    pub filter: Option<crate::inbound::filter::FilterSettings>,
 }
 
 impl Default for SmtpConfig {
@@ -33,6 +35,7 @@ impl Default for SmtpConfig {
                 messages_per_hour: 500,
                 recipients_per_hour: 2000,
             },
+            filter: None,
         }
     }
 }

@@ -100,10 +100,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     return;
                 }
             },
-            None => body,
+            None => match (&self.ctx.config.filter, self.role) {
+                (Some(filter), super::Role::Mx { .. }) => {
+                    match super::filter::decide(filter, &self.scan_envelope(&tx, &id), body).await {
+                        Ok(body) => body,
+                        Err(refusal) => {
+                            self.reply(refusal);
+                            return;
+                        }
+                    }
+                }
+                _ => body,
+            },
         };
         let reply = self.enqueue(tx, body, id, now).await;
         self.reply(reply);
+    }
+
+    fn scan_envelope<'a>(
+        &'a self,
+        tx: &'a Transaction,
+        id: &'a str,
+    ) -> super::filter::ScanEnvelope<'a> {
+        super::filter::ScanEnvelope {
+            ip: self.peer.ip(),
+            helo: self.helo.as_deref().unwrap_or(""),
+            mail_from: tx.mail_from.as_deref().unwrap_or(""),
+            rcpts: tx.rcpts.iter().map(|r| r.original.as_str()).collect(),
+            queue_id: id,
+        }
     }
 
     /// A logged-in user's message: the submission fixes (RFC 6409 §8), the `From:` check,

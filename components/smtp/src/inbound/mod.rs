@@ -8,6 +8,7 @@ mod auth;
 mod data;
 mod ehlo;
 mod envelope;
+pub mod filter;
 pub mod rate;
 pub mod received;
 pub mod sender;

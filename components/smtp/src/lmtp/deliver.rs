@@ -37,7 +37,20 @@ pub async fn deliver_to(
         flags: Vec::new(),
         delivery_key: delivery.transaction_id.map(|t| format!("{t}:{mailbox}")),
     };
-    match store.deliver(mailbox, "INBOX", message).await {
+    // The filter's add-header verdict (X-Spam: Yes) files into Junk; a mailbox whose Junk
+    // folder was deleted gets it in INBOX.
+    let folder = if is_spam(&delivery.content) {
+        "Junk"
+    } else {
+        "INBOX"
+    };
+    let result = match store.deliver(mailbox, folder, message.clone()).await {
+        Err(StoreError::NoSuchFolder(_)) if folder != "INBOX" => {
+            store.deliver(mailbox, "INBOX", message).await
+        }
+        other => other,
+    };
+    match result {
         Ok(done) => {
             tracing::info!(
                 mailbox,
@@ -65,8 +78,36 @@ pub async fn deliver_to(
     }
 }
 
+/// Whether the header section has an `X-Spam: Yes` field (what the filter adds from its
+/// add-header threshold, as Rspamd's milter headers do).
+pub fn is_spam(message: &[u8]) -> bool {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(message.len());
+    message[..end].split(|&b| b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        line[..colon].eq_ignore_ascii_case(b"X-Spam")
+            && line[colon + 1..].trim_ascii().eq_ignore_ascii_case(b"yes")
+    })
+}
+
 fn sanitize(s: &str) -> String {
     s.chars()
         .filter(|c| !c.is_control() && *c != '<' && *c != '>')
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spam_header() {
+        assert!(super::is_spam(b"From: a\r\nX-Spam: Yes\r\n\r\nbody"));
+        assert!(super::is_spam(b"x-spam:yes\r\n\r\n"));
+        assert!(!super::is_spam(b"X-Spam-Score: 7\r\n\r\nX-Spam: Yes\r\n"));
+        assert!(!super::is_spam(b"X-Spam: No\r\n\r\n"));
+    }
 }

@@ -1,0 +1,241 @@
+//! The scoring engine: runs the table of checks over a message, adds their symbols' scores
+//! (overridable by name), and maps the total to one of Rspamd's actions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::checks::{Check, Outcome, Scan};
+use crate::protocol::Envelope;
+
+/// Rspamd's actions, from least to most severe (the order `max` relies on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    NoAction,
+    Greylist,
+    AddHeader,
+    RewriteSubject,
+    SoftReject,
+    Reject,
+}
+
+impl Action {
+    /// The name in Rspamd's JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::NoAction => "no action",
+            Action::Greylist => "greylist",
+            Action::AddHeader => "add header",
+            Action::RewriteSubject => "rewrite subject",
+            Action::SoftReject => "soft reject",
+            Action::Reject => "reject",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Action> {
+        Some(match name {
+            "no action" => Action::NoAction,
+            "greylist" => Action::Greylist,
+            "add header" | "add_header" => Action::AddHeader,
+            "rewrite subject" | "rewrite_subject" => Action::RewriteSubject,
+            "soft reject" | "soft_reject" => Action::SoftReject,
+            "reject" => Action::Reject,
+            _ => return None,
+        })
+    }
+}
+
+/// Score thresholds. Defaults are Rspamd's (`add_header = 6`, `reject = 15`), greylisting off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    pub add_header: f64,
+    pub reject: f64,
+    /// Unset: no greylist action by score.
+    pub greylist: Option<f64>,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            add_header: 6.0,
+            reject: 15.0,
+            greylist: None,
+        }
+    }
+}
+
+impl Thresholds {
+    pub fn action_for(&self, score: f64) -> Action {
+        if score >= self.reject {
+            Action::Reject
+        } else if score >= self.add_header {
+            Action::AddHeader
+        } else if self.greylist.is_some_and(|g| score >= g) {
+            Action::Greylist
+        } else {
+            Action::NoAction
+        }
+    }
+}
+
+/// A symbol a check found, with its score after overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Symbol {
+    pub name: String,
+    pub score: f64,
+    pub description: String,
+    pub options: Vec<String>,
+}
+
+/// The result of one scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub action: Action,
+    pub score: f64,
+    /// The reject threshold, as Rspamd reports it.
+    pub required_score: f64,
+    pub symbols: Vec<Symbol>,
+    pub smtp_message: Option<String>,
+    /// Headers for the MTA to prepend, in order.
+    pub add_headers: Vec<(String, String)>,
+    /// Header names for the MTA to remove (every occurrence).
+    pub remove_headers: Vec<String>,
+    pub message_id: Option<String>,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone, Default)]
+pub struct EngineSettings {
+    pub thresholds: Thresholds,
+    /// Symbol name → score, replacing a check's default.
+    pub scores: BTreeMap<String, f64>,
+    /// Our authserv-id (RFC 8601 §2.5): names our Authentication-Results header.
+    pub authserv_id: String,
+}
+
+/// The checks and how their findings add up. Cheap to share (`Arc`).
+pub struct Engine {
+    checks: Vec<Arc<dyn Check>>,
+    settings: EngineSettings,
+}
+
+impl Engine {
+    pub fn new(checks: Vec<Arc<dyn Check>>, settings: EngineSettings) -> Engine {
+        Engine { checks, settings }
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Scans one message. Checks run concurrently (the DNS ones wait on the network).
+    pub async fn scan(&self, raw: &[u8], envelope: &Envelope) -> Verdict {
+        let message = mail_parser::MessageParser::default().parse(raw);
+        let scan = Scan {
+            raw,
+            message: message.as_ref(),
+            envelope,
+            authserv_id: &self.settings.authserv_id,
+        };
+        let outcomes = futures::future::join_all(self.checks.iter().map(|c| c.run(&scan))).await;
+        self.combine(outcomes, &scan)
+    }
+
+    fn combine(&self, outcomes: Vec<Outcome>, scan: &Scan<'_>) -> Verdict {
+        let mut symbols = Vec::new();
+        let mut forced: Option<(Action, String)> = None;
+        let mut auth_results = Vec::new();
+        for outcome in outcomes {
+            for mut found in outcome.symbols {
+                if let Some(score) = self.settings.scores.get(&found.name) {
+                    found.score = *score;
+                }
+                symbols.push(found);
+            }
+            if let Some((action, text)) = outcome.force {
+                if forced.as_ref().is_none_or(|(a, _)| action > *a) {
+                    forced = Some((action, text));
+                }
+            }
+            auth_results.extend(outcome.auth_results);
+        }
+        symbols.sort_by(|a, b| a.name.cmp(&b.name));
+        let score: f64 = symbols.iter().map(|s| s.score).sum();
+        let by_score = self.settings.thresholds.action_for(score);
+        let (action, smtp_message) = match forced {
+            Some((action, text)) if action >= by_score => (action, Some(text)),
+            _ => (by_score, None),
+        };
+        let smtp_message = smtp_message.or_else(|| match action {
+            Action::Reject => Some("Spam message rejected".to_string()),
+            Action::SoftReject | Action::Greylist => Some("Try again later".to_string()),
+            _ => None,
+        });
+        let mut add_headers = Vec::new();
+        if !auth_results.is_empty() {
+            add_headers.push((
+                "Authentication-Results".to_string(),
+                crate::authres::header_value(&self.settings.authserv_id, &auth_results),
+            ));
+        }
+        if action >= Action::AddHeader {
+            add_headers.push(("X-Spam".to_string(), "Yes".to_string()));
+            add_headers.push(("X-Spam-Score".to_string(), format!("{score:.2}")));
+        }
+        let mut remove_headers = Vec::new();
+        if scan
+            .message
+            .is_some_and(|m| crate::authres::claims_id(m, &self.settings.authserv_id))
+        {
+            remove_headers.push("Authentication-Results".to_string());
+        }
+        Verdict {
+            action,
+            score,
+            required_score: self.settings.thresholds.reject,
+            symbols,
+            smtp_message,
+            add_headers,
+            remove_headers,
+            message_id: scan
+                .message
+                .and_then(|m| m.message_id())
+                .map(str::to_string),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_map_scores_to_actions() {
+        let t = Thresholds::default();
+        assert_eq!(t.action_for(0.0), Action::NoAction);
+        assert_eq!(t.action_for(5.99), Action::NoAction);
+        assert_eq!(t.action_for(6.0), Action::AddHeader);
+        assert_eq!(t.action_for(15.0), Action::Reject);
+        let grey = Thresholds {
+            greylist: Some(4.0),
+            ..Thresholds::default()
+        };
+        assert_eq!(grey.action_for(4.5), Action::Greylist);
+    }
+
+    #[test]
+    fn action_names_round_trip() {
+        for a in [
+            Action::NoAction,
+            Action::Greylist,
+            Action::AddHeader,
+            Action::RewriteSubject,
+            Action::SoftReject,
+            Action::Reject,
+        ] {
+            assert_eq!(Action::parse(a.as_str()), Some(a));
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `postbay filter`: Rspamd's job (scoring, SPF/DKIM/DMARC later, Bayes), speaking Rspamd's
+//! HTTP protocol so rspamc, Rspamd's clients and Postbay's SMTP use it alike, and so it can
+//! be swapped for a real Rspamd.
+//!
+//! - `protocol/`: the protocol, parsing and encoding only;
+//! - `server`: the HTTP listener and its limits;
+//! - `engine`: checks → symbols → score → action;
+//! - `checks/`: one file per check; `bayes`: the classifier; `authres`: RFC 8601 headers.
+
+pub mod authres;
+pub mod bayes;
+pub mod checks;
+pub mod engine;
+pub mod learn;
+pub mod protocol;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use engine::{Action, Engine, EngineSettings, Thresholds, Verdict};
+pub use server::{serve, Filter, Limits};
+
+/// Everything `postbay filter` needs besides its listener.
+#[derive(Debug, Clone)]
+pub struct FilterSettings {
+    pub limits: Limits,
+    pub thresholds: Thresholds,
+    pub scores: BTreeMap<String, f64>,
+    pub authserv_id: String,
+    pub bayes: bayes::BayesSettings,
+    /// DNS servers for SPF, DKIM, DMARC and ARC; empty: the system's.
+    pub nameservers: Vec<std::net::SocketAddr>,
+    /// Time for all of a message's authentication lookups.
+    pub dns_timeout: std::time::Duration,
+    /// Clients not authenticated (no SPF/DKIM/DMARC): our own relays (Rspamd's `local_addrs`).
+    pub local_networks: Vec<ipnet::IpNet>,
+}
+
+/// Builds the filter: the content checks, the classifier over `tokens`.
+pub fn build(
+    settings: FilterSettings,
+    tokens: Arc<dyn bayes::TokenStore>,
+) -> Result<Filter, checks::auth::ResolverError> {
+    let bayes = Arc::new(bayes::Bayes::new(tokens, settings.bayes.clone()));
+    let mut checks = checks::content_checks();
+    checks.push(bayes.clone());
+    checks.push(Arc::new(checks::auth::Authentication::new(
+        &settings.nameservers,
+        settings.dns_timeout,
+        settings.local_networks.clone(),
+    )?));
+    let engine = Engine::new(
+        checks,
+        EngineSettings {
+            thresholds: settings.thresholds,
+            scores: settings.scores,
+            authserv_id: settings.authserv_id,
+        },
+    );
+    Ok(Filter {
+        engine,
+        learner: bayes,
+        limits: settings.limits,
+    })
+}

@@ -1,0 +1,345 @@
+"""`postbay filter` against Debian's real rspamc (Rspamd's own client), and its HTTP limits."""
+
+import http.client
+import json
+import subprocess
+
+import pytest
+
+from conftest import free_port_base, need_tool, postbay_binary, wait_port
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+GOOD = (
+    "From: Alice <alice@example.org>\r\nTo: bob@example.test\r\nSubject: lunch\r\n"
+    "Date: Wed, 2 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{id}@example.org>\r\n\r\n{body}\r\n"
+)
+
+
+class LocalDns:
+    """A real DNS server (dnslib) on 127.0.0.1, answering TXT records from a dict."""
+
+    def __init__(self):
+        try:
+            from dnslib import RR, QTYPE, TXT
+            from dnslib.server import BaseResolver, DNSLogger, DNSServer
+        except ImportError:
+            pytest.fail("dnslib is not installed (scripts/install-test-deps installs it)")
+        records = self.records = {}
+
+        class Resolver(BaseResolver):
+            def resolve(self, request, handler):
+                reply = request.reply()
+                name = str(request.q.qname).rstrip(".").lower()
+                if request.q.qtype == QTYPE.TXT and name in records:
+                    value = records[name]
+                    chunks = [value[i:i + 255] for i in range(0, len(value), 255)]
+                    reply.add_answer(RR(request.q.qname, QTYPE.TXT, rdata=TXT(chunks), ttl=60))
+                elif name not in records:
+                    reply.header.rcode = 3  # NXDOMAIN
+                return reply
+
+        self.server = DNSServer(Resolver(), port=0, address="127.0.0.1",
+                                logger=DNSLogger("-request,-reply", False))
+        self.server.start_thread()
+        self.port = self.server.server.server_address[1]
+
+    def stop(self):
+        self.server.stop()
+
+
+@pytest.fixture
+def dns():
+    server = LocalDns()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def filter_port(tmp_path, dns):
+    port = free_port_base() + 11333
+    env = {
+        "POSTBAY_FILTER__NAMESERVERS": f"[127.0.0.1:{dns.port}]",
+        "POSTBAY_FILTER__AUTHSERV_ID": "mx.example.test",
+        "POSTBAY_FILTER__LOCAL_NETWORKS": "[]",
+        "POSTBAY_FILTER__LISTEN": f"127.0.0.1:{port}",
+        "POSTBAY_FILTER__BAYES_MIN_LEARNS": "2",
+        "POSTBAY_FILTER__MAX_MESSAGE_SIZE": "100000",
+        "POSTBAY_FILTER__MAX_HEADERS": "50",
+        "POSTBAY_LOG": "info",
+    }
+    import os
+
+    log = open(tmp_path / "filter.log", "ab")
+    proc = subprocess.Popen([str(postbay_binary()), "filter"], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **env})
+    try:
+        wait_port(port)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def rspamc(port, *args, stdin=None, tmp=None):
+    exe = need_tool("rspamc")
+    out = subprocess.run([exe, "-h", f"127.0.0.1:{port}", *args], capture_output=True, text=True,
+                         timeout=30, input=stdin)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def message_file(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_bytes(text.encode())
+    return str(path)
+
+
+def test_rspamc_symbols_clean_and_sloppy(filter_port, tmp_path):
+    clean = rspamc(filter_port, "symbols", message_file(tmp_path, "good.eml", GOOD.format(id=1, body="hi")))
+    assert "Action: no action" in clean
+    assert "Symbol:" not in clean, clean
+    sloppy = rspamc(filter_port, "symbols", message_file(tmp_path, "bad.eml", "To: x@example.test\r\n\r\nhi\r\n"))
+    for symbol in ("MISSING_DATE (1.00)", "MISSING_MID (2.50)", "MISSING_FROM (2.00)", "MISSING_SUBJECT (2.00)"):
+        assert f"Symbol: {symbol}" in sloppy, sloppy
+    assert "Score: 7.50 / 15.00" in sloppy
+    assert "Action: add header" in sloppy
+
+
+def test_rspamc_gtube_is_rejected(filter_port, tmp_path):
+    out = rspamc(filter_port, "symbols", message_file(tmp_path, "g.eml", GOOD.format(id=2, body=GTUBE)))
+    assert "Action: reject" in out, out
+    assert "Symbol: GTUBE" in out
+    assert "smtp_message: Gtube pattern" in out
+
+
+def test_rspamc_learn_then_bayes(filter_port, tmp_path):
+    spam = ["cheap pills casino winner money", "casino jackpot winner cheap offer"]
+    ham = ["agenda for the project review", "project meeting notes and agenda"]
+    for i, body in enumerate(spam):
+        out = rspamc(filter_port, "learn_spam", message_file(tmp_path, f"s{i}.eml", GOOD.format(id=f"s{i}", body=body)))
+        assert "success = true" in out, out
+    again = rspamc(filter_port, "learn_spam", message_file(tmp_path, "s0.eml", GOOD.format(id="s0", body=spam[0])))
+    assert "already learned" in again, again
+    for i, body in enumerate(ham):
+        out = rspamc(filter_port, "learn_ham", message_file(tmp_path, f"h{i}.eml", GOOD.format(id=f"h{i}", body=body)))
+        assert "success = true" in out, out
+    verdict = rspamc(filter_port, "symbols", message_file(tmp_path, "t.eml", GOOD.format(id="t1", body="winner casino cheap money")))
+    assert "Symbol: BAYES_SPAM" in verdict, verdict
+    verdict = rspamc(filter_port, "symbols", message_file(tmp_path, "u.eml", GOOD.format(id="t2", body="review the project agenda")))
+    assert "Symbol: BAYES_HAM" in verdict, verdict
+
+
+def request(port, method, path, body=b"", headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data
+
+
+def test_checkv2_json_and_envelope(filter_port):
+    status, data = request(filter_port, "POST", "/checkv2", GOOD.format(id=3, body="hi").encode(),
+                           {"IP": "192.0.2.1", "From": "<alice@example.org>", "Rcpt": "<bob@example.test>",
+                            "Queue-Id": "Q1"})
+    assert status == 200
+    reply = json.loads(data)
+    assert reply["action"] == "no action"
+    assert reply["required_score"] == 15.0
+    assert reply["message-id"] == "3@example.org"
+    status, _ = request(filter_port, "POST", "/checkv2", b"From: a@b.test\r\n\r\nx\r\n", {"IP": "nonsense"})
+    assert status == 400
+
+
+def test_limits_and_errors(filter_port):
+    status, _ = request(filter_port, "POST", "/checkv2", b"x" * 100_001)
+    assert status == 413
+    status, _ = request(filter_port, "POST", "/checkv2", b"a: b\r\n\r\nx",
+                        {f"X-H{i}": "v" for i in range(60)})
+    assert status == 431
+    status, _ = request(filter_port, "GET", "/checkv2")
+    assert status == 405
+    status, _ = request(filter_port, "POST", "/nothing", b"x")
+    assert status == 404
+    assert request(filter_port, "GET", "/ping") == (200, b"pong\r\n")
+
+
+def test_dev_runs_the_filter(make_postbay):
+    pb = make_postbay()
+    pb.start_dev()
+    wait_port(pb.port(11333))
+    assert request(pb.port(11333), "GET", "/ping") == (200, b"pong\r\n")
+
+
+def check(port, raw: bytes, **envelope):
+    status, data = request(port, "POST", "/checkv2", raw, envelope)
+    assert status == 200, data
+    return json.loads(data)
+
+
+SIGNED_BASE = (
+    "From: Carol <carol@sender.test>\r\nTo: bob@example.test\r\nSubject: signed\r\n"
+    "Date: Wed, 2 Dec 2026 10:00:00 +0000\r\nMessage-ID: <s1@sender.test>\r\n\r\nhello there\r\n"
+)
+
+
+def test_spf_pass_and_fail(filter_port, dns):
+    dns.records["sender.test"] = "v=spf1 ip4:127.0.0.7 -all"
+    dns.records["_dmarc.sender.test"] = "v=DMARC1; p=reject"
+    raw = SIGNED_BASE.encode()
+    good = check(filter_port, raw, IP="127.0.0.7", Helo="mail.sender.test", From="<carol@sender.test>")
+    assert "R_SPF_ALLOW" in good["symbols"], good
+    assert "DMARC_POLICY_ALLOW" in good["symbols"], good
+    ar = good["milter"]["add_headers"]["Authentication-Results"]["value"]
+    assert ar.startswith("mx.example.test;")
+    assert "spf=pass" in ar and "smtp.mailfrom=carol@sender.test" in ar and "dmarc=pass" in ar, ar
+    bad = check(filter_port, raw, IP="127.0.0.9", Helo="mail.sender.test", From="<carol@sender.test>")
+    assert "R_SPF_FAIL" in bad["symbols"], bad
+    assert "DMARC_POLICY_REJECT" in bad["symbols"], bad
+    assert bad["action"] == "reject"
+    assert "DMARC policy of sender.test" in bad["messages"]["smtp_message"]
+    assert "spf=fail" in bad["milter"]["add_headers"]["Authentication-Results"]["value"]
+
+
+def test_dkim_signed_by_dkimpy_verifies(filter_port, dns, tmp_path):
+    import base64
+    import dkim
+
+    openssl = need_tool("openssl")
+    key_file = tmp_path / "dkim.key"
+    subprocess.run([openssl, "genrsa", "-traditional", "-out", str(key_file), "2048"], check=True,
+                   capture_output=True)
+    pem = key_file.read_bytes()
+    public = subprocess.run([openssl, "rsa", "-in", str(key_file), "-pubout", "-outform", "DER"],
+                            check=True, capture_output=True).stdout
+    dns.records["sel._domainkey.sender.test"] = "v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode()
+    dns.records["_dmarc.sender.test"] = "v=DMARC1; p=quarantine"
+    raw = SIGNED_BASE.encode()
+    signature = dkim.sign(raw, b"sel", b"sender.test", pem, include_headers=[b"From", b"To", b"Subject", b"Date"])
+    signed = signature + raw
+    # No SPF record: DMARC passes through the aligned DKIM signature alone.
+    out = check(filter_port, signed, IP="127.0.0.9", Helo="relay.other.test", From="<bounce@other.test>")
+    assert "R_DKIM_ALLOW" in out["symbols"], out
+    assert "DMARC_POLICY_ALLOW" in out["symbols"], out
+    ar = out["milter"]["add_headers"]["Authentication-Results"]["value"]
+    assert "dkim=pass" in ar and "header.i=@sender.test" in ar and "header.s=sel" in ar, ar
+    # The body changed after signing: the signature fails, DMARC quarantines.
+    tampered = signed.replace(b"hello there", b"hello thera")
+    out = check(filter_port, tampered, IP="127.0.0.9", Helo="relay.other.test", From="<bounce@other.test>")
+    assert "R_DKIM_REJECT" in out["symbols"], out
+    assert "DMARC_POLICY_QUARANTINE" in out["symbols"], out
+    assert out["action"] == "add header"
+    assert out["milter"]["add_headers"]["X-Spam"]["value"] == "Yes"
+
+
+def test_forged_authentication_results_removed(filter_port, dns):
+    raw = ("Authentication-Results: mx.example.test; spf=pass smtp.mailfrom=carol@sender.test\r\n"
+           + SIGNED_BASE).encode()
+    out = check(filter_port, raw, IP="127.0.0.9", Helo="h.test", From="<carol@sender.test>")
+    assert out["milter"]["remove_headers"] == {"Authentication-Results": 0}
+    clean = check(filter_port, SIGNED_BASE.encode(), IP="127.0.0.9", Helo="h.test", From="<carol@sender.test>")
+    assert "remove_headers" not in clean["milter"]
+
+
+# --- Postbay's SMTP calls the filter before its 250 ----------------------------------------
+
+import imaplib  # noqa: E402
+import smtplib  # noqa: E402
+
+from conftest import FIXTURES  # noqa: E402
+
+
+def dev_with_filter(make_postbay, dns, **extra):
+    env = {
+        "POSTBAY_FILTER__NAMESERVERS": f"[127.0.0.1:{dns.port}]",
+        "POSTBAY_FILTER__AUTHSERV_ID": "mx.example.test",
+        "POSTBAY_FILTER__LOCAL_NETWORKS": "[]",
+        **extra,
+    }
+    pb = make_postbay(env=env)
+    pb.apply(FIXTURES / "example.yaml")
+    pb.start_dev()
+    return pb
+
+
+def imap_fetch_all(pb, user, password, folder="INBOX"):
+    imap = imaplib.IMAP4("127.0.0.1", pb.port(143))
+    imap.login(user, password)
+    imap.select(folder)
+    _, data = imap.search(None, "ALL")
+    out = []
+    for num in data[0].split():
+        _, parts = imap.fetch(num, "(RFC822)")
+        out.append(parts[0][1])
+    imap.logout()
+    return out
+
+
+def test_gtube_on_port_25_is_refused_and_not_delivered(make_postbay, dns):
+    pb = dev_with_filter(make_postbay, dns)
+    with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=30) as s:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            s.sendmail("x@remote.test", ["alice@example.test"], GOOD.format(id="g1", body=GTUBE))
+        assert refused.value.smtp_code == 550
+        assert b"5.7.1 Gtube pattern" in refused.value.smtp_error
+        # The session goes on: a clean message still gets its 250.
+        s.sendmail("x@remote.test", ["alice@example.test"], GOOD.format(id="g2", body="fine"))
+    got = pb.wait_messages("alice@example.test", 1)
+    assert len(got) == 1 and GTUBE.encode() not in got[0]
+
+
+def test_spf_results_in_the_delivered_copy(make_postbay, dns):
+    dns.records["pass.test"] = "v=spf1 ip4:127.0.0.1 -all"
+    dns.records["fail.test"] = "v=spf1 ip4:192.0.2.1 -all"
+    pb = dev_with_filter(make_postbay, dns)
+    forged = "Authentication-Results: mx.example.test; spf=pass smtp.mailfrom=x@fail.test\r\n"
+    with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=30) as s:
+        s.sendmail("carol@pass.test", ["alice@example.test"], GOOD.format(id="p1", body="from pass"))
+        s.sendmail("dave@fail.test", ["alice@example.test"], forged + GOOD.format(id="f1", body="from fail"))
+    pb.wait_messages("alice@example.test", 2)
+    messages = imap_fetch_all(pb, "alice@example.test", "alice-secret")
+    assert len(messages) == 2
+    by_body = {b"from pass" in m: m for m in messages}
+    passed, failed = by_body[True], by_body[False]
+    assert b"Authentication-Results: mx.example.test;" in passed
+    assert b"spf=pass" in passed and b"smtp.mailfrom=carol@pass.test" in passed
+    assert b"spf=fail" in failed and b"smtp.mailfrom=dave@fail.test" in failed
+    # The forged result claiming our id is gone; only ours is left.
+    assert failed.count(b"Authentication-Results:") == 1
+    assert b"spf=pass smtp.mailfrom=x@fail.test" not in failed
+
+
+def test_add_header_action_tags_the_message_and_files_it_in_junk(make_postbay, dns):
+    pb = dev_with_filter(make_postbay, dns)
+    with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=30) as s:
+        # No Date, Message-ID, Subject or From: 7.5 points, over add_header (6).
+        s.sendmail("x@remote.test", ["alice@example.test"], "To: alice@example.test\r\n\r\nsloppy\r\n")
+        s.sendmail("x@remote.test", ["alice@example.test"], GOOD.format(id="ok1", body="clean"))
+    pb.wait_messages("alice@example.test", 1, folder="Junk")
+    pb.wait_messages("alice@example.test", 1)
+    junk = imap_fetch_all(pb, "alice@example.test", "alice-secret", folder="Junk")
+    assert len(junk) == 1
+    assert b"X-Spam: Yes\r\n" in junk[0] and b"sloppy" in junk[0]
+    assert b"X-Spam-Score: 7.50\r\n" in junk[0]
+    inbox = pb.messages("alice@example.test")
+    assert len(inbox) == 1 and b"X-Spam" not in inbox[0]
+
+
+@pytest.mark.parametrize("mode,code", [("open", 250), ("closed", 451)])
+def test_filter_down(make_postbay, dns, mode, code):
+    closed_port = free_port_base() + 11334
+    pb = dev_with_filter(make_postbay, dns, POSTBAY_SMTP__FILTER=f"http://127.0.0.1:{closed_port}",
+                         POSTBAY_SMTP__FILTER_FAILURE=mode, POSTBAY_SMTP__FILTER_TIMEOUT="2s")
+    with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=30) as s:
+        s.ehlo()
+        s.mail("x@remote.test")
+        s.rcpt("alice@example.test")
+        reply, text = s.data(GOOD.format(id="d1", body="while the filter is down"))
+    assert reply == code, text
+    if mode == "open":
+        assert len(pb.wait_messages("alice@example.test", 1)) == 1
+        assert "filter failed; accepting unfiltered" in pb.log()
+    else:
+        assert b"4.7.1" in text
+        assert pb.messages("alice@example.test") == []
