@@ -219,13 +219,17 @@ def test_local_and_remote_recipients(sub):
                      ["bob@example.test", "friend@remote.test"], "alice@example.test")
     assert code == 250
     only_message(sub, "bob@example.test")
-    # The remote recipient waits in the queue for outbound delivery (decision 11).
+    # The remote recipient waits in the queue (outbound delivery is off in `postbay dev`).
+    # bob's 250 comes before the runner rewrites the file without him, and a rewrite in
+    # flight is a `.tmp-<id>.msg` (pathlib's glob matches dot files): wait for the rewrite,
+    # never read a temporary file (this once failed when read too early).
     queue = sub.data / "spool" / "queue" / "node-0"
     deadline = time.time() + 10
     envelopes = []
     while time.time() < deadline:
-        envelopes = [json.loads(p.read_bytes().split(b"\n", 1)[0]) for p in queue.glob("*.msg")]
-        if envelopes:
+        envelopes = [json.loads(p.read_bytes().split(b"\n", 1)[0]) for p in queue.glob("*.msg")
+                     if not p.name.startswith(".")]
+        if envelopes and all(len(e["recipients"]) == 1 for e in envelopes):
             break
         time.sleep(0.1)
     assert [r["address"] for e in envelopes for r in e["recipients"]] == ["friend@remote.test"], envelopes

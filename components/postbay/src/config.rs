@@ -41,6 +41,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The spam filter (`postbay filter`, Rspamd's HTTP protocol).
     pub filter: FilterSection,
+    /// Delivery of mail for other domains (MX lookup, SMTP client, retries).
+    pub outbound: OutboundSection,
 }
 
 /// `postbay filter`: listener, limits, thresholds and scores.
@@ -346,6 +348,7 @@ impl Default for Config {
             admin: AdminSection::default(),
             log_format: LogFormat::default(),
             filter: FilterSection::default(),
+            outbound: OutboundSection::default(),
         }
     }
 }
@@ -544,4 +547,110 @@ fn set_path(value: &mut serde_yaml::Value, path: &[&str], new: serde_yaml::Value
 /// One throttle, one hashing pool and one cache, whatever the protocol (`dev` serves all).
 pub fn authenticator(config: &Config, store: &postbay_store::Store) -> postbay_auth::Authenticator {
     postbay_auth::Authenticator::new(store.clone(), config.auth.auth_config())
+}
+
+// ---- outbound delivery (`outbound.*`, `POSTBAY_OUTBOUND__*`) --------------------------------
+
+/// Delivery to other domains' servers. Defaults: `postbay_smtp::outbound::OutboundSettings`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundSection {
+    /// Deliver mail for remote domains. Unset: on for `postbay smtp`, off for `postbay dev`
+    /// (a laptop must not send test mail to the internet; remote mail waits in the queue).
+    pub enabled: Option<bool>,
+    /// Name in EHLO. Unset: the top-level `hostname`.
+    pub hostname: Option<String>,
+    /// Port of the MX hosts (25; tests point it at peers on 127.0.0.0/8).
+    pub mx_port: u16,
+    /// DNS servers (`ip:port`) for MX/A/AAAA lookups. Empty: the system resolver
+    /// (/etc/resolv.conf).
+    pub nameservers: Vec<SocketAddr>,
+    /// Give up on a recipient (bounce, 4.4.7) once its message is this old.
+    #[serde(with = "humantime_serde")]
+    pub lifetime: Duration,
+    /// First retry after a temporary failure; each later one waits twice as long, up to
+    /// `max_backoff` (Postfix's minimal/maximal_backoff_time).
+    #[serde(with = "humantime_serde")]
+    pub min_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// TCP connect timeout per MX address.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Deliveries to one domain at once (Postfix's default_destination_concurrency_limit).
+    pub max_per_domain: usize,
+}
+
+impl Default for OutboundSection {
+    fn default() -> Self {
+        let base = postbay_smtp::outbound::OutboundSettings::default();
+        OutboundSection {
+            enabled: None,
+            hostname: None,
+            mx_port: base.mx_port,
+            nameservers: Vec::new(),
+            lifetime: base.backoff.lifetime,
+            min_backoff: base.backoff.min,
+            max_backoff: base.backoff.max,
+            connect_timeout: base.timeouts.connect,
+            max_per_domain: 20,
+        }
+    }
+}
+
+impl Config {
+    /// Whether this role delivers remote mail; `role_default` is the role's choice when
+    /// `outbound.enabled` is unset.
+    pub fn outbound_enabled(&self, role_default: bool) -> bool {
+        self.outbound.enabled.unwrap_or(role_default)
+    }
+
+    pub fn outbound_settings(&self) -> postbay_smtp::outbound::OutboundSettings {
+        let base = postbay_smtp::outbound::OutboundSettings::default();
+        postbay_smtp::outbound::OutboundSettings {
+            hostname: self
+                .outbound
+                .hostname
+                .clone()
+                .unwrap_or_else(|| self.hostname.clone()),
+            mx_port: self.outbound.mx_port,
+            nameservers: self.outbound.nameservers.clone(),
+            backoff: postbay_smtp::outbound::backoff::Backoff {
+                min: self.outbound.min_backoff,
+                max: self.outbound.max_backoff,
+                lifetime: self.outbound.lifetime,
+            },
+            timeouts: postbay_smtp::outbound::client::Timeouts {
+                connect: self.outbound.connect_timeout,
+                ..base.timeouts
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod outbound_tests {
+    use super::*;
+
+    #[test]
+    fn outbound_defaults_and_file() {
+        let c = Config::default();
+        assert_eq!(c.outbound.mx_port, 25);
+        assert!(c.outbound.nameservers.is_empty());
+        assert!(c.outbound_enabled(true) && !c.outbound_enabled(false));
+        assert_eq!(c.outbound_settings().hostname, "localhost");
+        assert_eq!(c.outbound.lifetime, Duration::from_secs(5 * 86_400));
+        let yaml = "outbound: {enabled: true, mx_port: 2525, nameservers: ['127.0.0.53:5353'], min_backoff: 2s}\n";
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let c = Config::load(Some(&file)).unwrap();
+        assert!(c.outbound_enabled(false));
+        assert_eq!(c.outbound.mx_port, 2525);
+        assert_eq!(
+            c.outbound.nameservers,
+            vec!["127.0.0.53:5353".parse().unwrap()]
+        );
+        assert_eq!(c.outbound_settings().backoff.min, Duration::from_secs(2));
+    }
 }

@@ -77,7 +77,8 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     )
     .await?;
     start_filter(&config, &mut running).await?;
-    start_smtp(&config, store, tls, &authenticator, &mut running).await?;
+    // Off by default here (decision 31): a laptop does not send test mail to the internet.
+    start_smtp(&config, store, tls, &authenticator, false, &mut running).await?;
     running.health.set_started();
     println!(
         "postbay dev ready (data {}, database {})",
@@ -110,7 +111,7 @@ pub async fn smtp(mut config: Config) -> Result<()> {
     let store = open_store(&config, &running).await?;
     let tls = tls_provider(&config).await?;
     let authenticator = crate::config::authenticator(&config, &store);
-    start_smtp(&config, store, tls, &authenticator, &mut running).await?;
+    start_smtp(&config, store, tls, &authenticator, true, &mut running).await?;
     running.health.set_started();
     println!("postbay smtp ready");
     running.shutdown().await;
@@ -234,6 +235,7 @@ async fn start_smtp(
     store: Store,
     tls: TlsProvider,
     authenticator: &postbay_auth::Authenticator,
+    outbound_default: bool,
     running: &mut Running,
 ) -> Result<()> {
     let listen = config.smtp.listen.expect("caller sets the SMTP address");
@@ -247,13 +249,30 @@ async fn start_smtp(
         target,
         config.hostname.clone(),
     ));
+    let outbound = if config.outbound_enabled(outbound_default) {
+        let settings = config.outbound_settings();
+        tracing::info!(
+            mx_port = settings.mx_port,
+            nameservers = ?settings.nameservers,
+            "outbound delivery enabled"
+        );
+        Some(Arc::new(
+            postbay_smtp::outbound::Outbound::new(settings)
+                .context("setting up outbound delivery")?,
+        ))
+    } else {
+        tracing::info!("outbound delivery disabled: mail for remote domains stays queued");
+        None
+    };
     let runner = postbay_smtp::queue::runner::Runner::new(
         queue.clone(),
         lmtp,
+        outbound,
         store.clone(),
         config.hostname.clone(),
         postbay_smtp::queue::runner::RunnerSettings {
             concurrency: config.smtp.queue_concurrency,
+            per_destination: config.outbound.max_per_domain,
             ..Default::default()
         },
     );

@@ -14,6 +14,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod inbound;
 pub mod lmtp;
+pub mod outbound;
 pub mod proto;
 pub mod queue;
 pub mod server;

@@ -128,6 +128,7 @@ async fn temporary_failures_are_retried_on_schedule_and_finished_recipients_are_
     let runner = Runner::new(
         queue.clone(),
         Arc::new(LmtpClient::new(addr, "mx.example.test".into())),
+        None,
         store,
         "mx.example.test".into(),
         RunnerSettings {
@@ -152,6 +153,8 @@ async fn temporary_failures_are_retried_on_schedule_and_finished_recipients_are_
         helo: "client.test".into(),
         smtputf8: false,
         eight_bit: false,
+        attempts: 0,
+        next_attempt: 0,
     };
     queue
         .enqueue(

@@ -248,6 +248,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             helo,
             smtputf8: tx.smtputf8,
             eight_bit: tx.eight_bit,
+            attempts: 0,
+            next_attempt: 0,
         };
         match self.ctx.queue.enqueue(&envelope, header, body).await {
             Ok(()) => {

@@ -9,6 +9,9 @@ pub struct Failure<'a> {
     pub recipient: &'a str,
     pub code: u16,
     pub text: &'a str,
+    /// The remote server that gave the answer (`host[ip]`); `None` when the answer is ours
+    /// (null MX, lifetime expired) or a local mailbox's.
+    pub remote_mta: Option<&'a str>,
 }
 
 /// Builds the bounce message for `original` (its header section is quoted back).
@@ -41,9 +44,17 @@ pub fn bounce(
     );
     for f in failures {
         status.push_str(&format!(
-            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\nDiagnostic-Code: smtp; {} {}\r\n",
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
             f.recipient,
             enhanced_status(f.code, f.text),
+        ));
+        // RFC 3464 §2.3.5: the MTA that gave the answer; §2.3.6: its own words.
+        if let Some(mta) = f.remote_mta {
+            let host = mta.split('[').next().unwrap_or(mta);
+            status.push_str(&format!("Remote-MTA: dns; {}\r\n", sanitize(host)));
+        }
+        status.push_str(&format!(
+            "Diagnostic-Code: smtp; {} {}\r\n",
             f.code,
             sanitize(f.text)
         ));
@@ -109,6 +120,7 @@ mod tests {
             recipient: "full@example.test",
             code: 552,
             text: "5.2.2 <full@example.test> Mailbox is full",
+            remote_mta: None,
         }];
         let msg = String::from_utf8(bounce(
             "mx.example.test",
@@ -128,5 +140,21 @@ mod tests {
         assert!(!msg.contains("secret body"), "only headers are returned");
         assert!(msg.ends_with("--Q1/mx.example.test--\r\n"));
         assert_eq!(enhanced_status(550, "User unknown"), "5.0.0");
+        assert!(!msg.contains("Remote-MTA"));
+    }
+
+    #[test]
+    fn remote_failures_name_the_remote_mta() {
+        let failures = [Failure {
+            recipient: "nobody@remote.test",
+            code: 550,
+            text: "5.1.1 no such user",
+            remote_mta: Some("mx.remote.test[192.0.2.7]"),
+        }];
+        let msg =
+            String::from_utf8(bounce("mx", "Q2", "a@b", 0, 0, &failures, b"S: x\r\n\r\n")).unwrap();
+        assert!(msg.contains(
+            "Status: 5.1.1\r\nRemote-MTA: dns; mx.remote.test\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n"
+        ), "{msg}");
     }
 }

@@ -70,6 +70,13 @@ pub struct Envelope {
     pub helo: String,
     pub smtputf8: bool,
     pub eight_bit: bool,
+    /// Failed attempts so far (the retry schedule's position), kept across restarts.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Unix time before which the next attempt must not start (0 = at once), so a restart
+    /// does not retry early.
+    #[serde(default)]
+    pub next_attempt: i64,
 }
 
 /// One replica's queue directory plus the channel that wakes its runner.

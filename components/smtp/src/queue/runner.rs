@@ -1,5 +1,13 @@
-//! Drains the queue: hands each message to the mailbox component over LMTP, retries
-//! temporary failures with backoff, and parks messages that can never be delivered.
+//! Drains the queue: hands local recipients to the mailbox component over LMTP and remote
+//! ones to [`crate::outbound`] (SMTP to their MX), retries temporary failures with backoff,
+//! bounces permanent ones to the sender, and parks messages that can never be delivered.
+//!
+//! Each recipient has its own state: it stays in the queue file until it has a final
+//! answer; the file is rewritten (durably) without the recipients that got one, with the
+//! attempt count and the time of the next attempt, so a restart neither resends a delivered
+//! recipient nor retries early. The one duplicate that remains possible for a remote
+//! recipient: a crash after the remote server's 250 and before that rewrite (RFC 5321
+//! §6.1 accepts it; LMTP's TRANSID removes it for local ones).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +17,7 @@ use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use super::{dsn, Envelope, Queue, QueueError, QueuedRecipient};
 use crate::lmtp::client::{LmtpClient, ServerReply};
+use crate::outbound::{route::domain_of, DestinationLimits, Outbound, Verdict};
 use postbay_store::{Recipient, Resolution};
 
 /// How long to wait before each retry, in seconds; the last step repeats until `max_age`.
@@ -25,6 +34,8 @@ pub struct RunnerSettings {
     pub max_age: Duration,
     /// The retry schedule ([`BACKOFF`] by default); tests shorten it.
     pub backoff: Vec<Duration>,
+    /// Deliveries to one remote domain at once.
+    pub per_destination: usize,
 }
 
 impl Default for RunnerSettings {
@@ -34,6 +45,7 @@ impl Default for RunnerSettings {
             scan_interval: Duration::from_secs(5),
             max_age: Duration::from_secs(5 * 86_400),
             backoff: BACKOFF.iter().map(|&s| Duration::from_secs(s)).collect(),
+            per_destination: 20,
         }
     }
 }
@@ -52,6 +64,9 @@ struct Schedule {
 pub struct Runner {
     queue: Queue,
     lmtp: Arc<LmtpClient>,
+    /// Delivery to other domains; `None` keeps their mail queued (deferred).
+    outbound: Option<Arc<Outbound>>,
+    destinations: DestinationLimits,
     /// Resolves bounce recipients (the original sender).
     store: postbay_store::Store,
     hostname: String,
@@ -60,15 +75,16 @@ pub struct Runner {
     schedule: Arc<Mutex<Schedule>>,
 }
 
+/// A recipient that failed for good, the answer, and the remote server that gave it.
+type Failed = (QueuedRecipient, ServerReply, Option<String>);
+
 enum Outcome {
     /// Every recipient got a final answer (delivered or permanently failed).
-    Done {
-        failed: Vec<(QueuedRecipient, ServerReply)>,
-    },
+    Done { failed: Vec<Failed> },
     /// Some recipients must be tried again (others may have failed for good).
     Retry {
         remaining: Vec<QueuedRecipient>,
-        failed: Vec<(QueuedRecipient, ServerReply)>,
+        failed: Vec<Failed>,
         reason: String,
     },
 }
@@ -77,6 +93,7 @@ impl Runner {
     pub fn new(
         queue: Queue,
         lmtp: Arc<LmtpClient>,
+        outbound: Option<Arc<Outbound>>,
         store: postbay_store::Store,
         hostname: String,
         settings: RunnerSettings,
@@ -85,6 +102,8 @@ impl Runner {
         Arc::new(Runner {
             queue,
             lmtp,
+            outbound,
+            destinations: DestinationLimits::new(settings.per_destination),
             store,
             hostname,
             settings,
@@ -197,54 +216,90 @@ impl Runner {
                 return;
             }
         };
+        let now = crate::now_unix();
+        if envelope.next_attempt > now {
+            // Deferred before a restart: its retry is not due yet.
+            let wait = Duration::from_secs((envelope.next_attempt - now) as u64);
+            let attempts = envelope.attempts as usize;
+            self.finish(id, token, Some((attempts, Instant::now() + wait)))
+                .await;
+            return;
+        }
         let outcome = self.deliver(&envelope, &message).await;
         match outcome {
-            Outcome::Done { failed } => {
-                let bounced = self.report_failures(&envelope, &message, &failed).await;
-                if failed.is_empty() || bounced {
-                    tracing::debug!(queue_id = id, "done");
-                    if let Err(e) = self.queue.remove(id).await {
-                        tracing::error!(queue_id = id, error = %e, "cannot remove delivered message");
-                    }
-                } else if let Err(e) = self.queue.park(id).await {
-                    tracing::error!(queue_id = id, error = %e, "cannot park failed message");
-                }
-                self.finish(id, token, None).await;
-            }
+            Outcome::Done { failed } => self.conclude(id, token, &envelope, &message, failed).await,
             Outcome::Retry {
                 remaining,
-                failed,
+                mut failed,
                 reason,
             } => {
-                self.report_failures(&envelope, &message, &failed).await;
-                let age = crate::now_unix() - envelope.received_at;
-                if age as u64 > self.settings.max_age.as_secs() {
-                    tracing::warn!(queue_id = id, reason, "giving up after max queue age");
-                    let _ = self.queue.park(id).await;
-                    self.finish(id, token, None).await;
+                let remote = remaining.iter().any(|r| !r.local);
+                let now = crate::now_unix();
+                let expired = match (&self.outbound, remote) {
+                    (Some(out), true) => out.settings().backoff.expired(envelope.received_at, now),
+                    _ => (now - envelope.received_at) as u64 > self.settings.max_age.as_secs(),
+                };
+                if expired {
+                    // RFC 3463 X.4.7: delivery time expired; every recipient left fails.
+                    tracing::warn!(queue_id = id, reason, "giving up after the queue lifetime");
+                    let text = format!("4.4.7 Message expired in the queue; last error: {reason}");
+                    for rcpt in remaining {
+                        let reply = ServerReply {
+                            code: 421,
+                            text: text.clone(),
+                        };
+                        failed.push((rcpt, reply, None));
+                    }
+                    self.conclude(id, token, &envelope, &message, failed).await;
                     return;
                 }
-                if remaining.len() < envelope.recipients.len() {
-                    let mut shrunk = envelope.clone();
-                    shrunk.recipients = remaining;
-                    if let Err(e) = self.rewrite(&shrunk, &message).await {
-                        tracing::error!(queue_id = id, error = %e, "cannot record partial delivery");
+                self.report_failures(&envelope, &message, &failed).await;
+                let attempts = envelope.attempts + 1;
+                let delay = match (&self.outbound, remote) {
+                    (Some(out), true) => out.settings().backoff.delay(attempts),
+                    _ => {
+                        let schedule = &self.settings.backoff;
+                        schedule
+                            .get((attempts as usize - 1).min(schedule.len().saturating_sub(1)))
+                            .copied()
+                            .unwrap_or(Duration::from_secs(BACKOFF[0]))
                     }
-                }
-                let attempts = {
-                    let s = self.schedule.lock().await;
-                    s.waiting.get(id).map(|(n, _)| *n).unwrap_or(0) + 1
                 };
-                let schedule = &self.settings.backoff;
-                let delay = schedule
-                    .get((attempts - 1).min(schedule.len().saturating_sub(1)))
-                    .copied()
-                    .unwrap_or(Duration::from_secs(BACKOFF[0]));
+                let mut next = envelope.clone();
+                next.recipients = remaining;
+                next.attempts = attempts;
+                // Rounded up, so a restart never retries before the in-memory schedule would.
+                next.next_attempt = now + delay.as_secs_f64().ceil() as i64;
+                if let Err(e) = self.rewrite(&next, &message).await {
+                    tracing::error!(queue_id = id, error = %e, "cannot record the attempt");
+                }
                 tracing::info!(queue_id = id, attempts, ?delay, reason, "delivery deferred");
-                self.finish(id, token, Some((attempts, Instant::now() + delay)))
+                self.finish(id, token, Some((attempts as usize, Instant::now() + delay)))
                     .await;
             }
         }
+    }
+
+    /// Every recipient has a final answer: bounce the failures, then remove the message (or
+    /// park it when no bounce can be sent).
+    async fn conclude(
+        &self,
+        id: &str,
+        token: u64,
+        envelope: &Envelope,
+        message: &[u8],
+        failed: Vec<Failed>,
+    ) {
+        let bounced = self.report_failures(envelope, message, &failed).await;
+        if failed.is_empty() || bounced {
+            tracing::debug!(queue_id = id, "done");
+            if let Err(e) = self.queue.remove(id).await {
+                tracing::error!(queue_id = id, error = %e, "cannot remove delivered message");
+            }
+        } else if let Err(e) = self.queue.park(id).await {
+            tracing::error!(queue_id = id, error = %e, "cannot park failed message");
+        }
+        self.finish(id, token, None).await;
     }
 
     async fn finish(&self, id: &str, token: u64, retry: Option<(usize, Instant)>) {
@@ -266,16 +321,27 @@ impl Runner {
 
     async fn deliver(&self, envelope: &Envelope, message: &[u8]) -> Outcome {
         let local: Vec<&QueuedRecipient> = envelope.recipients.iter().filter(|r| r.local).collect();
-        let mut remaining: Vec<QueuedRecipient> = envelope
-            .recipients
-            .iter()
-            .filter(|r| !r.local)
-            .cloned()
-            .collect();
+        let remote: Vec<&QueuedRecipient> =
+            envelope.recipients.iter().filter(|r| !r.local).collect();
+        let mut remaining: Vec<QueuedRecipient> = Vec::new();
         let mut failed = Vec::new();
         let mut reason = String::new();
-        if !remaining.is_empty() {
-            reason = "outbound delivery to remote domains is not enabled on this node".into();
+        if !remote.is_empty() {
+            match &self.outbound {
+                Some(outbound) => {
+                    let (deferred, lost, why) = self
+                        .deliver_remote(outbound, envelope, &remote, message)
+                        .await;
+                    remaining.extend(deferred);
+                    failed.extend(lost);
+                    reason = why;
+                }
+                None => {
+                    reason =
+                        "outbound delivery to remote domains is not enabled on this node".into();
+                    remaining.extend(remote.into_iter().cloned());
+                }
+            }
         }
         if !local.is_empty() {
             match self.lmtp.deliver(envelope, &local, message).await {
@@ -284,7 +350,7 @@ impl Runner {
                         if reply.is_success() {
                             continue;
                         } else if reply.is_permanent() {
-                            failed.push((rcpt.clone(), reply));
+                            failed.push((rcpt.clone(), reply, None));
                         } else {
                             reason = format!("{} {}", reply.code, reply.text);
                             remaining.push(rcpt.clone());
@@ -308,6 +374,58 @@ impl Runner {
         }
     }
 
+    /// Remote recipients, one SMTP delivery per domain (at most `per_destination` at once
+    /// per domain across messages). Returns the deferred, the failed, and why deferred.
+    async fn deliver_remote(
+        &self,
+        outbound: &Outbound,
+        envelope: &Envelope,
+        remote: &[&QueuedRecipient],
+        message: &[u8],
+    ) -> (Vec<QueuedRecipient>, Vec<Failed>, String) {
+        let mut domains: Vec<(String, Vec<&QueuedRecipient>)> = Vec::new();
+        for rcpt in remote {
+            let domain = domain_of(&rcpt.address).to_ascii_lowercase();
+            match domains.iter_mut().find(|(d, _)| *d == domain) {
+                Some((_, list)) => list.push(rcpt),
+                None => domains.push((domain, vec![rcpt])),
+            }
+        }
+        let (mut deferred, mut failed, mut reason) = (Vec::new(), Vec::new(), String::new());
+        for (domain, rcpts) in domains {
+            let _permit = self.destinations.acquire(&domain).await;
+            let addresses: Vec<&str> = rcpts.iter().map(|r| r.address.as_str()).collect();
+            let verdicts = outbound
+                .deliver(
+                    &domain,
+                    &envelope.mail_from,
+                    &addresses,
+                    message,
+                    envelope.eight_bit,
+                    envelope.smtputf8,
+                )
+                .await;
+            for (rcpt, verdict) in rcpts.into_iter().zip(verdicts) {
+                match verdict {
+                    Verdict::Delivered { mta } => {
+                        tracing::info!(
+                            queue_id = envelope.id,
+                            rcpt = rcpt.address,
+                            mx = mta,
+                            "delivered"
+                        );
+                    }
+                    Verdict::Failed { reply, mta } => failed.push((rcpt.clone(), reply, mta)),
+                    Verdict::Deferred { reason: why } => {
+                        reason = why;
+                        deferred.push(rcpt.clone());
+                    }
+                }
+            }
+        }
+        (deferred, failed, reason)
+    }
+
     /// Logs permanent failures and sends the sender a bounce. Returns whether the failures
     /// are fully handled (bounce queued); false means the message should be kept for an
     /// admin (null sender, or the bounce could not be queued).
@@ -315,12 +433,12 @@ impl Runner {
         &self,
         envelope: &Envelope,
         message: &[u8],
-        failed: &[(QueuedRecipient, ServerReply)],
+        failed: &[Failed],
     ) -> bool {
         if failed.is_empty() {
             return true;
         }
-        for (rcpt, reply) in failed {
+        for (rcpt, reply, _) in failed {
             tracing::warn!(
                 queue_id = envelope.id,
                 rcpt = rcpt.address,
@@ -338,10 +456,11 @@ impl Runner {
         }
         let failures: Vec<dsn::Failure<'_>> = failed
             .iter()
-            .map(|(r, reply)| dsn::Failure {
+            .map(|(r, reply, mta)| dsn::Failure {
                 recipient: &r.original,
                 code: reply.code,
                 text: &reply.text,
+                remote_mta: mta.as_deref(),
             })
             .collect();
         let now = crate::now_unix();
@@ -397,6 +516,8 @@ impl Runner {
             helo: self.hostname.clone(),
             smtputf8: envelope.smtputf8,
             eight_bit: true,
+            attempts: 0,
+            next_attempt: 0,
         };
         match self
             .queue

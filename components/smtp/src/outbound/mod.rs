@@ -1,0 +1,345 @@
+//! Delivery to other domains' servers, one module per step:
+//!
+//! * [`route`]: where mail for a domain goes (MX, implicit MX, null MX, address literals).
+//! * [`client`]: the SMTP client session (EHLO, STARTTLS, AUTH, pipelined transactions).
+//! * [`tls`]: opportunistic and strict TLS for that client.
+//! * [`backoff`]: when a deferred recipient is tried again, and when it is given up.
+//!
+//! [`Outbound::deliver`] takes one message and the recipients of one domain and returns a
+//! final or temporary verdict for each; the queue runner records them.
+
+pub mod backoff;
+pub mod client;
+pub mod route;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, Semaphore};
+use tokio_rustls::rustls;
+
+use crate::lmtp::client::ServerReply;
+use client::{ConnectOptions, Session, TlsMode, Transaction};
+use route::{Dns, Host, Route, RouteError};
+
+/// Settings of outbound delivery (`outbound.*`).
+#[derive(Debug, Clone)]
+pub struct OutboundSettings {
+    /// Our name in EHLO.
+    pub hostname: String,
+    /// Port of MX hosts (25).
+    pub mx_port: u16,
+    /// DNS servers; empty = the system's.
+    pub nameservers: Vec<SocketAddr>,
+    pub backoff: backoff::Backoff,
+    pub timeouts: client::Timeouts,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        OutboundSettings {
+            hostname: "localhost".into(),
+            mx_port: 25,
+            nameservers: Vec::new(),
+            backoff: backoff::Backoff::default(),
+            timeouts: client::Timeouts::default(),
+        }
+    }
+}
+
+/// The verdict on one recipient after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The receiving server took responsibility (2xx).
+    Delivered { mta: String },
+    /// Final failure: the server's 5xx (`mta` set), or ours (null MX, no such domain, SMTPUTF8
+    /// needed but not offered, too large).
+    Failed {
+        reply: ServerReply,
+        mta: Option<String>,
+    },
+    /// Try again later.
+    Deferred { reason: String },
+}
+
+pub struct Outbound {
+    settings: OutboundSettings,
+    dns: Dns,
+    roots: Arc<rustls::RootCertStore>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("resolver: {0}")]
+    Resolver(#[from] RouteError),
+}
+
+impl Outbound {
+    pub fn new(settings: OutboundSettings) -> Result<Outbound, OutboundError> {
+        let dns = Dns::new(&settings.nameservers)?;
+        Ok(Outbound {
+            settings,
+            dns,
+            roots: tls::root_store(),
+        })
+    }
+
+    pub fn settings(&self) -> &OutboundSettings {
+        &self.settings
+    }
+
+    /// Delivers `message` to `recipients`, all of `domain`; one verdict per recipient.
+    pub async fn deliver(
+        &self,
+        domain: &str,
+        mail_from: &str,
+        recipients: &[&str],
+        message: &[u8],
+        eight_bit: bool,
+        smtputf8: bool,
+    ) -> Vec<Verdict> {
+        let all = |v: Verdict| vec![v; recipients.len()];
+        let hosts = match self.dns.route(domain).await {
+            Ok(Route::Hosts(hosts)) => hosts,
+            Ok(Route::NullMx) => {
+                return all(ours(556, "5.1.10 Recipient address has null MX (RFC 7505)"))
+            }
+            Err(RouteError::NoSuchDomain(d)) => {
+                return all(ours(550, &format!("5.1.2 Domain {d} does not exist")))
+            }
+            Err(e) => {
+                return all(Verdict::Deferred {
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let needs_utf8 = smtputf8 && needs_smtputf8(mail_from, recipients, message);
+        let has_8bit = eight_bit && message.iter().any(|b| *b >= 0x80);
+        let opts = ConnectOptions {
+            hostname: self.settings.hostname.clone(),
+            timeouts: self.settings.timeouts,
+            tls: TlsMode::Opportunistic,
+            roots: self.roots.clone(),
+            auth: None,
+        };
+        let mut last_error = format!("no address for the MX hosts of {domain}");
+        for host in &hosts {
+            let addresses = match self.dns.addresses(host).await {
+                Ok(a) => a,
+                Err(e) => {
+                    last_error = e.to_string();
+                    continue;
+                }
+            };
+            let name = match host {
+                Host::Name(n) => n.clone(),
+                Host::Address(a) => a.to_string(),
+            };
+            for ip in addresses {
+                let addr = SocketAddr::new(ip, self.settings.mx_port);
+                let mta = format!("{name}[{ip}]");
+                let mut session = match client::connect(addr, &name, &opts).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // §5.1: try the next address or MX host.
+                        tracing::info!(mx = mta, error = %e, "MX host unusable; trying the next");
+                        last_error = format!("{mta}: {e}");
+                        continue;
+                    }
+                };
+                log_tls(&mta, &session);
+                let verdicts = self
+                    .transaction(
+                        &mut session,
+                        &mta,
+                        mail_from,
+                        recipients,
+                        message,
+                        needs_utf8,
+                        has_8bit,
+                    )
+                    .await;
+                session.quit().await;
+                return verdicts;
+            }
+        }
+        all(Verdict::Deferred { reason: last_error })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn transaction(
+        &self,
+        session: &mut Session,
+        mta: &str,
+        mail_from: &str,
+        recipients: &[&str],
+        message: &[u8],
+        needs_utf8: bool,
+        has_8bit: bool,
+    ) -> Vec<Verdict> {
+        let all = |v: Verdict| vec![v; recipients.len()];
+        let caps = session.caps;
+        // RFC 6531 §3.4: a message that needs SMTPUTF8 is not sent to a server without it.
+        // X.6.7 when an address is non-ASCII, X.6.9 when only the header is (RFC 6531 §3.7).
+        if needs_utf8 && !caps.has(smtp_proto::EXT_SMTP_UTF8) {
+            let addresses = !mail_from.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
+            let status = if addresses { "5.6.7" } else { "5.6.9" };
+            return all(failed(
+                553,
+                &format!("{status} {mta} does not support SMTPUTF8, which this message needs"),
+            ));
+        }
+        // RFC 6152 §3: 8-bit content only to a server that offers 8BITMIME (we do not
+        // downgrade: that would break the DKIM signatures).
+        if has_8bit && !caps.has(smtp_proto::EXT_8BIT_MIME) {
+            return all(failed(
+                554,
+                &format!("5.6.3 {mta} does not support 8BITMIME, which this message needs"),
+            ));
+        }
+        // RFC 1870 §6: never send what the server said it would refuse.
+        if caps.size > 0 && message.len() > caps.size {
+            return all(failed(
+                552,
+                &format!(
+                    "5.3.4 Message size {} exceeds the limit of {mta}, {}",
+                    message.len(),
+                    caps.size
+                ),
+            ));
+        }
+        let tx = Transaction {
+            mail_from,
+            recipients,
+            message,
+            eight_bit: has_8bit
+                || (caps.has(smtp_proto::EXT_8BIT_MIME) && message.iter().any(|b| *b >= 0x80)),
+            smtputf8: needs_utf8,
+        };
+        match session.send(&tx).await {
+            Ok(replies) => replies
+                .into_iter()
+                .map(|r| {
+                    if r.is_success() {
+                        Verdict::Delivered {
+                            mta: mta.to_string(),
+                        }
+                    } else if r.is_permanent() {
+                        Verdict::Failed {
+                            reply: r,
+                            mta: Some(mta.to_string()),
+                        }
+                    } else {
+                        Verdict::Deferred {
+                            reason: format!("{mta} said: {} {}", r.code, r.text),
+                        }
+                    }
+                })
+                .collect(),
+            Err(e) => all(Verdict::Deferred {
+                reason: format!("{mta}: {e}"),
+            }),
+        }
+    }
+}
+
+fn log_tls(mta: &str, session: &Session) {
+    match &session.tls {
+        None => tracing::info!(mx = mta, "session without TLS (not offered)"),
+        Some(tls::CertStatus::Verified) => tracing::info!(mx = mta, "TLS, certificate verified"),
+        Some(tls::CertStatus::Unverified(why)) => {
+            tracing::info!(
+                mx = mta,
+                reason = why,
+                "TLS, certificate not verified (opportunistic)"
+            )
+        }
+    }
+}
+
+fn ours(code: u16, text: &str) -> Verdict {
+    Verdict::Failed {
+        reply: ServerReply {
+            code,
+            text: text.to_string(),
+        },
+        mta: None,
+    }
+}
+
+/// Our own decision about a server (it said nothing), so no Remote-MTA in the DSN.
+fn failed(code: u16, text: &str) -> Verdict {
+    ours(code, text)
+}
+
+/// Whether the envelope or the header section has non-ASCII characters (RFC 6531, RFC 6532),
+/// which only an SMTPUTF8 server may receive. Asked only when the client sent the message
+/// with SMTPUTF8: raw UTF-8 in a header without it goes out as it came, as Postfix does
+/// (`smtputf8_autodetect_classes` is empty by default).
+pub fn needs_smtputf8(mail_from: &str, recipients: &[&str], message: &[u8]) -> bool {
+    if !mail_from.is_ascii() || recipients.iter().any(|r| !r.is_ascii()) {
+        return true;
+    }
+    let header_end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(message.len());
+    !message[..header_end].is_ascii()
+}
+
+/// Keeps at most `limit` deliveries per destination domain at once (Postfix's
+/// `default_destination_concurrency_limit` = 20).
+#[derive(Default)]
+pub struct DestinationLimits {
+    limit: usize,
+    per_domain: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl DestinationLimits {
+    pub fn new(limit: usize) -> DestinationLimits {
+        DestinationLimits {
+            limit: limit.max(1),
+            per_domain: Mutex::default(),
+        }
+    }
+
+    pub async fn acquire(&self, domain: &str) -> tokio::sync::OwnedSemaphorePermit {
+        let sem = {
+            let mut map = self.per_domain.lock().await;
+            // Drop idle entries now and then so the map does not grow with every domain.
+            if map.len() > 10_000 {
+                map.retain(|_, s| s.available_permits() < self.limit);
+            }
+            map.entry(domain.to_ascii_lowercase())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
+                .clone()
+        };
+        sem.acquire_owned().await.expect("never closed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtputf8_is_needed_for_non_ascii_envelopes_and_headers_only() {
+        assert!(!needs_smtputf8(
+            "a@b.test",
+            &["c@d.test"],
+            b"Subject: hi\r\n\r\n\xc3\xa9"
+        ));
+        assert!(needs_smtputf8(
+            "a@b.test",
+            &["j\u{f6}rg@d.test"],
+            b"S: x\r\n\r\n"
+        ));
+        assert!(needs_smtputf8(
+            "a@b.test",
+            &["c@d.test"],
+            "Subject: caf\u{e9}\r\n\r\nx".as_bytes()
+        ));
+    }
+}

@@ -1,0 +1,175 @@
+"""Receiving side of the outbound tests, all on 127.0.0.0/8: a DNS server answering MX/A
+from a dict (dnslib) and SMTP peers (aiosmtpd) that record what they receive and answer
+per recipient as a test scripts them."""
+
+import asyncio
+import socket
+import ssl
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import REQUIRE
+
+
+def need_module(name: str):
+    try:
+        return __import__(name)
+    except ImportError:
+        message = f"python module {name} is missing (scripts/install-test-deps installs it)"
+        if REQUIRE:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+class Zone:
+    """name -> list of (type, value): ("MX", (pref, host)), ("A", "127.0.0.2")."""
+
+    def __init__(self):
+        need_module("dnslib")
+        from dnslib.server import DNSServer
+
+        self.records: dict[str, list] = {}
+        self.queries: list[tuple[str, str]] = []
+        port = free_udp_port("127.0.0.1")
+        self.address = f"127.0.0.1:{port}"
+        self.servers = [DNSServer(self, port=port, address="127.0.0.1"),
+                        DNSServer(self, port=port, address="127.0.0.1", tcp=True)]
+        for s in self.servers:
+            s.start_thread()
+
+    def add(self, name: str, rtype: str, value):
+        self.records.setdefault(name.lower().rstrip("."), []).append((rtype, value))
+
+    # dnslib's resolver interface
+    def resolve(self, request, handler):
+        from dnslib import MX, QTYPE, RCODE, RR, A
+
+        reply = request.reply()
+        qname = str(request.q.qname).rstrip(".").lower()
+        qtype = QTYPE[request.q.qtype]
+        self.queries.append((qname, qtype))
+        records = self.records.get(qname)
+        if records is None:
+            reply.header.rcode = RCODE.NXDOMAIN
+            return reply
+        for rtype, value in records:
+            if rtype != qtype:
+                continue
+            if rtype == "MX":
+                pref, host = value
+                reply.add_answer(RR(qname, QTYPE.MX, rdata=MX(host, pref), ttl=60))
+            elif rtype == "A":
+                reply.add_answer(RR(qname, QTYPE.A, rdata=A(value), ttl=60))
+        return reply
+
+    def stop(self):
+        for s in self.servers:
+            s.stop()
+
+
+def free_udp_port(host: str) -> int:
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
+            u.bind((host, 0))
+            port = u.getsockname()[1]
+            try:
+                t.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def free_port_on(hosts: list[str]) -> int:
+    """A TCP port free on every one of `hosts` (the peers share outbound.mx_port)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind((hosts[0], 0))
+            port = s.getsockname()[1]
+        ok = True
+        for h in hosts[1:]:
+            with socket.socket() as s:
+                try:
+                    s.bind((h, port))
+                except OSError:
+                    ok = False
+        if ok:
+            return port
+    raise RuntimeError("no common free port")
+
+
+def self_signed(tmp: Path, name: str) -> ssl.SSLContext:
+    cert, key = tmp / f"{name}.crt", tmp / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+class Received:
+    def __init__(self, mail_from, rcpts, content, tls, helo, mail_options):
+        self.mail_from = mail_from
+        self.rcpts = rcpts
+        self.content = content
+        self.tls = tls
+        self.helo = helo
+        self.mail_options = mail_options
+
+
+class Peer:
+    """An aiosmtpd server on host:port. `rcpt_answers[address]` is a list of replies given to
+    successive RCPTs of that address (the last one repeats); anything else gets 250."""
+
+    def __init__(self, host: str, port: int, tls_context=None, smtputf8=True, auth=None):
+        need_module("aiosmtpd")
+        from aiosmtpd.controller import Controller
+
+        self.host, self.port = host, port
+        self.messages: list[Received] = []
+        self.rcpt_answers: dict[str, list[str]] = {}
+        self.rcpt_log: list[str] = []
+        self.lock = threading.Lock()
+        kwargs = {"enable_SMTPUTF8": smtputf8}
+        if tls_context is not None:
+            kwargs.update(tls_context=tls_context, require_starttls=auth is not None)
+        if auth is not None:
+            user, password = auth
+            self.logins = []
+
+            def authenticator(server, session, envelope, mechanism, auth_data):
+                from aiosmtpd.smtp import AuthResult
+
+                ok = auth_data.login == user.encode() and auth_data.password == password.encode()
+                self.logins.append((mechanism, ok))
+                return AuthResult(success=ok)
+
+            kwargs.update(authenticator=authenticator, auth_required=True,
+                          auth_require_tls=True)
+        self.controller = Controller(self, hostname=host, port=port, **kwargs)
+        self.controller.start()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with self.lock:
+            self.rcpt_log.append(address)
+            answers = self.rcpt_answers.get(address)
+            answer = (answers.pop(0) if len(answers) > 1 else answers[0]) if answers else None
+        if answer:
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
+                                          envelope.original_content or envelope.content,
+                                          session.ssl is not None, session.host_name,
+                                          list(envelope.mail_options)))
+        return "250 2.0.0 queued here"
+
+    def stop(self):
+        self.controller.stop()

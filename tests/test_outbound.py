@@ -1,0 +1,191 @@
+"""Sending, part 2: delivery to other domains. `postbay dev` with outbound delivery on
+resolves MX records through a local DNS server (dnslib) and delivers to SMTP peers (aiosmtpd)
+on other 127.0.0.x addresses; bounces are read back from alice's INBOX over IMAP."""
+
+import email
+import imaplib
+import json
+import smtplib
+import ssl
+import time
+
+import pytest
+
+from conftest import FIXTURES, wait_port
+from peers_outbound import Peer, Zone, free_port_on, self_signed
+from test_submission import verify_dkim
+
+ALICE = ("alice@example.test", "alice-secret")
+
+
+@pytest.fixture
+def world(make_postbay, tmp_path):
+    """DNS, two peers (mx.remote.test with STARTTLS, plain.test without) and a sender."""
+    zone = Zone()
+    port = free_port_on(["127.0.0.2", "127.0.0.3", "127.0.0.9"])
+    tls_peer = Peer("127.0.0.2", port, tls_context=self_signed(tmp_path, "mx.remote.test"))
+    plain_peer = Peer("127.0.0.3", port, smtputf8=False)
+    # remote.test: a preferred MX that is down (nothing on 127.0.0.9), then the real one.
+    zone.add("remote.test", "MX", (5, "down.remote.test"))
+    zone.add("remote.test", "MX", (10, "mx.remote.test"))
+    zone.add("down.remote.test", "A", "127.0.0.9")
+    zone.add("mx.remote.test", "A", "127.0.0.2")
+    # plain.test: no MX record at all, so its A record is the implicit MX.
+    zone.add("plain.test", "A", "127.0.0.3")
+    # nullmx.test: RFC 7505 null MX.
+    zone.add("nullmx.test", "MX", (0, "."))
+    pb = make_postbay(env={
+        "POSTBAY_OUTBOUND__ENABLED": "true",
+        "POSTBAY_OUTBOUND__NAMESERVERS": f"[{zone.address}]",
+        "POSTBAY_OUTBOUND__MX_PORT": str(port),
+        "POSTBAY_OUTBOUND__HOSTNAME": "out.example.test",
+        "POSTBAY_OUTBOUND__MIN_BACKOFF": "1s",
+        "POSTBAY_OUTBOUND__MAX_BACKOFF": "2s",
+    })
+    pb.apply(FIXTURES / "example.yaml", FIXTURES / "submission.yaml")
+    pb.start_dev()
+    wait_port(pb.port(587))
+    pb.zone, pb.tls_peer, pb.plain_peer = zone, tls_peer, plain_peer
+    yield pb
+    pb.stop()
+    tls_peer.stop()
+    plain_peer.stop()
+    zone.stop()
+
+
+def submit(pb, rcpts, subject="hello", extra=b"", mail_options=()):
+    ctx = ssl.create_default_context(cafile=str(pb.cert))
+    ctx.check_hostname = False
+    body = (f"From: Alice <alice@example.test>\r\nTo: {', '.join(rcpts)}\r\n"
+            f"Subject: {subject}\r\n").encode() + extra + b"\r\nHello over there.\r\n"
+    with smtplib.SMTP("127.0.0.1", pb.port(587), timeout=30) as s:
+        s.starttls(context=ctx)
+        s.login(*ALICE)
+        refused = s.sendmail("alice@example.test", rcpts, body, mail_options=list(mail_options))
+        assert refused == {}, refused
+
+
+def wait_for(predicate, what, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def queue_files(pb):
+    return [p for p in (pb.data / "spool" / "queue" / "node-0").glob("*.msg") if not p.name.startswith(".")]
+
+
+def inbox(pb, user=ALICE) -> list[bytes]:
+    with imaplib.IMAP4("127.0.0.1", pb.port(143)) as imap:
+        imap.login(*user)
+        imap.select("INBOX")
+        _, data = imap.search(None, "ALL")
+        out = []
+        for num in data[0].split():
+            _, parts = imap.fetch(num, "(RFC822)")
+            out.append(parts[0][1])
+        return out
+
+
+def bounces(pb, count=1):
+    got = wait_for(lambda: (lambda m: m if len(m) >= count else None)(inbox(pb)), "a bounce in alice's INBOX")
+    assert len(got) == count, f"{len(got)} messages in alice's INBOX"
+    reports = []
+    for raw in got:
+        msg = email.message_from_bytes(raw)
+        assert msg.get_content_type() == "multipart/report", msg.get_content_type()
+        assert msg.get_param("report-type") == "delivery-status"
+        status = next(p for p in msg.walk() if p.get_content_type() == "message/delivery-status")
+        reports.append((msg, status.as_string()))
+    return reports
+
+
+def test_submitted_mail_reaches_the_mx_over_starttls_with_valid_dkim(world):
+    submit(world, ["friend@remote.test", "other@remote.test"], subject="to the internet")
+    got = wait_for(lambda: world.tls_peer.messages, "delivery to mx.remote.test")
+    assert len(got) == 1, "one transaction for both recipients of the domain"
+    m = got[0]
+    assert m.mail_from == "alice@example.test"
+    assert sorted(m.rcpts) == ["friend@remote.test", "other@remote.test"]
+    assert m.tls, "STARTTLS must be used when the peer offers it"
+    assert m.helo == "out.example.test"
+    # The preferred MX (down) was looked up and skipped, the next one took the mail.
+    assert ("down.remote.test", "A") in world.zone.queries
+    checked = verify_dkim(world, m.content)
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    assert checked.stdout.decode().count("signature ok") == 2
+    wait_for(lambda: not queue_files(world), "the queue to empty")
+
+
+def test_implicit_mx_without_tls(world):
+    submit(world, ["someone@plain.test"])
+    got = wait_for(lambda: world.plain_peer.messages, "delivery to plain.test's A record")
+    assert got[0].rcpts == ["someone@plain.test"] and not got[0].tls
+    assert "BODY=8BITMIME" not in got[0].mail_options
+
+
+def test_550_recipient_bounces_to_alice_and_the_other_is_delivered(world):
+    world.tls_peer.rcpt_answers["nobody@remote.test"] = ["550 5.1.1 <nobody@remote.test> no such user"]
+    submit(world, ["friend@remote.test", "nobody@remote.test"], subject="partly")
+    got = wait_for(lambda: world.tls_peer.messages, "delivery of the good recipient")
+    assert got[0].rcpts == ["friend@remote.test"]
+    [(msg, status)] = bounces(world)
+    assert msg["To"] == "<alice@example.test>"
+    assert "Final-Recipient: rfc822; nobody@remote.test" in status
+    assert "Status: 5.1.1" in status
+    assert "Remote-MTA: dns; mx.remote.test" in status
+    assert "Diagnostic-Code: smtp; 550 5.1.1 <nobody@remote.test> no such user" in status
+    assert "friend@remote.test" not in status
+    wait_for(lambda: not queue_files(world), "the queue to empty")
+    assert len(world.tls_peer.messages) == 1
+
+
+def test_a_4xx_is_retried_and_delivered_once(world):
+    world.tls_peer.rcpt_answers["later@remote.test"] = ["451 4.3.0 try again later", None]
+    submit(world, ["later@remote.test"], subject="retry")
+    got = wait_for(lambda: world.tls_peer.messages, "delivery on retry")
+    assert got[0].rcpts == ["later@remote.test"]
+    wait_for(lambda: not queue_files(world), "the queue to empty")
+    time.sleep(1.5)  # room for a wrong extra attempt to show up
+    assert world.tls_peer.rcpt_log.count("later@remote.test") == 2, world.tls_peer.rcpt_log
+    assert len(world.tls_peer.messages) == 1
+    assert inbox(world) == [], "no bounce for a message that was delivered"
+
+
+def test_null_mx_bounces_with_5_1_10(world):
+    submit(world, ["anyone@nullmx.test"])
+    [(_, status)] = bounces(world)
+    assert "Final-Recipient: rfc822; anyone@nullmx.test" in status
+    assert "Status: 5.1.10" in status
+    assert "Remote-MTA" not in status, "no server answered: the failure is ours"
+
+
+def test_smtputf8_message_to_a_server_without_it_bounces_with_5_6_9(world):
+    submit(world, ["someone@plain.test"], subject="caf\u00e9",
+           mail_options=["SMTPUTF8"])
+    [(_, status)] = bounces(world)
+    assert "Status: 5.6.9" in status, status
+    assert world.plain_peer.messages == []
+
+
+def test_queued_mail_survives_sigkill_and_is_delivered_once(world):
+    world.tls_peer.rcpt_answers["later@remote.test"] = ["451 4.3.0 not yet"]
+    submit(world, ["later@remote.test"], subject="crash")
+    wait_for(lambda: "later@remote.test" in world.tls_peer.rcpt_log, "a first attempt")
+    envelope = wait_for(lambda: [json.loads(p.read_bytes().split(b"\n", 1)[0]) for p in queue_files(world)
+                                 if b'"attempts":1' in p.read_bytes().split(b"\n", 1)[0]],
+                        "the deferral recorded in the queue file")
+    assert envelope[0]["recipients"][0]["address"] == "later@remote.test"
+    world.kill(world.procs[0])
+    world.procs.clear()
+    world.tls_peer.rcpt_answers.pop("later@remote.test")
+    world.start_dev()
+    got = wait_for(lambda: world.tls_peer.messages, "delivery after the restart")
+    assert got[0].rcpts == ["later@remote.test"]
+    wait_for(lambda: not queue_files(world), "the queue to empty")
+    time.sleep(1.5)
+    assert len(world.tls_peer.messages) == 1
