@@ -280,7 +280,8 @@ impl<'b> Scanner<'b> {
                     }
                 }
             }
-            b'{' | b'~' => {
+            // `~{` opens a literal8 (RFC 4466); a lone `~` is an ordinary ASTRING-CHAR.
+            b'{' | b'~' if self.peek() == Some(b'{') || self.b.get(self.pos + 1) == Some(&b'{') => {
                 if self.peek() == Some(b'~') {
                     self.pos += 1;
                 }
@@ -301,16 +302,7 @@ impl<'b> Scanner<'b> {
                 self.pos += n;
                 Some(data)
             }
-            _ => {
-                let start = self.pos;
-                while let Some(c) = self.peek() {
-                    if c <= b' ' || c >= 0x7f || matches!(c, b'(' | b')' | b'{' | b'"' | b'\\') {
-                        break;
-                    }
-                    self.pos += 1;
-                }
-                (self.pos > start).then(|| self.b[start..self.pos].to_vec())
-            }
+            _ => self.atom().map(<[u8]>::to_vec),
         }
     }
 
@@ -390,7 +382,10 @@ pub struct DollarUse {
     pub positions: Vec<usize>,
 }
 
-/// Finds `$` tokens in FETCH, STORE, COPY, MOVE, SEARCH and UID EXPUNGE commands.
+/// Finds `$` tokens in FETCH, STORE, COPY, MOVE, SEARCH and UID EXPUNGE commands, only where
+/// the grammar of RFC 5182 §3 puts a `seq-set` or a `search-key`: the first argument of the
+/// message-set commands, and a search key that is not the argument of a string or keyword key
+/// (`KEYWORD $` and `SUBJECT $` name a keyword and a string, not the saved result).
 pub fn find_dollar(message: &[u8]) -> Option<DollarUse> {
     if !message.contains(&b'$') {
         return None;
@@ -410,53 +405,100 @@ pub fn find_dollar(message: &[u8]) -> Option<DollarUse> {
     if !allowed.contains(&name.as_slice()) || (name == b"EXPUNGE" && !by_uid) {
         return None;
     }
+    let is_search = name == b"SEARCH";
+    let tokens = tokens(message, s.pos);
     let mut positions = Vec::new();
-    let b = message;
-    let mut i = s.pos;
+    for (i, t) in tokens.iter().enumerate() {
+        if &message[t.clone()] != b"$" {
+            continue;
+        }
+        if !is_search {
+            if i == 0 {
+                positions.push(t.start);
+            }
+            continue;
+        }
+        let word = |k: Option<usize>| {
+            k.and_then(|k| tokens.get(k))
+                .map(|r| message[r.clone()].to_ascii_uppercase())
+                .unwrap_or_default()
+        };
+        let prev = word(i.checked_sub(1));
+        let takes_argument: &[&[u8]] = &[
+            b"KEYWORD",
+            b"UNKEYWORD",
+            b"BCC",
+            b"BODY",
+            b"CC",
+            b"FROM",
+            b"SUBJECT",
+            b"TEXT",
+            b"TO",
+            b"CHARSET",
+            b"HEADER",
+        ];
+        if takes_argument.contains(&prev.as_slice()) || word(i.checked_sub(2)) == b"HEADER" {
+            continue;
+        }
+        positions.push(t.start);
+    }
+    (!positions.is_empty()).then_some(DollarUse {
+        by_uid,
+        is_search,
+        positions,
+    })
+}
+
+/// Byte ranges of the argument tokens from `at` on: atoms, quoted strings (with quotes),
+/// literals (announcement and data) and single parentheses.
+fn tokens(b: &[u8], mut i: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
     while i < b.len() {
+        let start = i;
         match b[i] {
+            b' ' | b'\r' | b'\n' => {
+                i += 1;
+                continue;
+            }
+            b'(' | b')' => i += 1,
             b'"' => {
                 i += 1;
                 while i < b.len() && b[i] != b'"' {
                     i += if b[i] == b'\\' { 2 } else { 1 };
                 }
-                i += 1;
+                i = (i + 1).min(b.len());
             }
             b'{' => {
-                let start = i + 1;
-                let mut j = start;
+                let digits = i + 1;
+                let mut j = digits;
                 while j < b.len() && b[j].is_ascii_digit() {
                     j += 1;
                 }
-                let n: usize = std::str::from_utf8(&b[start..j]).ok()?.parse().unwrap_or(0);
+                let n: usize = std::str::from_utf8(&b[digits..j])
+                    .ok()
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(0);
                 if j < b.len() && b[j] == b'+' {
                     j += 1;
                 }
                 // `}` CRLF then n bytes of literal data.
                 i = if b.get(j..j + 3) == Some(b"}\r\n") {
-                    (j + 3).saturating_add(n)
+                    (j + 3).saturating_add(n).min(b.len())
                 } else {
-                    j
+                    j.max(i + 1)
                 };
             }
-            b'$' => {
-                let before = i.checked_sub(1).map(|k| b[k]);
-                let after = b.get(i + 1).copied();
-                if matches!(before, Some(b' ') | Some(b'('))
-                    && matches!(after, Some(b' ') | Some(b')') | Some(b'\r') | Some(b'\n'))
+            _ => {
+                while i < b.len()
+                    && !matches!(b[i], b' ' | b'\r' | b'\n' | b'(' | b')' | b'"' | b'{')
                 {
-                    positions.push(i);
+                    i += 1;
                 }
-                i += 1;
             }
-            _ => i += 1,
         }
+        out.push(start..i);
     }
-    (!positions.is_empty()).then(|| DollarUse {
-        by_uid,
-        is_search: name == b"SEARCH",
-        positions,
-    })
+    out
 }
 
 /// Replaces the `$` tokens found by [`find_dollar`] with `set`.
@@ -490,5 +532,94 @@ mod dollar_tests {
         assert!(find_dollar(b"d FETCH 1 BODY[$]\r\n").is_none());
         assert!(find_dollar(b"e FETCH {18446744073709551615}\r\n $\r\n").is_none());
         let _ = preparse(b"f LIST \"\" {18446744073709551615}\r\nx\r\n");
+    }
+}
+
+/// The pre-parser against imap-codec as oracle: every command imap-codec accepts passes
+/// through both pre-parse steps unchanged (the fuzz target `imap_preparse` checks the same
+/// on generated input).
+#[cfg(test)]
+mod oracle_tests {
+    use imap_codec::{decode::Decoder, CommandCodec};
+
+    use super::*;
+
+    fn codec_accepts(m: &[u8]) -> bool {
+        matches!(CommandCodec::default().decode(m), Ok((rest, _)) if rest.is_empty())
+    }
+
+    /// Commands built from RFC 3501 §9 / RFC 9051 §9: atoms with every ATOM-CHAR, `~` not
+    /// followed by `{`, `]` in astrings, and `$` as a keyword or string.
+    const ACCEPTED: &[&[u8]] = &[
+        b"a LIST \"\" ~\r\n",
+        b"a LIST \"\" ~foo\r\n",
+        b"a LIST ~ref ~foo*\r\n",
+        b"a LIST ~ *\r\n",
+        b"a LIST \"\" ~/%\r\n",
+        b"a LIST ]a ]\r\n",
+        b"a LIST !#$&'+,-./:;<=>?@[^_`|}~ %\r\n",
+        b"~tag LIST \"\" *\r\n",
+        b"a LIST {3}\r\n~ab {1+}\r\n~\r\n",
+        b"a LSUB \"\" ~x\r\n",
+        b"a SELECT ~archive\r\n",
+        b"a CREATE ~\r\n",
+        b"a STATUS ~x (MESSAGES)\r\n",
+        b"a SEARCH KEYWORD $\r\n",
+        b"a SEARCH SUBJECT $ UNSEEN\r\n",
+        b"a SEARCH HEADER $ $\r\n",
+        b"a SEARCH NOT KEYWORD $\r\n",
+        b"a UID SEARCH OR UNKEYWORD $ TEXT $\r\n",
+        b"a STORE 1 +FLAGS ($)\r\n",
+        b"a UID STORE 1:* FLAGS ($ $Junk)\r\n",
+        b"a COPY 1 $\r\n",
+        b"a UID MOVE 2 $\r\n",
+        b"a FETCH 1 (FLAGS)\r\n",
+        b"a LOGIN ~user ~pass\r\n",
+    ];
+
+    #[test]
+    fn what_imap_codec_accepts_passes_unchanged() {
+        for m in ACCEPTED {
+            let shown = String::from_utf8_lossy(m);
+            assert!(codec_accepts(m), "imap-codec rejects {shown:?}");
+            let (out, extras) =
+                preparse(m).unwrap_or_else(|e| panic!("pre-parser rejects {shown:?}: {e}"));
+            assert_eq!(out.as_ref(), *m, "{shown:?}");
+            assert_eq!(extras, Extras::default(), "{shown:?}");
+            assert_eq!(find_dollar(m), None, "{shown:?}");
+        }
+    }
+
+    #[test]
+    fn extension_forms_still_peel_with_tilde_atoms() {
+        let (rest, extras) = preparse(b"t LIST (SUBSCRIBED) ~r (~a b) RETURN (CHILDREN)\r\n")
+            .expect("extended LIST with ~ atoms");
+        assert_eq!(rest.as_ref(), b"t LIST ~r {2+}\r\n~a\r\n");
+        assert_eq!(extras.list.unwrap().more_patterns, vec![b"b".to_vec()]);
+        let (rest, _) = preparse(b"t LIST \"\" ~x RETURN (SPECIAL-USE)\r\n").unwrap();
+        assert_eq!(rest.as_ref(), b"t LIST \"\" ~x\r\n");
+    }
+
+    #[test]
+    fn dollar_marks_only_sets_and_search_keys() {
+        let cases: &[(&[u8], usize)] = &[
+            (b"a FETCH $ (FLAGS)\r\n", 1),
+            (b"a STORE $ +FLAGS ($)\r\n", 1),
+            (b"a UID COPY $ $\r\n", 1),
+            (b"a UID EXPUNGE $\r\n", 1),
+            (b"a SEARCH $\r\n", 1),
+            (b"a SEARCH NOT $ KEYWORD $\r\n", 1),
+            (b"a SEARCH SUBJECT $ $\r\n", 1),
+            (b"a SEARCH HEADER X $ (OR $ SEEN)\r\n", 1),
+            (b"a SEARCH UID $\r\n", 1),
+            (b"a SEARCH KEYWORD $\r\n", 0),
+        ];
+        for (m, n) in cases {
+            let found = find_dollar(m).map(|d| d.positions.len()).unwrap_or(0);
+            assert_eq!(found, *n, "{}", String::from_utf8_lossy(m));
+        }
+        let m = b"a STORE $ +FLAGS ($)\r\n";
+        let d = find_dollar(m).unwrap();
+        assert_eq!(replace_dollar(m, &d, "4:5"), b"a STORE 4:5 +FLAGS ($)\r\n");
     }
 }

@@ -44,6 +44,7 @@
 //! process every `idle_poll_interval` for other replicas' (docs/architecture.md). Logins go
 //! through postbay-auth, whose throttle and cache are per process.
 
+pub mod address;
 pub mod auth;
 pub mod config;
 pub mod ext_syntax;

@@ -505,10 +505,14 @@ fn nstring(bytes: Option<Vec<u8>>) -> NString<'static> {
 
 fn envelope(root: PartRef<'_, '_>) -> Envelope<'static> {
     let addresses = |name: &str| -> Vec<ImapAddress<'static>> {
-        match root.header_value(name) {
-            Some(HeaderValue::Address(a)) => imap_addresses(a),
-            _ => Vec::new(),
-        }
+        root.header(name)
+            .map(|raw| {
+                crate::address::parse_address_list(&raw)
+                    .into_iter()
+                    .map(imap_address)
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let from = addresses("From");
     let mut sender = addresses("Sender");
@@ -563,54 +567,17 @@ fn display_name(name: &str) -> Vec<u8> {
     }
 }
 
-fn imap_address(addr: &mail_parser::Addr<'_>) -> ImapAddress<'static> {
-    let (mailbox, host) = match addr.address.as_deref() {
-        Some(a) => match a.rsplit_once('@') {
-            Some((l, d)) => (Some(l.to_string()), Some(d.to_string())),
-            None => (Some(a.to_string()), Some("MISSING_DOMAIN".to_string())),
-        },
-        None => (None, Some("MISSING_DOMAIN".to_string())),
-    };
+/// RFC 3501 §7.4.2 structure; a display name in raw 8-bit UTF-8 is sent as an encoded word.
+fn imap_address(a: crate::address::EnvelopeAddress) -> ImapAddress<'static> {
+    let name = a.name.map(|n| match String::from_utf8(n) {
+        Ok(text) => display_name(&text),
+        Err(e) => display_name(&String::from_utf8_lossy(e.as_bytes())),
+    });
     ImapAddress {
-        name: nstring(addr.name.as_deref().map(display_name)),
-        adl: NString(None),
-        mailbox: nstring(mailbox.map(String::into_bytes)),
-        host: nstring(host.map(String::into_bytes)),
-    }
-}
-
-/// Groups become `(NIL NIL "name" NIL) members... (NIL NIL NIL NIL)` (RFC 9051 §7.5.2).
-fn imap_addresses(a: &Address<'_>) -> Vec<ImapAddress<'static>> {
-    match a {
-        Address::List(list) => list
-            .iter()
-            .filter(|a| a.address.is_some() || a.name.is_some())
-            .map(imap_address)
-            .collect(),
-        Address::Group(groups) => {
-            let mut out = Vec::new();
-            for g in groups {
-                match &g.name {
-                    Some(name) => {
-                        out.push(ImapAddress {
-                            name: NString(None),
-                            adl: NString(None),
-                            mailbox: nstring(Some(display_name(name))),
-                            host: NString(None),
-                        });
-                        out.extend(g.addresses.iter().map(imap_address));
-                        out.push(ImapAddress {
-                            name: NString(None),
-                            adl: NString(None),
-                            mailbox: NString(None),
-                            host: NString(None),
-                        });
-                    }
-                    None => out.extend(g.addresses.iter().map(imap_address)),
-                }
-            }
-            out
-        }
+        name: nstring(name),
+        adl: nstring(a.adl),
+        mailbox: nstring(a.mailbox),
+        host: nstring(a.host),
     }
 }
 
@@ -817,6 +784,42 @@ inner body\r\n\
                 .as_ref(),
             b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\n"
         );
+    }
+
+    /// RFC 3501 §6.4.5: TEXT of a message/rfc822 part is its body up to the end of that
+    /// part, so a nested multipart's epilogue is included; the top-level TEXT likewise runs
+    /// to the end of the message.
+    #[test]
+    fn text_of_an_encapsulated_message_runs_to_the_end_of_the_part() {
+        const NESTED: &[u8] = b"Subject: outer\r\n\
+Content-Type: multipart/mixed; boundary=\"O\"\r\n\
+\r\n\
+--O\r\n\
+Content-Type: message/rfc822\r\n\
+\r\n\
+Subject: inner\r\n\
+Content-Type: multipart/alternative; boundary=\"I\"\r\n\
+\r\n\
+inner preamble\r\n\
+--I\r\n\
+\r\n\
+one\r\n\
+--I--\r\n\
+inner epilogue\r\n\
+--O--\r\n\
+outer epilogue\r\n";
+        let p = Parsed::new(NESTED);
+        let text = p.section(Some(&Section::Text(Some(part(&[1]))))).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&text).unwrap(),
+            "inner preamble\r\n--I\r\n\r\none\r\n--I--\r\ninner epilogue"
+        );
+        let whole = p.section(Some(&Section::Part(part(&[1])))).unwrap();
+        let header = p.section(Some(&Section::Header(Some(part(&[1]))))).unwrap();
+        assert_eq!([header.as_ref(), text.as_ref()].concat(), whole.as_ref());
+        let top = p.section(Some(&Section::Text(None))).unwrap();
+        assert!(top.ends_with(b"--O--\r\nouter epilogue\r\n"), "{top:?}");
+        assert_eq!(p.text(), top.as_ref());
     }
 
     #[test]

@@ -1,0 +1,148 @@
+"""IMAP behaviour checked against the RFC text, through the real binary over sockets (raw
+transcripts and Python's imaplib), on SQLite and MariaDB. Each table row is a command and
+the response the RFC requires."""
+
+import imaplib
+import re
+import socket
+
+import pytest
+
+USER, PASSWORD = b"alice@example.test", b"alice-secret"
+
+
+class Raw:
+    """A raw IMAP client: sends a line, returns every response up to the tagged one (literals
+    inlined), so tests compare bytes as the server wrote them."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.f = self.sock.makefile("rwb")
+        self.n = 0
+        greeting = self.f.readline()
+        assert greeting.startswith(b"* OK"), greeting
+
+    def read_response_line(self):
+        out = b""
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise EOFError(out)
+            out += line
+            m = re.search(rb"\{(\d+)\}\r\n$", line)
+            if not m:
+                return out
+            out += self.f.read(int(m.group(1)))
+
+    def cmd(self, text: bytes):
+        self.n += 1
+        tag = b"t%d" % self.n
+        self.f.write(tag + b" " + text + b"\r\n")
+        self.f.flush()
+        lines = []
+        while True:
+            line = self.read_response_line()
+            if line.startswith(tag + b" "):
+                return line, lines
+            lines.append(line)
+
+    def ok(self, text: bytes):
+        tagged, lines = self.cmd(text)
+        assert tagged.split(b" ")[1] == b"OK", (text, tagged, lines)
+        return lines
+
+    def close(self):
+        try:
+            self.cmd(b"LOGOUT")
+        finally:
+            self.sock.close()
+
+
+@pytest.fixture
+def raw(postbay):
+    c = Raw(postbay.port(143))
+    c.ok(b'LOGIN "%s" "%s"' % (USER, PASSWORD))
+    yield c
+    c.close()
+
+
+def append(port, folder, message: bytes, flags=None):
+    with imaplib.IMAP4("127.0.0.1", port) as m:
+        m.login(USER.decode(), PASSWORD.decode())
+        typ, data = m.append(folder, flags, None, message)
+        assert typ == "OK", data
+
+
+# RFC 3501 §9: atom = 1*ATOM-CHAR, and `~` is an ATOM-CHAR (only `~{` opens a literal8,
+# RFC 4466 §2.2); `]` is an ASTRING-CHAR. Each command must be parsed, not answered BAD.
+ATOM_COMMANDS = [
+    (b'CREATE ~archive', b"OK"),
+    (b'LIST "" ~archive', b'* LIST (\\HasNoChildren) "/" ~archive'),
+    (b'LIST "" ~arch*', b'* LIST (\\HasNoChildren) "/" ~archive'),
+    (b'LIST ~ ~', None),
+    (b'LSUB "" ~nothing', None),
+    (b'STATUS ~archive (MESSAGES)', b'* STATUS ~archive (MESSAGES 0)'),
+    (b'LIST (SUBSCRIBED) "" ~archive', None),
+    (b'LIST "" (~archive INBOX) RETURN (CHILDREN)', b'* LIST (\\HasNoChildren) "/" ~archive'),
+    (b'SELECT ~archive', b"* 0 EXISTS"),
+    (b'CREATE "a]b"', b"OK"),
+    (b'LIST "" a]b', b'* LIST (\\HasNoChildren) "/" a]b'),
+]
+
+
+def test_atoms_the_grammar_allows_are_parsed(raw):
+    for command, expect in ATOM_COMMANDS:
+        tagged, lines = raw.cmd(command)
+        assert tagged.split(b" ")[1] == b"OK", (command, tagged, lines)
+        if expect and expect != b"OK":
+            assert any(line.rstrip(b"\r\n") == expect for line in lines), (command, lines)
+
+
+def test_dollar_keyword_is_a_keyword_not_the_saved_result(postbay, raw):
+    """RFC 5182 §3 puts `$` only where a sequence set or search key stands; `$` is also a
+    valid flag-keyword (RFC 3501 §9), which STORE and SEARCH KEYWORD must treat as such."""
+    for i in range(3):
+        append(postbay.port(143), "INBOX", b"Subject: m%d\r\n\r\nbody\r\n" % i)
+    raw.ok(b"SELECT INBOX")
+    raw.ok(b"SEARCH RETURN (SAVE) 1")
+    lines = raw.ok(b"STORE 2 +FLAGS ($)")
+    assert any(line.startswith(b"* 2 FETCH (FLAGS ($)") for line in lines), lines
+    lines = raw.ok(b"SEARCH KEYWORD $")
+    assert b"* SEARCH 2\r\n" in lines, lines
+    lines = raw.ok(b"SEARCH $")
+    assert b"* SEARCH 1\r\n" in lines, lines
+    lines = raw.ok(b"FETCH $ (FLAGS)")
+    assert len(lines) == 1 and lines[0].startswith(b"* 1 FETCH"), lines
+
+
+# RFC 3501 §7.4.2: (name adl mailbox host); group start (NIL NIL "group" NIL), group end
+# (NIL NIL NIL NIL); adl is the source route; names as written, quotes removed.
+ENVELOPE_FROM = [
+    (b'"Joe Q. Public" <john.q.public@example.com>',
+     b'(("Joe Q. Public" NIL "john.q.public" "example.com"))'),
+    (b'<@route.example:user@example.test>',
+     b'((NIL "@route.example" "user" "example.test"))'),
+    (b'undisclosed-recipients:;',
+     b'((NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL))'),
+    (b'group:(nobody here);',
+     b'((NIL NIL "group" NIL)(NIL NIL NIL NIL))'),
+    (b'A Group:Ed Jones <c@a.test>,joe@where.test;',
+     b'((NIL NIL "A Group" NIL)("Ed Jones" NIL "c" "a.test")(NIL NIL "joe" "where.test")(NIL NIL NIL NIL))'),
+    (b'=?utf-8?q?Gr=C3=BC=C3=9Fe?= <g@example.test>',
+     b'(("=?utf-8?q?Gr=C3=BC=C3=9Fe?=" NIL "g" "example.test"))'),
+    (b'localonly', b'((NIL NIL "localonly" "MISSING_DOMAIN"))'),
+    (b'jdoe@example.org (John Doe)', b'(("John Doe" NIL "jdoe" "example.org"))'),
+]
+
+
+def test_envelope_addresses_follow_rfc3501(postbay, raw):
+    for header, _ in ENVELOPE_FROM:
+        append(postbay.port(143), "INBOX", b"From: " + header + b"\r\nSubject: s\r\n\r\nbody\r\n")
+    raw.ok(b"EXAMINE INBOX")
+    lines = raw.ok(b"FETCH 1:* (ENVELOPE)")
+    assert len(lines) == len(ENVELOPE_FROM), lines
+    for (header, want), line in zip(ENVELOPE_FROM, lines):
+        # ENVELOPE: date subject from sender reply-to ...; from is the third field.
+        m = re.match(rb'\* \d+ FETCH \(ENVELOPE \(NIL "s" (.*)\)\)\r\n$', line)
+        assert m, line
+        assert m.group(1).startswith(want + b" " + want + b" " + want + b" NIL NIL NIL"), (header, line)
