@@ -4,17 +4,11 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::metrics::Metrics;
 use crate::{Error, Result};
-
-/// Longest request head read; probes send far less.
-const MAX_REQUEST: usize = 8 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(Error::Io)
@@ -42,34 +36,19 @@ async fn answer(
     metrics: &Metrics,
     ready: &AtomicBool,
 ) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
-        let n = tokio::time::timeout(READ_TIMEOUT, stream.read(&mut chunk))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request head"))??;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let (status, content_type, body) = route(&head, metrics, ready.load(Ordering::Relaxed));
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    let (method, path) = postbay_telemetry::probe::read_request(&mut stream).await?;
+    let (status, content_type, body) =
+        route(&method, &path, metrics, ready.load(Ordering::Relaxed));
+    postbay_telemetry::probe::respond(&mut stream, status, content_type, &body).await
 }
 
-/// Status line, content type and body for a request head.
-fn route(head: &str, metrics: &Metrics, ready: bool) -> (&'static str, &'static str, String) {
-    let mut parts = head.lines().next().unwrap_or_default().split(' ');
-    let (method, path) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
+/// Status line, content type and body for a request.
+fn route(
+    method: &str,
+    path: &str,
+    metrics: &Metrics,
+    ready: bool,
+) -> (&'static str, &'static str, String) {
     if method != "GET" {
         return ("405 Method Not Allowed", "text/plain", "GET only\n".into());
     }
@@ -85,6 +64,7 @@ fn route(head: &str, metrics: &Metrics, ready: bool) -> (&'static str, &'static 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn get(addr: SocketAddr, path: &str) -> String {
         let mut stream = TcpStream::connect(addr).await.unwrap();

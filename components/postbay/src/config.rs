@@ -99,7 +99,13 @@ impl Default for FilterSection {
             bayes_min_learns: postbay_filter::bayes::BayesSettings::default().min_learns,
             nameservers: Vec::new(),
             dns_timeout: Duration::from_secs(5),
-            local_networks: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            local_networks: vec![
+                ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::LOCALHOST, 8)),
+                ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
+                    std::net::Ipv6Addr::LOCALHOST,
+                    128,
+                )),
+            ],
         }
     }
 }

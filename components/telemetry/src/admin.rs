@@ -8,12 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Longest request head read; probes send far less.
-const MAX_REQUEST: usize = 8 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `/readyz` waits for the database check.
 const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -82,28 +78,12 @@ pub async fn serve(listener: TcpListener, health: Health) {
 }
 
 async fn answer(mut stream: TcpStream, health: &Health) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
-        let n = tokio::time::timeout(READ_TIMEOUT, stream.read(&mut chunk))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request head"))??;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.lines().next().unwrap_or_default().split(' ');
-    let (method, path) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
+    let (method, path) = crate::probe::read_request(&mut stream).await?;
     let text = "text/plain; charset=utf-8";
     let (status, content_type, body) = if method != "GET" {
         ("405 Method Not Allowed", text, "GET only\n".to_string())
     } else {
-        match path {
+        match path.as_str() {
             "/healthz" => ("200 OK", text, "ok\n".to_string()),
             "/readyz" => match health.ready().await {
                 Ok(()) => ("200 OK", text, "ready\n".to_string()),
@@ -117,17 +97,13 @@ async fn answer(mut stream: TcpStream, health: &Health) -> std::io::Result<()> {
             _ => ("404 Not Found", text, "not found\n".to_string()),
         }
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    crate::probe::respond(&mut stream, status, content_type, &body).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn get(addr: std::net::SocketAddr, path: &str) -> String {
         let mut stream = TcpStream::connect(addr).await.unwrap();

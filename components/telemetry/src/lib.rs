@@ -7,6 +7,7 @@
 //! number of series stays bounded whatever clients send.
 
 pub mod admin;
+pub mod probe;
 
 use std::sync::LazyLock;
 use std::time::Duration;
