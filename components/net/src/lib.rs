@@ -52,6 +52,7 @@
 //! # }
 //! ```
 
+pub mod dns;
 pub mod limits;
 pub mod listener;
 pub mod proxy;

@@ -10,9 +10,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::Policy;
-use mail_auth::hickory_resolver::config::{
-    ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
-};
+use mail_auth::hickory_resolver::config::ResolverOpts;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
@@ -43,20 +41,10 @@ impl Authentication {
         let auth = if nameservers.is_empty() {
             MessageAuthenticator::new_system_conf()
         } else {
-            let servers = nameservers
-                .iter()
-                .map(|ns| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = ns.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = ns.port();
-                    NameServerConfig::new(ns.ip(), true, vec![udp, tcp])
-                })
-                .collect();
             let mut opts = ResolverOpts::default();
             opts.timeout = timeout / 2;
             opts.attempts = 1;
-            MessageAuthenticator::new(ResolverConfig::from_name_servers(servers), opts)
+            MessageAuthenticator::new(postbay_net::dns::nameservers_config(nameservers), opts)
         }
         .map_err(|e| ResolverError(e.to_string()))?;
         Ok(Authentication {

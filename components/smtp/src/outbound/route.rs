@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::ResolverOpts;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
@@ -87,17 +87,10 @@ impl Dns {
                 reason: format!("reading the system resolver configuration: {e}"),
             })?
         } else {
-            let servers = nameservers
-                .iter()
-                .map(|addr| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = addr.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = addr.port();
-                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider)
+            TokioResolver::builder_with_config(
+                postbay_net::dns::nameservers_config(nameservers),
+                provider,
+            )
         };
         let opts: &mut ResolverOpts = builder.options_mut();
         opts.timeout = std::time::Duration::from_secs(5);
