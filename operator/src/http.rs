@@ -17,18 +17,11 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 /// Serves until the process ends. `ready` flips to true once the operator can reconcile (or
 /// stands by as a healthy non-leader).
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            if let Err(e) = answer(stream, &metrics, &ready).await {
-                tracing::debug!(error = %e, "metrics connection failed");
-            }
-        });
-    }
+    postbay_telemetry::probe::serve(listener, move |stream| {
+        let (metrics, ready) = (metrics.clone(), ready.clone());
+        async move { answer(stream, &metrics, &ready).await }
+    })
+    .await
 }
 
 async fn answer(

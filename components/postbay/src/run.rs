@@ -142,7 +142,7 @@ async fn start_filter(config: &Config, running: &mut Running) -> Result<()> {
     let filter = Arc::new(
         postbay_filter::build(config.filter_settings(), tokens).context("setting up the filter")?,
     );
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = postbay_net::listener::bind(listen)
         .await
         .with_context(|| format!("binding filter on {listen}"))?;
     println!("filter listening on {}", listener.local_addr()?);
@@ -508,7 +508,7 @@ impl Running {
     async fn start(config: &Config) -> Result<Running> {
         let health = postbay_telemetry::admin::Health::default();
         if let Some(at) = config.admin.listen {
-            let listener = tokio::net::TcpListener::bind(at)
+            let listener = postbay_net::listener::bind(at)
                 .await
                 .with_context(|| format!("binding admin on {at}"))?;
             println!("admin listening on {}", listener.local_addr()?);

@@ -64,17 +64,11 @@ impl Health {
 
 /// Serves until the process ends.
 pub async fn serve(listener: TcpListener, health: Health) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+    crate::probe::serve(listener, move |stream| {
         let health = health.clone();
-        tokio::spawn(async move {
-            if let Err(e) = answer(stream, &health).await {
-                tracing::debug!(error = %e, "admin connection failed");
-            }
-        });
-    }
+        async move { answer(stream, &health).await }
+    })
+    .await
 }
 
 async fn answer(mut stream: TcpStream, health: &Health) -> std::io::Result<()> {

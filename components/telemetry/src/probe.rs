@@ -2,15 +2,41 @@
 //! and closed, which needs no HTTP library. Shared by the mail roles' admin listener and the
 //! operator's; each decides only what a path answers.
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Longest request head read; probes send far less.
 const MAX_REQUEST: usize = 8 * 1024;
 /// A client that has not sent its request head by then is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Accepts until the task is dropped, one task per connection running `answer`. A failed
+/// accept (EMFILE and the like) is waited out briefly instead of spinning on it.
+pub async fn serve<A, F>(listener: TcpListener, answer: A)
+where
+    A: Fn(TcpStream) -> F + Clone + Send + 'static,
+    F: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = answer(stream).await {
+                        tracing::debug!(error = %e, "probe connection failed");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "probe listener accept failed; backing off");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
 
 /// The request line's method and path (empty when absent); the rest of the head is ignored.
 pub async fn read_request(stream: &mut TcpStream) -> std::io::Result<(String, String)> {
