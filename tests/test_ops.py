@@ -255,6 +255,14 @@ def test_metrics_move_after_a_delivery_and_a_login(postbay):
     with smtplib.SMTP("127.0.0.1", postbay.port(587), timeout=10) as s:
         s.starttls(context=ssl.create_default_context(cafile=str(postbay.cert)))
         s.ehlo("client.test")
+        s.user, s.password = "alice@example.test", "not-her-password"
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            s.auth("PLAIN", s.auth_plain)  # one mechanism: login() would try LOGIN as well
+    with smtplib.SMTP("127.0.0.1", postbay.smtp, timeout=10) as s:
+        s.ehlo("client.test")
+        s.mail("someone@remote.test")
+        assert s.rcpt("nobody@example.test")[0] == 550
+        assert s.rcpt("someone@elsewhere.test")[0] == 554
     imap = imaplib.IMAP4("127.0.0.1", postbay.port(143), timeout=10)
     imap.login("alice@example.test", "alice-secret")
     imap.select("INBOX")
@@ -273,11 +281,21 @@ def test_metrics_move_after_a_delivery_and_a_login(postbay):
         return series(after, prefix) - series(before, prefix)
     assert moved('postbay_messages_accepted_total{role="mx"}') == 1
     # greeting, EHLO, MAIL, RCPT, end of data, QUIT on 25; LMTP server replies come on top
-    assert moved('postbay_smtp_replies_total{class="2xx"}') >= 6
-    assert moved('postbay_smtp_replies_total{class="3xx"}') >= 1  # 354 after DATA
-    assert moved(f'postbay_connections_total{{listener="127.0.0.1:{postbay.smtp}"}}') == 1
+    assert moved('postbay_smtp_replies_total{class="2xx",reason="none"}') >= 6
+    assert moved('postbay_smtp_replies_total{class="3xx",reason="none"}') >= 1  # 354 after DATA
+    # Refusals carry their reason (bounded words, not the client's input).
+    assert moved('postbay_smtp_replies_total{class="5xx",reason="unknown_user"}') == 1
+    assert moved('postbay_smtp_replies_total{class="5xx",reason="relay_denied"}') == 1
+    assert moved('postbay_smtp_replies_total{class="5xx",reason="auth_failed"}') == 1
+    assert moved(f'postbay_connections_total{{listener="127.0.0.1:{postbay.smtp}"}}') == 2
     assert moved(f'postbay_connections_total{{listener="127.0.0.1:{postbay.port(143)}"}}') == 1
-    assert moved('postbay_logins_total{result="success"}') == 1
+    assert moved('postbay_logins_total{result="success",protocol="imap",mechanism="password"}') == 1
+    assert moved('postbay_logins_total{result="failed",protocol="smtp",mechanism="password"}') == 1
+    # The queued message reached its (local) recipient once, through LMTP into the store.
+    assert moved('postbay_delivery_attempts_total{result="delivered",destination="local"}') == 1
+    assert moved('postbay_store_seconds_count{operation="deliver"}') == 1
+    assert moved('postbay_store_seconds_count{operation="fetch"}') >= 1
+    assert moved('postbay_imap_command_seconds_count{command="FETCH"}') == 1
     assert moved('postbay_imap_commands_total{command="FETCH",result="ok"}') == 1
     assert moved('postbay_imap_commands_total{command="LOGIN",result="ok"}') == 1
     assert moved("postbay_lmtp_delivery_seconds_count") >= 1
@@ -402,6 +420,42 @@ def test_store_check_finds_and_repairs_old_orphan_blobs_only(postbay):
     report = store_check(pb, "--repair", "--grace", "0s")
     assert "removed 1 orphans" in report and not young_orphan.exists() and real.exists()
     assert "1 blobs, 0 orphans" in store_check(pb, "--grace", "0s")
+
+
+def test_running_role_sweeps_old_orphans_and_keeps_young_ones(make_postbay):
+    """The periodic sweep: an orphan older than the grace period goes, counted; a younger
+    one and every blob with a row stay."""
+    pb = make_postbay(env={"POSTBAY_STORE__ORPHAN_SWEEP_INTERVAL": "300ms",
+                           "POSTBAY_STORE__ORPHAN_GRACE": "30m"})
+    pb.apply(FIXTURES / "example.yaml")
+    pb.start_dev()
+    with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=10) as s:
+        s.sendmail("someone@remote.test", ["alice@example.test"], b"Subject: kept\r\n\r\nkept\r\n")
+    pb.wait_messages("alice@example.test", 1)
+    (real,) = pb.query("SELECT blob_path FROM messages")
+    real = pb.data / "mail" / real[0]
+    old_orphan = real.parent / "01HZZZZZZZZZZZZZZZZZZZZZZZ.eml"
+    young_orphan = real.parent / "01J00000000000000000000000.eml"
+    for orphan in (old_orphan, young_orphan):
+        orphan.write_bytes(b"Subject: half\r\n\r\nhalf a deliv")
+    an_hour_ago = time.time() - 3600
+    os.utime(old_orphan, (an_hour_ago, an_hour_ago))
+    os.utime(real, (an_hour_ago, an_hour_ago))
+
+    admin = pb.port(8080)
+    deadline = time.time() + 30
+    while old_orphan.exists():
+        assert time.time() < deadline, f"the sweep never removed the old orphan:\n{pb.log()}"
+        time.sleep(0.1)
+    # Let a few more rounds pass: nothing else may go.
+    rounds = series(scrape(admin), 'postbay_orphan_sweeps_total{result="done"}')
+    while series(scrape(admin), 'postbay_orphan_sweeps_total{result="done"}') < rounds + 3:
+        assert time.time() < deadline, pb.log()
+        time.sleep(0.1)
+    assert young_orphan.exists(), "a blob younger than the grace period may still get its row"
+    assert real.exists()
+    assert series(scrape(admin), "postbay_orphan_blobs_removed_total") == 1
+    assert "orphan sweep done" in pb.log()
 
 
 def test_readyz_follows_the_database_going_away_and_back(tmp_path):

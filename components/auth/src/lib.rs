@@ -140,6 +140,9 @@ pub struct AuthStats {
 #[derive(Clone)]
 pub struct Authenticator {
     inner: Arc<Inner>,
+    /// Which protocol's logins this handle checks (`imap`, `pop3`, `submission`), for the
+    /// login metric; the throttle and cache behind it are shared by all.
+    protocol: &'static str,
 }
 
 struct Inner {
@@ -172,6 +175,16 @@ impl Authenticator {
                 cache: cache::VerifiedCache::new(config.cache_capacity, config.cache_ttl),
                 unknown_user_key,
             }),
+            protocol: "other",
+        }
+    }
+
+    /// The same authenticator (one throttle, cache and hashing pool), counting its logins
+    /// under `protocol` in `postbay_logins`.
+    pub fn for_protocol(&self, protocol: &'static str) -> Authenticator {
+        Authenticator {
+            inner: self.inner.clone(),
+            protocol,
         }
     }
 
@@ -201,12 +214,13 @@ impl Authenticator {
         password: &[u8],
     ) -> LoginOutcome {
         let outcome = self.check(ip, username, password).await;
-        postbay_telemetry::login(match outcome {
+        let result = match outcome {
             LoginOutcome::Success(_) => "success",
             LoginOutcome::Failed => "failed",
             LoginOutcome::Throttled { .. } => "throttled",
             LoginOutcome::Unavailable => "unavailable",
-        });
+        };
+        postbay_telemetry::login(result, self.protocol, "password");
         outcome
     }
 

@@ -124,12 +124,14 @@ impl Authenticator {
         if let Some(LoginOutcome::Throttled { retry_after }) =
             self.throttled(ip, username, started).await
         {
+            postbay_telemetry::login("throttled", self.protocol, "scram");
             return ScramStart::Throttled { retry_after };
         }
         let lookup = match self.scram_credential(first.username()).await {
             Ok(lookup) => lookup,
             Err(e) => {
                 tracing::error!(%ip, username, error = %e, "SCRAM login could not be checked");
+                postbay_telemetry::login("unavailable", self.protocol, "scram");
                 return ScramStart::Unavailable;
             }
         };
@@ -159,6 +161,7 @@ impl Authenticator {
         let error = match (server.finish(client_final), mailbox) {
             (Ok(done), Some(mailbox)) => {
                 let (_, server_final) = done.into_parts();
+                postbay_telemetry::login("success", self.protocol, "scram");
                 return ScramOutcome::Success {
                     mailbox,
                     server_final,
@@ -171,6 +174,7 @@ impl Authenticator {
         let _ = self
             .fail(ip, &username, started, "SCRAM exchange failed")
             .await;
+        postbay_telemetry::login("failed", self.protocol, "scram");
         ScramOutcome::Failed(error)
     }
 }

@@ -43,6 +43,46 @@ pub struct Config {
     pub filter: FilterSection,
     /// Delivery of mail for other domains (MX lookup, SMTP client, retries).
     pub outbound: OutboundSection,
+    /// Upkeep of the message store on the shared volume.
+    pub store: StoreSection,
+    /// OpenTelemetry traces (off unless an endpoint is set here or in OTEL_* variables).
+    pub tracing: TracingSection,
+}
+
+/// The periodic orphan-blob sweep of the roles that write blobs (`imap`, `dev`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// How often a replica tries to sweep (one at a time, under a lock); `0s` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub orphan_sweep_interval: Duration,
+    /// Blobs younger than this are never removed: a delivery may still be committing them.
+    #[serde(with = "humantime_serde")]
+    pub orphan_grace: Duration,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            orphan_sweep_interval: Duration::from_secs(3600),
+            orphan_grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Where spans go. Empty fields fall back to the standard variables
+/// (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_TRACES_SAMPLER_ARG`, `OTEL_SERVICE_NAME`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingSection {
+    /// OTLP/HTTP collector base URL, e.g. `http://otel-collector:4318`; traces are off
+    /// when neither this nor `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of new traces recorded (parent-based: a message whose trace was sampled
+    /// upstream stays sampled); default 1.0.
+    pub sample_ratio: Option<f64>,
+    /// `service.name` of this process's spans; default `postbay-<role>`.
+    pub service_name: Option<String>,
 }
 
 /// `postbay filter`: listener, limits, thresholds and scores.
@@ -355,6 +395,8 @@ impl Default for Config {
             log_format: LogFormat::default(),
             filter: FilterSection::default(),
             outbound: OutboundSection::default(),
+            store: StoreSection::default(),
+            tracing: TracingSection::default(),
         }
     }
 }

@@ -286,7 +286,7 @@ async fn start_smtp(
     );
     let ctx = Arc::new(postbay_smtp::ServerContext {
         config: config.smtp_config(),
-        auth: authenticator.clone(),
+        auth: authenticator.for_protocol("smtp"),
         signer,
         sends: Default::default(),
         store,
@@ -363,6 +363,14 @@ async fn start_smtp(
 
 async fn start_mailbox(config: &Config, store: Store, running: &mut Running) -> Result<()> {
     let listen = config.lmtp.listen.expect("caller sets the LMTP address");
+    let every = config.store.orphan_sweep_interval;
+    if !every.is_zero() {
+        tokio::spawn(postbay_store::sweep_orphans_every(
+            store.clone(),
+            every,
+            config.store.orphan_grace,
+        ));
+    }
     let ctx = Arc::new(postbay_smtp::lmtp::session::LmtpContext {
         hostname: config.hostname.clone(),
         store,
@@ -403,7 +411,7 @@ async fn start_access(
         store.clone(),
         config.hostname.clone(),
         limits,
-        authenticator.clone(),
+        authenticator.for_protocol("imap"),
     ));
     let section = &config.imap.access;
     let gate = ConnectionGate::new(ConnectionLimits {
@@ -441,7 +449,7 @@ async fn start_access(
         store,
         config.hostname.clone(),
         postbay_pop3::Pop3Limits::default(),
-        authenticator.clone(),
+        authenticator.for_protocol("pop3"),
     ));
     let section = &config.pop3;
     let gate = ConnectionGate::new(ConnectionLimits {

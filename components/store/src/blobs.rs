@@ -43,7 +43,10 @@ impl BlobStore {
 
     pub async fn read(&self, rel: &str) -> Result<Vec<u8>> {
         let path = self.root.join(rel);
-        tokio::fs::read(&path).await.map_err(Error::io(&path))
+        let started = std::time::Instant::now();
+        let read = tokio::fs::read(&path).await.map_err(Error::io(&path));
+        postbay_telemetry::store_latency("fetch", started.elapsed());
+        read
     }
 
     /// Reads several blobs with one trip to the blocking pool (a FETCH of ten envelopes
@@ -55,7 +58,10 @@ impl BlobStore {
             rels.iter()
                 .map(|rel| {
                     let path = root.join(rel);
-                    std::fs::read(&path).map_err(Error::io(&path))
+                    let started = std::time::Instant::now();
+                    let read = std::fs::read(&path).map_err(Error::io(&path));
+                    postbay_telemetry::store_latency("fetch", started.elapsed());
+                    read
                 })
                 .collect()
         })

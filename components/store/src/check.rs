@@ -127,3 +127,54 @@ fn list_blobs(root: &Path) -> Result<Vec<Orphan>> {
     }
     Ok(out)
 }
+
+/// The periodic form of [`Store::check_blobs`] + [`Store::remove_orphans`] that every
+/// mailbox replica runs: each round, whoever takes the sweep lock (a file lock on the shared
+/// volume, released by the kernel if its holder dies) sweeps and the others skip, so N
+/// replicas do not list the volume N times. `grace` must exceed the longest delivery in
+/// flight (LMTP's DATA timeout is minutes; the default hour is far beyond it).
+pub async fn sweep_orphans_every(store: Store, interval: Duration, grace: Duration) {
+    let lock = store.blobs.root().join(".orphan-sweep.lock");
+    loop {
+        tokio::time::sleep(interval).await;
+        match sweep_once(&store, &lock, grace).await {
+            Ok(Some(removed)) => postbay_telemetry::orphan_sweep("done", removed),
+            Ok(None) => {
+                tracing::debug!("orphan sweep skipped: another replica holds the lock");
+                postbay_telemetry::orphan_sweep("skipped", 0);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "orphan sweep failed");
+                postbay_telemetry::orphan_sweep("failed", 0);
+            }
+        }
+    }
+}
+
+/// One round under the lock: `None` when another process holds it.
+async fn sweep_once(store: &Store, lock: &Path, grace: Duration) -> Result<Option<usize>> {
+    if let Some(dir) = lock.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock)
+        .map_err(Error::io(lock))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(lock)(e)),
+    }
+    let check = store.check_blobs(grace).await?;
+    let found = check.orphans.len();
+    let removed = if found == 0 {
+        0
+    } else {
+        store.remove_orphans(check.orphans).await?
+    };
+    tracing::info!(blobs = check.blobs, found, removed, "orphan sweep done");
+    drop(file);
+    Ok(Some(removed))
+}

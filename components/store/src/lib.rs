@@ -27,7 +27,7 @@ use db::{batch, readers, write};
 
 pub use blobs::BlobStore;
 pub use changes::{FolderWatch, Version};
-pub use check::{BlobCheck, Orphan};
+pub use check::{sweep_orphans_every, BlobCheck, Orphan};
 pub use db::write::Durability;
 pub use db::Backend;
 pub use directory::{

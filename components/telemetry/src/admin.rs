@@ -132,9 +132,9 @@ mod tests {
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         health.set_draining();
         assert!(get(addr, "/readyz").await.contains("draining"));
-        crate::smtp_reply(250);
+        crate::smtp_reply(250, "");
         assert!(get(addr, "/metrics")
             .await
-            .contains("postbay_smtp_replies_total{class=\"2xx\"}"));
+            .contains("postbay_smtp_replies_total{class=\"2xx\",reason=\"none\"}"));
     }
 }

@@ -20,6 +20,13 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Latency buckets from 0.5 ms to about 2 s (doubling), for work done per message or
+/// command.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 13))
+}
 
 /// The process's metrics; see [`metrics`].
 pub struct Metrics {
@@ -35,8 +42,13 @@ pub struct Metrics {
     queue_oldest_age: Gauge,
     lmtp_delivery: Histogram,
     imap_commands: Family<Labels, Counter>,
+    imap_command_seconds: Histograms,
     logins: Family<Labels, Counter>,
     db_pool: Family<Labels, Gauge>,
+    delivery_attempts: Family<Labels, Counter>,
+    store_seconds: Histograms,
+    orphan_blobs_removed: Counter,
+    orphan_sweeps: Family<Labels, Counter>,
 }
 
 /// The process-wide metrics, registered on first use.
@@ -60,8 +72,13 @@ impl Metrics {
             queue_oldest_age: Gauge::default(),
             lmtp_delivery: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             imap_commands: Family::default(),
+            imap_command_seconds: Family::new_with_constructor(latency_histogram),
             logins: Family::default(),
             db_pool: Family::default(),
+            delivery_attempts: Family::default(),
+            store_seconds: Family::new_with_constructor(latency_histogram),
+            orphan_blobs_removed: Counter::default(),
+            orphan_sweeps: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -92,7 +109,7 @@ impl Metrics {
         );
         r.register(
             "smtp_replies",
-            "SMTP replies sent, by code class (2xx, 3xx, 4xx, 5xx)",
+            "SMTP replies sent, by code class (2xx, 3xx, 4xx, 5xx) and reason of a refusal (relay_denied, unknown_user, auth_failed, rate_limit, filter_reject, ...; none otherwise)",
             m.smtp_replies.clone(),
         );
         r.register(
@@ -121,9 +138,34 @@ impl Metrics {
             m.imap_commands.clone(),
         );
         r.register(
+            "imap_command_seconds",
+            "Time to answer an IMAP command (IDLE and AUTHENTICATE excluded), by command",
+            m.imap_command_seconds.clone(),
+        );
+        r.register(
             "logins",
-            "Password logins (IMAP, POP3, submission), by result",
+            "Logins, by result, protocol (imap, pop3, smtp) and mechanism (password: PLAIN, LOGIN, USER/PASS; scram: SCRAM-SHA-256)",
             m.logins.clone(),
+        );
+        r.register(
+            "delivery_attempts",
+            "Delivery attempts of queued recipients, by result (delivered, deferred, bounced) and destination (local: LMTP, remote: SMTP out)",
+            m.delivery_attempts.clone(),
+        );
+        r.register(
+            "store_seconds",
+            "Time spent in the message store, by operation (deliver: blob fsync and rows committed; fetch: a message's blob read)",
+            m.store_seconds.clone(),
+        );
+        r.register(
+            "orphan_blobs_removed",
+            "Blobs without a message row removed by the periodic sweep",
+            m.orphan_blobs_removed.clone(),
+        );
+        r.register(
+            "orphan_sweeps",
+            "Periodic orphan-blob sweeps, by result (done, skipped: another replica holds the sweep lock, failed)",
+            m.orphan_sweeps.clone(),
         );
         r.register(
             "db_pool_connections",
@@ -185,8 +227,9 @@ pub fn certificate_expiry(unix_seconds: i64) {
     metrics().cert_expiry.set(unix_seconds);
 }
 
-/// An SMTP (or LMTP server) reply with this code was sent.
-pub fn smtp_reply(code: u16) {
+/// An SMTP (or LMTP server) reply with this code was sent; `reason` is a fixed word for
+/// refusals (empty otherwise).
+pub fn smtp_reply(code: u16, reason: &'static str) {
     let class = match code / 100 {
         2 => "2xx",
         3 => "3xx",
@@ -196,7 +239,13 @@ pub fn smtp_reply(code: u16) {
     };
     metrics()
         .smtp_replies
-        .get_or_create(&vec![("class", class.to_string())])
+        .get_or_create(&vec![
+            ("class", class.to_string()),
+            (
+                "reason",
+                if reason.is_empty() { "none" } else { reason }.to_string(),
+            ),
+        ])
         .inc();
 }
 
@@ -256,13 +305,18 @@ const IMAP_COMMANDS: &[&str] = &[
     "GETQUOTAROOT",
 ];
 
-/// An IMAP command answered with `result` (`ok`, `no`, `bad`).
-pub fn imap_command(command: &str, result: &'static str) {
+/// The metric name of an IMAP command: its own from the fixed list, else `other`.
+fn imap_command_name(command: &str) -> &'static str {
     let upper = command.to_ascii_uppercase();
-    let name = IMAP_COMMANDS
+    IMAP_COMMANDS
         .iter()
         .find(|c| **c == upper)
-        .map_or("other", |c| *c);
+        .map_or("other", |c| *c)
+}
+
+/// An IMAP command answered with `result` (`ok`, `no`, `bad`).
+pub fn imap_command(command: &str, result: &'static str) {
+    let name = imap_command_name(command);
     metrics()
         .imap_commands
         .get_or_create(&vec![
@@ -272,12 +326,55 @@ pub fn imap_command(command: &str, result: &'static str) {
         .inc();
 }
 
-/// A password login ended with `result` (`success`, `failed`, `throttled`, `unavailable`).
-pub fn login(result: &'static str) {
+/// An IMAP command took `took` from its last byte read to its tagged response.
+pub fn imap_command_latency(command: &str, took: Duration) {
+    metrics()
+        .imap_command_seconds
+        .get_or_create(&vec![("command", imap_command_name(command).to_string())])
+        .observe(took.as_secs_f64());
+}
+
+/// A login ended with `result` (`success`, `failed`, `throttled`, `unavailable`);
+/// `protocol` and `mechanism` are fixed words.
+pub fn login(result: &'static str, protocol: &'static str, mechanism: &'static str) {
     metrics()
         .logins
+        .get_or_create(&vec![
+            ("result", result.to_string()),
+            ("protocol", protocol.to_string()),
+            ("mechanism", mechanism.to_string()),
+        ])
+        .inc();
+}
+
+/// One queued recipient's delivery attempt ended with `result` (`delivered`, `deferred`,
+/// `bounced`); `destination` is `local` (LMTP) or `remote` (SMTP out).
+pub fn delivery_attempt(result: &'static str, destination: &'static str) {
+    metrics()
+        .delivery_attempts
+        .get_or_create(&vec![
+            ("result", result.to_string()),
+            ("destination", destination.to_string()),
+        ])
+        .inc();
+}
+
+/// A store operation (`deliver`, `fetch`) took `took`.
+pub fn store_latency(operation: &'static str, took: Duration) {
+    metrics()
+        .store_seconds
+        .get_or_create(&vec![("operation", operation.to_string())])
+        .observe(took.as_secs_f64());
+}
+
+/// A periodic orphan sweep ended with `result` (`done`, `skipped`, `failed`), removing
+/// `removed` blobs.
+pub fn orphan_sweep(result: &'static str, removed: usize) {
+    let m = metrics();
+    m.orphan_sweeps
         .get_or_create(&vec![("result", result.to_string())])
         .inc();
+    m.orphan_blobs_removed.inc_by(removed as u64);
 }
 
 /// The database pool has `idle` idle connections out of `size`.

@@ -108,6 +108,7 @@ pub async fn dispatch<S: Sink>(
     command: Command<'_>,
     extras: Extras,
 ) -> Outcome {
+    let started = std::time::Instant::now();
     let tag = command.tag.clone();
     let name = command.body.name();
     let body = command.body;
@@ -141,7 +142,12 @@ pub async fn dispatch<S: Sink>(
     } else {
         result
     };
-    finish(p, &tag, name, result)
+    let outcome = finish(p, &tag, name, result);
+    // IDLE and AUTHENTICATE wait for the client; their time says nothing about the server.
+    if !matches!(name, "IDLE" | "AUTHENTICATE") {
+        postbay_telemetry::imap_command_latency(name, started.elapsed());
+    }
+    outcome
 }
 
 pub fn finish(

@@ -110,11 +110,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.auth_failed()
             }
             Verdict::Failed => {
-                self.reply(Reply::new(
-                    535,
-                    "5.7.8",
-                    "Authentication credentials invalid",
-                ));
+                self.reply(
+                    Reply::new(535, "5.7.8", "Authentication credentials invalid")
+                        .because("auth_failed"),
+                );
                 self.auth_failed()
             }
             Verdict::Throttled => {

@@ -157,7 +157,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 550,
                 "5.7.1",
                 format!("From address rejected: not owned by user {user}"),
-            ));
+            )
+            .because("sender_mismatch"));
         }
         let recipients = tx.rcpts.len().try_into().unwrap_or(u32::MAX);
         if let Err(over) =
@@ -166,11 +167,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .try_send(user, recipients, login.limits, std::time::Instant::now())
         {
             tracing::warn!(peer = %self.peer, login = user, ?over, "sending limit reached");
-            return Err(Reply::new(
-                450,
-                "4.7.1",
-                "Sending rate limit exceeded, try again later",
-            ));
+            return Err(
+                Reply::new(450, "4.7.1", "Sending rate limit exceeded, try again later")
+                    .because("rate_limit"),
+            );
         }
         let domain = prepared.from[0]
             .rsplit_once('@')

@@ -52,7 +52,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return;
         }
         if self.tx.rcpts.len() >= self.ctx.config.max_recipients {
-            self.reply(Reply::new(452, "4.5.3", "Too many recipients"));
+            self.reply(
+                Reply::new(452, "4.5.3", "Too many recipients").because("too_many_recipients"),
+            );
             return;
         }
         let address = to.address;
@@ -82,21 +84,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // RFC 6409 §4.3: the MSA takes mail from authenticated users only; AUTH itself
             // needs TLS first (RFC 8314 §3.3, and we never offer plaintext passwords).
             return Some(if self.wire.stream.is_tls() {
-                Reply::new(530, "5.7.0", "Authentication required")
+                Reply::new(530, "5.7.0", "Authentication required").because("auth_required")
             } else {
                 Reply::new(530, "5.7.0", "Must issue a STARTTLS command first")
+                    .because("tls_required")
             });
         };
         if !login.rights.allows_envelope(mail_from) {
             tracing::info!(peer = %self.peer, login = login.rights.login(), mail_from, "sender not owned by login");
-            return Some(Reply::new(
-                553,
-                "5.7.1",
-                format!(
-                    "Sender address rejected: not owned by user {}",
-                    login.rights.login()
-                ),
-            ));
+            return Some(
+                Reply::new(
+                    553,
+                    "5.7.1",
+                    format!(
+                        "Sender address rejected: not owned by user {}",
+                        login.rights.login()
+                    ),
+                )
+                .because("sender_mismatch"),
+            );
         }
         let limited = self.ctx.sends.may_start(
             login.rights.login(),
@@ -105,11 +111,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         );
         if let Err(over) = limited {
             tracing::warn!(peer = %self.peer, login = login.rights.login(), ?over, "sending limit reached");
-            return Some(Reply::new(
-                450,
-                "4.7.1",
-                "Sending rate limit exceeded, try again later",
-            ));
+            return Some(
+                Reply::new(450, "4.7.1", "Sending rate limit exceeded, try again later")
+                    .because("rate_limit"),
+            );
         }
         None
     }
@@ -120,11 +125,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.tx.rcpts.push(AcceptedRcpt { original, targets });
                 self.reply(Reply::new(250, "2.1.5", "Recipient OK"));
             }
-            Ok(Resolution::Unknown) => self.reply(Reply::new(
-                550,
-                "5.1.1",
-                "User unknown in virtual mailbox table",
-            )),
+            Ok(Resolution::Unknown) => self.reply(
+                Reply::new(550, "5.1.1", "User unknown in virtual mailbox table")
+                    .because("unknown_user"),
+            ),
             Ok(Resolution::NonLocalDomain) if self.login.is_some() => {
                 // A logged-in user's mail leaves through the queue's outbound delivery.
                 self.tx.rcpts.push(AcceptedRcpt {
@@ -146,7 +150,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 }
 
 fn relay_denied() -> Reply {
-    Reply::new(554, "5.7.1", "Relay access denied")
+    Reply::new(554, "5.7.1", "Relay access denied").because("relay_denied")
 }
 
 /// Addresses that older MTAs would route somewhere else than their domain says: the `%`

@@ -205,11 +205,10 @@ pub async fn decide(
                 }
                 FailureMode::Closed => {
                     tracing::warn!(%error, queue_id = env.queue_id, "filter failed; deferring (filter_failure = closed)");
-                    Err(Reply::new(
-                        451,
-                        "4.7.1",
-                        "Content filter unavailable, try again later",
-                    ))
+                    Err(
+                        Reply::new(451, "4.7.1", "Content filter unavailable, try again later")
+                            .because("filter_unavailable"),
+                    )
                 }
             };
         }
@@ -227,8 +226,12 @@ pub async fn decide(
         "filter verdict"
     );
     match answer.action.as_str() {
-        "reject" => Err(Reply::new(550, "5.7.1", text("Message rejected as spam"))),
-        "soft reject" | "greylist" => Err(Reply::new(451, "4.7.1", text("Try again later"))),
+        "reject" => {
+            Err(Reply::new(550, "5.7.1", text("Message rejected as spam")).because("filter_reject"))
+        }
+        "soft reject" | "greylist" => {
+            Err(Reply::new(451, "4.7.1", text("Try again later")).because("filter_soft_reject"))
+        }
         _ => Ok(rewrite_headers(
             &message,
             &answer.remove_headers,

@@ -8,6 +8,9 @@ pub struct Reply {
     pub code: u16,
     pub enhanced: &'static str,
     pub text: String,
+    /// Why a refusal was given, as a fixed word for the reply metric (`relay_denied`,
+    /// `unknown_user`, ...); empty for replies that need no reason.
+    pub reason: &'static str,
 }
 
 impl Reply {
@@ -16,7 +19,14 @@ impl Reply {
             code,
             enhanced,
             text: text.into(),
+            reason: "",
         }
+    }
+
+    /// Names why this reply refuses, for `postbay_smtp_replies{reason}`.
+    pub fn because(mut self, reason: &'static str) -> Reply {
+        self.reason = reason;
+        self
     }
 
     pub fn is_positive(&self) -> bool {
@@ -30,7 +40,7 @@ impl Reply {
     /// Appends the wire form (`CODE ENH TEXT\r\n`) to `out`. Every reply of the SMTP and
     /// LMTP servers passes here (or [`multiline`]), which is where they are counted.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        postbay_telemetry::smtp_reply(self.code);
+        postbay_telemetry::smtp_reply(self.code, self.reason);
         out.extend_from_slice(self.to_string().as_bytes());
     }
 
@@ -54,10 +64,10 @@ impl Reply {
         Reply::new(451, "4.3.0", "Temporary local problem, try again later")
     }
     pub fn too_big() -> Reply {
-        Reply::new(552, "5.3.4", "Message size exceeds fixed limit")
+        Reply::new(552, "5.3.4", "Message size exceeds fixed limit").because("too_big")
     }
     pub fn timeout() -> Reply {
-        Reply::new(421, "4.4.2", "Timeout exceeded, closing connection")
+        Reply::new(421, "4.4.2", "Timeout exceeded, closing connection").because("timeout")
     }
 }
 
@@ -73,7 +83,7 @@ impl fmt::Display for Reply {
 
 /// A multi-line reply such as the EHLO capability list.
 pub fn multiline(code: u16, lines: &[String], out: &mut Vec<u8>) {
-    postbay_telemetry::smtp_reply(code);
+    postbay_telemetry::smtp_reply(code, "");
     for (i, line) in lines.iter().enumerate() {
         let sep = if i + 1 == lines.len() { ' ' } else { '-' };
         out.extend_from_slice(format!("{code}{sep}{line}\r\n").as_bytes());

@@ -348,10 +348,12 @@ impl Runner {
                 Ok(replies) => {
                     for (rcpt, reply) in local.into_iter().zip(replies) {
                         if reply.is_success() {
-                            continue;
+                            postbay_telemetry::delivery_attempt("delivered", "local");
                         } else if reply.is_permanent() {
+                            postbay_telemetry::delivery_attempt("bounced", "local");
                             failed.push((rcpt.clone(), reply, None));
                         } else {
+                            postbay_telemetry::delivery_attempt("deferred", "local");
                             reason = format!("{} {}", reply.code, reply.text);
                             remaining.push(rcpt.clone());
                         }
@@ -359,6 +361,9 @@ impl Runner {
                 }
                 Err(e) => {
                     reason = e.to_string();
+                    for _ in &local {
+                        postbay_telemetry::delivery_attempt("deferred", "local");
+                    }
                     remaining.extend(local.into_iter().cloned());
                 }
             }
@@ -408,6 +413,7 @@ impl Runner {
             for (rcpt, verdict) in rcpts.into_iter().zip(verdicts) {
                 match verdict {
                     Verdict::Delivered { mta } => {
+                        postbay_telemetry::delivery_attempt("delivered", "remote");
                         tracing::info!(
                             queue_id = envelope.id,
                             rcpt = rcpt.address,
@@ -415,8 +421,12 @@ impl Runner {
                             "delivered"
                         );
                     }
-                    Verdict::Failed { reply, mta } => failed.push((rcpt.clone(), reply, mta)),
+                    Verdict::Failed { reply, mta } => {
+                        postbay_telemetry::delivery_attempt("bounced", "remote");
+                        failed.push((rcpt.clone(), reply, mta));
+                    }
                     Verdict::Deferred { reason: why } => {
+                        postbay_telemetry::delivery_attempt("deferred", "remote");
                         reason = why;
                         deferred.push(rcpt.clone());
                     }

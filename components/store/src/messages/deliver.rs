@@ -156,7 +156,20 @@ impl Store {
     }
 
     /// Writes the blob, then the row; removes the blob again if the row is refused.
+    /// Times [`Store::write_message`] for `postbay_store_seconds{operation="deliver"}`.
     async fn deliver_to(
+        &self,
+        target: &Target<'_>,
+        message: NewMessage,
+    ) -> std::result::Result<Delivered, Refused> {
+        let started = std::time::Instant::now();
+        let delivered = self.write_message(target, message).await;
+        postbay_telemetry::store_latency("deliver", started.elapsed());
+        delivered
+    }
+
+    /// Writes the blob (fsync'd), then its rows in one transaction.
+    async fn write_message(
         &self,
         target: &Target<'_>,
         message: NewMessage,
