@@ -21,6 +21,12 @@ def split_roles(pb):
     pb.env.update(env)
 
 
+def queued(pb, node="smtp-0"):
+    """Queue files of one replica. A `.tmp-<id>.msg` is a rewrite in flight (the runner records
+    a deferred attempt by writing a new envelope and renaming it over the old one), not a message."""
+    return [p for p in (pb.data / "spool" / "queue" / node).glob("*.msg") if not p.name.startswith(".")]
+
+
 def subjects(msgs):
     return [email.message_from_bytes(m)["Subject"] for m in msgs]
 
@@ -33,16 +39,16 @@ def test_messages_wait_in_queue_while_mailbox_is_down(make_postbay):
     with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=20) as s:
         for i in range(20):
             s.sendmail("q@remote.test", ["alice@example.test"], f"Subject: queued {i}\r\n\r\nbody\r\n")
-    queue = list((pb.data / "spool" / "queue" / "smtp-0").glob("*.msg"))
+    queue = queued(pb)
     assert len(queue) == 20, "every accepted message is a durable queue file"
     assert pb.total_messages() == 0
     pb.start("imap", wait_ports=[pb.lmtp], log_name="imap")
     msgs = pb.wait_messages("alice@example.test", 20, timeout=60)
     assert sorted(subjects(msgs)) == sorted(f"queued {i}" for i in range(20))
     deadline = time.time() + 10
-    while time.time() < deadline and list((pb.data / "spool" / "queue" / "smtp-0").glob("*.msg")):
+    while time.time() < deadline and queued(pb):
         time.sleep(0.1)
-    assert list((pb.data / "spool" / "queue" / "smtp-0").glob("*.msg")) == []
+    assert queued(pb) == []
 
 
 def test_kill_9_during_load_loses_nothing_and_duplicates_nothing(make_postbay):
