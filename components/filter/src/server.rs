@@ -162,7 +162,27 @@ async fn respond(
     match endpoint {
         Endpoint::Check => {
             let started = Instant::now();
-            let verdict = filter.engine.scan(&body, &envelope).await;
+            // A child of the SMTP server's `filter.scan` span when it sent `traceparent`.
+            let span = tracing::info_span!(
+                target: postbay_telemetry::traces::TARGET,
+                "filter.check",
+                otel.kind = "server",
+                queue_id = envelope.queue_id.as_deref(),
+                action = tracing::field::Empty,
+                score = tracing::field::Empty,
+            );
+            if let Some(parent) = parts
+                .headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+            {
+                postbay_telemetry::traces::set_parent(&span, parent);
+            }
+            let verdict =
+                tracing::Instrument::instrument(filter.engine.scan(&body, &envelope), span.clone())
+                    .await;
+            span.record("action", verdict.action.as_str());
+            span.record("score", verdict.score);
             tracing::info!(
                 queue_id = envelope.queue_id.as_deref().unwrap_or("-"),
                 ip = ?envelope.ip,

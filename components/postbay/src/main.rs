@@ -59,10 +59,19 @@ fn main() -> anyhow::Result<()> {
     } else {
         "info"
     };
-    init_tracing(level, config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // One-shot commands make no traces; a role's service name is `postbay-<role>`.
+    let role = match &cli.command {
+        Command::Dev(_) => Some("dev"),
+        Command::Smtp => Some("smtp"),
+        Command::Imap => Some("imap"),
+        Command::Filter => Some("filter"),
+        Command::Operator(_) => Some("operator"),
+        Command::Apply(_) | Command::Store(_) | Command::Crds => None,
+    };
+    let _traces = init_tracing(level, &config, role, runtime.handle().clone())?;
     runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => run::dev(config, args).await,
@@ -85,19 +94,54 @@ fn crds_yaml() -> String {
     )
 }
 
-fn init_tracing(default_level: &str, format: config::LogFormat) {
+/// Logs to stderr (text or JSON lines) and, when an OTLP endpoint is configured, spans to
+/// the collector; the guard flushes the spans at exit.
+fn init_tracing(
+    default_level: &str,
+    config: &config::Config,
+    role: Option<&str>,
+    runtime: tokio::runtime::Handle,
+) -> anyhow::Result<postbay_telemetry::traces::TracesGuard> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    // Exported spans stay on whatever POSTBAY_LOG says about log lines.
     let filter = tracing_subscriber::EnvFilter::try_from_env("POSTBAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        config::LogFormat::Text => fmt.init(),
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level))
+        .add_directive(
+            format!("{}=info", postbay_telemetry::traces::TARGET)
+                .parse()
+                .expect("a valid directive"),
+        );
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match config.log_format {
+        config::LogFormat::Text => fmt.boxed(),
         // The session span's fields (session, remote, listener) go on every line of it.
         config::LogFormat::Json => fmt
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .init(),
+            .boxed(),
+    };
+    let (otel, guard) = match role {
+        Some(role) => {
+            let settings = postbay_telemetry::traces::TraceSettings {
+                otlp_endpoint: config.tracing.otlp_endpoint.clone(),
+                sample_ratio: config.tracing.sample_ratio,
+                service_name: config.tracing.service_name.clone(),
+            };
+            postbay_telemetry::traces::layer(&settings, &format!("postbay-{role}"), runtime)?
+        }
+        None => (None, postbay_telemetry::traces::TracesGuard::disabled()),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .init();
+    if guard.enabled() {
+        tracing::info!("traces are exported over OTLP/HTTP");
     }
+    Ok(guard)
 }

@@ -155,6 +155,7 @@ async fn temporary_failures_are_retried_on_schedule_and_finished_recipients_are_
         eight_bit: false,
         attempts: 0,
         next_attempt: 0,
+        trace: None,
     };
     queue
         .enqueue(

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod probe;
+pub mod traces;
 
 use std::sync::LazyLock;
 use std::time::Duration;

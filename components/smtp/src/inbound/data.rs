@@ -74,7 +74,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(None)
     }
 
+    /// One message's trace starts here: the span covers the checks, the filter, the
+    /// signing and the fsync'd enqueue, and its context goes into the queue entry.
     async fn finish_message(&mut self, content: Content) {
+        let span = tracing::info_span!(
+            target: postbay_telemetry::traces::TARGET,
+            "smtp.message",
+            otel.kind = "server",
+            size = content.bytes.len(),
+            rcpts = self.tx.rcpts.len(),
+            queue_id = tracing::field::Empty,
+            reply = tracing::field::Empty,
+        );
+        tracing::Instrument::instrument(self.accept_message(content), span).await
+    }
+
+    async fn accept_message(&mut self, content: Content) {
         let tx = std::mem::take(&mut self.tx);
         self.chunks = None;
         if content.too_big {
@@ -91,6 +106,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let body = crate::proto::normalize_bare_lf(content.bytes);
         let id = Queue::new_id();
+        tracing::Span::current().record("queue_id", id.as_str());
         let now = crate::now_unix();
         let body = match self.login.clone() {
             Some(login) => match self.submitted(&login, &tx, body, &id, now).await {
@@ -250,6 +266,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             eight_bit: tx.eight_bit,
             attempts: 0,
             next_attempt: 0,
+            trace: postbay_telemetry::traces::traceparent(&tracing::Span::current()),
         };
         match self.ctx.queue.enqueue(&envelope, header, body).await {
             Ok(()) => {

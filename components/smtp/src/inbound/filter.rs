@@ -84,8 +84,14 @@ pub enum FilterError {
 /// Largest reply read from the filter.
 const MAX_REPLY: usize = 1024 * 1024;
 
-/// The HTTP request bytes for one scan.
-pub fn request(settings: &FilterSettings, env: &ScanEnvelope<'_>, message: &[u8]) -> Vec<u8> {
+/// The HTTP request bytes for one scan; `traceparent` makes the filter's span a child of
+/// the message's trace.
+pub fn request(
+    settings: &FilterSettings,
+    env: &ScanEnvelope<'_>,
+    traceparent: Option<&str>,
+    message: &[u8],
+) -> Vec<u8> {
     let clean = |v: &str| v.replace(['\r', '\n'], "");
     let mut head = format!(
         "POST {} HTTP/1.0\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\nIP: {}\r\nHelo: {}\r\nFrom: <{}>\r\nQueue-Id: {}\r\n",
@@ -99,6 +105,9 @@ pub fn request(settings: &FilterSettings, env: &ScanEnvelope<'_>, message: &[u8]
     );
     for rcpt in &env.rcpts {
         head.push_str(&format!("Rcpt: <{}>\r\n", clean(rcpt)));
+    }
+    if let Some(tp) = traceparent.filter(|tp| postbay_telemetry::traces::valid_traceparent(tp)) {
+        head.push_str(&format!("traceparent: {tp}\r\n"));
     }
     head.push_str("\r\n");
     let mut out = head.into_bytes();
@@ -171,9 +180,13 @@ pub async fn ask(
     env: &ScanEnvelope<'_>,
     message: &[u8],
 ) -> Result<FilterAnswer, FilterError> {
+    let span = tracing::info_span!(target: postbay_telemetry::traces::TARGET, "filter.scan", otel.kind = "client", queue_id = env.queue_id);
+    let traceparent = postbay_telemetry::traces::traceparent(&span);
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(&settings.address).await?;
-        stream.write_all(&request(settings, env, message)).await?;
+        stream
+            .write_all(&request(settings, env, traceparent.as_deref(), message))
+            .await?;
         stream.flush().await?;
         let mut reply = Vec::new();
         (&mut stream)
@@ -182,9 +195,12 @@ pub async fn ask(
             .await?;
         Ok::<_, FilterError>(reply)
     };
-    let reply = tokio::time::timeout(settings.timeout, exchange)
-        .await
-        .map_err(|_| FilterError::Timeout)??;
+    let reply = tokio::time::timeout(
+        settings.timeout,
+        tracing::Instrument::instrument(exchange, span),
+    )
+    .await
+    .map_err(|_| FilterError::Timeout)??;
     parse_reply(&reply)
 }
 
@@ -319,9 +335,17 @@ mod tests {
             rcpts: vec!["c@d", "e@f"],
             queue_id: "Q",
         };
-        let req = String::from_utf8(request(&s, &env, b"x")).unwrap();
+        let req = String::from_utf8(request(&s, &env, None, b"x")).unwrap();
         assert!(req.starts_with("POST /checkv2 HTTP/1.0\r\n"));
         assert!(req.contains("Rcpt: <c@d>\r\nRcpt: <e@f>\r\n\r\nx"));
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let traced = String::from_utf8(request(&s, &env, Some(tp), b"x")).unwrap();
+        assert!(traced.contains(&format!("\r\ntraceparent: {tp}\r\n\r\nx")));
+        let forged = String::from_utf8(request(&s, &env, Some("x\r\nEvil: 1"), b"x")).unwrap();
+        assert!(
+            !forged.contains("Evil"),
+            "an invalid traceparent is not passed on"
+        );
         assert!(req.contains("Content-Length: 1\r\n"));
     }
 }

@@ -1,7 +1,8 @@
 //! LMTP client (RFC 2033) used by the queue to hand messages to the mailbox component.
 //! Connections are kept and reused; commands are pipelined; every accepted recipient gets
 //! its own final reply. The queue id travels as TRANSID (RFC 1845), which the mailbox uses
-//! to make a repeated delivery of the same message a no-op.
+//! to make a repeated delivery of the same message a no-op. The message's trace context
+//! travels as `XTRACE=<traceparent>` when the server advertises XTRACE.
 
 use std::time::Duration;
 
@@ -50,6 +51,8 @@ impl ServerReply {
 
 struct Conn {
     stream: BufStream<TcpStream>,
+    /// The server advertised XTRACE: the message's trace context may go on MAIL.
+    xtrace: bool,
 }
 
 pub struct LmtpClient {
@@ -112,6 +115,7 @@ impl LmtpClient {
         tcp.set_nodelay(true)?;
         let mut conn = Conn {
             stream: BufStream::new(tcp),
+            xtrace: false,
         };
         let greeting = read_reply(&mut conn).await?;
         if greeting.code != 220 {
@@ -121,10 +125,13 @@ impl LmtpClient {
             .write_all(format!("LHLO {}\r\n", self.hostname).as_bytes())
             .await?;
         conn.stream.flush().await?;
-        let hello = read_reply(&mut conn).await?;
+        let (hello, extensions) = read_reply_lines(&mut conn).await?;
         if hello.code != 250 {
             return Err(LmtpError::Refused(hello.text));
         }
+        conn.xtrace = extensions
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(super::XTRACE));
         Ok(conn)
     }
 }
@@ -136,6 +143,13 @@ async fn transaction(
     message: &[u8],
 ) -> Result<Vec<ServerReply>, LmtpError> {
     let mut params = format!(" TRANSID=<{}@postbay>", envelope.id);
+    // Only to a server that asked for it: another LMTP server (Dovecot) refuses unknown
+    // MAIL parameters.
+    if conn.xtrace {
+        if let Some(tp) = postbay_telemetry::traces::traceparent(&tracing::Span::current()) {
+            params.push_str(&format!(" {}={tp}", super::XTRACE));
+        }
+    }
     if envelope.eight_bit {
         params.push_str(" BODY=8BITMIME");
     }
@@ -180,6 +194,12 @@ async fn transaction(
 }
 
 async fn read_reply(conn: &mut Conn) -> Result<ServerReply, LmtpError> {
+    Ok(read_reply_lines(conn).await?.0)
+}
+
+/// A reply and the text of each of its lines (an LHLO reply's extensions).
+async fn read_reply_lines(conn: &mut Conn) -> Result<(ServerReply, Vec<String>), LmtpError> {
+    let mut lines = Vec::new();
     loop {
         let mut line = String::new();
         let n = tokio::time::timeout(IO_TIMEOUT, conn.stream.read_line(&mut line))
@@ -197,8 +217,9 @@ async fn read_reply(conn: &mut Conn) -> Result<ServerReply, LmtpError> {
             .map_err(|_| LmtpError::BadReply(line.to_string()))?;
         let more = line.as_bytes().get(3) == Some(&b'-');
         let text = line.get(4..).unwrap_or("").to_string();
+        lines.push(text.clone());
         if !more {
-            return Ok(ServerReply { code, text });
+            return Ok((ServerReply { code, text }, lines));
         }
     }
 }

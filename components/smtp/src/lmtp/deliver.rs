@@ -44,12 +44,27 @@ pub async fn deliver_to(
     } else {
         "INBOX"
     };
-    let result = match store.deliver(mailbox, folder, message.clone()).await {
-        Err(StoreError::NoSuchFolder(_)) if folder != "INBOX" => {
-            store.deliver(mailbox, "INBOX", message).await
+    let span = tracing::info_span!(
+        target: postbay_telemetry::traces::TARGET,
+        "store.deliver",
+        mailbox,
+        folder,
+        uid = tracing::field::Empty,
+        duplicate = tracing::field::Empty,
+    );
+    let stored = async {
+        match store.deliver(mailbox, folder, message.clone()).await {
+            Err(StoreError::NoSuchFolder(_)) if folder != "INBOX" => {
+                store.deliver(mailbox, "INBOX", message).await
+            }
+            other => other,
         }
-        other => other,
     };
+    let result = tracing::Instrument::instrument(stored, span.clone()).await;
+    if let Ok(done) = &result {
+        span.record("uid", done.uid);
+        span.record("duplicate", done.duplicate);
+    }
     match result {
         Ok(done) => {
             tracing::info!(

@@ -9,3 +9,8 @@ pub mod server;
 pub mod session;
 
 pub use server::serve_lmtp;
+
+/// LHLO extension and MAIL parameter (`XTRACE=<traceparent>`, W3C Trace Context) that
+/// carries a message's trace from the queue into the mailbox role. Postbay's own; the
+/// client sends it only to a server that advertises it.
+pub const XTRACE: &str = "XTRACE";

@@ -31,6 +31,8 @@ struct Rcpt {
 struct Transaction {
     from: Option<String>,
     transaction_id: Option<String>,
+    /// `XTRACE=` of MAIL: the sending attempt's trace context.
+    trace: Option<String>,
     rcpts: Vec<Rcpt>,
     chunks: Option<Content>,
 }
@@ -41,6 +43,8 @@ pub struct LmtpSession<S> {
     peer: SocketAddr,
     greeted: bool,
     tx: Transaction,
+    /// The XTRACE value the reader took off the last MAIL line.
+    mail_trace: Option<String>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> LmtpSession<S> {
@@ -51,13 +55,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LmtpSession<S> {
             peer,
             greeted: false,
             tx: Transaction::default(),
+            mail_trace: None,
         }
     }
 
     pub async fn run(mut self) {
         self.wire
             .queue(format!("220 {} LMTP Postbay ready\r\n", self.ctx.hostname).as_bytes());
-        let mut reader = CommandReader::default();
+        let mut reader = CommandReader::extracting_mail_param(super::XTRACE);
         loop {
             let request = match reader.next(&mut self.wire, self.ctx.timeout).await {
                 Ok(Ok(request)) => request,
@@ -71,6 +76,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LmtpSession<S> {
                 }
                 Err(_) => break,
             };
+            self.mail_trace = reader.take_extracted();
             match self.dispatch(request).await {
                 Ok(true) => {}
                 Ok(false) => break,
@@ -99,6 +105,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LmtpSession<S> {
                     "SMTPUTF8".into(),
                     "CHUNKING".into(),
                     "CHECKPOINT".into(),
+                    super::XTRACE.into(),
                     format!("SIZE {}", self.ctx.max_message_size),
                 ];
                 multiline(250, &lines, self.wire.output_buffer());
@@ -118,6 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LmtpSession<S> {
                     self.wire.queue_reply(&Reply::too_big());
                 } else {
                     self.tx.transaction_id = from.trans_id.clone();
+                    self.tx.trace = self.mail_trace.take();
                     self.tx.from = Some(from.address);
                     self.wire
                         .queue_reply(&Reply::new(250, "2.1.0", "Sender OK"));
@@ -252,7 +260,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LmtpSession<S> {
         }
     }
 
+    /// Final delivery of one message, a span of the message's trace when the client sent
+    /// its context.
     async fn deliver(&mut self, content: Content) {
+        let span = tracing::info_span!(
+            target: postbay_telemetry::traces::TARGET,
+            "lmtp.deliver",
+            otel.kind = "server",
+            transid = self.tx.transaction_id.as_deref(),
+            rcpts = self.tx.rcpts.len(),
+            size = content.bytes.len(),
+        );
+        if let Some(parent) = &self.tx.trace {
+            postbay_telemetry::traces::set_parent(&span, parent);
+        }
+        tracing::Instrument::instrument(self.deliver_traced(content), span).await
+    }
+
+    async fn deliver_traced(&mut self, content: Content) {
         let tx = std::mem::take(&mut self.tx);
         if content.too_big {
             for _ in &tx.rcpts {

@@ -20,12 +20,31 @@ pub struct CommandReader {
     receiver: RequestReceiver,
     /// Inside an over-long line: drop bytes up to its end, then report it once.
     discarding: bool,
+    /// A MAIL parameter smtp-proto does not know, taken off MAIL lines before parsing.
+    extract: Option<&'static str>,
+    /// Its value on the last MAIL line.
+    extracted: Option<String>,
 }
 
 /// What one [`CommandReader::step`] made of the input.
 pub type Parsed = Option<Result<Request<String>, smtp_proto::Error>>;
 
 impl CommandReader {
+    /// A reader that removes `param=value` from MAIL lines before smtp-proto (which refuses
+    /// parameters it does not know) parses them; [`CommandReader::take_extracted`] gives
+    /// the value. Lines are then parsed whole, never from a partial read.
+    pub fn extracting_mail_param(param: &'static str) -> CommandReader {
+        CommandReader {
+            extract: Some(param),
+            ..CommandReader::default()
+        }
+    }
+
+    /// The extracted parameter of the command just returned, if it had one.
+    pub fn take_extracted(&mut self) -> Option<String> {
+        self.extracted.take()
+    }
+
     /// Reads the next complete command, or the protocol error it caused.
     pub async fn next<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
@@ -70,6 +89,22 @@ impl CommandReader {
             }
             _ => {}
         }
+        if let (Some(param), 0) = (self.extract, buffered) {
+            let Some(pos) = newline else {
+                // Wait for the whole line; the length check above bounds the wait.
+                return (0, None);
+            };
+            self.extracted = None;
+            if let Some((line, value)) = strip_mail_param(&pending[..=pos], param) {
+                self.extracted = Some(value);
+                let mut iter = line.iter();
+                let parsed = self.receiver.ingest(&mut iter).map(Request::into_owned);
+                return match parsed {
+                    Err(smtp_proto::Error::NeedsMoreData { .. }) => (pos + 1, None),
+                    other => (pos + 1, Some(other)),
+                };
+            }
+        }
         let mut iter = pending.iter();
         let parsed = self.receiver.ingest(&mut iter).map(Request::into_owned);
         let consumed = pending.len() - iter.len();
@@ -87,6 +122,28 @@ impl CommandReader {
             other => (consumed, Some(other)),
         }
     }
+}
+
+/// `line` without its ` param=value` when it is a MAIL command carrying one.
+fn strip_mail_param(line: &[u8], param: &str) -> Option<(Vec<u8>, String)> {
+    if line.len() < 5 || !line[..5].eq_ignore_ascii_case(b"MAIL ") {
+        return None;
+    }
+    let text = std::str::from_utf8(line).ok()?;
+    let body = text.trim_end_matches(['\r', '\n']);
+    let mut value = None;
+    let mut kept = Vec::new();
+    for word in body.split(' ') {
+        match word.split_once('=') {
+            Some((key, v)) if value.is_none() && key.eq_ignore_ascii_case(param) => {
+                value = Some(v.to_string());
+            }
+            _ => kept.push(word),
+        }
+    }
+    let mut out = kept.join(" ").into_bytes();
+    out.extend_from_slice(b"\r\n");
+    Some((out, value?))
 }
 
 /// Reads one raw line, such as a SASL response between AUTH challenges (RFC 4954 §4), and
@@ -166,6 +223,37 @@ mod tests {
         for chunk in [1, 2, 7, 13] {
             assert_eq!(parse_all(input, chunk), whole, "chunk {chunk}");
         }
+    }
+
+    #[test]
+    fn an_extracted_mail_parameter_is_taken_off_however_the_bytes_arrive() {
+        let input = b"LHLO q\r\nMAIL FROM:<a@b.test> XTRACE=00-ab-cd-01 TRANSID=<1@x>\r\nRCPT TO:<c@d.test>\r\nMAIL FROM:<e@f.test>\r\n";
+        for chunk in [input.len(), 1, 5, 17] {
+            let mut reader = CommandReader::extracting_mail_param("XTRACE");
+            let (mut buffer, mut out) = (Vec::new(), Vec::new());
+            for piece in input.chunks(chunk) {
+                buffer.extend_from_slice(piece);
+                loop {
+                    let (consumed, parsed) = reader.step(&buffer);
+                    buffer.drain(..consumed);
+                    match parsed {
+                        Some(r) => out.push((format!("{:?}", r.unwrap()), reader.take_extracted())),
+                        None if consumed == 0 || buffer.is_empty() => break,
+                        None => {}
+                    }
+                }
+            }
+            assert_eq!(out.len(), 4, "chunk {chunk}: {out:?}");
+            assert_eq!(out[1].1.as_deref(), Some("00-ab-cd-01"), "chunk {chunk}");
+            assert!(
+                out[1].0.contains("a@b.test") && out[1].0.contains("1@x"),
+                "{}",
+                out[1].0
+            );
+            assert_eq!(out[3].1, None, "a later MAIL without it has none");
+        }
+        // A reader that extracts nothing still refuses the unknown parameter.
+        assert!(parse_all(b"MAIL FROM:<a@b.test> XTRACE=1\r\n", 64)[0].is_err());
     }
 
     #[test]

@@ -77,6 +77,10 @@ pub struct Envelope {
     /// does not retry early.
     #[serde(default)]
     pub next_attempt: i64,
+    /// W3C `traceparent` of the span that accepted the message, so every delivery attempt
+    /// joins the message's trace (absent when traces are off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 /// One replica's queue directory plus the channel that wakes its runner.

@@ -225,9 +225,35 @@ impl Runner {
                 .await;
             return;
         }
+        // Each attempt is a span of the message's trace, whichever replica makes it.
+        let span = tracing::info_span!(
+            target: postbay_telemetry::traces::TARGET,
+            "queue.attempt",
+            queue_id = id,
+            attempt = envelope.attempts + 1,
+            rcpts = envelope.recipients.len(),
+            outcome = tracing::field::Empty,
+        );
+        if let Some(parent) = &envelope.trace {
+            postbay_telemetry::traces::set_parent(&span, parent);
+        }
+        tracing::Instrument::instrument(self.attempt_due(id, token, envelope, message), span).await
+    }
+
+    async fn attempt_due(&self, id: &str, token: u64, envelope: Envelope, message: Vec<u8>) {
         let outcome = self.deliver(&envelope, &message).await;
+        let record = |outcome: &str| {
+            tracing::Span::current().record("outcome", outcome);
+        };
         match outcome {
-            Outcome::Done { failed } => self.conclude(id, token, &envelope, &message, failed).await,
+            Outcome::Done { failed } => {
+                record(if failed.is_empty() {
+                    "delivered"
+                } else {
+                    "failed"
+                });
+                self.conclude(id, token, &envelope, &message, failed).await
+            }
             Outcome::Retry {
                 remaining,
                 mut failed,
@@ -241,6 +267,7 @@ impl Runner {
                 };
                 if expired {
                     // RFC 3463 X.4.7: delivery time expired; every recipient left fails.
+                    record("expired");
                     tracing::warn!(queue_id = id, reason, "giving up after the queue lifetime");
                     let text = format!("4.4.7 Message expired in the queue; last error: {reason}");
                     for rcpt in remaining {
@@ -273,6 +300,7 @@ impl Runner {
                 if let Err(e) = self.rewrite(&next, &message).await {
                     tracing::error!(queue_id = id, error = %e, "cannot record the attempt");
                 }
+                record("deferred");
                 tracing::info!(queue_id = id, attempts, ?delay, reason, "delivery deferred");
                 self.finish(id, token, Some((attempts as usize, Instant::now() + delay)))
                     .await;
@@ -344,7 +372,14 @@ impl Runner {
             }
         }
         if !local.is_empty() {
-            match self.lmtp.deliver(envelope, &local, message).await {
+            let span = tracing::info_span!(
+                target: postbay_telemetry::traces::TARGET,
+                "lmtp.send",
+                otel.kind = "client",
+                rcpts = local.len(),
+            );
+            let sent = self.lmtp.deliver(envelope, &local, message);
+            match tracing::Instrument::instrument(sent, span).await {
                 Ok(replies) => {
                     for (rcpt, reply) in local.into_iter().zip(replies) {
                         if reply.is_success() {
@@ -398,18 +433,30 @@ impl Runner {
         }
         let (mut deferred, mut failed, mut reason) = (Vec::new(), Vec::new(), String::new());
         for (domain, rcpts) in domains {
-            let _permit = self.destinations.acquire(&domain).await;
             let addresses: Vec<&str> = rcpts.iter().map(|r| r.address.as_str()).collect();
-            let verdicts = outbound
-                .deliver(
-                    &domain,
-                    &envelope.mail_from,
-                    &addresses,
-                    message,
-                    envelope.eight_bit,
-                    envelope.smtputf8,
-                )
-                .await;
+            // The span includes the wait for a per-destination slot: a slow delivery may be
+            // a queue behind a busy destination.
+            let span = tracing::info_span!(
+                target: postbay_telemetry::traces::TARGET,
+                "smtp.send",
+                otel.kind = "client",
+                domain = domain.as_str(),
+                rcpts = addresses.len(),
+            );
+            let sent = async {
+                let _permit = self.destinations.acquire(&domain).await;
+                outbound
+                    .deliver(
+                        &domain,
+                        &envelope.mail_from,
+                        &addresses,
+                        message,
+                        envelope.eight_bit,
+                        envelope.smtputf8,
+                    )
+                    .await
+            };
+            let verdicts = tracing::Instrument::instrument(sent, span).await;
             for (rcpt, verdict) in rcpts.into_iter().zip(verdicts) {
                 match verdict {
                     Verdict::Delivered { mta } => {
@@ -528,6 +575,8 @@ impl Runner {
             eight_bit: true,
             attempts: 0,
             next_attempt: 0,
+            // The bounce is part of the failed message's story.
+            trace: postbay_telemetry::traces::traceparent(&tracing::Span::current()),
         };
         match self
             .queue
