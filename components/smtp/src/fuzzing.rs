@@ -4,14 +4,19 @@
 use crate::proto::CommandReader;
 
 /// Feeds arbitrary bytes to Postbay's own command reader (smtp-proto's receiver behind the
-/// line-length limit), in the pieces the first byte chooses, and maps every error to a reply
+/// line-length limit), in the pieces the first byte chooses (its low bit: SMTP or LMTP mode), and maps every error to a reply
 /// as the session does; must never panic or stall.
 pub fn commands(input: &[u8]) {
     let Some((&first, input)) = input.split_first() else {
         return;
     };
     let piece = usize::from(first).max(1);
-    let mut reader = CommandReader::default();
+    // An odd first byte reads as the LMTP server does (XTRACE taken off MAIL lines).
+    let mut reader = if first % 2 == 1 {
+        CommandReader::extracting_mail_param(crate::lmtp::XTRACE)
+    } else {
+        CommandReader::default()
+    };
     let mut buffer = Vec::new();
     for chunk in input.chunks(piece) {
         buffer.extend_from_slice(chunk);
