@@ -55,10 +55,16 @@ def dns():
     server.stop()
 
 
+def admin_of(filter_port: int) -> int:
+    """The admin listener (/metrics, /readyz) of the filter the fixture started."""
+    return filter_port - 11333 + 8080
+
+
 @pytest.fixture
 def filter_port(tmp_path, dns):
     port = free_port_base() + 11333
     env = {
+        "POSTBAY_ADMIN__LISTEN": f"127.0.0.1:{admin_of(port)}",
         "POSTBAY_FILTER__NAMESERVERS": f"[127.0.0.1:{dns.port}]",
         "POSTBAY_FILTER__AUTHSERV_ID": "mx.example.test",
         "POSTBAY_FILTER__LOCAL_NETWORKS": "[]",
@@ -111,6 +117,23 @@ def test_rspamc_gtube_is_rejected(filter_port, tmp_path):
     assert "Action: reject" in out, out
     assert "Symbol: GTUBE" in out
     assert "smtp_message: Gtube pattern" in out
+
+
+def test_filter_metrics_count_verdicts_scan_time_and_learning(filter_port, tmp_path):
+    from test_ops import scrape, series, wait_ready_http
+
+    wait_ready_http(admin_of(filter_port))
+    before = scrape(admin_of(filter_port))
+    rspamc(filter_port, "symbols", message_file(tmp_path, "g.eml", GOOD.format(id="m1", body=GTUBE)))
+    rspamc(filter_port, "symbols", message_file(tmp_path, "c.eml", GOOD.format(id="m2", body="hi")))
+    rspamc(filter_port, "learn_spam", message_file(tmp_path, "s.eml", GOOD.format(id="m3", body="cheap")))
+    after = scrape(admin_of(filter_port))
+    moved = lambda prefix: series(after, prefix) - series(before, prefix)
+    assert moved('postbay_filter_scans_total{action="reject"}') == 1
+    assert moved("postbay_filter_scans_total") == 2
+    assert moved("postbay_filter_scan_seconds_count") == 2
+    assert series(after, "postbay_filter_scan_seconds_sum") > 0
+    assert moved('postbay_filter_learns_total{class="spam",result="learned"}') == 1
 
 
 def test_rspamc_learn_then_bayes(filter_port, tmp_path):

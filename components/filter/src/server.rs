@@ -181,6 +181,7 @@ async fn respond(
             let verdict =
                 tracing::Instrument::instrument(filter.engine.scan(&body, &envelope), span.clone())
                     .await;
+            postbay_telemetry::filter_scan(verdict.action.as_str(), started.elapsed());
             span.record("action", verdict.action.as_str());
             span.record("score", verdict.score);
             tracing::info!(
@@ -197,8 +198,12 @@ async fn respond(
             ))
         }
         Endpoint::Learn { spam } => match filter.learner.learn(&body, spam).await {
-            Ok(()) => Ok(json(StatusCode::OK, &LearnReply { success: true })),
+            Ok(()) => {
+                postbay_telemetry::filter_learn(spam, "learned");
+                Ok(json(StatusCode::OK, &LearnReply { success: true }))
+            }
             Err(error) => {
+                postbay_telemetry::filter_learn(spam, "failed");
                 tracing::warn!(%error, spam, "learning failed");
                 Ok(json(
                     error.status(),

@@ -126,6 +126,8 @@ pub async fn filter(mut config: Config) -> Result<()> {
         .get_or_insert(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 11333));
     let mut running = Running::start(&config).await?;
     start_filter(&config, &mut running).await?;
+    // Bayes tokens live in this process: nothing else must answer before it is ready.
+    running.health.set_no_database();
     running.health.set_started();
     println!("postbay filter ready");
     running.shutdown().await;

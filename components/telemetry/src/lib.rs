@@ -50,6 +50,9 @@ pub struct Metrics {
     store_seconds: Histograms,
     orphan_blobs_removed: Counter,
     orphan_sweeps: Family<Labels, Counter>,
+    filter_scans: Family<Labels, Counter>,
+    filter_scan_seconds: Histogram,
+    filter_learns: Family<Labels, Counter>,
 }
 
 /// The process-wide metrics, registered on first use.
@@ -80,6 +83,9 @@ impl Metrics {
             store_seconds: Family::new_with_constructor(latency_histogram),
             orphan_blobs_removed: Counter::default(),
             orphan_sweeps: Family::default(),
+            filter_scans: Family::default(),
+            filter_scan_seconds: latency_histogram(),
+            filter_learns: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -167,6 +173,21 @@ impl Metrics {
             "orphan_sweeps",
             "Periodic orphan-blob sweeps, by result (done, skipped: another replica holds the sweep lock, failed)",
             m.orphan_sweeps.clone(),
+        );
+        r.register(
+            "filter_scans",
+            "Messages scanned by the filter, by the action of its verdict (no_action, greylist, add_header, rewrite_subject, soft_reject, reject)",
+            m.filter_scans.clone(),
+        );
+        r.register(
+            "filter_scan_seconds",
+            "Time the filter took to scan one message (every check, DNS lookups included)",
+            m.filter_scan_seconds.clone(),
+        );
+        r.register(
+            "filter_learns",
+            "Bayes training requests, by class (spam, ham) and result (learned, failed)",
+            m.filter_learns.clone(),
         );
         r.register(
             "db_pool_connections",
@@ -376,6 +397,28 @@ pub fn orphan_sweep(result: &'static str, removed: usize) {
         .get_or_create(&vec![("result", result.to_string())])
         .inc();
     m.orphan_blobs_removed.inc_by(removed as u64);
+}
+
+/// The filter scanned a message: the verdict's action (`reject`, `add header`, ...) and
+/// how long it took.
+pub fn filter_scan(action: &'static str, took: Duration) {
+    let m = metrics();
+    m.filter_scans
+        .get_or_create(&vec![("action", action.replace(' ', "_"))])
+        .inc();
+    m.filter_scan_seconds.observe(took.as_secs_f64());
+}
+
+/// A training request of the filter (`spam` or ham) ended with `learned` or `failed`.
+pub fn filter_learn(spam: bool, result: &'static str) {
+    let class = if spam { "spam" } else { "ham" };
+    metrics()
+        .filter_learns
+        .get_or_create(&vec![
+            ("class", class.to_string()),
+            ("result", result.to_string()),
+        ])
+        .inc();
 }
 
 /// The database pool has `idle` idle connections out of `size`.
