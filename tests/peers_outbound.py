@@ -146,7 +146,8 @@ class Peer:
 
                 ok = auth_data.login == user.encode() and auth_data.password == password.encode()
                 self.logins.append((mechanism, ok))
-                return AuthResult(success=ok)
+                # handled=False: aiosmtpd sends the 535 itself (handled=True would send nothing).
+                return AuthResult(success=ok, handled=False)
 
             kwargs.update(authenticator=authenticator, auth_required=True,
                           auth_require_tls=True)

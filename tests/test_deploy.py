@@ -936,3 +936,28 @@ def test_names_follow_the_release_and_namespace():
     for sts in (d for d in docs if d["kind"] == "StatefulSet"):
         claim = next(v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "mail")
         assert find(docs, "PersistentVolumeClaim", claim["persistentVolumeClaim"]["claimName"])
+
+
+def test_a_relayhost_with_a_login_mounts_its_secrets_and_configures_the_binary():
+    docs = render(*DB, "--set", "smtp.relayhost.host=[smtp.example.net]:587",
+                  "--set", "smtp.relayhost.user=out@example.net",
+                  "--set", "smtp.relayhost.passwordSecret.name=relay-login",
+                  "--set", "smtp.relayhost.caSecret.name=relay-ca")
+    outbound = config_of(docs)["outbound"]
+    assert outbound == {"relayhost": "[smtp.example.net]:587", "relayhost_user": "out@example.net",
+                        "relayhost_password_file": "/etc/postbay/relay/password",
+                        "relayhost_ca_file": "/etc/postbay/relay-ca/ca.crt"}
+    pod = find(docs, "StatefulSet", "postbay-smtp")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["relay"]["secret"]["secretName"] == "relay-login"
+    assert volumes["relay-ca"]["secret"]["secretName"] == "relay-ca"
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["relay"] == "/etc/postbay/relay" and mounts["relay-ca"] == "/etc/postbay/relay-ca"
+    # Without a relayhost nothing of it is rendered.
+    plain = find(render(*DB), "StatefulSet", "postbay-smtp")["spec"]["template"]["spec"]
+    assert not {"relay", "relay-ca"} & {v["name"] for v in plain["volumes"]}
+    assert "outbound" not in config_of(render(*DB))
+    # A login without the Secret that holds its password is refused.
+    assert "passwordSecret.name is needed" in helm_fails(*DB, "--set", "smtp.relayhost.host=[a]:587",
+                                                         "--set", "smtp.relayhost.user=u")
+    assert "does not match pattern" in helm_fails(*DB, "--set", "smtp.relayhost.host=a b:x")

@@ -6,6 +6,7 @@ import email
 import imaplib
 import json
 import smtplib
+import subprocess
 import ssl
 import time
 
@@ -189,3 +190,109 @@ def test_queued_mail_survives_sigkill_and_is_delivered_once(world):
     wait_for(lambda: not queue_files(world), "the queue to empty")
     time.sleep(1.5)
     assert len(world.tls_peer.messages) == 1
+
+
+# --- relayhost: every remote message through one smarthost, with STARTTLS and a login ----
+
+def ca_signed(tmp, name):
+    """A CA and a certificate for `name` signed by it (rustls refuses a self-signed CA
+    certificate as a server's), as a private relay would have. Returns (ssl context, CA path)."""
+    run = lambda *args: subprocess.run(args, check=True, capture_output=True, timeout=60)
+    ca_key, ca, key, csr, crt = (tmp / f"{name}.{x}" for x in ("ca.key", "ca.crt", "key", "csr", "crt"))
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Relay Test CA",
+        "-keyout", str(ca_key), "-out", str(ca))
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(csr))
+    ext = tmp / f"{name}.ext"
+    ext.write_text(f"subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-days", "2", "-out", str(crt), "-extfile", str(ext))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(crt), str(key))
+    return ctx, ca
+
+
+@pytest.fixture
+def relayed(make_postbay, tmp_path):
+    """`postbay dev` sending through relay.test (aiosmtpd: STARTTLS required, AUTH required
+    after TLS), whose certificate comes from a private CA given as relayhost_ca_file. The
+    domains' own MX (mx.remote.test) is up too: nothing may go there."""
+    zone = Zone()
+    port = free_port_on(["127.0.0.2", "127.0.0.4"])
+    mx = Peer("127.0.0.2", port)
+    ctx, ca = ca_signed(tmp_path, "relay.test")
+    relay = Peer("127.0.0.4", port, tls_context=ctx, auth=("postbay-out", "relay-pass"))
+    zone.add("remote.test", "MX", (10, "mx.remote.test"))
+    zone.add("mx.remote.test", "A", "127.0.0.2")
+    zone.add("relay.test", "A", "127.0.0.4")
+    password = tmp_path / "relay-password"
+    password.write_text("relay-pass\n")
+    pb = make_postbay(env={
+        "POSTBAY_OUTBOUND__ENABLED": "true",
+        "POSTBAY_OUTBOUND__NAMESERVERS": f"[{zone.address}]",
+        "POSTBAY_OUTBOUND__HOSTNAME": "out.example.test",
+        "POSTBAY_OUTBOUND__MIN_BACKOFF": "1s",
+        "POSTBAY_OUTBOUND__MAX_BACKOFF": "2s",
+        "POSTBAY_OUTBOUND__RELAYHOST": f"[relay.test]:{port}",
+        "POSTBAY_OUTBOUND__RELAYHOST_USER": "postbay-out",
+        "POSTBAY_OUTBOUND__RELAYHOST_PASSWORD_FILE": str(password),
+        "POSTBAY_OUTBOUND__RELAYHOST_CA_FILE": str(ca),
+    })
+    pb.apply(FIXTURES / "example.yaml", FIXTURES / "submission.yaml")
+    pb.start_dev()
+    wait_port(pb.port(587))
+    pb.zone, pb.mx, pb.relay, pb.password = zone, mx, relay, password
+    yield pb
+    pb.stop()
+    mx.stop()
+    relay.stop()
+    zone.stop()
+
+
+def test_relayhost_takes_every_remote_message_over_starttls_with_a_login(relayed):
+    submit(relayed, ["friend@remote.test", "someone@elsewhere.test"], subject="via the relay")
+    got = wait_for(lambda: relayed.relay.messages, "delivery to the relayhost")
+    assert len(got) == 1, "one transaction: the relay takes every domain at once"
+    m = got[0]
+    assert sorted(m.rcpts) == ["friend@remote.test", "someone@elsewhere.test"]
+    assert m.tls, "the login and the message went over TLS"
+    assert m.helo == "out.example.test"
+    assert relayed.relay.logins == [("PLAIN", True)]
+    assert relayed.mx.messages == [], "nothing goes to the domains' own MX"
+    assert ("remote.test", "MX") not in relayed.zone.queries
+    checked = verify_dkim(relayed, m.content)
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    wait_for(lambda: not queue_files(relayed), "the queue to empty")
+
+
+def test_a_refused_relay_login_defers_and_a_fixed_password_file_delivers_without_restart(relayed):
+    relayed.password.write_text("wrong\n")
+    submit(relayed, ["friend@remote.test"], subject="after the fix")
+    wait_for(lambda: relayed.relay.logins, "a login attempt")
+    assert relayed.relay.logins[0] == ("PLAIN", False)
+    deferred = wait_for(lambda: [l for l in relayed.log().splitlines() if "delivery deferred" in l],
+                        "the deferral in the log")
+    assert "535" in deferred[0], deferred[0]
+    assert relayed.relay.messages == [] and len(queue_files(relayed)) == 1, "deferred, not bounced"
+    relayed.password.write_text("relay-pass\n")
+    got = wait_for(lambda: relayed.relay.messages, "delivery once the Secret holds the right password")
+    assert got[0].rcpts == ["friend@remote.test"]
+    assert ("PLAIN", True) in relayed.relay.logins
+    wait_for(lambda: not queue_files(relayed), "the queue to empty")
+    assert inbox(relayed) == [], "no bounce went back to alice"
+
+
+def test_a_relay_login_over_plain_text_is_refused_at_start(make_postbay, tmp_path):
+    password = tmp_path / "p"
+    password.write_text("x")
+    pb = make_postbay(env={
+        "POSTBAY_OUTBOUND__ENABLED": "true",
+        "POSTBAY_OUTBOUND__RELAYHOST": "[relay.test]:25",
+        "POSTBAY_OUTBOUND__RELAYHOST_TLS": "opportunistic",
+        "POSTBAY_OUTBOUND__RELAYHOST_USER": "u",
+        "POSTBAY_OUTBOUND__RELAYHOST_PASSWORD_FILE": str(password),
+    })
+    pb.apply(FIXTURES / "example.yaml")
+    proc = pb.start("dev", "--data", str(pb.data), "--port-base", str(pb.base),
+                    "--database-url", pb.database_url, log_name="dev")
+    assert proc.wait(timeout=30) != 0
+    assert "relayhost with a login needs TLS" in pb.log()

@@ -627,6 +627,28 @@ pub struct OutboundSection {
     pub connect_timeout: Duration,
     /// Deliveries to one domain at once (Postfix's default_destination_concurrency_limit).
     pub max_per_domain: usize,
+    /// A smarthost for every remote message, Postfix's syntax: `[host]:port` (its
+    /// addresses) or `host:port` (its MX hosts). Unset: each domain's MX hosts.
+    pub relayhost: Option<String>,
+    /// TLS to the relayhost: `starttls` (required, certificate verified), `implicit` (TLS
+    /// from the first byte, RFC 8314) or `opportunistic`. Unset: `implicit` on port 465,
+    /// else `starttls`.
+    pub relayhost_tls: Option<RelayTls>,
+    /// Login at the relayhost (AUTH PLAIN or LOGIN, only over TLS).
+    pub relayhost_user: Option<String>,
+    /// File holding the password (a mounted Secret key), read at every connection.
+    pub relayhost_password_file: Option<PathBuf>,
+    /// PEM trust roots added to the system's for the relayhost's certificate.
+    pub relayhost_ca_file: Option<PathBuf>,
+}
+
+/// `outbound.relayhost_tls`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayTls {
+    Starttls,
+    Implicit,
+    Opportunistic,
 }
 
 impl Default for OutboundSection {
@@ -642,6 +664,11 @@ impl Default for OutboundSection {
             max_backoff: base.backoff.max,
             connect_timeout: base.timeouts.connect,
             max_per_domain: 20,
+            relayhost: None,
+            relayhost_tls: None,
+            relayhost_user: None,
+            relayhost_password_file: None,
+            relayhost_ca_file: None,
         }
     }
 }
@@ -653,9 +680,39 @@ impl Config {
         self.outbound.enabled.unwrap_or(role_default)
     }
 
-    pub fn outbound_settings(&self) -> postbay_smtp::outbound::OutboundSettings {
+    pub fn outbound_settings(&self) -> anyhow::Result<postbay_smtp::outbound::OutboundSettings> {
+        use postbay_smtp::outbound::client::TlsMode;
         let base = postbay_smtp::outbound::OutboundSettings::default();
-        postbay_smtp::outbound::OutboundSettings {
+        let out = &self.outbound;
+        let relay = match out.relayhost.as_deref().filter(|r| !r.trim().is_empty()) {
+            Some(spec) => {
+                let (host, port, mx_lookup) = postbay_smtp::outbound::Relay::parse_target(spec)
+                    .map_err(|e| anyhow::anyhow!("outbound.{e}"))?;
+                let tls = match out.relayhost_tls {
+                    Some(RelayTls::Starttls) => TlsMode::RequireStartTls,
+                    Some(RelayTls::Implicit) => TlsMode::Implicit,
+                    Some(RelayTls::Opportunistic) => TlsMode::Opportunistic,
+                    None if port == 465 => TlsMode::Implicit,
+                    None => TlsMode::RequireStartTls,
+                };
+                if out.relayhost_user.is_some() != out.relayhost_password_file.is_some() {
+                    anyhow::bail!(
+                        "outbound.relayhost_user and outbound.relayhost_password_file go together"
+                    );
+                }
+                Some(postbay_smtp::outbound::Relay {
+                    host,
+                    port,
+                    mx_lookup,
+                    tls,
+                    user: out.relayhost_user.clone(),
+                    password_file: out.relayhost_password_file.clone(),
+                    ca_file: out.relayhost_ca_file.clone(),
+                })
+            }
+            None => None,
+        };
+        Ok(postbay_smtp::outbound::OutboundSettings {
             hostname: self
                 .outbound
                 .hostname
@@ -672,7 +729,8 @@ impl Config {
                 connect: self.outbound.connect_timeout,
                 ..base.timeouts
             },
-        }
+            relay,
+        })
     }
 }
 
@@ -686,7 +744,7 @@ mod outbound_tests {
         assert_eq!(c.outbound.mx_port, 25);
         assert!(c.outbound.nameservers.is_empty());
         assert!(c.outbound_enabled(true) && !c.outbound_enabled(false));
-        assert_eq!(c.outbound_settings().hostname, "localhost");
+        assert_eq!(c.outbound_settings().unwrap().hostname, "localhost");
         assert_eq!(c.outbound.lifetime, Duration::from_secs(5 * 86_400));
         let yaml = "outbound: {enabled: true, mx_port: 2525, nameservers: ['127.0.0.53:5353'], min_backoff: 2s}\n";
         let dir = tempfile::tempdir().unwrap();
@@ -699,6 +757,9 @@ mod outbound_tests {
             c.outbound.nameservers,
             vec!["127.0.0.53:5353".parse().unwrap()]
         );
-        assert_eq!(c.outbound_settings().backoff.min, Duration::from_secs(2));
+        assert_eq!(
+            c.outbound_settings().unwrap().backoff.min,
+            Duration::from_secs(2)
+        );
     }
 }

@@ -252,10 +252,11 @@ async fn start_smtp(
         config.hostname.clone(),
     ));
     let outbound = if config.outbound_enabled(outbound_default) {
-        let settings = config.outbound_settings();
+        let settings = config.outbound_settings()?;
         tracing::info!(
             mx_port = settings.mx_port,
             nameservers = ?settings.nameservers,
+            relayhost = settings.relay.as_ref().map(|r| format!("{}:{}", r.host, r.port)),
             "outbound delivery enabled"
         );
         Some(Arc::new(

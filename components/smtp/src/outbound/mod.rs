@@ -15,13 +15,14 @@ pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, Semaphore};
 use tokio_rustls::rustls;
 
 use crate::lmtp::client::ServerReply;
-use client::{ConnectOptions, Session, TlsMode, Transaction};
+use client::{ConnectOptions, Credentials, Session, TlsMode, Transaction};
 use route::{Dns, Host, Route, RouteError};
 
 /// Settings of outbound delivery (`outbound.*`).
@@ -35,6 +36,57 @@ pub struct OutboundSettings {
     pub nameservers: Vec<SocketAddr>,
     pub backoff: backoff::Backoff,
     pub timeouts: client::Timeouts,
+    /// A smarthost that takes every remote message instead of the domains' MX hosts.
+    pub relay: Option<Relay>,
+}
+
+/// A smarthost (Postfix's `relayhost`): `[host]:port` is that host's addresses, `host:port`
+/// its MX hosts; every remote message goes there, with TLS as set and a login if given.
+/// A relay that cannot be reached defers, never bounces: its problems are not the
+/// recipient's.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub host: String,
+    pub port: u16,
+    /// `host:port` (no brackets): look up the host's MX records first.
+    pub mx_lookup: bool,
+    pub tls: TlsMode,
+    pub user: Option<String>,
+    /// Read at every connection, so a rotated Secret takes effect without a restart.
+    pub password_file: Option<PathBuf>,
+    /// Extra trust roots (PEM) for a relay with a private CA.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Relay {
+    /// Parses `[host]:port`, `host:port`, `[host]` or `host` (port 25 by default; an IPv6
+    /// address needs the brackets).
+    pub fn parse_target(spec: &str) -> Result<(String, u16, bool), String> {
+        let spec = spec.trim();
+        let bad = || format!("relayhost {spec:?}: expected [host]:port or host:port");
+        let (host, rest, mx_lookup) = if let Some(inner) = spec.strip_prefix('[') {
+            let (host, rest) = inner.split_once(']').ok_or_else(bad)?;
+            (host, rest, false)
+        } else {
+            match spec.split_once(':') {
+                // A second colon: an IPv6 address without brackets.
+                Some((_, port)) if port.contains(':') => return Err(bad()),
+                Some((host, _)) => (host, &spec[host.len()..], true),
+                None => (spec, "", true),
+            }
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(bad());
+        }
+        let port = match rest.strip_prefix(':') {
+            Some(p) => p.parse::<u16>().map_err(|_| bad())?,
+            None if rest.is_empty() => 25,
+            None => return Err(bad()),
+        };
+        // An address is never looked up as a name.
+        let mx_lookup = mx_lookup && host.parse::<std::net::IpAddr>().is_err();
+        Ok((host.to_string(), port, mx_lookup))
+    }
 }
 
 impl Default for OutboundSettings {
@@ -45,6 +97,7 @@ impl Default for OutboundSettings {
             nameservers: Vec::new(),
             backoff: backoff::Backoff::default(),
             timeouts: client::Timeouts::default(),
+            relay: None,
         }
     }
 }
@@ -68,26 +121,105 @@ pub struct Outbound {
     settings: OutboundSettings,
     dns: Dns,
     roots: Arc<rustls::RootCertStore>,
+    /// The roots a relay's certificate is checked against (system + `ca_file`).
+    relay_roots: Arc<rustls::RootCertStore>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboundError {
     #[error("resolver: {0}")]
     Resolver(#[from] RouteError),
+    #[error("relayhost trust roots: {0}")]
+    RelayRoots(String),
+    #[error("relayhost with a login needs TLS: set relayhost_tls to starttls or implicit")]
+    LoginWithoutTls,
+}
+
+/// Where one delivery goes and how it connects.
+struct Destination {
+    hosts: Vec<Host>,
+    port: u16,
+    opts: ConnectOptions,
 }
 
 impl Outbound {
     pub fn new(settings: OutboundSettings) -> Result<Outbound, OutboundError> {
         let dns = Dns::new(&settings.nameservers)?;
+        let roots = tls::root_store();
+        let relay_roots = match settings.relay.as_ref().and_then(|r| r.ca_file.as_ref()) {
+            Some(pem) => tls::root_store_with(pem).map_err(OutboundError::RelayRoots)?,
+            None => roots.clone(),
+        };
+        if let Some(relay) = &settings.relay {
+            // Credentials never go over a connection that may be plain text.
+            if relay.user.is_some() && relay.tls == TlsMode::Opportunistic {
+                return Err(OutboundError::LoginWithoutTls);
+            }
+        }
         Ok(Outbound {
             settings,
             dns,
-            roots: tls::root_store(),
+            roots,
+            relay_roots,
+        })
+    }
+
+    /// The relay's hosts and connection options; `Err` is a reason to defer.
+    async fn relay_destination(&self, relay: &Relay) -> Result<Destination, String> {
+        let hosts = if relay.mx_lookup {
+            match self.dns.route(&relay.host).await {
+                Ok(Route::Hosts(hosts)) => hosts,
+                Ok(Route::NullMx) => return Err(format!("relayhost {} has a null MX", relay.host)),
+                Err(e) => return Err(format!("relayhost {}: {e}", relay.host)),
+            }
+        } else {
+            match relay.host.parse() {
+                Ok(ip) => vec![Host::Address(ip)],
+                Err(_) => vec![Host::Name(relay.host.clone())],
+            }
+        };
+        let auth = match (&relay.user, &relay.password_file) {
+            (Some(user), Some(file)) => {
+                let password = tokio::fs::read_to_string(file).await.map_err(|e| {
+                    format!(
+                        "cannot read the relayhost password file {}: {e}",
+                        file.display()
+                    )
+                })?;
+                Some(Credentials {
+                    user: user.clone(),
+                    password: password.trim_end_matches(['\r', '\n']).to_string(),
+                })
+            }
+            (Some(_), None) => {
+                return Err("relayhost_user is set without relayhost_password_file".into())
+            }
+            _ => None,
+        };
+        Ok(Destination {
+            hosts,
+            port: relay.port,
+            opts: ConnectOptions {
+                hostname: self.settings.hostname.clone(),
+                timeouts: self.settings.timeouts,
+                tls: relay.tls,
+                roots: self.relay_roots.clone(),
+                auth,
+            },
         })
     }
 
     pub fn settings(&self) -> &OutboundSettings {
         &self.settings
+    }
+
+    /// Which delivery a recipient joins: its domain, or with a relayhost the relay (one
+    /// transaction for all, and the per-destination limit counts connections to it).
+    pub fn destination_of(&self, rcpt: &str) -> String {
+        match &self.settings.relay {
+            Some(relay) => format!("[{}]:{}", relay.host, relay.port),
+            None => route::domain_of(rcpt).to_ascii_lowercase(),
+        }
     }
 
     /// Delivers `message` to `recipients`, all of `domain`; one verdict per recipient.
@@ -101,29 +233,39 @@ impl Outbound {
         smtputf8: bool,
     ) -> Vec<Verdict> {
         let all = |v: Verdict| vec![v; recipients.len()];
-        let hosts = match self.dns.route(domain).await {
-            Ok(Route::Hosts(hosts)) => hosts,
-            Ok(Route::NullMx) => {
-                return all(ours(556, "5.1.10 Recipient address has null MX (RFC 7505)"))
-            }
-            Err(RouteError::NoSuchDomain(d)) => {
-                return all(ours(550, &format!("5.1.2 Domain {d} does not exist")))
-            }
-            Err(e) => {
-                return all(Verdict::Deferred {
-                    reason: e.to_string(),
-                })
-            }
+        let destination = match &self.settings.relay {
+            Some(relay) => match self.relay_destination(relay).await {
+                Ok(d) => d,
+                Err(reason) => return all(Verdict::Deferred { reason }),
+            },
+            None => match self.dns.route(domain).await {
+                Ok(Route::Hosts(hosts)) => Destination {
+                    hosts,
+                    port: self.settings.mx_port,
+                    opts: ConnectOptions {
+                        hostname: self.settings.hostname.clone(),
+                        timeouts: self.settings.timeouts,
+                        tls: TlsMode::Opportunistic,
+                        roots: self.roots.clone(),
+                        auth: None,
+                    },
+                },
+                Ok(Route::NullMx) => {
+                    return all(ours(556, "5.1.10 Recipient address has null MX (RFC 7505)"))
+                }
+                Err(RouteError::NoSuchDomain(d)) => {
+                    return all(ours(550, &format!("5.1.2 Domain {d} does not exist")))
+                }
+                Err(e) => {
+                    return all(Verdict::Deferred {
+                        reason: e.to_string(),
+                    })
+                }
+            },
         };
+        let Destination { hosts, port, opts } = destination;
         let needs_utf8 = smtputf8 && needs_smtputf8(mail_from, recipients, message);
         let has_8bit = eight_bit && message.iter().any(|b| *b >= 0x80);
-        let opts = ConnectOptions {
-            hostname: self.settings.hostname.clone(),
-            timeouts: self.settings.timeouts,
-            tls: TlsMode::Opportunistic,
-            roots: self.roots.clone(),
-            auth: None,
-        };
         let mut last_error = format!("no address for the MX hosts of {domain}");
         for host in &hosts {
             let addresses = match self.dns.addresses(host).await {
@@ -138,13 +280,13 @@ impl Outbound {
                 Host::Address(a) => a.to_string(),
             };
             for ip in addresses {
-                let addr = SocketAddr::new(ip, self.settings.mx_port);
+                let addr = SocketAddr::new(ip, port);
                 let mta = format!("{name}[{ip}]");
                 let mut session = match client::connect(addr, &name, &opts).await {
                     Ok(s) => s,
                     Err(e) => {
                         // §5.1: try the next address or MX host.
-                        tracing::info!(mx = mta, error = %e, "MX host unusable; trying the next");
+                        tracing::info!(mx = mta, error = %e, "host unusable; trying the next");
                         last_error = format!("{mta}: {e}");
                         continue;
                     }
@@ -323,6 +465,35 @@ impl DestinationLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relayhost_targets_parse_like_postfix() {
+        let ok = |s: &str| Relay::parse_target(s).unwrap();
+        assert_eq!(
+            ok("[smtp.example.net]:587"),
+            ("smtp.example.net".into(), 587, false)
+        );
+        assert_eq!(
+            ok("smtp.example.net:2525"),
+            ("smtp.example.net".into(), 2525, true)
+        );
+        assert_eq!(ok("relay.test"), ("relay.test".into(), 25, true));
+        assert_eq!(ok("[relay.test]"), ("relay.test".into(), 25, false));
+        assert_eq!(ok("127.0.0.5:25"), ("127.0.0.5".into(), 25, false));
+        assert_eq!(ok("[::1]:465"), ("::1".into(), 465, false));
+        for bad in [
+            "",
+            "[x",
+            "::1:25",
+            "host:port",
+            "[h]x",
+            "h:99999",
+            "[]:25",
+            "a b:25",
+        ] {
+            assert!(Relay::parse_target(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn smtputf8_is_needed_for_non_ascii_envelopes_and_headers_only() {

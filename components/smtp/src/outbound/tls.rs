@@ -42,6 +42,27 @@ pub fn root_store() -> Arc<rustls::RootCertStore> {
     Arc::new(roots)
 }
 
+/// The system's roots plus the certificates of a PEM file (a relay with a private CA).
+pub fn root_store_with(pem: &std::path::Path) -> Result<Arc<rustls::RootCertStore>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = (*root_store()).clone();
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(pem)
+        .map_err(|e| format!("{}: {e}", pem.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", pem.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate", pem.display()));
+    }
+    let (added, ignored) = roots.add_parsable_certificates(certs);
+    if ignored > 0 || added == 0 {
+        return Err(format!(
+            "{}: {ignored} certificates unusable",
+            pem.display()
+        ));
+    }
+    Ok(Arc::new(roots))
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

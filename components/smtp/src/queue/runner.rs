@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use super::{dsn, Envelope, Queue, QueueError, QueuedRecipient};
 use crate::lmtp::client::{LmtpClient, ServerReply};
-use crate::outbound::{route::domain_of, DestinationLimits, Outbound, Verdict};
+use crate::outbound::{DestinationLimits, Outbound, Verdict};
 use postbay_store::{Recipient, Resolution};
 
 /// How long to wait before each retry, in seconds; the last step repeats until `max_age`.
@@ -414,8 +414,9 @@ impl Runner {
         }
     }
 
-    /// Remote recipients, one SMTP delivery per domain (at most `per_destination` at once
-    /// per domain across messages). Returns the deferred, the failed, and why deferred.
+    /// Remote recipients, one SMTP delivery per domain, or one for all through a relayhost
+    /// (at most `per_destination` at once per destination across messages). Returns the
+    /// deferred, the failed, and why deferred.
     async fn deliver_remote(
         &self,
         outbound: &Outbound,
@@ -425,7 +426,7 @@ impl Runner {
     ) -> (Vec<QueuedRecipient>, Vec<Failed>, String) {
         let mut domains: Vec<(String, Vec<&QueuedRecipient>)> = Vec::new();
         for rcpt in remote {
-            let domain = domain_of(&rcpt.address).to_ascii_lowercase();
+            let domain = outbound.destination_of(&rcpt.address);
             match domains.iter_mut().find(|(d, _)| *d == domain) {
                 Some((_, list)) => list.push(rcpt),
                 None => domains.push((domain, vec![rcpt])),
