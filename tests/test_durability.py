@@ -2,6 +2,7 @@
 and the queue finishes its work."""
 
 import email
+import signal
 import smtplib
 import threading
 import time
@@ -147,3 +148,40 @@ def test_one_queue_is_never_run_by_two_processes(make_postbay):
         time.sleep(0.1)
     assert "postbay smtp ready" in pb.log("smtp-b")
     assert second.poll() is None
+
+
+def test_a_scaled_down_replicas_queue_is_adopted_and_delivered_once(make_postbay):
+    """smtp-1 holds deferred mail (the mailbox role is down) and is scaled away; smtp-0
+    takes its queue in, but only once smtp-1 no longer runs, and delivers each message once."""
+    pb = make_postbay()
+    pb.apply(FIXTURES / "example.yaml")
+    split_roles(pb)
+    pb.env["POSTBAY_SMTP__QUEUE_ADOPT_INTERVAL"] = "1s"
+    pb.start("smtp", wait_ports=[pb.smtp], log_name="smtp-0")
+    other = dict(pb.env)
+    pb.env.update({**pb.listener_env(offset=1000), "POSTBAY_NODE_ID": "smtp-1"})
+    replica = pb.start("smtp", wait_ports=[pb.smtp + 1000], log_name="smtp-1")
+    pb.env.clear()
+    pb.env.update(other)
+    with smtplib.SMTP("127.0.0.1", pb.smtp + 1000, timeout=20) as s:
+        for i in range(5):
+            s.sendmail("q@remote.test", ["alice@example.test"], f"Subject: scaled {i}\r\n\r\nbody\r\n")
+    assert len(queued(pb, "smtp-1")) == 5
+    time.sleep(3)  # three adoption rounds of smtp-0 while smtp-1 is alive
+    assert len(queued(pb, "smtp-1")) == 5, "a live replica's queue is never taken"
+    assert queued(pb, "smtp-0") == []
+    pb.kill(replica, signal.SIGTERM)  # the StatefulSet scaled down
+    deadline = time.time() + 15
+    while time.time() < deadline and queued(pb, "smtp-1"):
+        time.sleep(0.1)
+    assert queued(pb, "smtp-1") == [], "smtp-0 adopted the queue"
+    assert "adopted the queue of a replica that is gone" in pb.log("smtp-0")
+    pb.start("imap", wait_ports=[pb.lmtp], log_name="imap")
+    msgs = pb.wait_messages("alice@example.test", 5, timeout=60)
+    assert sorted(subjects(msgs)) == [f"scaled {i}" for i in range(5)]
+    deadline = time.time() + 10
+    while time.time() < deadline and queued(pb):
+        time.sleep(0.1)
+    assert queued(pb) == []
+    time.sleep(1)
+    assert pb.total_messages() == 5, "each message delivered once"

@@ -306,6 +306,10 @@ pub struct SmtpSection {
     pub proxy_trusted: Vec<ipnet::IpNet>,
     /// Deliveries the queue runs at once.
     pub queue_concurrency: usize,
+    /// How often a replica takes in the queues of replicas that are gone (scaled down);
+    /// `0s` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub queue_adopt_interval: Duration,
     /// The spam filter MX mail is scanned by before its 250: `http://host:port` of a
     /// `postbay filter` or a real Rspamd. Unset: no filtering (`postbay dev`: its own).
     pub filter: Option<String>,
@@ -416,6 +420,7 @@ impl Default for SmtpSection {
             max_connections_per_ip: 50,
             proxy_trusted: Vec::new(),
             queue_concurrency: 32,
+            queue_adopt_interval: Duration::from_secs(60),
             filter: None,
             filter_timeout: Duration::from_secs(20),
             filter_failure: FilterFailure::Open,

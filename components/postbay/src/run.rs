@@ -276,6 +276,7 @@ async fn start_smtp(
         postbay_smtp::queue::runner::RunnerSettings {
             concurrency: config.smtp.queue_concurrency,
             per_destination: config.outbound.max_per_domain,
+            adopt_interval: config.smtp.queue_adopt_interval,
             ..Default::default()
         },
     );

@@ -220,6 +220,19 @@ impl Queue {
         .map_err(blocking("scan"))?
     }
 
+    /// Takes in the queues of replicas that are gone (a StatefulSet scaled down leaves
+    /// `spool/queue/<its node id>` behind): every sibling directory whose lock nobody holds
+    /// has its messages renamed into this queue, where the next scan starts them with their
+    /// retry schedule as recorded. An owner that starts again meanwhile waits for the lock
+    /// in [`Queue::open`] and finds its directory empty; a live owner holds the lock, so its
+    /// queue is never touched. Returns how many messages were taken.
+    pub async fn adopt_orphaned(&self) -> Result<usize, QueueError> {
+        let own = self.dir.clone();
+        tokio::task::spawn_blocking(move || adopt_orphaned(&own))
+            .await
+            .map_err(blocking("adopt"))?
+    }
+
     /// Moves a message that can never be delivered out of the way, keeping it for an admin.
     pub async fn park(&self, id: &str) -> Result<(), QueueError> {
         let failed = self.dir.join("failed");
@@ -230,6 +243,67 @@ impl Queue {
             .await
             .map_err(|source| QueueError::Io { path: from, source })
     }
+}
+
+fn adopt_orphaned(own: &Path) -> Result<usize, QueueError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| QueueError::Io { path, source }
+    };
+    let Some(parent) = own.parent() else {
+        return Ok(0);
+    };
+    let mut adopted = 0;
+    for entry in std::fs::read_dir(parent).map_err(io(parent))?.flatten() {
+        let dir = entry.path();
+        if dir == own || !dir.is_dir() {
+            continue;
+        }
+        let lock_path = dir.join(".lock");
+        let Ok(lock) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+        else {
+            continue;
+        };
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => continue,
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot lock a sibling queue");
+                continue;
+            }
+        }
+        let mut moved = 0;
+        for file in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+            let name = file.file_name().to_string_lossy().to_string();
+            if name.starts_with(".tmp-") {
+                // Never acknowledged: its process died before the rename.
+                let _ = std::fs::remove_file(file.path());
+                continue;
+            }
+            if queued_id(&name).is_none() {
+                continue;
+            }
+            let to = own.join(&name);
+            if to.exists() {
+                continue;
+            }
+            std::fs::rename(file.path(), &to).map_err(io(&file.path()))?;
+            moved += 1;
+        }
+        if moved > 0 {
+            // Both directory entries durable before the lock is let go.
+            postbay_store::fs::sync_dir(own)?;
+            let _ = postbay_store::fs::sync_dir(&dir);
+            tracing::info!(from = %dir.display(), messages = moved, "adopted the queue of a replica that is gone");
+        }
+        adopted += moved;
+        drop(lock);
+    }
+    Ok(adopted)
 }
 
 /// The message id a directory entry stands for, if it is a finished queue file. A write in

@@ -36,6 +36,9 @@ pub struct RunnerSettings {
     pub backoff: Vec<Duration>,
     /// Deliveries to one remote domain at once.
     pub per_destination: usize,
+    /// How often the queues of replicas that are gone are looked for ([`Queue::adopt_orphaned`]);
+    /// zero turns it off.
+    pub adopt_interval: Duration,
 }
 
 impl Default for RunnerSettings {
@@ -46,6 +49,7 @@ impl Default for RunnerSettings {
             max_age: Duration::from_secs(5 * 86_400),
             backoff: BACKOFF.iter().map(|&s| Duration::from_secs(s)).collect(),
             per_destination: 20,
+            adopt_interval: Duration::from_secs(60),
         }
     }
 }
@@ -128,6 +132,10 @@ impl Runner {
         }
         let mut tick = tokio::time::interval(self.settings.scan_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let adopting = !self.settings.adopt_interval.is_zero();
+        let mut adopt =
+            tokio::time::interval(self.settings.adopt_interval.max(Duration::from_millis(100)));
+        adopt.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 id = wake.recv() => match id {
@@ -135,6 +143,12 @@ impl Runner {
                     None => break,
                 },
                 _ = tick.tick() => self.clone().start_due().await,
+                _ = adopt.tick(), if adopting => match self.queue.adopt_orphaned().await {
+                    // The scan that follows starts them.
+                    Ok(n) if n > 0 => self.clone().start_due().await,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "adopting orphaned queues failed"),
+                },
             }
         }
     }
