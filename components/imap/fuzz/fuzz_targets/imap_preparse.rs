@@ -1,0 +1,26 @@
+//! The pre-parser in front of imap-codec (`ext_syntax`) against imap-codec itself as the
+//! oracle: a command imap-codec accepts in full must pass both pre-parse steps unchanged
+//! (same bytes, no extension options, no `$` taken for a saved search); on any other input
+//! they must not panic.
+#![no_main]
+
+use imap_codec::decode::Decoder;
+use imap_codec::CommandCodec;
+use libfuzzer_sys::fuzz_target;
+use postbay_imap::ext_syntax::{find_dollar, preparse, Extras};
+
+fuzz_target!(|data: &[u8]| {
+    let accepted = matches!(CommandCodec::default().decode(data), Ok((rest, _)) if rest.is_empty());
+    let pre = preparse(data);
+    let dollar = find_dollar(data);
+    if accepted {
+        let shown = String::from_utf8_lossy(data);
+        let (out, extras) = pre.unwrap_or_else(|e| panic!("pre-parser rejects {shown:?}: {e}"));
+        assert_eq!(out.as_ref(), data, "pre-parser changed {shown:?}");
+        assert_eq!(extras, Extras::default(), "extension options found in {shown:?}");
+        assert!(dollar.is_none(), "a saved-search `$` found in {shown:?}");
+    } else if let Ok((out, _)) = pre {
+        // Whatever it rewrote is still searched for `$` without a panic.
+        let _ = find_dollar(&out);
+    }
+});
