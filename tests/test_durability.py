@@ -2,12 +2,14 @@
 and the queue finishes its work."""
 
 import email
+import json
 import signal
 import smtplib
+import subprocess
 import threading
 import time
 
-from conftest import FIXTURES
+from conftest import FIXTURES, postbay_binary
 
 
 def split_roles(pb):
@@ -185,3 +187,31 @@ def test_a_scaled_down_replicas_queue_is_adopted_and_delivered_once(make_postbay
     assert queued(pb) == []
     time.sleep(1)
     assert pb.total_messages() == 5, "each message delivered once"
+
+
+def test_postbay_queue_list_shows_every_replicas_queue(make_postbay):
+    pb = make_postbay()
+    pb.apply(FIXTURES / "example.yaml")
+    split_roles(pb)
+    pb.start("smtp", wait_ports=[pb.smtp], log_name="smtp")
+    with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=20) as s:
+        for i in range(3):
+            s.sendmail(f"q{i}@remote.test", ["alice@example.test", "bob@example.test"],
+                       f"Subject: listed {i}\r\n\r\nbody\r\n")
+    ids = sorted(p.name[:-4] for p in queued(pb))
+    assert len(ids) == 3
+
+    def queue_list(*args):
+        out = subprocess.run([str(postbay_binary()), "queue", "list", "--data", str(pb.data), *args],
+                             capture_output=True, text=True, timeout=60, env=pb.env)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    lines = queue_list().splitlines()
+    assert lines[-1] == "3 messages (0 parked) in 1 queues", lines
+    for i, (line, id_) in enumerate(zip(lines, ids)):
+        assert line.startswith(f"{id_} smtp-0 "), line
+        assert f"<q{i}@remote.test> -> alice@example.test, bob@example.test" in line, line
+    listed = [json.loads(l) for l in queue_list("--json").splitlines()]
+    assert [l["envelope"]["id"] for l in listed] == ids
+    assert all(l["node"] == "smtp-0" and not l["parked"] and l["size"] > 0 for l in listed)

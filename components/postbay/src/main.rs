@@ -3,6 +3,7 @@
 mod apply;
 mod config;
 mod operator;
+mod queue_cmd;
 mod run;
 mod store_cmd;
 
@@ -40,6 +41,9 @@ enum Command {
     /// Maintenance of the store: `postbay store check [--repair]` (orphan blobs).
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// What the smtp replicas' queues hold: `postbay queue list [--json]`.
+    #[command(subcommand)]
+    Queue(queue_cmd::QueueCommand),
     /// Print the CustomResourceDefinitions (YAML) for `kubectl apply -f -`.
     Crds,
     /// Run the Kubernetes operator (in-cluster, or with KUBECONFIG).
@@ -54,7 +58,10 @@ fn main() -> anyhow::Result<()> {
     }
     let config = config::Config::load(cli.config.as_deref())?;
     // A one-shot command reports through its output; its logs are for debugging.
-    let level = if matches!(cli.command, Command::Apply(_) | Command::Store(_)) {
+    let level = if matches!(
+        cli.command,
+        Command::Apply(_) | Command::Store(_) | Command::Queue(_)
+    ) {
         "warn"
     } else {
         "info"
@@ -69,7 +76,7 @@ fn main() -> anyhow::Result<()> {
         Command::Imap => Some("imap"),
         Command::Filter => Some("filter"),
         Command::Operator(_) => Some("operator"),
-        Command::Apply(_) | Command::Store(_) | Command::Crds => None,
+        Command::Apply(_) | Command::Store(_) | Command::Queue(_) | Command::Crds => None,
     };
     let _traces = init_tracing(level, &config, role, runtime.handle().clone())?;
     runtime.block_on(async move {
@@ -81,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             Command::Apply(args) => apply::apply(config, args).await,
             Command::Operator(args) => operator::operator(config, args).await,
             Command::Store(command) => store_cmd::run(config, command).await,
+            Command::Queue(command) => queue_cmd::run(config, command).await,
             Command::Crds => unreachable!("handled before the runtime starts"),
         }
     })

@@ -245,6 +245,75 @@ impl Queue {
     }
 }
 
+/// One message found by [`list_all`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    /// The replica whose queue holds it (its directory's name).
+    pub node: String,
+    /// In `failed/`: parked for an admin, no longer retried.
+    pub parked: bool,
+    /// Size of the queue file (envelope line included).
+    pub size: u64,
+    pub envelope: Envelope,
+}
+
+/// Every message in every replica's queue under `spool` (read-only; safe beside running
+/// replicas: a file delivered meanwhile is simply missing from the list), oldest first.
+/// Only each file's envelope line is read.
+pub fn list_all(spool: &Path) -> Result<Vec<Listed>, QueueError> {
+    use std::io::{BufRead, Read};
+    let root = spool.join("queue");
+    let mut out = Vec::new();
+    let Ok(nodes) = std::fs::read_dir(&root) else {
+        return Ok(out);
+    };
+    for node in nodes.flatten() {
+        if !node.path().is_dir() {
+            continue;
+        }
+        let name = node.file_name().to_string_lossy().to_string();
+        for (dir, parked) in [(node.path(), false), (node.path().join("failed"), true)] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let file_name = entry.file_name().to_string_lossy().to_string();
+                if queued_id(&file_name).is_none() {
+                    continue;
+                }
+                let path = entry.path();
+                let Ok(file) = std::fs::File::open(&path) else {
+                    continue; // delivered and removed since the listing
+                };
+                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                let mut line = Vec::new();
+                std::io::BufReader::new(file)
+                    .take(1 << 20)
+                    .read_until(b'\n', &mut line)
+                    .map_err(|source| QueueError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let envelope: Envelope = match serde_json::from_slice(&line) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "unreadable queue file");
+                        continue;
+                    }
+                };
+                out.push(Listed {
+                    node: name.clone(),
+                    parked,
+                    size,
+                    envelope,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.envelope.id.cmp(&b.envelope.id));
+    Ok(out)
+}
+
 fn adopt_orphaned(own: &Path) -> Result<usize, QueueError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
