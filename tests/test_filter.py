@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import signal
 import subprocess
 
 import pytest
@@ -64,6 +65,7 @@ def admin_of(filter_port: int) -> int:
 def filter_port(tmp_path, dns):
     port = free_port_base() + 11333
     env = {
+        "POSTBAY_DATA_DIR": str(tmp_path / "data"),
         "POSTBAY_ADMIN__LISTEN": f"127.0.0.1:{admin_of(port)}",
         "POSTBAY_FILTER__NAMESERVERS": f"[127.0.0.1:{dns.port}]",
         "POSTBAY_FILTER__AUTHSERV_ID": "mx.example.test",
@@ -151,6 +153,44 @@ def test_rspamc_learn_then_bayes(filter_port, tmp_path):
     assert "Symbol: BAYES_SPAM" in verdict, verdict
     verdict = rspamc(filter_port, "symbols", message_file(tmp_path, "u.eml", GOOD.format(id="t2", body="review the project agenda")))
     assert "Symbol: BAYES_HAM" in verdict, verdict
+
+
+def test_two_filter_replicas_share_what_either_learnt(make_postbay, dns, tmp_path):
+    """Bayes tokens are in the database: replica A learns, replica B (and A after a restart)
+    classifies with it; relearning a message as the other class moves it over."""
+    pb = make_postbay()
+    a, b = pb.port(11333), pb.port(11334)
+    pb.env.update({"POSTBAY_DATA_DIR": str(pb.data), "POSTBAY_DATABASE_URL": pb.database_url,
+                   "POSTBAY_FILTER__NAMESERVERS": f"[127.0.0.1:{dns.port}]",
+                   "POSTBAY_FILTER__LOCAL_NETWORKS": "[]", "POSTBAY_FILTER__BAYES_MIN_LEARNS": "2"})
+
+    def start(port, name):
+        pb.env["POSTBAY_FILTER__LISTEN"] = f"127.0.0.1:{port}"
+        return pb.start("filter", wait_ports=[port], log_name=name)
+
+    replica_a = start(a, "filter-a")
+    start(b, "filter-b")
+    spam = ["cheap pills casino winner money", "casino jackpot winner cheap offer"]
+    ham = ["agenda for the project review", "project meeting notes and agenda"]
+    for i, body in enumerate(spam):
+        assert "success = true" in rspamc(a, "learn_spam", message_file(tmp_path, f"s{i}.eml", GOOD.format(id=f"s{i}", body=body)))
+    for i, body in enumerate(ham):
+        assert "success = true" in rspamc(a, "learn_ham", message_file(tmp_path, f"h{i}.eml", GOOD.format(id=f"h{i}", body=body)))
+    # B never saw a learn request.
+    again = rspamc(b, "learn_spam", message_file(tmp_path, "s0.eml", GOOD.format(id="s0", body=spam[0])))
+    assert "already learned" in again, again
+    spammy = message_file(tmp_path, "t.eml", GOOD.format(id="t1", body="winner casino cheap money"))
+    hammy = message_file(tmp_path, "u.eml", GOOD.format(id="t2", body="review the project agenda"))
+    assert "Symbol: BAYES_SPAM" in rspamc(b, "symbols", spammy)
+    assert "Symbol: BAYES_HAM" in rspamc(b, "symbols", hammy)
+    pb.kill(replica_a, signal.SIGTERM)
+    start(a, "filter-a2")
+    assert "Symbol: BAYES_SPAM" in rspamc(a, "symbols", spammy), "tokens survive a restart"
+    # Relearned as ham on B: the spam count drops below the minimum, so Bayes falls silent.
+    assert "success = true" in rspamc(b, "learn_ham", message_file(tmp_path, "s1.eml", GOOD.format(id="s1", body=spam[1])))
+    assert "BAYES" not in rspamc(a, "symbols", spammy)
+    totals = pb.query("SELECT spam, ham FROM bayes_totals")
+    assert [tuple(int(v) for v in row) for row in totals] == [(1, 3)]
 
 
 def request(port, method, path, body=b"", headers=None):

@@ -41,6 +41,7 @@ def role_env(pb: Postbay, node: str, database_url: str) -> dict:
     for key in ("SMTP__LISTEN", "SUBMISSION__LISTEN", "SUBMISSION__LISTEN_TLS", "LMTP__LISTEN",
                 "IMAP__LISTEN", "IMAP__LISTEN_TLS", "POP3__LISTEN", "POP3__LISTEN_TLS"):
         env[f"POSTBAY_{key}"] = "127.0.0.1:0"
+    env["POSTBAY_FILTER__LISTEN"] = "127.0.0.1:0"
     return env
 
 
@@ -72,6 +73,7 @@ def test_fresh_database_many_processes_migrate_once(make_postbay):
     for i in range(3):
         started.append(("smtp",) + start_role(pb, "smtp", f"smtp-{i}", url) + ("postbay smtp ready",))
         started.append(("imap",) + start_role(pb, "imap", f"imap-{i}", url) + ("postbay imap ready",))
+        started.append(("filter",) + start_role(pb, "filter", f"filter-{i}", url) + ("postbay filter ready",))
         started.append(("apply",) + start_role(pb, "apply", f"apply-{i}", url,
                                                 ["--data", str(pb.data), "-f", str(FIXTURES / "example.yaml")])
                        + (None,))

@@ -108,6 +108,44 @@ impl TokenStore for MemoryTokens {
     }
 }
 
+/// Tokens in the database, shared by every replica (MariaDB in production, SQLite in dev).
+pub struct StoreTokens(pub postbay_store::Store);
+
+fn storage(e: postbay_store::Error) -> LearnError {
+    LearnError::Storage(e.to_string())
+}
+
+impl TokenStore for StoreTokens {
+    fn totals(&self) -> BoxFuture<'_, Result<(u64, u64), LearnError>> {
+        Box::pin(async move { self.0.bayes_totals().await.map_err(storage) })
+    }
+
+    fn counts<'a>(
+        &'a self,
+        tokens: &'a [u64],
+    ) -> BoxFuture<'a, Result<Vec<(u64, u64)>, LearnError>> {
+        Box::pin(async move { self.0.bayes_counts(tokens).await.map_err(storage) })
+    }
+
+    fn add<'a>(
+        &'a self,
+        message_key: &'a str,
+        tokens: &'a [u64],
+        spam: bool,
+    ) -> BoxFuture<'a, Result<(), LearnError>> {
+        Box::pin(async move {
+            match self.0.bayes_learn(message_key, tokens, spam).await {
+                Ok(postbay_store::bayes::Learned::Already) => Err(LearnError::AlreadyLearned(
+                    message_key.to_string(),
+                    if spam { "spam" } else { "ham" },
+                )),
+                Ok(_) => Ok(()),
+                Err(e) => Err(storage(e)),
+            }
+        })
+    }
+}
+
 /// Classifier settings.
 #[derive(Debug, Clone)]
 pub struct BayesSettings {

@@ -76,7 +76,7 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
         &mut running,
     )
     .await?;
-    start_filter(&config, &mut running).await?;
+    start_filter(&config, store.clone(), &mut running).await?;
     // Off by default here (decision 31): a laptop does not send test mail to the internet.
     start_smtp(&config, store, tls, &authenticator, false, &mut running).await?;
     running.health.set_started();
@@ -125,22 +125,22 @@ pub async fn filter(mut config: Config) -> Result<()> {
         .listen
         .get_or_insert(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 11333));
     let mut running = Running::start(&config).await?;
-    start_filter(&config, &mut running).await?;
-    // Bayes tokens live in this process: nothing else must answer before it is ready.
-    running.health.set_no_database();
+    // Bayes tokens are in the database, shared by every filter replica.
+    let store = open_store(&config, &running).await?;
+    start_filter(&config, store, &mut running).await?;
     running.health.set_started();
     println!("postbay filter ready");
     running.shutdown().await;
     Ok(())
 }
 
-/// Binds the filter's listener. Bayes tokens are kept in this process's memory for now.
-async fn start_filter(config: &Config, running: &mut Running) -> Result<()> {
+/// Binds the filter's listener; its Bayes tokens are in the store's database.
+async fn start_filter(config: &Config, store: Store, running: &mut Running) -> Result<()> {
     let listen = config
         .filter
         .listen
         .expect("caller sets the filter address");
-    let tokens = Arc::new(postbay_filter::bayes::MemoryTokens::default());
+    let tokens = Arc::new(postbay_filter::bayes::StoreTokens(store));
     let filter = Arc::new(
         postbay_filter::build(config.filter_settings(), tokens).context("setting up the filter")?,
     );
@@ -183,6 +183,9 @@ pub async fn mailbox(mut config: Config) -> Result<()> {
 /// Opens the store (waiting for the database), then tells readiness how to check it and
 /// samples the pool for the metrics.
 async fn open_store(config: &Config, running: &Running) -> Result<Store> {
+    // The default SQLite file lives in the data folder (dev, or a filter started alone).
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let url = config.database_url();
     let store = Store::open(&url, &config.mail_root())
         .await

@@ -11,6 +11,7 @@
 //! (connections, the writer gate, write batches), [`blobs`], `changes` (the change feed),
 //! [`folders`], [`directory`], [`messages`].
 
+pub mod bayes;
 pub mod blobs;
 mod changes;
 mod check;

@@ -34,12 +34,6 @@ impl Health {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    /// For a role without a database (the filter): readiness is then started and not
-    /// draining.
-    pub fn set_no_database(&self) {
-        self.set_database_check(|| async { true });
-    }
-
     /// How to tell that the database answers (set once the store is open).
     pub fn set_database_check<F, Fut>(&self, check: F)
     where
