@@ -57,19 +57,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = config::Config::load(cli.config.as_deref())?;
-    // A one-shot command reports through its output; its logs are for debugging.
-    let level = if matches!(
-        cli.command,
-        Command::Apply(_) | Command::Store(_) | Command::Queue(_)
-    ) {
-        "warn"
-    } else {
-        "info"
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    // One-shot commands make no traces; a role's service name is `postbay-<role>`.
+    // A long-running role (`None`: a one-shot command); its service name is `postbay-<role>`.
     let role = match &cli.command {
         Command::Dev(_) => Some("dev"),
         Command::Smtp => Some("smtp"),
@@ -78,6 +66,12 @@ fn main() -> anyhow::Result<()> {
         Command::Operator(_) => Some("operator"),
         Command::Apply(_) | Command::Store(_) | Command::Queue(_) | Command::Crds => None,
     };
+    // A one-shot command reports through its output, its logs are for debugging, and it
+    // makes no traces.
+    let level = if role.is_some() { "info" } else { "warn" };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let _traces = init_tracing(level, &config, role, runtime.handle().clone())?;
     runtime.block_on(async move {
         match cli.command {

@@ -5,10 +5,7 @@
 use sqlx::Row;
 
 use crate::db::Backend;
-use crate::{Durability, Result, Store};
-
-/// Tokens per statement: well under SQLite's and MariaDB's bound-parameter limits.
-const CHUNK: usize = 400;
+use crate::{placeholders, Durability, Result, Store, IN_LIST_CHUNK};
 
 /// What learning a message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +36,7 @@ impl Store {
     pub async fn bayes_counts(&self, tokens: &[u64]) -> Result<Vec<(u64, u64)>> {
         let mut found = std::collections::HashMap::with_capacity(tokens.len());
         let mut reader = self.reader().await?;
-        for chunk in tokens.chunks(CHUNK) {
+        for chunk in tokens.chunks(IN_LIST_CHUNK) {
             let sql = format!(
                 "SELECT token, spam, ham FROM bayes_tokens WHERE token IN ({})",
                 placeholders(chunk.len())
@@ -121,7 +118,7 @@ impl Store {
             Backend::Sqlite => "ON CONFLICT (token) DO UPDATE SET spam = MAX(bayes_tokens.spam + excluded.spam, 0), ham = MAX(bayes_tokens.ham + excluded.ham, 0)",
             Backend::MySql => "ON DUPLICATE KEY UPDATE spam = GREATEST(spam + VALUES(spam), 0), ham = GREATEST(ham + VALUES(ham), 0)",
         };
-        for chunk in tokens.chunks(CHUNK) {
+        for chunk in tokens.chunks(IN_LIST_CHUNK) {
             let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
             let sql =
                 format!("INSERT INTO bayes_tokens (token, spam, ham) VALUES {values} {upsert}");
@@ -152,10 +149,6 @@ fn key(token: u64) -> i64 {
 
 fn count(n: i64) -> u64 {
     n.max(0) as u64
-}
-
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
 }
 
 /// Keys fit the column (191 characters on MariaDB): a longer one is stored as its SHA-256.

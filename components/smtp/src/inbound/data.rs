@@ -86,23 +86,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             queue_id = tracing::field::Empty,
             reply = tracing::field::Empty,
         );
-        tracing::Instrument::instrument(self.accept_message(content), span).await
+        let reply =
+            tracing::Instrument::instrument(self.accept_message(content), span.clone()).await;
+        span.record("reply", i64::from(reply.code));
+        self.reply(reply);
     }
 
-    async fn accept_message(&mut self, content: Content) {
+    /// The checks, the filter or submission rules, and the enqueue; returns the one reply.
+    async fn accept_message(&mut self, content: Content) -> Reply {
         let tx = std::mem::take(&mut self.tx);
         self.chunks = None;
         if content.too_big {
-            self.reply(Reply::too_big());
-            return;
+            return Reply::too_big();
         }
         if count_received(&content.bytes) > MAX_HOPS {
-            self.reply(Reply::new(
-                554,
-                "5.4.6",
-                "Too many hops, mail loop detected",
-            ));
-            return;
+            return Reply::new(554, "5.4.6", "Too many hops, mail loop detected");
         }
         let body = crate::proto::normalize_bare_lf(content.bytes);
         let id = Queue::new_id();
@@ -111,26 +109,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let body = match self.login.clone() {
             Some(login) => match self.submitted(&login, &tx, body, &id, now).await {
                 Ok(body) => body,
-                Err(refusal) => {
-                    self.reply(refusal);
-                    return;
-                }
+                Err(refusal) => return refusal,
             },
             None => match (&self.ctx.config.filter, self.role) {
                 (Some(filter), super::Role::Mx { .. }) => {
                     match super::filter::decide(filter, &self.scan_envelope(&tx, &id), body).await {
                         Ok(body) => body,
-                        Err(refusal) => {
-                            self.reply(refusal);
-                            return;
-                        }
+                        Err(refusal) => return refusal,
                     }
                 }
                 _ => body,
             },
         };
-        let reply = self.enqueue(tx, body, id, now).await;
-        self.reply(reply);
+        self.enqueue(tx, body, id, now).await
     }
 
     fn scan_envelope<'a>(

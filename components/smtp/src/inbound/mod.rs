@@ -201,8 +201,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if !reply.is_positive() {
             tracing::debug!(peer = %self.peer, code = reply.code, text = reply.text, "reply");
         }
-        // The final reply to a message goes on its `smtp.message` span (a no-op elsewhere).
-        tracing::Span::current().record("reply", i64::from(reply.code));
         reply.write_to(self.wire.output_buffer());
     }
 

@@ -193,9 +193,13 @@ pub async fn read_line<S: AsyncRead + AsyncWrite + Unpin>(
 mod tests {
     use super::*;
 
-    /// Feeds `input` in pieces of `chunk` bytes and collects what the reader made of it.
-    fn parse_all(input: &[u8], chunk: usize) -> Vec<Result<String, smtp_proto::Error>> {
-        let mut reader = CommandReader::default();
+    /// Feeds `input` to `reader` in pieces of `chunk` bytes and collects what it made of
+    /// it, with the parameter it extracted from each command.
+    fn feed(
+        mut reader: CommandReader,
+        input: &[u8],
+        chunk: usize,
+    ) -> Vec<(Result<String, smtp_proto::Error>, Option<String>)> {
         let mut buffer = Vec::new();
         let mut out = Vec::new();
         for piece in input.chunks(chunk) {
@@ -204,13 +208,20 @@ mod tests {
                 let (consumed, parsed) = reader.step(&buffer);
                 buffer.drain(..consumed);
                 match parsed {
-                    Some(r) => out.push(r.map(|r| format!("{r:?}"))),
+                    Some(r) => out.push((r.map(|r| format!("{r:?}")), reader.take_extracted())),
                     None if consumed == 0 || buffer.is_empty() => break,
                     None => {}
                 }
             }
         }
         out
+    }
+
+    fn parse_all(input: &[u8], chunk: usize) -> Vec<Result<String, smtp_proto::Error>> {
+        feed(CommandReader::default(), input, chunk)
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect()
     }
 
     #[test]
@@ -229,20 +240,11 @@ mod tests {
     fn an_extracted_mail_parameter_is_taken_off_however_the_bytes_arrive() {
         let input = b"LHLO q\r\nMAIL FROM:<a@b.test> XTRACE=00-ab-cd-01 TRANSID=<1@x>\r\nRCPT TO:<c@d.test>\r\nMAIL FROM:<e@f.test>\r\n";
         for chunk in [input.len(), 1, 5, 17] {
-            let mut reader = CommandReader::extracting_mail_param("XTRACE");
-            let (mut buffer, mut out) = (Vec::new(), Vec::new());
-            for piece in input.chunks(chunk) {
-                buffer.extend_from_slice(piece);
-                loop {
-                    let (consumed, parsed) = reader.step(&buffer);
-                    buffer.drain(..consumed);
-                    match parsed {
-                        Some(r) => out.push((format!("{:?}", r.unwrap()), reader.take_extracted())),
-                        None if consumed == 0 || buffer.is_empty() => break,
-                        None => {}
-                    }
-                }
-            }
+            let out: Vec<(String, Option<String>)> =
+                feed(CommandReader::extracting_mail_param("XTRACE"), input, chunk)
+                    .into_iter()
+                    .map(|(r, x)| (r.unwrap(), x))
+                    .collect();
             assert_eq!(out.len(), 4, "chunk {chunk}: {out:?}");
             assert_eq!(out[1].1.as_deref(), Some("00-ab-cd-01"), "chunk {chunk}");
             assert!(

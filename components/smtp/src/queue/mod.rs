@@ -107,12 +107,7 @@ impl Queue {
             path: lock_path.clone(),
             source,
         };
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io)?;
+        let lock = open_lock(&dir).map_err(io)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -124,16 +119,9 @@ impl Queue {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
-        // Leftovers of writes that crashed before their rename were never acknowledged.
-        // They go now, under the lock and before this process can write, so no write in
-        // flight can be mistaken for one (the runner's first scan once raced new sessions).
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
+        // Under the lock and before this process can write, so no write in flight can be
+        // mistaken for a leftover (the runner's first scan once raced new sessions).
+        remove_unacknowledged(&dir);
         let (wake, rx) = mpsc::unbounded_channel();
         Ok((
             Queue {
@@ -314,6 +302,27 @@ pub fn list_all(spool: &Path) -> Result<Vec<Listed>, QueueError> {
     Ok(out)
 }
 
+/// The lock file a queue directory's owner holds for its whole life.
+fn open_lock(dir: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))
+}
+
+/// Removes the temporary files of writes that crashed before their rename: never
+/// acknowledged, so nothing is lost. Call only with the directory's lock held.
+fn remove_unacknowledged(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
 fn adopt_orphaned(own: &Path) -> Result<usize, QueueError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -328,13 +337,7 @@ fn adopt_orphaned(own: &Path) -> Result<usize, QueueError> {
         if dir == own || !dir.is_dir() {
             continue;
         }
-        let lock_path = dir.join(".lock");
-        let Ok(lock) = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-        else {
+        let Ok(lock) = open_lock(&dir) else {
             continue;
         };
         match lock.try_lock() {
@@ -345,14 +348,10 @@ fn adopt_orphaned(own: &Path) -> Result<usize, QueueError> {
                 continue;
             }
         }
+        remove_unacknowledged(&dir);
         let mut moved = 0;
         for file in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
             let name = file.file_name().to_string_lossy().to_string();
-            if name.starts_with(".tmp-") {
-                // Never acknowledged: its process died before the rename.
-                let _ = std::fs::remove_file(file.path());
-                continue;
-            }
             if queued_id(&name).is_none() {
                 continue;
             }

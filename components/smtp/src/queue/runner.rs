@@ -455,7 +455,7 @@ impl Runner {
                 target: postbay_telemetry::traces::TARGET,
                 "smtp.send",
                 otel.kind = "client",
-                domain = domain.as_str(),
+                destination = domain.as_str(),
                 rcpts = addresses.len(),
             );
             let sent = async {
