@@ -174,3 +174,51 @@ class Peer:
 
     def stop(self):
         self.controller.stop()
+
+
+class Sink:
+    """Postfix's smtp-sink on host:port (`-c`: it prints running session and message counts).
+    The receiving MX of the classic stack's own load tools: PIPELINING, 8BITMIME, DSN."""
+
+    def __init__(self, host: str, port: int, tmp: Path, backlog: int = 256):
+        import os
+        import shutil
+
+        exe = shutil.which("smtp-sink") or ("/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else None)
+        if exe is None:
+            message = "Postfix's smtp-sink is missing (scripts/install-test-deps installs postfix)"
+            if REQUIRE:
+                pytest.fail(message)
+            pytest.skip(message)
+        self.out = tmp / f"smtp-sink-{host}-{port}.out"
+        args = [exe, "-c"] + (["-u", "nobody"] if os.geteuid() == 0 else []) + [f"{host}:{port}", str(backlog)]
+        self.proc = subprocess.Popen(args, stdout=open(self.out, "wb"), stderr=subprocess.STDOUT)
+        import socket
+        import time
+
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection((host, port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"smtp-sink did not listen on {host}:{port}: {self.out.read_text()}")
+        self.probe_sessions = 1  # the readiness probe above is a session too
+
+    def counts(self) -> dict:
+        """The last `sess=N quit=N mesg=N` line (sessions count when they end), the probe
+        session (which never sent QUIT) taken off."""
+        text = self.out.read_bytes().decode(errors="replace").replace("\r", "\n")
+        last = [l for l in text.splitlines() if l.startswith("sess=")]
+        if not last:
+            return {"sess": 0, "quit": 0, "mesg": 0}
+        got = dict(kv.split("=") for kv in last[-1].split())
+        got = {k: int(v) for k, v in got.items()}
+        got["sess"] -= self.probe_sessions
+        return got
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)

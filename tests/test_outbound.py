@@ -42,6 +42,8 @@ def world(make_postbay, tmp_path):
         "POSTBAY_OUTBOUND__HOSTNAME": "out.example.test",
         "POSTBAY_OUTBOUND__MIN_BACKOFF": "1s",
         "POSTBAY_OUTBOUND__MAX_BACKOFF": "2s",
+        # Long enough that a test's second message always finds the first one's session.
+        "POSTBAY_OUTBOUND__CONNECTION_CACHE_TIME": "30s",
     })
     pb.apply(FIXTURES / "example.yaml", FIXTURES / "submission.yaml")
     pb.start_dev()
@@ -49,7 +51,7 @@ def world(make_postbay, tmp_path):
     pb.zone, pb.tls_peer, pb.plain_peer = zone, tls_peer, plain_peer
     yield pb
     pb.stop()
-    tls_peer.stop()
+    pb.tls_peer.stop()  # a test may have replaced it
     plain_peer.stop()
     zone.stop()
 
@@ -296,3 +298,120 @@ def test_a_relay_login_over_plain_text_is_refused_at_start(make_postbay, tmp_pat
                     "--database-url", pb.database_url, log_name="dev")
     assert proc.wait(timeout=30) != 0
     assert "relayhost with a login needs TLS" in pb.log()
+
+
+# --- fixed transports, connection reuse, CHUNKING ---------------------------------------------
+
+def metric(pb, name, **labels) -> float:
+    """One sample of the dev process's /metrics (0 when absent)."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{pb.port(8080)}/metrics", timeout=10).read().decode()
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{want}}}") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.parametrize("cache_time", ["30s", "0s"])
+def test_a_transport_sends_a_domain_to_postfix_smtp_sink_reusing_one_connection(make_postbay, tmp_path, cache_time):
+    """outbound.transports routes sink.test to Postfix's smtp-sink (no DNS: the zone knows
+    nothing, so an MX lookup would bounce the mail). Five messages submitted one after the
+    other share one cached session; with the cache off each opens its own."""
+    from peers_outbound import Sink
+
+    zone = Zone()
+    port = free_port_on(["127.0.0.4"])
+    sink = Sink("127.0.0.4", port, tmp_path)
+    pb = make_postbay(env={
+        "POSTBAY_OUTBOUND__ENABLED": "true",
+        "POSTBAY_OUTBOUND__NAMESERVERS": f"[{zone.address}]",
+        "POSTBAY_OUTBOUND__TRANSPORTS": f'{{sink.test: "smtp:[127.0.0.4]:{port}"}}',
+        "POSTBAY_OUTBOUND__CONNECTION_CACHE_TIME": cache_time,
+    })
+    try:
+        pb.apply(FIXTURES / "example.yaml", FIXTURES / "submission.yaml")
+        pb.start_dev()
+        wait_port(pb.port(587))
+        for i in range(5):
+            submit(pb, ["someone@sink.test"], subject=f"to the sink {i}")
+            wait_for(lambda: sink.counts()["mesg"] == i + 1, f"message {i + 1} at smtp-sink")
+        wait_for(lambda: not queue_files(pb), "the queue to empty")
+        new = metric(pb, "postbay_outbound_connections_total", kind="new")
+        reused = metric(pb, "postbay_outbound_connections_total", kind="reused")
+        assert new + reused == 5, (new, reused)
+        if cache_time == "0s":
+            assert (new, reused) == (5, 0)
+        else:
+            assert (new, reused) == (1, 4), "one connection carried all five"
+        pb.stop()
+        counts = wait_for(lambda: (lambda c: c if c["sess"] == new else None)(sink.counts()),
+                          "smtp-sink to count the sessions")
+        assert counts["mesg"] == 5
+        assert ("sink.test", "MX") not in zone.queries, "a transport needs no MX lookup"
+    finally:
+        pb.stop()
+        sink.stop()
+        zone.stop()
+
+
+def test_a_cached_connection_the_server_closed_is_replaced_without_deferring(world):
+    submit(world, ["friend@remote.test"], subject="first")
+    wait_for(lambda: world.tls_peer.messages, "the first delivery")
+    wait_for(lambda: metric(world, "postbay_outbound_connections_total", kind="new") == 1, "the first session")
+    # The MX restarts: the cached session is dead, which the next delivery learns at MAIL.
+    host, port = world.tls_peer.host, world.tls_peer.port
+    world.tls_peer.stop()
+    world.tls_peer = Peer(host, port, tls_context=self_signed(world.tmp, "mx.remote.test"))
+    submit(world, ["friend@remote.test"], subject="second")
+    got = wait_for(lambda: world.tls_peer.messages, "the second delivery, on a new connection")
+    assert b"Subject: second" in got[0].content
+    assert metric(world, "postbay_outbound_connections_total", kind="new") == 2
+    assert metric(world, "postbay_delivery_attempts_total", result="deferred", destination="remote") == 0
+    assert "delivery deferred" not in world.log()
+
+
+FAR = """apiVersion: postbay.dev/v1alpha1
+kind: MailDomain
+metadata: {name: far}
+spec: {domain: far.test}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: far-passwords}
+stringData: {carol: carol-secret}
+---
+apiVersion: postbay.dev/v1alpha1
+kind: Mailbox
+metadata: {name: carol}
+spec:
+  address: carol@far.test
+  passwordSecretRef: {name: far-passwords, key: carol}
+"""
+
+
+def test_postbay_to_postbay_uses_chunking_and_the_message_arrives_byte_for_byte(make_postbay, tmp_path):
+    """The receiving Postbay offers CHUNKING (RFC 3030), so the sender sends BDAT: a 1.5 MiB
+    message is two chunks, and lines starting with a dot arrive as they were (no dot-stuffing
+    in BDAT, none left over)."""
+    rx = make_postbay(name="rx")
+    (tmp_path / "far.yaml").write_text(FAR)
+    rx.apply(tmp_path / "far.yaml")
+    rx.start_dev()
+    tx = make_postbay(env={
+        "POSTBAY_OUTBOUND__ENABLED": "true",
+        "POSTBAY_OUTBOUND__TRANSPORTS": f'{{far.test: "[127.0.0.1]:{rx.smtp}"}}',
+    })
+    tx.apply(FIXTURES / "example.yaml", FIXTURES / "submission.yaml")
+    tx.start_dev()
+    wait_port(tx.port(587))
+    line = b"." + b"x" * 76 + b"\r\n"
+    body = b".leading dot\r\n..two dots\r\n" + line * (1536 * 1024 // len(line)) + b".\r\nend\r\n"
+    submit(tx, ["carol@far.test"], subject="chunked", extra=b"X-Test: bdat\r\n" + b"\r\n" + body)
+    got = wait_for(lambda: inbox(rx, ("carol@far.test", "carol-secret")), "carol's copy", timeout=60)
+    assert len(got) == 1
+    assert body in got[0].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"), "the body arrived unchanged"
+    queued = [l for l in rx.log().splitlines() if "message queued" in l]
+    assert len(queued) == 1 and "BDAT" in queued[0], queued
+    wait_for(lambda: not queue_files(tx), "the sender's queue to empty")

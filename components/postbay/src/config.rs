@@ -645,6 +645,37 @@ pub struct OutboundSection {
     pub relayhost_password_file: Option<PathBuf>,
     /// PEM trust roots added to the system's for the relayhost's certificate.
     pub relayhost_ca_file: Option<PathBuf>,
+    /// Only these domains go through the relayhost (`example.net`, or `.example.net` for its
+    /// subdomains); empty: every remote domain.
+    pub relayhost_domains: Vec<String>,
+    /// Fixed next hops by domain (Postfix's transport_maps), before the relayhost:
+    /// `example.net: "[10.0.0.5]:25"` or `{nexthop: "[smtp.partner]:587", tls: starttls,
+    /// ca_file: ...}`. TLS defaults to opportunistic, as for an MX.
+    pub transports: std::collections::BTreeMap<String, TransportSpec>,
+    /// How long a session is kept after a delivery for the next message to the same place
+    /// (Postfix's smtp_connection_cache_time_limit); 0s turns connection reuse off.
+    #[serde(with = "humantime_serde")]
+    pub connection_cache_time: Duration,
+    /// No reuse of a session older than this (smtp_connection_reuse_time_limit).
+    #[serde(with = "humantime_serde")]
+    pub connection_reuse_time: Duration,
+    /// Transactions per session at most; 0 = no limit (smtp_connection_reuse_count_limit).
+    pub connection_reuse_count: u32,
+}
+
+/// One `outbound.transports` entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum TransportSpec {
+    /// `[host]:port` or `host:port` (an optional `smtp:` prefix, as in Postfix, is taken off).
+    Nexthop(String),
+    Full {
+        nexthop: String,
+        #[serde(default)]
+        tls: Option<RelayTls>,
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
+    },
 }
 
 /// `outbound.relayhost_tls`.
@@ -674,6 +705,11 @@ impl Default for OutboundSection {
             relayhost_user: None,
             relayhost_password_file: None,
             relayhost_ca_file: None,
+            relayhost_domains: Vec::new(),
+            transports: Default::default(),
+            connection_cache_time: base.pool.idle,
+            connection_reuse_time: base.pool.max_age,
+            connection_reuse_count: base.pool.max_uses,
         }
     }
 }
@@ -735,8 +771,60 @@ impl Config {
                 ..base.timeouts
             },
             relay,
+            relay_domains: out.relayhost_domains.clone(),
+            transports: out
+                .transports
+                .iter()
+                .map(|(domain, spec)| transport(domain, spec))
+                .collect::<anyhow::Result<_>>()?,
+            pool: postbay_smtp::outbound::pool::PoolSettings {
+                idle: out.connection_cache_time,
+                max_age: out.connection_reuse_time,
+                max_uses: out.connection_reuse_count,
+                per_destination: out.max_per_domain,
+            },
         })
     }
+}
+
+/// An `outbound.transports` entry as a next hop.
+fn transport(
+    domain: &str,
+    spec: &TransportSpec,
+) -> anyhow::Result<(String, postbay_smtp::outbound::Relay)> {
+    use postbay_smtp::outbound::client::TlsMode;
+    let (nexthop, tls, ca_file) = match spec {
+        TransportSpec::Nexthop(n) => (n.as_str(), None, None),
+        TransportSpec::Full {
+            nexthop,
+            tls,
+            ca_file,
+        } => (nexthop.as_str(), *tls, ca_file.clone()),
+    };
+    let nexthop = nexthop.trim();
+    let nexthop = nexthop.strip_prefix("smtp:").unwrap_or(nexthop);
+    let (host, port, mx_lookup) = postbay_smtp::outbound::Relay::parse_target(nexthop)
+        .map_err(|e| anyhow::anyhow!("outbound.transports.{domain}: {e}"))?;
+    let domain = domain.trim().to_ascii_lowercase();
+    if domain.trim_start_matches('.').is_empty() || domain.contains(char::is_whitespace) {
+        anyhow::bail!("outbound.transports: {domain:?} is not a domain or .domain");
+    }
+    Ok((
+        domain,
+        postbay_smtp::outbound::Relay {
+            host,
+            port,
+            mx_lookup,
+            tls: match tls {
+                Some(RelayTls::Starttls) => TlsMode::RequireStartTls,
+                Some(RelayTls::Implicit) => TlsMode::Implicit,
+                Some(RelayTls::Opportunistic) | None => TlsMode::Opportunistic,
+            },
+            user: None,
+            password_file: None,
+            ca_file,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -766,5 +854,48 @@ mod outbound_tests {
             c.outbound_settings().unwrap().backoff.min,
             Duration::from_secs(2)
         );
+    }
+
+    #[test]
+    fn transports_and_connection_reuse_from_a_file() {
+        use postbay_smtp::outbound::client::TlsMode;
+        let yaml = r#"
+outbound:
+  connection_cache_time: 5s
+  connection_reuse_count: 10
+  relayhost_domains: [big.test]
+  transports:
+    partner.test: "smtp:[10.0.0.5]:2525"
+    .corp.test: {nexthop: "mx.corp.test:587", tls: starttls}
+"#;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let s = Config::load(Some(&file))
+            .unwrap()
+            .outbound_settings()
+            .unwrap();
+        assert_eq!(s.pool.idle, Duration::from_secs(5));
+        assert_eq!(s.pool.max_uses, 10);
+        assert_eq!(s.relay_domains, vec!["big.test".to_string()]);
+        let (d, t) = &s.transports[0];
+        assert_eq!(
+            (d.as_str(), t.host.as_str(), t.port),
+            (".corp.test", "mx.corp.test", 587)
+        );
+        assert!(t.mx_lookup && t.tls == TlsMode::RequireStartTls);
+        let (d, t) = &s.transports[1];
+        assert_eq!(
+            (d.as_str(), t.host.as_str(), t.port),
+            ("partner.test", "10.0.0.5", 2525)
+        );
+        assert!(!t.mx_lookup && t.tls == TlsMode::Opportunistic);
+        let bad = "outbound: {transports: {x.test: \"[nope\"}}\n";
+        std::fs::write(&file, bad).unwrap();
+        let err = Config::load(Some(&file)).unwrap().outbound_settings();
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .contains("outbound.transports.x.test"));
     }
 }

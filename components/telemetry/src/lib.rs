@@ -53,6 +53,7 @@ pub struct Metrics {
     filter_scans: Family<Labels, Counter>,
     filter_scan_seconds: Histogram,
     filter_learns: Family<Labels, Counter>,
+    outbound_connections: Family<Labels, Counter>,
 }
 
 /// The process-wide metrics, registered on first use.
@@ -86,6 +87,7 @@ impl Metrics {
             filter_scans: Family::default(),
             filter_scan_seconds: latency_histogram(),
             filter_learns: Family::default(),
+            outbound_connections: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -153,6 +155,11 @@ impl Metrics {
             "logins",
             "Logins, by result, protocol (imap, pop3, smtp) and mechanism (password: PLAIN, LOGIN, USER/PASS; scram: SCRAM-SHA-256)",
             m.logins.clone(),
+        );
+        r.register(
+            "outbound_connections",
+            "Sessions used for delivery to other servers, by kind (new: connected, reused: from the connection cache)",
+            m.outbound_connections.clone(),
         );
         r.register(
             "delivery_attempts",
@@ -378,6 +385,14 @@ pub fn delivery_attempt(result: &'static str, destination: &'static str) {
             ("result", result.to_string()),
             ("destination", destination.to_string()),
         ])
+        .inc();
+}
+
+/// An outbound SMTP session was opened (`new`) or taken from the connection cache (`reused`).
+pub fn outbound_connection(kind: &'static str) {
+    metrics()
+        .outbound_connections
+        .get_or_create(&vec![("kind", kind.to_string())])
         .inc();
 }
 

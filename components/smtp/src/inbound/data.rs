@@ -39,7 +39,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.ctx.config.data_timeout,
         )
         .await?;
-        self.finish_message(content).await;
+        self.finish_message(content, "DATA").await;
         Ok(None)
     }
 
@@ -66,7 +66,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(None);
         }
         if last {
-            self.finish_message(content).await;
+            self.finish_message(content, "BDAT").await;
         } else {
             self.reply(Reply::new(250, "2.0.0", format!("{size} octets received")));
             self.chunks = Some(content);
@@ -76,7 +76,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// One message's trace starts here: the span covers the checks, the filter, the
     /// signing and the fsync'd enqueue, and its context goes into the queue entry.
-    async fn finish_message(&mut self, content: Content) {
+    /// `transfer`: DATA or BDAT, for the log.
+    async fn finish_message(&mut self, content: Content, transfer: &'static str) {
         let span = tracing::info_span!(
             target: postbay_telemetry::traces::TARGET,
             "smtp.message",
@@ -87,13 +88,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             reply = tracing::field::Empty,
         );
         let reply =
-            tracing::Instrument::instrument(self.accept_message(content), span.clone()).await;
+            tracing::Instrument::instrument(self.accept_message(content, transfer), span.clone())
+                .await;
         span.record("reply", i64::from(reply.code));
         self.reply(reply);
     }
 
     /// The checks, the filter or submission rules, and the enqueue; returns the one reply.
-    async fn accept_message(&mut self, content: Content) -> Reply {
+    async fn accept_message(&mut self, content: Content, transfer: &'static str) -> Reply {
         let tx = std::mem::take(&mut self.tx);
         self.chunks = None;
         if content.too_big {
@@ -121,7 +123,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 _ => body,
             },
         };
-        self.enqueue(tx, body, id, now).await
+        self.enqueue(tx, body, id, now, transfer).await
     }
 
     fn scan_envelope<'a>(
@@ -207,7 +209,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    async fn enqueue(&mut self, tx: Transaction, body: Vec<u8>, id: String, now: i64) -> Reply {
+    async fn enqueue(
+        &mut self,
+        tx: Transaction,
+        body: Vec<u8>,
+        id: String,
+        now: i64,
+        transfer: &'static str,
+    ) -> Reply {
         let mut recipients: Vec<QueuedRecipient> = Vec::new();
         for rcpt in &tx.rcpts {
             for target in &rcpt.targets {
@@ -261,7 +270,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         match self.ctx.queue.enqueue(&envelope, header, body).await {
             Ok(()) => {
-                tracing::info!(queue_id = id, from = envelope.mail_from, rcpts = envelope.recipients.len(), peer = %self.peer, "message queued");
+                tracing::info!(queue_id = id, from = envelope.mail_from, rcpts = envelope.recipients.len(), peer = %self.peer, transfer, "message queued");
                 postbay_telemetry::message_accepted(self.role.metric_label());
                 Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
             }

@@ -105,6 +105,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 const MAX_BUFFERED: usize = 64 * 1024;
 
+/// The largest BDAT chunk sent (1 MiB): big enough that a typical message is one chunk,
+/// small enough that a slow server's reply timeout covers one chunk's transfer.
+pub const BDAT_CHUNK: usize = 1024 * 1024;
+
 /// A stream and the bytes read from it but not yet parsed.
 struct Wire<S> {
     io: S,
@@ -229,6 +233,10 @@ pub struct Session {
     pub tls: Option<CertStatus>,
     pub addr: SocketAddr,
     timeouts: Timeouts,
+    /// Whether the last [`Session::send`] got as far as the MAIL reply: a reused connection
+    /// that broke before it (the server closed it while idle) carried nothing, so the
+    /// transaction may go at once over a new one.
+    mail_answered: bool,
 }
 
 /// Connects to `addr` (`server_name`: the MX host name, for TLS) and sets the session up.
@@ -259,6 +267,7 @@ pub async fn connect(
             tls: Some(CertStatus::Verified),
             addr,
             timeouts: t,
+            mail_answered: false,
         }
     } else {
         let mut wire = Wire {
@@ -318,6 +327,7 @@ pub async fn connect(
                     tls: Some(cert),
                     addr,
                     timeouts: t,
+                    mail_answered: false,
                 }
             }
         } else {
@@ -345,6 +355,7 @@ fn plain_session(
         tls: None,
         addr,
         timeouts: t,
+        mail_answered: false,
     }
 }
 
@@ -472,23 +483,12 @@ impl Session {
     /// (RFC 2920) sends MAIL, every RCPT and DATA in one write when offered. An `Err` means
     /// the session broke: recipients without a reply are deferred.
     pub async fn send(&mut self, tx: &Transaction<'_>) -> Result<Vec<ServerReply>, ClientError> {
+        self.mail_answered = false;
+        if self.caps.has(smtp_proto::EXT_CHUNKING) {
+            return self.send_chunked(tx).await;
+        }
         let t = self.timeouts;
-        let mut mail = format!("MAIL FROM:<{}>", tx.mail_from);
-        if self.caps.has(smtp_proto::EXT_SIZE) {
-            mail.push_str(&format!(" SIZE={}", tx.message.len()));
-        }
-        if tx.eight_bit {
-            mail.push_str(" BODY=8BITMIME");
-        }
-        if tx.smtputf8 {
-            mail.push_str(" SMTPUTF8");
-        }
-        mail.push_str("\r\n");
-        let rcpts: Vec<String> = tx
-            .recipients
-            .iter()
-            .map(|r| format!("RCPT TO:<{r}>\r\n"))
-            .collect();
+        let (mail, rcpts) = self.envelope_commands(tx);
         let mut rcpt_replies = Vec::with_capacity(rcpts.len());
         let data_reply;
         if self.caps.has(smtp_proto::EXT_PIPELINING) {
@@ -499,6 +499,7 @@ impl Session {
             batch.extend_from_slice(b"DATA\r\n");
             self.wire.send(&batch, t.command).await?;
             let mail_reply = self.wire.reply(t.command, "the MAIL reply").await?;
+            self.mail_answered = true;
             for _ in &rcpts {
                 rcpt_replies.push(self.wire.reply(t.command, "a RCPT reply").await?);
             }
@@ -513,6 +514,7 @@ impl Session {
         } else {
             self.wire.send(mail.as_bytes(), t.command).await?;
             let mail_reply = self.wire.reply(t.command, "the MAIL reply").await?;
+            self.mail_answered = true;
             if mail_reply.code != 250 {
                 self.reset().await?;
                 return Ok(vec![mail_reply; rcpts.len()]);
@@ -561,6 +563,109 @@ impl Session {
             .into_iter()
             .map(|r| if r.is_success() { done.clone() } else { r })
             .collect())
+    }
+
+    /// MAIL (with SIZE, BODY, SMTPUTF8 as offered and needed) and one RCPT per recipient.
+    fn envelope_commands(&self, tx: &Transaction<'_>) -> (String, Vec<String>) {
+        let mut mail = format!("MAIL FROM:<{}>", tx.mail_from);
+        if self.caps.has(smtp_proto::EXT_SIZE) {
+            mail.push_str(&format!(" SIZE={}", tx.message.len()));
+        }
+        if tx.eight_bit {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if tx.smtputf8 {
+            mail.push_str(" SMTPUTF8");
+        }
+        mail.push_str("\r\n");
+        let rcpts = tx
+            .recipients
+            .iter()
+            .map(|r| format!("RCPT TO:<{r}>\r\n"))
+            .collect();
+        (mail, rcpts)
+    }
+
+    /// CHUNKING (RFC 3030): MAIL and the RCPTs (pipelined when offered, RFC 3030 §4.2), then,
+    /// if any recipient was accepted, the message in BDAT chunks of at most [`BDAT_CHUNK`]
+    /// bytes as it is, no dot-stuffing; the last chunk's reply is every accepted
+    /// recipient's answer. A refused chunk ends the transaction with that reply.
+    async fn send_chunked(
+        &mut self,
+        tx: &Transaction<'_>,
+    ) -> Result<Vec<ServerReply>, ClientError> {
+        let t = self.timeouts;
+        let (mail, rcpts) = self.envelope_commands(tx);
+        let pipelining = self.caps.has(smtp_proto::EXT_PIPELINING);
+        let mut rcpt_replies = Vec::with_capacity(rcpts.len());
+        if pipelining {
+            let mut batch = mail.into_bytes();
+            for r in &rcpts {
+                batch.extend_from_slice(r.as_bytes());
+            }
+            self.wire.send(&batch, t.command).await?;
+        } else {
+            self.wire.send(mail.as_bytes(), t.command).await?;
+        }
+        let mail_reply = self.wire.reply(t.command, "the MAIL reply").await?;
+        self.mail_answered = true;
+        if mail_reply.code != 250 {
+            if pipelining {
+                // The RCPTs were sent anyway; their replies must be read before RSET.
+                for _ in &rcpts {
+                    self.wire.reply(t.command, "a RCPT reply").await?;
+                }
+            }
+            self.reset().await?;
+            return Ok(vec![mail_reply; rcpts.len()]);
+        }
+        for r in &rcpts {
+            if !pipelining {
+                self.wire.send(r.as_bytes(), t.command).await?;
+            }
+            rcpt_replies.push(self.wire.reply(t.command, "a RCPT reply").await?);
+        }
+        if !rcpt_replies.iter().any(|r| r.is_success()) {
+            self.reset().await?;
+            return Ok(rcpt_replies);
+        }
+        let chunks: Vec<&[u8]> = if tx.message.is_empty() {
+            vec![&[][..]]
+        } else {
+            tx.message.chunks(BDAT_CHUNK).collect()
+        };
+        let mut last = None;
+        for (i, chunk) in chunks.iter().enumerate() {
+            let is_last = i + 1 == chunks.len();
+            let head = if is_last {
+                format!("BDAT {} LAST\r\n", chunk.len())
+            } else {
+                format!("BDAT {}\r\n", chunk.len())
+            };
+            self.wire.send(head.as_bytes(), t.data_block).await?;
+            self.wire.send(chunk, t.data_block).await?;
+            let wait = if is_last { t.data_done } else { t.data_block };
+            let reply = self.wire.reply(wait, "a BDAT reply").await?;
+            if !reply.is_success() {
+                // §2: after a refused chunk the transaction is over; RSET clears it.
+                if !is_last {
+                    self.reset().await?;
+                }
+                last = Some(reply);
+                break;
+            }
+            last = Some(reply);
+        }
+        let done = last.expect("at least one chunk");
+        Ok(rcpt_replies
+            .into_iter()
+            .map(|r| if r.is_success() { done.clone() } else { r })
+            .collect())
+    }
+
+    /// Whether the last [`Session::send`] saw the MAIL reply (see the field).
+    pub fn mail_answered(&self) -> bool {
+        self.mail_answered
     }
 
     async fn abort_data(&mut self) -> Result<(), ClientError> {

@@ -4,12 +4,15 @@
 //! * [`client`]: the SMTP client session (EHLO, STARTTLS, AUTH, pipelined transactions).
 //! * [`tls`]: opportunistic and strict TLS for that client.
 //! * [`backoff`]: when a deferred recipient is tried again, and when it is given up.
+//! * [`pool`]: sessions kept after a transaction for the next message to the same place.
 //!
-//! [`Outbound::deliver`] takes one message and the recipients of one domain and returns a
-//! final or temporary verdict for each; the queue runner records them.
+//! [`Outbound::nexthop`] says where a recipient goes (its domain's MX hosts, the relayhost,
+//! or a fixed transport); [`Outbound::deliver`] takes one message and the recipients of one
+//! next hop and returns a final or temporary verdict for each; the queue runner records them.
 
 pub mod backoff;
 pub mod client;
+pub mod pool;
 pub mod route;
 pub mod tls;
 
@@ -36,12 +39,43 @@ pub struct OutboundSettings {
     pub nameservers: Vec<SocketAddr>,
     pub backoff: backoff::Backoff,
     pub timeouts: client::Timeouts,
-    /// A smarthost that takes every remote message instead of the domains' MX hosts.
+    /// A smarthost that takes remote messages instead of the domains' MX hosts.
     pub relay: Option<Relay>,
+    /// The domains that go through the relay; empty = every remote domain.
+    /// `example.net` matches that domain, `.example.net` its subdomains.
+    pub relay_domains: Vec<String>,
+    /// Fixed next hops for some domains (Postfix's transport_maps), tried before the relay:
+    /// the pattern (as in `relay_domains`) and where its mail goes.
+    pub transports: Vec<(String, Relay)>,
+    /// Connection reuse.
+    pub pool: pool::PoolSettings,
 }
 
-/// A smarthost (Postfix's `relayhost`): `[host]:port` is that host's addresses, `host:port`
-/// its MX hosts; every remote message goes there, with TLS as set and a login if given.
+/// Whether `domain` (lower case) matches `pattern`: the same domain, or for a pattern with
+/// a leading dot any subdomain of it (Postfix's transport_maps convention).
+pub fn domain_matches(pattern: &str, domain: &str) -> bool {
+    let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
+    match pattern.strip_prefix('.') {
+        Some(parent) => domain
+            .strip_suffix(parent)
+            .is_some_and(|head| head.ends_with('.') && head.len() > 1),
+        None => domain == pattern,
+    }
+}
+
+/// Where the recipients of one delivery go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Nexthop {
+    /// The domain's MX hosts (lower case).
+    Mx(String),
+    /// The relayhost.
+    Relay,
+    /// `transports[i]`.
+    Fixed(usize),
+}
+
+/// A smarthost (Postfix's `relayhost`) or a fixed transport: `[host]:port` is that host's
+/// addresses, `host:port` its MX hosts; mail goes there, with TLS as set and a login if given.
 /// A relay that cannot be reached defers, never bounces: its problems are not the
 /// recipient's.
 #[derive(Debug, Clone)]
@@ -98,6 +132,9 @@ impl Default for OutboundSettings {
             backoff: backoff::Backoff::default(),
             timeouts: client::Timeouts::default(),
             relay: None,
+            relay_domains: Vec::new(),
+            transports: Vec::new(),
+            pool: pool::PoolSettings::default(),
         }
     }
 }
@@ -123,6 +160,9 @@ pub struct Outbound {
     roots: Arc<rustls::RootCertStore>,
     /// The roots a relay's certificate is checked against (system + `ca_file`).
     relay_roots: Arc<rustls::RootCertStore>,
+    /// The same for each of `settings.transports`.
+    transport_roots: Vec<Arc<rustls::RootCertStore>>,
+    pool: Arc<pool::Pool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +173,8 @@ pub enum OutboundError {
     RelayRoots(String),
     #[error("relayhost with a login needs TLS: set relayhost_tls to starttls or implicit")]
     LoginWithoutTls,
+    #[error("transport for {domain}: trust roots: {reason}")]
+    TransportRoots { domain: String, reason: String },
 }
 
 /// Where one delivery goes and how it connects.
@@ -150,22 +192,91 @@ impl Outbound {
             Some(pem) => tls::root_store_with(pem).map_err(OutboundError::RelayRoots)?,
             None => roots.clone(),
         };
-        if let Some(relay) = &settings.relay {
-            // Credentials never go over a connection that may be plain text.
+        let mut transport_roots = Vec::new();
+        for (domain, transport) in &settings.transports {
+            transport_roots.push(match &transport.ca_file {
+                Some(pem) => {
+                    tls::root_store_with(pem).map_err(|reason| OutboundError::TransportRoots {
+                        domain: domain.clone(),
+                        reason,
+                    })?
+                }
+                None => roots.clone(),
+            });
+        }
+        // Credentials never go over a connection that may be plain text.
+        let relays = settings
+            .relay
+            .iter()
+            .chain(settings.transports.iter().map(|(_, t)| t));
+        for relay in relays {
             if relay.user.is_some() && relay.tls == TlsMode::Opportunistic {
                 return Err(OutboundError::LoginWithoutTls);
             }
         }
+        let pool = pool::Pool::new(settings.pool);
         Ok(Outbound {
             settings,
             dns,
             roots,
             relay_roots,
+            transport_roots,
+            pool,
         })
     }
 
-    /// The relay's hosts and connection options; `Err` is a reason to defer.
-    async fn relay_destination(&self, relay: &Relay) -> Result<Destination, String> {
+    /// Where mail for `rcpt` goes: a transport whose pattern matches its domain, else the
+    /// relayhost when it takes this domain, else the domain's MX hosts.
+    pub fn nexthop(&self, rcpt: &str) -> Nexthop {
+        let domain = route::domain_of(rcpt).to_ascii_lowercase();
+        if let Some(i) = self
+            .settings
+            .transports
+            .iter()
+            .position(|(pattern, _)| domain_matches(pattern, &domain))
+        {
+            return Nexthop::Fixed(i);
+        }
+        if self.settings.relay.is_some()
+            && (self.settings.relay_domains.is_empty()
+                || self
+                    .settings
+                    .relay_domains
+                    .iter()
+                    .any(|p| domain_matches(p, &domain)))
+        {
+            return Nexthop::Relay;
+        }
+        Nexthop::Mx(domain)
+    }
+
+    /// The name of a next hop: deliveries with the same key share one transaction per
+    /// message, the per-destination limit and cached connections.
+    pub fn key(&self, hop: &Nexthop) -> String {
+        match hop {
+            Nexthop::Mx(domain) => domain.clone(),
+            Nexthop::Relay => match &self.settings.relay {
+                Some(r) => format!("relay:[{}]:{}", r.host, r.port),
+                None => "relay:none".into(),
+            },
+            Nexthop::Fixed(i) => match self.settings.transports.get(*i) {
+                Some((_, t)) => format!("transport:[{}]:{}", t.host, t.port),
+                None => "transport:none".into(),
+            },
+        }
+    }
+
+    /// Idle cached sessions (tests, metrics).
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle_count()
+    }
+
+    /// A relay's or transport's hosts and connection options; `Err` is a reason to defer.
+    async fn relay_destination(
+        &self,
+        relay: &Relay,
+        roots: &Arc<rustls::RootCertStore>,
+    ) -> Result<Destination, String> {
         let hosts = if relay.mx_lookup {
             match self.dns.route(&relay.host).await {
                 Ok(Route::Hosts(hosts)) => hosts,
@@ -203,7 +314,7 @@ impl Outbound {
                 hostname: self.settings.hostname.clone(),
                 timeouts: self.settings.timeouts,
                 tls: relay.tls,
-                roots: self.relay_roots.clone(),
+                roots: roots.clone(),
                 auth,
             },
         })
@@ -213,19 +324,12 @@ impl Outbound {
         &self.settings
     }
 
-    /// Which delivery a recipient joins: its domain, or with a relayhost the relay (one
-    /// transaction for all, and the per-destination limit counts connections to it).
-    pub fn destination_of(&self, rcpt: &str) -> String {
-        match &self.settings.relay {
-            Some(relay) => format!("[{}]:{}", relay.host, relay.port),
-            None => route::domain_of(rcpt).to_ascii_lowercase(),
-        }
-    }
-
-    /// Delivers `message` to `recipients`, all of `domain`; one verdict per recipient.
+    /// Delivers `message` to `recipients`, all of one next hop; one verdict per recipient.
+    /// A cached session to that hop is used first; one that turns out to be closed (before
+    /// the MAIL reply, so nothing was sent) is dropped and the message goes over a new one.
     pub async fn deliver(
         &self,
-        domain: &str,
+        hop: &Nexthop,
         mail_from: &str,
         recipients: &[&str],
         message: &[u8],
@@ -233,12 +337,62 @@ impl Outbound {
         smtputf8: bool,
     ) -> Vec<Verdict> {
         let all = |v: Verdict| vec![v; recipients.len()];
-        let destination = match &self.settings.relay {
-            Some(relay) => match self.relay_destination(relay).await {
-                Ok(d) => d,
-                Err(reason) => return all(Verdict::Deferred { reason }),
+        let key = self.key(hop);
+        let needs_utf8 = smtputf8 && needs_smtputf8(mail_from, recipients, message);
+        let has_8bit = eight_bit && message.iter().any(|b| *b >= 0x80);
+        let tx = Attempt {
+            mail_from,
+            recipients,
+            message,
+            needs_utf8,
+            has_8bit,
+        };
+        if let Some(mut cached) = self.pool.take(&key) {
+            match self
+                .transaction(&mut cached.session, &cached.mta, &tx)
+                .await
+            {
+                Ok(verdicts) => {
+                    self.pool.give_back(&key, cached).await;
+                    return verdicts;
+                }
+                Err(e) if !cached.session.mail_answered() => {
+                    tracing::debug!(mx = cached.mta, error = %e, "cached session was closed; connecting anew");
+                }
+                Err(e) => {
+                    return all(Verdict::Deferred {
+                        reason: format!("{}: {e}", cached.mta),
+                    })
+                }
+            }
+        }
+        let destination = match hop {
+            Nexthop::Relay => match &self.settings.relay {
+                Some(relay) => match self.relay_destination(relay, &self.relay_roots).await {
+                    Ok(d) => d,
+                    Err(reason) => return all(Verdict::Deferred { reason }),
+                },
+                None => {
+                    return all(Verdict::Deferred {
+                        reason: "no relayhost is configured".into(),
+                    })
+                }
             },
-            None => match self.dns.route(domain).await {
+            Nexthop::Fixed(i) => match (
+                self.settings.transports.get(*i),
+                self.transport_roots.get(*i),
+            ) {
+                (Some((_, t)), Some(roots)) => match self.relay_destination(t, roots).await {
+                    Ok(d) => d,
+                    Err(reason) => return all(Verdict::Deferred { reason }),
+                },
+                _ => {
+                    return all(Verdict::Deferred {
+                        reason: format!("no transport {i}"),
+                    })
+                }
+            },
+            Nexthop::Mx(domain) => match self.dns.route(domain).await {
                 Ok(Route::Hosts(hosts)) => Destination {
                     hosts,
                     port: self.settings.mx_port,
@@ -264,9 +418,7 @@ impl Outbound {
             },
         };
         let Destination { hosts, port, opts } = destination;
-        let needs_utf8 = smtputf8 && needs_smtputf8(mail_from, recipients, message);
-        let has_8bit = eight_bit && message.iter().any(|b| *b >= 0x80);
-        let mut last_error = format!("no address for the MX hosts of {domain}");
+        let mut last_error = format!("no address for the hosts of {key}");
         for host in &hosts {
             let addresses = match self.dns.addresses(host).await {
                 Ok(a) => a,
@@ -282,7 +434,7 @@ impl Outbound {
             for ip in addresses {
                 let addr = SocketAddr::new(ip, port);
                 let mta = format!("{name}[{ip}]");
-                let mut session = match client::connect(addr, &name, &opts).await {
+                let session = match client::connect(addr, &name, &opts).await {
                     Ok(s) => s,
                     Err(e) => {
                         // §5.1: try the next address or MX host.
@@ -291,100 +443,101 @@ impl Outbound {
                         continue;
                     }
                 };
+                postbay_telemetry::outbound_connection("new");
                 log_tls(&mta, &session);
-                let verdicts = self
-                    .transaction(
-                        &mut session,
-                        &mta,
-                        mail_from,
-                        recipients,
-                        message,
-                        needs_utf8,
-                        has_8bit,
-                    )
-                    .await;
-                session.quit().await;
-                return verdicts;
+                let mut fresh = pool::Checkout::fresh(session, mta);
+                return match self.transaction(&mut fresh.session, &fresh.mta, &tx).await {
+                    Ok(verdicts) => {
+                        self.pool.give_back(&key, fresh).await;
+                        verdicts
+                    }
+                    Err(e) => all(Verdict::Deferred {
+                        reason: format!("{}: {e}", fresh.mta),
+                    }),
+                };
             }
         }
         all(Verdict::Deferred { reason: last_error })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One transaction on `session`: a verdict per recipient, or `Err` when the session
+    /// broke (the caller defers, or retries a cached session that never answered MAIL).
     async fn transaction(
         &self,
         session: &mut Session,
         mta: &str,
-        mail_from: &str,
-        recipients: &[&str],
-        message: &[u8],
-        needs_utf8: bool,
-        has_8bit: bool,
-    ) -> Vec<Verdict> {
+        a: &Attempt<'_>,
+    ) -> Result<Vec<Verdict>, client::ClientError> {
+        let (mail_from, recipients, message) = (a.mail_from, a.recipients, a.message);
         let all = |v: Verdict| vec![v; recipients.len()];
         let caps = session.caps;
         // RFC 6531 §3.4: a message that needs SMTPUTF8 is not sent to a server without it.
         // X.6.7 when an address is non-ASCII, X.6.9 when only the header is (RFC 6531 §3.7).
-        if needs_utf8 && !caps.has(smtp_proto::EXT_SMTP_UTF8) {
+        if a.needs_utf8 && !caps.has(smtp_proto::EXT_SMTP_UTF8) {
             let addresses = !mail_from.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
             let status = if addresses { "5.6.7" } else { "5.6.9" };
-            return all(failed(
+            return Ok(all(failed(
                 553,
                 &format!("{status} {mta} does not support SMTPUTF8, which this message needs"),
-            ));
+            )));
         }
         // RFC 6152 §3: 8-bit content only to a server that offers 8BITMIME (we do not
         // downgrade: that would break the DKIM signatures).
-        if has_8bit && !caps.has(smtp_proto::EXT_8BIT_MIME) {
-            return all(failed(
+        if a.has_8bit && !caps.has(smtp_proto::EXT_8BIT_MIME) {
+            return Ok(all(failed(
                 554,
                 &format!("5.6.3 {mta} does not support 8BITMIME, which this message needs"),
-            ));
+            )));
         }
         // RFC 1870 §6: never send what the server said it would refuse.
         if caps.size > 0 && message.len() > caps.size {
-            return all(failed(
+            return Ok(all(failed(
                 552,
                 &format!(
                     "5.3.4 Message size {} exceeds the limit of {mta}, {}",
                     message.len(),
                     caps.size
                 ),
-            ));
+            )));
         }
         let tx = Transaction {
             mail_from,
             recipients,
             message,
-            eight_bit: has_8bit
+            eight_bit: a.has_8bit
                 || (caps.has(smtp_proto::EXT_8BIT_MIME) && message.iter().any(|b| *b >= 0x80)),
-            smtputf8: needs_utf8,
+            smtputf8: a.needs_utf8,
         };
-        match session.send(&tx).await {
-            Ok(replies) => replies
-                .into_iter()
-                .map(|r| {
-                    if r.is_success() {
-                        Verdict::Delivered {
-                            mta: mta.to_string(),
-                        }
-                    } else if r.is_permanent() {
-                        Verdict::Failed {
-                            reply: r,
-                            mta: Some(mta.to_string()),
-                        }
-                    } else {
-                        Verdict::Deferred {
-                            reason: format!("{mta} said: {} {}", r.code, r.text),
-                        }
+        let replies = session.send(&tx).await?;
+        Ok(replies
+            .into_iter()
+            .map(|r| {
+                if r.is_success() {
+                    Verdict::Delivered {
+                        mta: mta.to_string(),
                     }
-                })
-                .collect(),
-            Err(e) => all(Verdict::Deferred {
-                reason: format!("{mta}: {e}"),
-            }),
-        }
+                } else if r.is_permanent() {
+                    Verdict::Failed {
+                        reply: r,
+                        mta: Some(mta.to_string()),
+                    }
+                } else {
+                    Verdict::Deferred {
+                        reason: format!("{mta} said: {} {}", r.code, r.text),
+                    }
+                }
+            })
+            .collect())
     }
+}
+
+/// One message for one next hop, with what it needs from the server.
+struct Attempt<'a> {
+    mail_from: &'a str,
+    recipients: &'a [&'a str],
+    message: &'a [u8],
+    needs_utf8: bool,
+    has_8bit: bool,
 }
 
 fn log_tls(mta: &str, session: &Session) {
@@ -493,6 +646,60 @@ mod tests {
         ] {
             assert!(Relay::parse_target(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn transport_patterns_match_a_domain_or_its_subdomains() {
+        for (pattern, domain, want) in [
+            ("example.net", "example.net", true),
+            ("Example.NET.", "example.net", true),
+            ("example.net", "mail.example.net", false),
+            (".example.net", "mail.example.net", true),
+            (".example.net", "a.b.example.net", true),
+            (".example.net", "example.net", false),
+            (".example.net", "badexample.net", false),
+            ("example.net", "example.org", false),
+        ] {
+            assert_eq!(
+                domain_matches(pattern, domain),
+                want,
+                "{pattern} ~ {domain}"
+            );
+        }
+    }
+
+    fn relay(host: &str) -> Relay {
+        Relay {
+            host: host.into(),
+            port: 25,
+            mx_lookup: false,
+            tls: TlsMode::Opportunistic,
+            user: None,
+            password_file: None,
+            ca_file: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn transports_come_before_the_relayhost_which_takes_its_domains_only() {
+        let out = Outbound::new(OutboundSettings {
+            nameservers: vec!["127.0.0.1:53".parse().unwrap()],
+            relay: Some(relay("relay.test")),
+            relay_domains: vec!["big.test".into(), ".corp.test".into()],
+            transports: vec![(".partner.test".into(), relay("10.0.0.5"))],
+            ..OutboundSettings::default()
+        })
+        .unwrap();
+        assert_eq!(out.nexthop("a@x.partner.test"), Nexthop::Fixed(0));
+        assert_eq!(out.nexthop("a@BIG.test"), Nexthop::Relay);
+        assert_eq!(out.nexthop("a@eu.corp.test"), Nexthop::Relay);
+        assert_eq!(
+            out.nexthop("a@Other.Test"),
+            Nexthop::Mx("other.test".into())
+        );
+        assert_eq!(out.key(&Nexthop::Fixed(0)), "transport:[10.0.0.5]:25");
+        assert_eq!(out.key(&Nexthop::Relay), "relay:[relay.test]:25");
+        assert_eq!(out.key(&Nexthop::Mx("other.test".into())), "other.test");
     }
 
     #[test]

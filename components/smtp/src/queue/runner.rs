@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use super::{dsn, Envelope, Queue, QueueError, QueuedRecipient};
 use crate::lmtp::client::{LmtpClient, ServerReply};
-use crate::outbound::{DestinationLimits, Outbound, Verdict};
+use crate::outbound::{DestinationLimits, Nexthop, Outbound, Verdict};
 use postbay_store::{Recipient, Resolution};
 
 /// How long to wait before each retry, in seconds; the last step repeats until `max_age`.
@@ -428,7 +428,7 @@ impl Runner {
         }
     }
 
-    /// Remote recipients, one SMTP delivery per domain, or one for all through a relayhost
+    /// Remote recipients, one SMTP delivery per next hop (a domain, the relayhost, a transport)
     /// (at most `per_destination` at once per destination across messages). Returns the
     /// deferred, the failed, and why deferred.
     async fn deliver_remote(
@@ -438,16 +438,17 @@ impl Runner {
         remote: &[&QueuedRecipient],
         message: &[u8],
     ) -> (Vec<QueuedRecipient>, Vec<Failed>, String) {
-        let mut domains: Vec<(String, Vec<&QueuedRecipient>)> = Vec::new();
+        let mut hops: Vec<(String, Nexthop, Vec<&QueuedRecipient>)> = Vec::new();
         for rcpt in remote {
-            let domain = outbound.destination_of(&rcpt.address);
-            match domains.iter_mut().find(|(d, _)| *d == domain) {
-                Some((_, list)) => list.push(rcpt),
-                None => domains.push((domain, vec![rcpt])),
+            let hop = outbound.nexthop(&rcpt.address);
+            let key = outbound.key(&hop);
+            match hops.iter_mut().find(|(k, _, _)| *k == key) {
+                Some((_, _, list)) => list.push(rcpt),
+                None => hops.push((key, hop, vec![rcpt])),
             }
         }
         let (mut deferred, mut failed, mut reason) = (Vec::new(), Vec::new(), String::new());
-        for (domain, rcpts) in domains {
+        for (key, hop, rcpts) in hops {
             let addresses: Vec<&str> = rcpts.iter().map(|r| r.address.as_str()).collect();
             // The span includes the wait for a per-destination slot: a slow delivery may be
             // a queue behind a busy destination.
@@ -455,14 +456,14 @@ impl Runner {
                 target: postbay_telemetry::traces::TARGET,
                 "smtp.send",
                 otel.kind = "client",
-                destination = domain.as_str(),
+                destination = key.as_str(),
                 rcpts = addresses.len(),
             );
             let sent = async {
-                let _permit = self.destinations.acquire(&domain).await;
+                let _permit = self.destinations.acquire(&key).await;
                 outbound
                     .deliver(
-                        &domain,
+                        &hop,
                         &envelope.mail_from,
                         &addresses,
                         message,
