@@ -5,6 +5,7 @@ on other 127.0.0.x addresses; bounces are read back from alice's INBOX over IMAP
 import email
 import imaplib
 import json
+import re
 import smtplib
 import subprocess
 import ssl
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import FIXTURES, wait_port
+from conftest import FIXTURES, postbay_binary, wait_port
 from peers_outbound import Peer, Zone, free_port_on, self_signed
 from test_submission import verify_dkim
 
@@ -415,3 +416,95 @@ def test_postbay_to_postbay_uses_chunking_and_the_message_arrives_byte_for_byte(
     queued = [l for l in rx.log().splitlines() if "message queued" in l]
     assert len(queued) == 1 and "BDAT" in queued[0], queued
     wait_for(lambda: not queue_files(tx), "the sender's queue to empty")
+
+
+# --- postbay queue show|retry|delete|bounce ------------------------------------------------
+
+@pytest.fixture
+def slow(make_postbay, tmp_path):
+    """Like `world`, but a deferred message waits an hour: only an admin's retry is soon."""
+    zone = Zone()
+    port = free_port_on(["127.0.0.2"])
+    peer = Peer("127.0.0.2", port)
+    zone.add("remote.test", "MX", (10, "mx.remote.test"))
+    zone.add("mx.remote.test", "A", "127.0.0.2")
+    pb = make_postbay(env={
+        "POSTBAY_OUTBOUND__ENABLED": "true",
+        "POSTBAY_OUTBOUND__NAMESERVERS": f"[{zone.address}]",
+        "POSTBAY_OUTBOUND__MX_PORT": str(port),
+        "POSTBAY_OUTBOUND__MIN_BACKOFF": "1h",
+        "POSTBAY_OUTBOUND__MAX_BACKOFF": "2h",
+        "POSTBAY_SMTP__QUEUE_SCAN_INTERVAL": "500ms",
+    })
+    pb.apply(FIXTURES / "example.yaml", FIXTURES / "submission.yaml")
+    pb.start_dev()
+    wait_port(pb.port(587))
+    pb.peer = peer
+    yield pb
+    pb.stop()
+    peer.stop()
+    zone.stop()
+
+
+def queue_cmd(pb, *args):
+    out = subprocess.run([str(postbay_binary()), "queue", *args, "--data", str(pb.data)],
+                         capture_output=True, text=True, env=pb.env, timeout=60)
+    return out
+
+
+def deferred_once(pb, rcpt, subject):
+    """Submits a message whose first attempt gets 451; returns its queue id."""
+    pb.peer.rcpt_answers[rcpt] = ["451 4.3.0 try later"]
+    submit(pb, [rcpt], subject=subject)
+    wait_for(lambda: [p for p in queue_files(pb) if b'"attempts":1' in p.read_bytes().split(b"\n", 1)[0]],
+             "the deferral recorded")
+    listed = [json.loads(l) for l in queue_cmd(pb, "list", "--json").stdout.splitlines()]
+    ids = [l["envelope"]["id"] for l in listed if l["envelope"]["recipients"][0]["address"] == rcpt]
+    assert len(ids) == 1, listed
+    return ids[0]
+
+
+def test_queue_show_then_retry_delivers_a_message_deferred_for_an_hour(slow):
+    qid = deferred_once(slow, "later@remote.test", "wait for it")
+    shown = queue_cmd(slow, "show", qid)
+    assert shown.returncode == 0, shown.stderr
+    assert "recipient: <later@remote.test> (remote)" in shown.stdout
+    assert re.search(r"state: +retry in (1h|59m\S*), 1 attempts", shown.stdout), shown.stdout
+    assert "Subject: wait for it" in shown.stdout
+    slow.peer.rcpt_answers.pop("later@remote.test")
+    out = queue_cmd(slow, "retry", qid)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"{qid}: retried and delivered", out.stdout
+    assert [m.rcpts for m in slow.peer.messages] == [["later@remote.test"]]
+
+
+def test_queue_bounce_sends_the_sender_a_dsn_and_delete_sends_nothing(slow):
+    bounced = deferred_once(slow, "gone@remote.test", "give up")
+    dropped = deferred_once(slow, "spam@remote.test", "never mind")
+    out = queue_cmd(slow, "bounce", bounced)
+    assert out.stdout.strip() == f"{bounced}: bounced; a DSN goes to <alice@example.test>", out.stdout + out.stderr
+    ((msg, status),) = bounces(slow)
+    assert "Status: 5.0.0" in status and "gone@remote.test" in status, status
+    assert "returned by the administrator" in status
+    out = queue_cmd(slow, "delete", dropped)
+    assert out.stdout.strip() == f"{dropped}: deleted", out.stdout + out.stderr
+    assert not queue_files(slow)
+    time.sleep(1)
+    assert len(inbox(slow)) == 1, "no bounce for a deleted message"
+    assert slow.peer.messages == []
+    assert queue_cmd(slow, "delete", dropped).returncode != 0, "a second delete names no message"
+
+
+def test_a_request_waits_for_the_owner_and_retry_all_takes_every_message(slow):
+    first = deferred_once(slow, "one@remote.test", "one")
+    deferred_once(slow, "two@remote.test", "two")
+    slow.stop()
+    out = queue_cmd(slow, "delete", first, "--wait", "1s")
+    assert "no process runs queue node-0 now" in out.stdout, out.stdout + out.stderr
+    slow.peer.rcpt_answers.clear()
+    slow.start_dev()
+    wait_for(lambda: len(queue_files(slow)) == 1, "the delete carried out after the restart")
+    out = queue_cmd(slow, "retry", "--all")
+    assert out.stdout.strip() == "node-0: 1 messages retried", out.stdout + out.stderr
+    wait_for(lambda: slow.peer.messages, "the retried message")
+    assert [m.rcpts for m in slow.peer.messages] == [["two@remote.test"]]

@@ -306,6 +306,10 @@ pub struct SmtpSection {
     pub proxy_trusted: Vec<ipnet::IpNet>,
     /// Deliveries the queue runs at once.
     pub queue_concurrency: usize,
+    /// How often the queue directory is scanned for due retries and admin requests
+    /// (`postbay queue retry|delete|bounce`).
+    #[serde(with = "humantime_serde")]
+    pub queue_scan_interval: Duration,
     /// How often a replica takes in the queues of replicas that are gone (scaled down);
     /// `0s` turns it off.
     #[serde(with = "humantime_serde")]
@@ -420,6 +424,7 @@ impl Default for SmtpSection {
             max_connections_per_ip: 50,
             proxy_trusted: Vec::new(),
             queue_concurrency: 32,
+            queue_scan_interval: Duration::from_secs(5),
             queue_adopt_interval: Duration::from_secs(60),
             filter: None,
             filter_timeout: Duration::from_secs(20),

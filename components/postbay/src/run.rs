@@ -280,6 +280,10 @@ async fn start_smtp(
             concurrency: config.smtp.queue_concurrency,
             per_destination: config.outbound.max_per_domain,
             adopt_interval: config.smtp.queue_adopt_interval,
+            scan_interval: config
+                .smtp
+                .queue_scan_interval
+                .max(std::time::Duration::from_millis(100)),
             ..Default::default()
         },
     );

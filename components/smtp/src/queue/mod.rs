@@ -11,6 +11,7 @@
 //! a StatefulSet pod keeps its node id across restarts and resumes its own queue.
 
 pub mod dsn;
+pub mod requests;
 pub mod runner;
 
 use std::path::{Path, PathBuf};
@@ -302,6 +303,36 @@ pub fn list_all(spool: &Path) -> Result<Vec<Listed>, QueueError> {
     Ok(out)
 }
 
+/// Whether a live process holds the queue directory `dir` (its owner's lock is taken).
+pub fn owner_running(dir: &Path) -> bool {
+    match open_lock(dir) {
+        Ok(lock) => matches!(lock.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
+/// Puts a parked message (`failed/<id>.msg`) of the queue in `dir` back in the queue, where
+/// its owner's next scan starts it. Parked messages are never touched by a runner, so an
+/// admin may move them while the owner runs.
+pub fn unpark(dir: &Path, id: &str) -> Result<(), QueueError> {
+    let from = dir.join("failed").join(format!("{id}.msg"));
+    let to = dir.join(format!("{id}.msg"));
+    std::fs::rename(&from, &to).map_err(|source| QueueError::Io { path: from, source })?;
+    postbay_store::fs::sync_dir(dir)?;
+    Ok(())
+}
+
+/// The path of a message in the queue under `spool` (as [`list_all`] found it).
+pub fn file_of(spool: &Path, listed: &Listed) -> PathBuf {
+    let dir = spool.join("queue").join(&listed.node);
+    let dir = if listed.parked {
+        dir.join("failed")
+    } else {
+        dir
+    };
+    dir.join(format!("{}.msg", listed.envelope.id))
+}
+
 /// The lock file a queue directory's owner holds for its whole life.
 fn open_lock(dir: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
@@ -361,6 +392,14 @@ fn adopt_orphaned(own: &Path) -> Result<usize, QueueError> {
             }
             std::fs::rename(file.path(), &to).map_err(io(&file.path()))?;
             moved += 1;
+        }
+        // Admin requests follow their messages.
+        if let Ok(pending) = std::fs::read_dir(dir.join("requests")) {
+            let into = own.join("requests");
+            postbay_store::fs::create_dir_durably(&into)?;
+            for request in pending.flatten() {
+                let _ = std::fs::rename(request.path(), into.join(request.file_name()));
+            }
         }
         if moved > 0 {
             // Both directory entries durable before the lock is let go.

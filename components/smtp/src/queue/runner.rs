@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
+use super::requests::{self, Action};
 use super::{dsn, Envelope, Queue, QueueError, QueuedRecipient};
 use crate::lmtp::client::{LmtpClient, ServerReply};
 use crate::outbound::{DestinationLimits, Nexthop, Outbound, Verdict};
@@ -63,6 +64,8 @@ struct Schedule {
     next_token: u64,
     /// Messages waiting for a retry: attempts so far and when the next one is due.
     waiting: HashMap<String, (usize, Instant)>,
+    /// What an admin asked for ([`requests`]), taken by the message's next attempt.
+    asked: HashMap<String, Action>,
 }
 
 pub struct Runner {
@@ -142,13 +145,54 @@ impl Runner {
                     Some(id) => self.clone().start_new(id).await,
                     None => break,
                 },
-                _ = tick.tick() => self.clone().start_due().await,
+                _ = tick.tick() => {
+                    self.clone().take_requests().await;
+                    self.clone().start_due().await
+                }
                 _ = adopt.tick(), if adopting => match self.queue.adopt_orphaned().await {
                     // The scan that follows starts them.
                     Ok(n) if n > 0 => self.clone().start_due().await,
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "adopting orphaned queues failed"),
                 },
+            }
+        }
+    }
+
+    /// Carries out the admin requests filed since the last scan. A message in flight keeps
+    /// its request for the next scan, so an attempt under way is never cut short.
+    async fn take_requests(self: Arc<Self>) {
+        let dir = self.queue.dir().to_path_buf();
+        let pending = tokio::task::spawn_blocking(move || requests::pending(&dir))
+            .await
+            .unwrap_or_default();
+        for request in pending {
+            let ids: Vec<String> = match &request.id {
+                Some(id) => vec![id.clone()],
+                None => self.schedule.lock().await.waiting.keys().cloned().collect(),
+            };
+            let mut busy = false;
+            for id in ids {
+                {
+                    let mut schedule = self.schedule.lock().await;
+                    if schedule.in_flight.contains_key(&id) {
+                        busy = true;
+                        continue;
+                    }
+                    schedule.asked.insert(id.clone(), request.action);
+                    schedule.waiting.remove(&id);
+                }
+                tracing::info!(
+                    queue_id = id,
+                    action = request.action.name(),
+                    "admin request"
+                );
+                self.clone().start(id).await;
+            }
+            if !busy {
+                if let Err(e) = tokio::fs::remove_file(&request.path).await {
+                    tracing::warn!(path = %request.path.display(), error = %e, "cannot remove a done request");
+                }
             }
         }
     }
@@ -217,6 +261,7 @@ impl Runner {
 
     async fn attempt(&self, id: &str, token: u64) {
         tracing::debug!(queue_id = id, "delivery attempt");
+        let asked = self.schedule.lock().await.asked.remove(id);
         let (envelope, message) = match self.queue.load(id).await {
             Ok(loaded) => loaded,
             Err(QueueError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -230,8 +275,44 @@ impl Runner {
                 return;
             }
         };
+        match asked {
+            Some(Action::Delete) => {
+                tracing::warn!(
+                    queue_id = id,
+                    from = envelope.mail_from,
+                    rcpts = envelope.recipients.len(),
+                    "deleted by the administrator, undelivered"
+                );
+                if let Err(e) = self.queue.remove(id).await {
+                    tracing::error!(queue_id = id, error = %e, "cannot delete");
+                }
+                self.finish(id, token, None).await;
+                return;
+            }
+            Some(Action::Bounce) => {
+                tracing::warn!(queue_id = id, "bounced by the administrator");
+                let text = format!(
+                    "5.0.0 Message returned by the administrator of {}",
+                    self.hostname
+                );
+                let failed = envelope
+                    .recipients
+                    .iter()
+                    .map(|r| {
+                        let reply = ServerReply {
+                            code: 550,
+                            text: text.clone(),
+                        };
+                        (r.clone(), reply, None)
+                    })
+                    .collect();
+                self.conclude(id, token, &envelope, &message, failed).await;
+                return;
+            }
+            Some(Action::Retry) | None => {}
+        }
         let now = crate::now_unix();
-        if envelope.next_attempt > now {
+        if envelope.next_attempt > now && asked != Some(Action::Retry) {
             // Deferred before a restart: its retry is not due yet.
             let wait = Duration::from_secs((envelope.next_attempt - now) as u64);
             let attempts = envelope.attempts as usize;
