@@ -20,8 +20,7 @@ from test_submission import verify_dkim
 ALICE = ("alice@example.test", "alice-secret")
 
 
-@pytest.fixture
-def world(make_postbay, tmp_path):
+def make_world(make_postbay, tmp_path, extra_env=None):
     """DNS, two peers (mx.remote.test with STARTTLS, plain.test without) and a sender."""
     zone = Zone()
     port = free_port_on(["127.0.0.2", "127.0.0.3", "127.0.0.9"])
@@ -45,19 +44,30 @@ def world(make_postbay, tmp_path):
         "POSTBAY_OUTBOUND__MAX_BACKOFF": "2s",
         # Long enough that a test's second message always finds the first one's session.
         "POSTBAY_OUTBOUND__CONNECTION_CACHE_TIME": "30s",
+        **(extra_env or {}),
     })
     pb.apply(FIXTURES / "example.yaml", FIXTURES / "submission.yaml")
     pb.start_dev()
     wait_port(pb.port(587))
     pb.zone, pb.tls_peer, pb.plain_peer = zone, tls_peer, plain_peer
-    yield pb
+    return pb
+
+
+def end_world(pb):
     pb.stop()
     pb.tls_peer.stop()  # a test may have replaced it
-    plain_peer.stop()
-    zone.stop()
+    pb.plain_peer.stop()
+    pb.zone.stop()
 
 
-def submit(pb, rcpts, subject="hello", extra=b"", mail_options=()):
+@pytest.fixture
+def world(make_postbay, tmp_path):
+    pb = make_world(make_postbay, tmp_path)
+    yield pb
+    end_world(pb)
+
+
+def submit(pb, rcpts, subject="hello", extra=b"", mail_options=(), rcpt_options=()):
     ctx = ssl.create_default_context(cafile=str(pb.cert))
     ctx.check_hostname = False
     body = (f"From: Alice <alice@example.test>\r\nTo: {', '.join(rcpts)}\r\n"
@@ -65,7 +75,8 @@ def submit(pb, rcpts, subject="hello", extra=b"", mail_options=()):
     with smtplib.SMTP("127.0.0.1", pb.port(587), timeout=30) as s:
         s.starttls(context=ctx)
         s.login(*ALICE)
-        refused = s.sendmail("alice@example.test", rcpts, body, mail_options=list(mail_options))
+        refused = s.sendmail("alice@example.test", rcpts, body, mail_options=list(mail_options),
+                             rcpt_options=list(rcpt_options))
         assert refused == {}, refused
 
 
@@ -392,10 +403,9 @@ spec:
 """
 
 
-def test_postbay_to_postbay_uses_chunking_and_the_message_arrives_byte_for_byte(make_postbay, tmp_path):
-    """The receiving Postbay offers CHUNKING (RFC 3030), so the sender sends BDAT: a 1.5 MiB
-    message is two chunks, and lines starting with a dot arrive as they were (no dot-stuffing
-    in BDAT, none left over)."""
+def two_postbays(make_postbay, tmp_path):
+    """A receiving Postbay for far.test (carol) and a sending one whose transport for
+    far.test is the receiver's MX."""
     rx = make_postbay(name="rx")
     (tmp_path / "far.yaml").write_text(FAR)
     rx.apply(tmp_path / "far.yaml")
@@ -407,6 +417,14 @@ def test_postbay_to_postbay_uses_chunking_and_the_message_arrives_byte_for_byte(
     tx.apply(FIXTURES / "example.yaml", FIXTURES / "submission.yaml")
     tx.start_dev()
     wait_port(tx.port(587))
+    return rx, tx
+
+
+def test_postbay_to_postbay_uses_chunking_and_the_message_arrives_byte_for_byte(make_postbay, tmp_path):
+    """The receiving Postbay offers CHUNKING (RFC 3030), so the sender sends BDAT: a 1.5 MiB
+    message is two chunks, and lines starting with a dot arrive as they were (no dot-stuffing
+    in BDAT, none left over)."""
+    rx, tx = two_postbays(make_postbay, tmp_path)
     line = b"." + b"x" * 76 + b"\r\n"
     body = b".leading dot\r\n..two dots\r\n" + line * (1536 * 1024 // len(line)) + b".\r\nend\r\n"
     submit(tx, ["carol@far.test"], subject="chunked", extra=b"X-Test: bdat\r\n" + b"\r\n" + body)
@@ -508,3 +526,90 @@ def test_a_request_waits_for_the_owner_and_retry_all_takes_every_message(slow):
     assert out.stdout.strip() == "node-0: 1 messages retried", out.stdout + out.stderr
     wait_for(lambda: slow.peer.messages, "the retried message")
     assert [m.rcpts for m in slow.peer.messages] == [["two@remote.test"]]
+
+
+# --- DSN (RFC 3461): NOTIFY, RET, ENVID, ORCPT, delay warnings --------------------------------
+
+def reports(pb, count):
+    """The first `count` DSNs in alice's INBOX: (message, delivery-status text, returned part)."""
+    out = []
+    for msg, status in bounces(pb, count):
+        returned = [p for p in msg.walk() if p.get_content_type() in ("message/rfc822", "text/rfc822-headers")]
+        out.append((msg, status, returned[0] if returned else None))
+    return out
+
+
+def test_notify_success_reports_local_delivery_with_envid_and_orcpt(world):
+    with smtplib.SMTP("127.0.0.1", world.port(587), timeout=30) as s:
+        s.ehlo()
+        assert s.has_extn("dsn"), "DSN is advertised"
+    submit(world, ["bob@example.test"], subject="tell me", mail_options=["RET=HDRS", "ENVID=ticket+2B42"],
+           rcpt_options=["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;bob+2Bteam@example.test"])
+    ((msg, status, returned),) = reports(world, 1)
+    assert msg["Subject"] == "Successful Mail Delivery Report"
+    assert "Original-Envelope-Id: ticket+2B42" in status, status
+    assert "Original-Recipient: rfc822; bob+team@example.test" in status
+    assert "Action: delivered" in status and "Status: 2." in status
+    assert returned.get_content_type() == "text/rfc822-headers"
+
+
+def test_notify_never_sends_no_bounce_and_ret_full_returns_the_message(world):
+    world.tls_peer.rcpt_answers["quiet@remote.test"] = ["550 5.1.1 no such user"]
+    world.tls_peer.rcpt_answers["loud@remote.test"] = ["550 5.1.1 no such user"]
+    submit(world, ["quiet@remote.test"], subject="never tell", rcpt_options=["NOTIFY=NEVER"])
+    wait_for(lambda: "quiet@remote.test" in world.tls_peer.rcpt_log, "the refused attempt")
+    wait_for(lambda: not queue_files(world), "the queue to empty")
+    submit(world, ["loud@remote.test"], subject="full return", mail_options=["RET=FULL"])
+    ((msg, status, returned),) = reports(world, 1)
+    assert "loud@remote.test" in status and "quiet@remote.test" not in status
+    assert returned.get_content_type() == "message/rfc822"
+    assert b"Hello over there." in returned.as_bytes()
+    time.sleep(1)
+    assert len(inbox(world)) == 1, "NOTIFY=NEVER: no report for quiet@"
+
+
+def test_a_server_without_dsn_gets_no_parameters_and_the_sender_hears_relayed(world):
+    submit(world, ["friend@remote.test"], subject="relay me", mail_options=["ENVID=e1"],
+           rcpt_options=["NOTIFY=SUCCESS"])
+    got = wait_for(lambda: world.tls_peer.messages, "delivery")
+    assert not any(o.upper().startswith(("RET=", "ENVID=")) for o in got[0].mail_options), got[0].mail_options
+    ((msg, status, _),) = reports(world, 1)
+    assert "Action: relayed" in status and "Remote-MTA: dns; mx.remote.test" in status, status
+    assert "Original-Envelope-Id: e1" in status
+
+
+def test_dsn_parameters_travel_to_a_postbay_that_reports_delivery_itself(make_postbay, tmp_path):
+    rx, tx = two_postbays(make_postbay, tmp_path)
+    submit(tx, ["carol@far.test"], subject="report from afar", mail_options=["ENVID=far-1"],
+           rcpt_options=["NOTIFY=SUCCESS"])
+    wait_for(lambda: inbox(rx, ("carol@far.test", "carol-secret")), "carol's copy")
+    # rx reports to alice@example.test, a remote domain for it (outbound off in dev: it waits).
+    queued = wait_for(lambda: [p.read_bytes() for p in queue_files(rx)], "rx's report in its queue")
+    assert len(queued) == 1
+    envelope, report = queued[0].split(b"\n", 1)
+    envelope = json.loads(envelope)
+    assert envelope["mail_from"] == "" and envelope["recipients"][0]["address"] == "alice@example.test"
+    assert b"Action: delivered" in report and b"Original-Envelope-Id: far-1" in report
+    time.sleep(1)
+    assert inbox(tx) == [], "the next hop reports: no 'relayed' notice from the sender's side"
+
+
+@pytest.fixture
+def warned_world(make_postbay, tmp_path):
+    pb = make_world(make_postbay, tmp_path, {"POSTBAY_SMTP__DELAY_WARNING_TIME": "2s"})
+    yield pb
+    end_world(pb)
+
+
+def test_delay_warning_is_sent_once_then_the_message_is_delivered(warned_world):
+    w = warned_world
+    w.tls_peer.rcpt_answers["slow@remote.test"] = ["451 4.3.0 busy"]
+    submit(w, ["slow@remote.test"], subject="patience")
+    ((msg, status, _),) = reports(w, 1)
+    assert msg["Subject"] == "Delayed Mail (still being retried)"
+    assert "Action: delayed" in status and "451 4.3.0 busy" in status, status
+    w.tls_peer.rcpt_answers.pop("slow@remote.test")
+    wait_for(lambda: w.tls_peer.messages, "delivery after the warning")
+    wait_for(lambda: not queue_files(w), "the queue to empty")
+    time.sleep(1)
+    assert len(inbox(w)) == 1, "one warning, and no other report"

@@ -306,6 +306,11 @@ pub struct SmtpSection {
     pub proxy_trusted: Vec<ipnet::IpNet>,
     /// Deliveries the queue runs at once.
     pub queue_concurrency: usize,
+    /// Tell the sender once when a message is still undelivered after this long (a DSN with
+    /// Action: delayed, to recipients without NOTIFY or with NOTIFY=DELAY), as Postfix's
+    /// delay_warning_time; `0s` (the default, as Postfix's): never.
+    #[serde(with = "humantime_serde")]
+    pub delay_warning_time: Duration,
     /// How often the queue directory is scanned for due retries and admin requests
     /// (`postbay queue retry|delete|bounce`).
     #[serde(with = "humantime_serde")]
@@ -424,6 +429,7 @@ impl Default for SmtpSection {
             max_connections_per_ip: 50,
             proxy_trusted: Vec::new(),
             queue_concurrency: 32,
+            delay_warning_time: Duration::ZERO,
             queue_scan_interval: Duration::from_secs(5),
             queue_adopt_interval: Duration::from_secs(60),
             filter: None,

@@ -280,6 +280,7 @@ async fn start_smtp(
             concurrency: config.smtp.queue_concurrency,
             per_destination: config.outbound.max_per_domain,
             adopt_interval: config.smtp.queue_adopt_interval,
+            delay_warning: Some(config.smtp.delay_warning_time).filter(|d| !d.is_zero()),
             scan_interval: config
                 .smtp
                 .queue_scan_interval

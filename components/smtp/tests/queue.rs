@@ -106,6 +106,7 @@ fn recipient(address: &str) -> QueuedRecipient {
         address: address.into(),
         original: address.into(),
         local: true,
+        ..QueuedRecipient::default()
     }
 }
 
@@ -156,6 +157,9 @@ async fn temporary_failures_are_retried_on_schedule_and_finished_recipients_are_
         attempts: 0,
         next_attempt: 0,
         trace: None,
+        ret: None,
+        envid: None,
+        warned: false,
     };
     queue
         .enqueue(

@@ -229,6 +229,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         address,
                         original: rcpt.original.clone(),
                         local,
+                        notify: rcpt.notify,
+                        orcpt: rcpt.orcpt.clone(),
                     });
                 }
             }
@@ -267,6 +269,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             attempts: 0,
             next_attempt: 0,
             trace: postbay_telemetry::traces::traceparent(&tracing::Span::current()),
+            ret: tx.ret,
+            envid: tx.envid.clone(),
+            warned: false,
         };
         match self.ctx.queue.enqueue(&envelope, header, body).await {
             Ok(()) => {

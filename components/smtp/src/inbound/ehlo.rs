@@ -27,6 +27,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             "SMTPUTF8".to_string(),
             "ENHANCEDSTATUSCODES".to_string(),
             "CHUNKING".to_string(),
+            // RFC 3461: NOTIFY, RET, ENVID, ORCPT are kept with the message and honoured.
+            "DSN".to_string(),
         ];
         if self.tls.is_some() && !self.wire.stream.is_tls() {
             lines.push("STARTTLS".to_string());

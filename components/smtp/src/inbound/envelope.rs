@@ -12,6 +12,9 @@ use postbay_store::Resolution;
 
 /// RFC 5321 §4.5.3.1.3: the longest path we must accept.
 const MAX_PATH_LEN: usize = 256;
+/// RFC 3461 §4.4: ENVID is at most 100 characters; §4.2 ORCPT at most 500.
+const MAX_ENVID_LEN: usize = 100;
+const MAX_ORCPT_LEN: usize = 500;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) fn mail(&mut self, from: MailFrom<String>) {
@@ -39,6 +42,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.reply(refusal);
             return;
         }
+        if from
+            .env_id
+            .as_ref()
+            .is_some_and(|e| e.len() > MAX_ENVID_LEN)
+        {
+            self.reply(Reply::new(501, "5.5.4", "ENVID too long"));
+            return;
+        }
+        self.tx.ret = crate::queue::dsn::Ret::from_flags(from.flags);
+        self.tx.envid = from.env_id;
         self.tx.smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
         self.tx.eight_bit = from.flags & MAIL_BODY_8BITMIME != 0;
         self.tx.declared_size = from.size;
@@ -57,11 +70,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             );
             return;
         }
+        if to.orcpt.as_ref().is_some_and(|o| o.len() > MAX_ORCPT_LEN) {
+            self.reply(Reply::new(501, "5.5.4", "Malformed ORCPT"));
+            return;
+        }
+        let dsn = (crate::queue::dsn::Notify::from_flags(to.flags), to.orcpt);
         let address = to.address;
         if address.is_empty() {
             // `<postmaster>` without a domain (RFC 5321 §4.5.1) means our own postmaster.
             let postmaster = format!("postmaster@{}", self.ctx.config.postmaster_domain());
-            return self.accept_if_local(address, postmaster).await;
+            return self.accept_if_local(address, postmaster, dsn).await;
         }
         if address.len() > MAX_PATH_LEN {
             self.reply(Reply::new(501, "5.1.3", "Recipient address too long"));
@@ -72,7 +90,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.reply(relay_denied());
             return;
         }
-        self.accept_if_local(address.clone(), address).await;
+        self.accept_if_local(address.clone(), address, dsn).await;
     }
 
     /// Why MAIL FROM is refused in this role and login state, if it is.
@@ -119,10 +137,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         None
     }
 
-    async fn accept_if_local(&mut self, original: String, lookup: String) {
+    async fn accept_if_local(
+        &mut self,
+        original: String,
+        lookup: String,
+        (notify, orcpt): (Option<crate::queue::dsn::Notify>, Option<String>),
+    ) {
         match self.ctx.store.resolve(&lookup).await {
             Ok(Resolution::Deliver(targets)) => {
-                self.tx.rcpts.push(AcceptedRcpt { original, targets });
+                self.tx.rcpts.push(AcceptedRcpt {
+                    original,
+                    targets,
+                    notify,
+                    orcpt,
+                });
                 self.reply(Reply::new(250, "2.1.5", "Recipient OK"));
             }
             Ok(Resolution::Unknown) => self.reply(
@@ -134,6 +162,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.tx.rcpts.push(AcceptedRcpt {
                     original,
                     targets: vec![postbay_store::Recipient::Remote(lookup)],
+                    notify,
+                    orcpt,
                 });
                 self.reply(Reply::new(250, "2.1.5", "Recipient OK"));
             }

@@ -30,6 +30,9 @@ use postbay_net::wire::{MaybeTls, ReadError, Wire};
 pub(crate) struct AcceptedRcpt {
     pub original: String,
     pub targets: Vec<postbay_store::Recipient>,
+    /// RFC 3461 NOTIFY and ORCPT.
+    pub notify: Option<crate::queue::dsn::Notify>,
+    pub orcpt: Option<String>,
 }
 
 /// What a listener is for.
@@ -70,6 +73,9 @@ pub(crate) struct Transaction {
     pub smtputf8: bool,
     pub eight_bit: bool,
     pub rcpts: Vec<AcceptedRcpt>,
+    /// RFC 3461 RET and ENVID.
+    pub ret: Option<crate::queue::dsn::Ret>,
+    pub envid: Option<String>,
 }
 
 pub struct Session<S> {

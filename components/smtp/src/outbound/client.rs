@@ -436,6 +436,10 @@ pub struct Transaction<'a> {
     pub eight_bit: bool,
     /// Send `SMTPUTF8` (the server offered it and the message needs it).
     pub smtputf8: bool,
+    /// RFC 3461 parameters, sent only when the server offers DSN: for MAIL (`RET=`,
+    /// `ENVID=`) and per recipient (`NOTIFY=`, `ORCPT=`), already encoded; empty for none.
+    pub dsn_mail: &'a str,
+    pub dsn_rcpt: &'a [String],
 }
 
 impl Session {
@@ -577,11 +581,22 @@ impl Session {
         if tx.smtputf8 {
             mail.push_str(" SMTPUTF8");
         }
+        let dsn = self.caps.has(smtp_proto::EXT_DSN);
+        if dsn && !tx.dsn_mail.is_empty() {
+            mail.push(' ');
+            mail.push_str(tx.dsn_mail);
+        }
         mail.push_str("\r\n");
         let rcpts = tx
             .recipients
             .iter()
-            .map(|r| format!("RCPT TO:<{r}>\r\n"))
+            .enumerate()
+            .map(
+                |(i, r)| match tx.dsn_rcpt.get(i).filter(|p| dsn && !p.is_empty()) {
+                    Some(params) => format!("RCPT TO:<{r}> {params}\r\n"),
+                    None => format!("RCPT TO:<{r}>\r\n"),
+                },
+            )
             .collect();
         (mail, rcpts)
     }

@@ -142,8 +142,9 @@ impl Default for OutboundSettings {
 /// The verdict on one recipient after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// The receiving server took responsibility (2xx).
-    Delivered { mta: String },
+    /// The receiving server took responsibility (2xx); `dsn`: it offered DSN, so it took
+    /// the NOTIFY request along and reports success itself (RFC 3461 §5.2.2).
+    Delivered { mta: String, dsn: bool },
     /// Final failure: the server's 5xx (`mta` set), or ours (null MX, no such domain, SMTPUTF8
     /// needed but not offered, too large).
     Failed {
@@ -327,23 +328,21 @@ impl Outbound {
     /// Delivers `message` to `recipients`, all of one next hop; one verdict per recipient.
     /// A cached session to that hop is used first; one that turns out to be closed (before
     /// the MAIL reply, so nothing was sent) is dropped and the message goes over a new one.
-    pub async fn deliver(
-        &self,
-        hop: &Nexthop,
-        mail_from: &str,
-        recipients: &[&str],
-        message: &[u8],
-        eight_bit: bool,
-        smtputf8: bool,
-    ) -> Vec<Verdict> {
+    pub async fn deliver(&self, hop: &Nexthop, out: &Outgoing<'_>) -> Vec<Verdict> {
+        let Outgoing {
+            mail_from,
+            recipients,
+            message,
+            eight_bit,
+            smtputf8,
+            ..
+        } = *out;
         let all = |v: Verdict| vec![v; recipients.len()];
         let key = self.key(hop);
         let needs_utf8 = smtputf8 && needs_smtputf8(mail_from, recipients, message);
         let has_8bit = eight_bit && message.iter().any(|b| *b >= 0x80);
         let tx = Attempt {
-            mail_from,
-            recipients,
-            message,
+            out: *out,
             needs_utf8,
             has_8bit,
         };
@@ -468,7 +467,7 @@ impl Outbound {
         mta: &str,
         a: &Attempt<'_>,
     ) -> Result<Vec<Verdict>, client::ClientError> {
-        let (mail_from, recipients, message) = (a.mail_from, a.recipients, a.message);
+        let (mail_from, recipients, message) = (a.out.mail_from, a.out.recipients, a.out.message);
         let all = |v: Verdict| vec![v; recipients.len()];
         let caps = session.caps;
         // RFC 6531 §3.4: a message that needs SMTPUTF8 is not sent to a server without it.
@@ -507,7 +506,10 @@ impl Outbound {
             eight_bit: a.has_8bit
                 || (caps.has(smtp_proto::EXT_8BIT_MIME) && message.iter().any(|b| *b >= 0x80)),
             smtputf8: a.needs_utf8,
+            dsn_mail: &a.out.dsn.mail,
+            dsn_rcpt: &a.out.dsn.rcpt,
         };
+        let dsn = caps.has(smtp_proto::EXT_DSN);
         let replies = session.send(&tx).await?;
         Ok(replies
             .into_iter()
@@ -515,6 +517,7 @@ impl Outbound {
                 if r.is_success() {
                     Verdict::Delivered {
                         mta: mta.to_string(),
+                        dsn,
                     }
                 } else if r.is_permanent() {
                     Verdict::Failed {
@@ -533,11 +536,29 @@ impl Outbound {
 
 /// One message for one next hop, with what it needs from the server.
 struct Attempt<'a> {
-    mail_from: &'a str,
-    recipients: &'a [&'a str],
-    message: &'a [u8],
+    out: Outgoing<'a>,
     needs_utf8: bool,
     has_8bit: bool,
+}
+
+/// One message for the recipients of one next hop, as the queue holds it.
+#[derive(Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub mail_from: &'a str,
+    pub recipients: &'a [&'a str],
+    pub message: &'a [u8],
+    /// The client sent it with BODY=8BITMIME / SMTPUTF8.
+    pub eight_bit: bool,
+    pub smtputf8: bool,
+    pub dsn: &'a DsnParams,
+}
+
+/// RFC 3461 parameters of one delivery, encoded (see [`client::Transaction`]).
+#[derive(Debug, Clone, Default)]
+pub struct DsnParams {
+    pub mail: String,
+    /// One entry per recipient, in order.
+    pub rcpt: Vec<String>,
 }
 
 fn log_tls(mta: &str, session: &Session) {

@@ -50,13 +50,20 @@ pub(crate) fn blocking(what: &'static str) -> impl FnOnce(tokio::task::JoinError
 }
 
 /// Who a queued message goes to.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct QueuedRecipient {
     /// Final address: a local mailbox (after alias expansion) or a remote address.
     pub address: String,
     /// The address the client gave in RCPT TO, for Delivered-To and DSNs.
     pub original: String,
     pub local: bool,
+    /// RFC 3461 NOTIFY as the client gave it; `None`: not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<dsn::Notify>,
+    /// RFC 3461 ORCPT: the rfc822 address, xtext decoded (smtp-proto takes the type off),
+    /// passed on and quoted in DSNs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
 }
 
 /// The envelope stored in front of the message.
@@ -82,6 +89,15 @@ pub struct Envelope {
     /// joins the message's trace (absent when traces are off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    /// RFC 3461 RET: how much of the message a failure DSN returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<dsn::Ret>,
+    /// RFC 3461 ENVID (decoded), passed on and quoted in DSNs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+    /// A delay warning was sent (one per message).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warned: bool,
 }
 
 /// One replica's queue directory plus the channel that wakes its runner.

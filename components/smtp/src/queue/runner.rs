@@ -37,6 +37,9 @@ pub struct RunnerSettings {
     pub backoff: Vec<Duration>,
     /// Deliveries to one remote domain at once.
     pub per_destination: usize,
+    /// Warn the sender once when a message is still undelivered after this long (Postfix's
+    /// delay_warning_time); `None`: never.
+    pub delay_warning: Option<Duration>,
     /// How often the queues of replicas that are gone are looked for ([`Queue::adopt_orphaned`]);
     /// zero turns it off.
     pub adopt_interval: Duration,
@@ -50,6 +53,7 @@ impl Default for RunnerSettings {
             max_age: Duration::from_secs(5 * 86_400),
             backoff: BACKOFF.iter().map(|&s| Duration::from_secs(s)).collect(),
             per_destination: 20,
+            delay_warning: None,
             adopt_interval: Duration::from_secs(60),
         }
     }
@@ -85,15 +89,19 @@ pub struct Runner {
 /// A recipient that failed for good, the answer, and the remote server that gave it.
 type Failed = (QueuedRecipient, ServerReply, Option<String>);
 
-enum Outcome {
-    /// Every recipient got a final answer (delivered or permanently failed).
-    Done { failed: Vec<Failed> },
-    /// Some recipients must be tried again (others may have failed for good).
-    Retry {
-        remaining: Vec<QueuedRecipient>,
-        failed: Vec<Failed>,
-        reason: String,
-    },
+/// A recipient delivered, for NOTIFY=SUCCESS: `delivered` (into a mailbox) or `relayed` (to
+/// a server without DSN), the answer, and the remote server.
+type Succeeded = (QueuedRecipient, &'static str, ServerReply, Option<String>);
+
+/// What one attempt came to; the message is done when nothing remains.
+#[derive(Default)]
+struct Outcome {
+    /// To be tried again.
+    remaining: Vec<QueuedRecipient>,
+    failed: Vec<Failed>,
+    succeeded: Vec<Succeeded>,
+    /// Why the remaining ones were deferred.
+    reason: String,
 }
 
 impl Runner {
@@ -336,71 +344,77 @@ impl Runner {
     }
 
     async fn attempt_due(&self, id: &str, token: u64, envelope: Envelope, message: Vec<u8>) {
-        let outcome = self.deliver(&envelope, &message).await;
+        let Outcome {
+            remaining,
+            mut failed,
+            succeeded,
+            reason,
+        } = self.deliver(&envelope, &message).await;
         let record = |outcome: &str| {
             tracing::Span::current().record("outcome", outcome);
         };
-        match outcome {
-            Outcome::Done { failed } => {
-                record(if failed.is_empty() {
-                    "delivered"
-                } else {
-                    "failed"
-                });
-                self.conclude(id, token, &envelope, &message, failed).await
+        self.report_success(&envelope, &message, &succeeded).await;
+        if remaining.is_empty() {
+            record(if failed.is_empty() {
+                "delivered"
+            } else {
+                "failed"
+            });
+            return self.conclude(id, token, &envelope, &message, failed).await;
+        }
+        let remote = remaining.iter().any(|r| !r.local);
+        let now = crate::now_unix();
+        let expired = match (&self.outbound, remote) {
+            (Some(out), true) => out.settings().backoff.expired(envelope.received_at, now),
+            _ => (now - envelope.received_at) as u64 > self.settings.max_age.as_secs(),
+        };
+        if expired {
+            // RFC 3463 X.4.7: delivery time expired; every recipient left fails.
+            record("expired");
+            tracing::warn!(queue_id = id, reason, "giving up after the queue lifetime");
+            let text = format!("4.4.7 Message expired in the queue; last error: {reason}");
+            for rcpt in remaining {
+                let reply = ServerReply {
+                    code: 421,
+                    text: text.clone(),
+                };
+                failed.push((rcpt, reply, None));
             }
-            Outcome::Retry {
-                remaining,
-                mut failed,
-                reason,
-            } => {
-                let remote = remaining.iter().any(|r| !r.local);
-                let now = crate::now_unix();
-                let expired = match (&self.outbound, remote) {
-                    (Some(out), true) => out.settings().backoff.expired(envelope.received_at, now),
-                    _ => (now - envelope.received_at) as u64 > self.settings.max_age.as_secs(),
-                };
-                if expired {
-                    // RFC 3463 X.4.7: delivery time expired; every recipient left fails.
-                    record("expired");
-                    tracing::warn!(queue_id = id, reason, "giving up after the queue lifetime");
-                    let text = format!("4.4.7 Message expired in the queue; last error: {reason}");
-                    for rcpt in remaining {
-                        let reply = ServerReply {
-                            code: 421,
-                            text: text.clone(),
-                        };
-                        failed.push((rcpt, reply, None));
-                    }
-                    self.conclude(id, token, &envelope, &message, failed).await;
-                    return;
-                }
-                self.report_failures(&envelope, &message, &failed).await;
-                let attempts = envelope.attempts + 1;
-                let delay = match (&self.outbound, remote) {
-                    (Some(out), true) => out.settings().backoff.delay(attempts),
-                    _ => {
-                        let schedule = &self.settings.backoff;
-                        schedule
-                            .get((attempts as usize - 1).min(schedule.len().saturating_sub(1)))
-                            .copied()
-                            .unwrap_or(Duration::from_secs(BACKOFF[0]))
-                    }
-                };
-                let mut next = envelope.clone();
-                next.recipients = remaining;
-                next.attempts = attempts;
-                // Rounded up, so a restart never retries before the in-memory schedule would.
-                next.next_attempt = now + delay.as_secs_f64().ceil() as i64;
-                if let Err(e) = self.rewrite(&next, &message).await {
-                    tracing::error!(queue_id = id, error = %e, "cannot record the attempt");
-                }
-                record("deferred");
-                tracing::info!(queue_id = id, attempts, ?delay, reason, "delivery deferred");
-                self.finish(id, token, Some((attempts as usize, Instant::now() + delay)))
+            self.conclude(id, token, &envelope, &message, failed).await;
+            return;
+        }
+        self.report_failures(&envelope, &message, &failed).await;
+        let mut next = envelope.clone();
+        // Postfix's delay_warning_time: once per message, to the recipients that want it.
+        if let Some(after) = self.settings.delay_warning {
+            if !envelope.warned && (now - envelope.received_at) as u64 >= after.as_secs() {
+                self.report_delay(&envelope, &message, &remaining, &reason)
                     .await;
+                next.warned = true;
             }
         }
+        let attempts = envelope.attempts + 1;
+        let delay = match (&self.outbound, remote) {
+            (Some(out), true) => out.settings().backoff.delay(attempts),
+            _ => {
+                let schedule = &self.settings.backoff;
+                schedule
+                    .get((attempts as usize - 1).min(schedule.len().saturating_sub(1)))
+                    .copied()
+                    .unwrap_or(Duration::from_secs(BACKOFF[0]))
+            }
+        };
+        next.recipients = remaining;
+        next.attempts = attempts;
+        // Rounded up, so a restart never retries before the in-memory schedule would.
+        next.next_attempt = now + delay.as_secs_f64().ceil() as i64;
+        if let Err(e) = self.rewrite(&next, &message).await {
+            tracing::error!(queue_id = id, error = %e, "cannot record the attempt");
+        }
+        record("deferred");
+        tracing::info!(queue_id = id, attempts, ?delay, reason, "delivery deferred");
+        self.finish(id, token, Some((attempts as usize, Instant::now() + delay)))
+            .await;
     }
 
     /// Every recipient has a final answer: bounce the failures, then remove the message (or
@@ -446,26 +460,26 @@ impl Runner {
         let local: Vec<&QueuedRecipient> = envelope.recipients.iter().filter(|r| r.local).collect();
         let remote: Vec<&QueuedRecipient> =
             envelope.recipients.iter().filter(|r| !r.local).collect();
-        let mut remaining: Vec<QueuedRecipient> = Vec::new();
-        let mut failed = Vec::new();
-        let mut reason = String::new();
+        let mut out = Outcome::default();
         if !remote.is_empty() {
             match &self.outbound {
                 Some(outbound) => {
-                    let (deferred, lost, why) = self
-                        .deliver_remote(outbound, envelope, &remote, message)
-                        .await;
-                    remaining.extend(deferred);
-                    failed.extend(lost);
-                    reason = why;
+                    self.deliver_remote(outbound, envelope, &remote, message, &mut out)
+                        .await
                 }
                 None => {
-                    reason =
+                    out.reason =
                         "outbound delivery to remote domains is not enabled on this node".into();
-                    remaining.extend(remote.into_iter().cloned());
+                    out.remaining.extend(remote.into_iter().cloned());
                 }
             }
         }
+        let Outcome {
+            remaining,
+            failed,
+            succeeded,
+            reason,
+        } = &mut out;
         if !local.is_empty() {
             let span = tracing::info_span!(
                 target: postbay_telemetry::traces::TARGET,
@@ -479,18 +493,19 @@ impl Runner {
                     for (rcpt, reply) in local.into_iter().zip(replies) {
                         if reply.is_success() {
                             postbay_telemetry::delivery_attempt("delivered", "local");
+                            succeeded.push((rcpt.clone(), "delivered", reply, None));
                         } else if reply.is_permanent() {
                             postbay_telemetry::delivery_attempt("bounced", "local");
                             failed.push((rcpt.clone(), reply, None));
                         } else {
                             postbay_telemetry::delivery_attempt("deferred", "local");
-                            reason = format!("{} {}", reply.code, reply.text);
+                            *reason = format!("{} {}", reply.code, reply.text);
                             remaining.push(rcpt.clone());
                         }
                     }
                 }
                 Err(e) => {
-                    reason = e.to_string();
+                    *reason = e.to_string();
                     for _ in &local {
                         postbay_telemetry::delivery_attempt("deferred", "local");
                     }
@@ -498,15 +513,7 @@ impl Runner {
                 }
             }
         }
-        if remaining.is_empty() {
-            Outcome::Done { failed }
-        } else {
-            Outcome::Retry {
-                remaining,
-                failed,
-                reason,
-            }
-        }
+        out
     }
 
     /// Remote recipients, one SMTP delivery per next hop (a domain, the relayhost, a transport)
@@ -518,7 +525,8 @@ impl Runner {
         envelope: &Envelope,
         remote: &[&QueuedRecipient],
         message: &[u8],
-    ) -> (Vec<QueuedRecipient>, Vec<Failed>, String) {
+        out: &mut Outcome,
+    ) {
         let mut hops: Vec<(String, Nexthop, Vec<&QueuedRecipient>)> = Vec::new();
         for rcpt in remote {
             let hop = outbound.nexthop(&rcpt.address);
@@ -528,9 +536,9 @@ impl Runner {
                 None => hops.push((key, hop, vec![rcpt])),
             }
         }
-        let (mut deferred, mut failed, mut reason) = (Vec::new(), Vec::new(), String::new());
         for (key, hop, rcpts) in hops {
             let addresses: Vec<&str> = rcpts.iter().map(|r| r.address.as_str()).collect();
+            let dsn = dsn_params(envelope, &rcpts);
             // The span includes the wait for a per-destination slot: a slow delivery may be
             // a queue behind a busy destination.
             let span = tracing::info_span!(
@@ -542,22 +550,32 @@ impl Runner {
             );
             let sent = async {
                 let _permit = self.destinations.acquire(&key).await;
-                outbound
-                    .deliver(
-                        &hop,
-                        &envelope.mail_from,
-                        &addresses,
-                        message,
-                        envelope.eight_bit,
-                        envelope.smtputf8,
-                    )
-                    .await
+                let out = crate::outbound::Outgoing {
+                    mail_from: &envelope.mail_from,
+                    recipients: &addresses,
+                    message,
+                    eight_bit: envelope.eight_bit,
+                    smtputf8: envelope.smtputf8,
+                    dsn: &dsn,
+                };
+                outbound.deliver(&hop, &out).await
             };
             let verdicts = tracing::Instrument::instrument(sent, span).await;
             for (rcpt, verdict) in rcpts.into_iter().zip(verdicts) {
                 match verdict {
-                    Verdict::Delivered { mta } => {
+                    Verdict::Delivered { mta, dsn } => {
                         postbay_telemetry::delivery_attempt("delivered", "remote");
+                        if !dsn {
+                            // RFC 3461 §6.2.1: the next hop cannot report; we say "relayed".
+                            let reply = ServerReply {
+                                code: 250,
+                                text: format!(
+                                    "2.0.0 relayed to {mta}, which does not report delivery"
+                                ),
+                            };
+                            out.succeeded
+                                .push((rcpt.clone(), "relayed", reply, Some(mta.clone())));
+                        }
                         tracing::info!(
                             queue_id = envelope.id,
                             rcpt = rcpt.address,
@@ -567,31 +585,28 @@ impl Runner {
                     }
                     Verdict::Failed { reply, mta } => {
                         postbay_telemetry::delivery_attempt("bounced", "remote");
-                        failed.push((rcpt.clone(), reply, mta));
+                        out.failed.push((rcpt.clone(), reply, mta));
                     }
                     Verdict::Deferred { reason: why } => {
                         postbay_telemetry::delivery_attempt("deferred", "remote");
-                        reason = why;
-                        deferred.push(rcpt.clone());
+                        out.reason = why;
+                        out.remaining.push(rcpt.clone());
                     }
                 }
             }
         }
-        (deferred, failed, reason)
     }
 
-    /// Logs permanent failures and sends the sender a bounce. Returns whether the failures
-    /// are fully handled (bounce queued); false means the message should be kept for an
-    /// admin (null sender, or the bounce could not be queued).
+    /// Logs permanent failures and sends the sender a bounce for those it wants to hear of
+    /// (RFC 3461 NOTIFY). Returns whether the failures are fully handled (bounce queued, or
+    /// none wanted); false means the message should be kept for an admin (null sender, or
+    /// the bounce could not be queued).
     async fn report_failures(
         &self,
         envelope: &Envelope,
         message: &[u8],
         failed: &[Failed],
     ) -> bool {
-        if failed.is_empty() {
-            return true;
-        }
         for (rcpt, reply, _) in failed {
             tracing::warn!(
                 queue_id = envelope.id,
@@ -601,6 +616,14 @@ impl Runner {
                 "permanent delivery failure"
             );
         }
+        let entries: Vec<dsn::Entry<'_>> = failed
+            .iter()
+            .filter(|(r, _, _)| dsn::wanted(r.notify, "failed"))
+            .map(|(r, reply, mta)| entry(r, "failed", reply, mta.as_deref()))
+            .collect();
+        if entries.is_empty() {
+            return true;
+        }
         if envelope.mail_from.is_empty() {
             tracing::warn!(
                 queue_id = envelope.id,
@@ -608,60 +631,98 @@ impl Runner {
             );
             return false;
         }
-        let failures: Vec<dsn::Failure<'_>> = failed
+        self.notify_sender(envelope, message, &entries).await
+    }
+
+    /// NOTIFY=SUCCESS: a report of the recipients delivered (or relayed) in this attempt.
+    async fn report_success(&self, envelope: &Envelope, message: &[u8], done: &[Succeeded]) {
+        let entries: Vec<dsn::Entry<'_>> = done
             .iter()
-            .map(|(r, reply, mta)| dsn::Failure {
-                recipient: &r.original,
-                code: reply.code,
-                text: &reply.text,
-                remote_mta: mta.as_deref(),
-            })
+            .filter(|(r, action, _, _)| dsn::wanted(r.notify, action))
+            .map(|(r, action, reply, mta)| entry(r, action, reply, mta.as_deref()))
             .collect();
-        let now = crate::now_unix();
-        let bounce = dsn::bounce(
-            &self.hostname,
-            &envelope.id,
-            &envelope.mail_from,
-            envelope.received_at,
-            now,
-            &failures,
-            message,
+        if entries.is_empty() || envelope.mail_from.is_empty() {
+            return;
+        }
+        self.notify_sender(envelope, message, &entries).await;
+    }
+
+    /// The delay warning: the recipients still waiting, with the last reason.
+    async fn report_delay(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        waiting: &[QueuedRecipient],
+        reason: &str,
+    ) {
+        let reply = ServerReply {
+            code: 400,
+            text: format!("4.0.0 {reason}"),
+        };
+        let entries: Vec<dsn::Entry<'_>> = waiting
+            .iter()
+            .filter(|r| dsn::wanted(r.notify, "delayed"))
+            .map(|r| entry(r, "delayed", &reply, None))
+            .collect();
+        if entries.is_empty() || envelope.mail_from.is_empty() {
+            return;
+        }
+        tracing::info!(
+            queue_id = envelope.id,
+            rcpts = entries.len(),
+            "delay warning"
         );
+        self.notify_sender(envelope, message, &entries).await;
+    }
+
+    /// Queues a DSN to the sender; whether it was queued (or the sender is gone).
+    async fn notify_sender(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        entries: &[dsn::Entry<'_>],
+    ) -> bool {
+        let now = crate::now_unix();
+        let about = dsn::About {
+            queue_id: &envelope.id,
+            sender: &envelope.mail_from,
+            arrival: envelope.received_at,
+            envid: envelope.envid.as_deref(),
+            full: envelope.ret == Some(dsn::Ret::Full),
+            original: message,
+        };
+        let report = dsn::report(&self.hostname, &about, now, entries);
+        let to = |address: String, local: bool| QueuedRecipient {
+            address,
+            original: envelope.mail_from.clone(),
+            local,
+            // RFC 3461 §5.2.1: a DSN asks for no DSN.
+            notify: Some(dsn::Notify::default()),
+            orcpt: None,
+        };
         let recipients = match self.store.resolve(&envelope.mail_from).await {
             Ok(Resolution::Deliver(targets)) => targets
                 .into_iter()
                 .map(|t| match t {
-                    Recipient::Local(a) => QueuedRecipient {
-                        address: a,
-                        original: envelope.mail_from.clone(),
-                        local: true,
-                    },
-                    Recipient::Remote(a) => QueuedRecipient {
-                        address: a,
-                        original: envelope.mail_from.clone(),
-                        local: false,
-                    },
+                    Recipient::Local(a) => to(a, true),
+                    Recipient::Remote(a) => to(a, false),
                 })
                 .collect(),
-            Ok(Resolution::NonLocalDomain) => vec![QueuedRecipient {
-                address: envelope.mail_from.clone(),
-                original: envelope.mail_from.clone(),
-                local: false,
-            }],
+            Ok(Resolution::NonLocalDomain) => vec![to(envelope.mail_from.clone(), false)],
             Ok(Resolution::Unknown) => {
                 tracing::warn!(
                     queue_id = envelope.id,
                     sender = envelope.mail_from,
-                    "sender is an unknown local address, bounce dropped"
+                    "sender is an unknown local address, report dropped"
                 );
                 return true;
             }
             Err(e) => {
-                tracing::error!(queue_id = envelope.id, error = %e, "cannot resolve the sender for a bounce");
+                tracing::error!(queue_id = envelope.id, error = %e, "cannot resolve the sender for a report");
                 return false;
             }
         };
-        let bounce_envelope = Envelope {
+        let report_envelope = Envelope {
             id: Queue::new_id(),
             mail_from: String::new(),
             recipients,
@@ -672,24 +733,29 @@ impl Runner {
             eight_bit: true,
             attempts: 0,
             next_attempt: 0,
-            // The bounce is part of the failed message's story.
+            // The report is part of the message's story.
             trace: postbay_telemetry::traces::traceparent(&tracing::Span::current()),
+            ret: None,
+            envid: None,
+            warned: false,
         };
+        let action = entries.first().map(|e| e.action).unwrap_or("failed");
         match self
             .queue
-            .enqueue(&bounce_envelope, Vec::new(), bounce)
+            .enqueue(&report_envelope, Vec::new(), report)
             .await
         {
             Ok(()) => {
                 tracing::info!(
                     queue_id = envelope.id,
-                    bounce_id = bounce_envelope.id,
-                    "bounce queued"
+                    dsn_id = report_envelope.id,
+                    action,
+                    "delivery status notification queued"
                 );
                 true
             }
             Err(e) => {
-                tracing::error!(queue_id = envelope.id, error = %e, "cannot queue bounce");
+                tracing::error!(queue_id = envelope.id, error = %e, "cannot queue a report");
                 false
             }
         }
@@ -706,5 +772,58 @@ impl Runner {
         .await
         .map_err(super::blocking("rewrite"))??;
         Ok(())
+    }
+}
+
+/// One line of a report about `r`.
+fn entry<'a>(
+    r: &'a QueuedRecipient,
+    action: &'static str,
+    reply: &'a ServerReply,
+    mta: Option<&'a str>,
+) -> dsn::Entry<'a> {
+    dsn::Entry {
+        recipient: &r.original,
+        orcpt: r.orcpt.as_deref(),
+        action,
+        code: reply.code,
+        text: &reply.text,
+        remote_mta: mta,
+    }
+}
+
+/// The RFC 3461 parameters of `rcpts` for the next hop: RET and ENVID as the client gave
+/// them; NOTIFY as given; ORCPT as given, else the address the client used when an alias
+/// changed it (RFC 3461 §4.2 allows adding it), so the far end's report names it.
+fn dsn_params(envelope: &Envelope, rcpts: &[&QueuedRecipient]) -> crate::outbound::DsnParams {
+    let mut mail = Vec::new();
+    match envelope.ret {
+        Some(dsn::Ret::Full) => mail.push("RET=FULL".to_string()),
+        Some(dsn::Ret::Hdrs) => mail.push("RET=HDRS".to_string()),
+        None => {}
+    }
+    if let Some(envid) = &envelope.envid {
+        mail.push(format!("ENVID={}", dsn::xtext(envid)));
+    }
+    let rcpt = rcpts
+        .iter()
+        .map(|r| {
+            let mut params = Vec::new();
+            if let Some(n) = r.notify {
+                params.push(format!("NOTIFY={}", n.keyword()));
+            }
+            match &r.orcpt {
+                Some(o) => params.push(format!("ORCPT=rfc822;{}", dsn::xtext(o))),
+                None if r.original != r.address && !r.original.is_empty() => {
+                    params.push(format!("ORCPT=rfc822;{}", dsn::xtext(&r.original)));
+                }
+                None => {}
+            }
+            params.join(" ")
+        })
+        .collect();
+    crate::outbound::DsnParams {
+        mail: mail.join(" "),
+        rcpt,
     }
 }
