@@ -364,6 +364,25 @@ impl Runner {
         }
         let remote = remaining.iter().any(|r| !r.local);
         let now = crate::now_unix();
+        if self.outbound.is_none() && remaining.iter().all(|r| !r.local) {
+            // Only remote recipients left and this process does not deliver to other
+            // domains (`postbay dev` by default): not an attempt. The file keeps no retry
+            // time, so a process with outbound delivery on sends them at once.
+            record("waiting_for_outbound");
+            if remaining.len() != envelope.recipients.len() {
+                let mut next = envelope.clone();
+                next.recipients = remaining;
+                if let Err(e) = self.rewrite(&next, &message).await {
+                    tracing::error!(queue_id = id, error = %e, "cannot record the attempt");
+                }
+            }
+            self.report_failures(&envelope, &message, &failed).await;
+            tracing::debug!(queue_id = id, reason, "waiting for outbound delivery");
+            let later = Instant::now() + Duration::from_secs(3600);
+            self.finish(id, token, Some((envelope.attempts as usize, later)))
+                .await;
+            return;
+        }
         let expired = match (&self.outbound, remote) {
             (Some(out), true) => out.settings().backoff.expired(envelope.received_at, now),
             _ => (now - envelope.received_at) as u64 > self.settings.max_age.as_secs(),
