@@ -45,7 +45,7 @@ class Zone:
 
     # dnslib's resolver interface
     def resolve(self, request, handler):
-        from dnslib import MX, QTYPE, RCODE, RR, A
+        from dnslib import AAAA, MX, QTYPE, RCODE, RR, A
 
         reply = request.reply()
         qname = str(request.q.qname).rstrip(".").lower()
@@ -63,6 +63,8 @@ class Zone:
                 reply.add_answer(RR(qname, QTYPE.MX, rdata=MX(host, pref), ttl=60))
             elif rtype == "A":
                 reply.add_answer(RR(qname, QTYPE.A, rdata=A(value), ttl=60))
+            elif rtype == "AAAA":
+                reply.add_answer(RR(qname, QTYPE.AAAA, rdata=AAAA(value), ttl=60))
         return reply
 
     def stop(self):
@@ -85,13 +87,14 @@ def free_udp_port(host: str) -> int:
 
 def free_port_on(hosts: list[str]) -> int:
     """A TCP port free on every one of `hosts` (the peers share outbound.mx_port)."""
+    family = lambda h: socket.AF_INET6 if ":" in h else socket.AF_INET
     for _ in range(200):
-        with socket.socket() as s:
+        with socket.socket(family(hosts[0])) as s:
             s.bind((hosts[0], 0))
             port = s.getsockname()[1]
         ok = True
         for h in hosts[1:]:
-            with socket.socket() as s:
+            with socket.socket(family(h)) as s:
                 try:
                     s.bind((h, port))
                 except OSError:

@@ -613,3 +613,66 @@ def test_delay_warning_is_sent_once_then_the_message_is_delivered(warned_world):
     wait_for(lambda: not queue_files(w), "the queue to empty")
     time.sleep(1)
     assert len(inbox(w)) == 1, "one warning, and no other report"
+
+
+def test_an_mx_with_only_an_ipv6_address_gets_the_mail(make_postbay, tmp_path):
+    """six.test's MX host has an AAAA record (::1) and no A record."""
+    zone = Zone()
+    port = free_port_on(["::1"])
+    peer = Peer("::1", port)
+    zone.add("six.test", "MX", (10, "mx.six.test"))
+    zone.add("mx.six.test", "AAAA", "::1")
+    pb = make_postbay(env={
+        "POSTBAY_OUTBOUND__ENABLED": "true",
+        "POSTBAY_OUTBOUND__NAMESERVERS": f"[{zone.address}]",
+        "POSTBAY_OUTBOUND__MX_PORT": str(port),
+    })
+    try:
+        pb.apply(FIXTURES / "example.yaml", FIXTURES / "submission.yaml")
+        pb.start_dev()
+        wait_port(pb.port(587))
+        submit(pb, ["someone@six.test"], subject="over IPv6")
+        got = wait_for(lambda: peer.messages, "delivery to [::1]")
+        assert got[0].rcpts == ["someone@six.test"]
+        wait_for(lambda: not queue_files(pb), "the queue to empty")
+        assert "mx.six.test[::1]" in pb.log(), "the log names the IPv6 MX"
+    finally:
+        pb.stop()
+        peer.stop()
+        zone.stop()
+
+
+def test_remote_mail_queued_while_outbound_is_off_goes_at_once_when_it_is_turned_on(make_postbay, tmp_path):
+    """`postbay dev` keeps remote mail queued (outbound off by default) without counting an
+    attempt or setting a retry time, so the restart with outbound on sends it at once."""
+    zone = Zone()
+    port = free_port_on(["127.0.0.2"])
+    peer = Peer("127.0.0.2", port)
+    zone.add("remote.test", "MX", (10, "mx.remote.test"))
+    zone.add("mx.remote.test", "A", "127.0.0.2")
+    pb = make_postbay(env={
+        "POSTBAY_OUTBOUND__NAMESERVERS": f"[{zone.address}]",
+        "POSTBAY_OUTBOUND__MX_PORT": str(port),
+        "POSTBAY_OUTBOUND__MIN_BACKOFF": "1h",
+    })
+    try:
+        pb.apply(FIXTURES / "example.yaml", FIXTURES / "submission.yaml")
+        pb.start_dev()
+        wait_port(pb.port(587))
+        submit(pb, ["friend@remote.test", "bob@example.test"], subject="held")
+        wait_for(lambda: inbox(pb, ("bob@example.test", "bob-secret")), "bob's copy")
+        files = wait_for(lambda: [p for p in queue_files(pb)
+                                  if b"bob@" not in p.read_bytes().split(b"\n", 1)[0]], "the remote part rewritten")
+        envelope = json.loads(files[0].read_bytes().split(b"\n", 1)[0])
+        assert [r["address"] for r in envelope["recipients"]] == ["friend@remote.test"]
+        assert envelope.get("attempts", 0) == 0 and envelope.get("next_attempt", 0) == 0, envelope
+        assert peer.messages == []
+        pb.stop()
+        pb.env["POSTBAY_OUTBOUND__ENABLED"] = "true"
+        pb.start_dev()
+        got = wait_for(lambda: peer.messages, "delivery right after the restart", timeout=15)
+        assert got[0].rcpts == ["friend@remote.test"]
+    finally:
+        pb.stop()
+        peer.stop()
+        zone.stop()
