@@ -676,3 +676,54 @@ def test_remote_mail_queued_while_outbound_is_off_goes_at_once_when_it_is_turned
         pb.stop()
         peer.stop()
         zone.stop()
+
+
+# --- SRS: forwarded mail leaves with our reverse path, and its bounces come back ------------
+
+FORWARD = """apiVersion: postbay.dev/v1alpha1
+kind: MailAlias
+metadata: {name: fwd}
+spec:
+  address: fwd@example.test
+  destinations: [friend@remote.test]
+"""
+
+
+@pytest.fixture
+def srs_world(make_postbay, tmp_path):
+    secret = tmp_path / "srs-secret"
+    secret.write_text("0123456789abcdef-srs-test\n")
+    pb = make_world(make_postbay, tmp_path, {
+        "POSTBAY_OUTBOUND__SRS_SECRET_FILE": str(secret),
+        "POSTBAY_OUTBOUND__SRS_DOMAIN": "example.test",
+    })
+    (tmp_path / "forward.yaml").write_text(FORWARD)
+    pb.apply(FIXTURES / "example.yaml", FIXTURES / "submission.yaml", tmp_path / "forward.yaml")
+    # outside.test: where the original sender's mail server is (the plain peer).
+    pb.zone.add("outside.test", "MX", (10, "mx.outside.test"))
+    pb.zone.add("mx.outside.test", "A", "127.0.0.3")
+    yield pb
+    end_world(pb)
+
+
+def test_srs_rewrites_forwarded_mail_and_routes_its_bounce_back(srs_world):
+    w = srs_world
+    with smtplib.SMTP("127.0.0.1", w.smtp, timeout=30) as s:
+        s.sendmail("someone@outside.test", ["fwd@example.test"],
+                   b"From: someone@outside.test\r\nSubject: forward me\r\n\r\nhi\r\n")
+    got = wait_for(lambda: w.tls_peer.messages, "the forwarded copy")
+    srs = got[0].mail_from
+    assert re.fullmatch(r"SRS0=[A-Za-z0-9+/]{4}=[A-Z2-7]{2}=outside\.test=someone@example\.test", srs), srs
+    assert got[0].rcpts == ["friend@remote.test"]
+    # The far end bounces to the SRS address: our MX takes it and sends it to the sender.
+    with smtplib.SMTP("127.0.0.1", w.smtp, timeout=30) as s:
+        s.sendmail("", [srs], b"From: MAILER-DAEMON@remote.test\r\nSubject: bounce\r\n\r\nno\r\n")
+        forged = srs.replace("=someone@", "=victim@")
+        code, text = s.rcpt(forged) if s.mail("")[0] == 250 else (0, b"")
+        assert code == 550 and b"Invalid SRS address" in text, (code, text)
+    back = wait_for(lambda: w.plain_peer.messages, "the bounce at the original sender's MX")
+    assert back[0].rcpts == ["someone@outside.test"] and back[0].mail_from in ("", "<>")
+    # Our own user's forwarded mail keeps its sender: SPF of example.test is ours already.
+    submit(w, ["fwd@example.test"], subject="from alice")
+    wait_for(lambda: len(w.tls_peer.messages) == 2, "alice's forwarded copy")
+    assert w.tls_peer.messages[1].mail_from == "alice@example.test"

@@ -573,6 +573,8 @@ impl Config {
                 FilterSettings::from_url(url, self.smtp.filter_timeout, failure)
                     .expect("checked by Config::load")
             }),
+            // Read from its file by the role that serves SMTP (`Config::srs`).
+            srs: None,
         }
     }
 }
@@ -672,6 +674,12 @@ pub struct OutboundSection {
     pub connection_reuse_time: Duration,
     /// Transactions per session at most; 0 = no limit (smtp_connection_reuse_count_limit).
     pub connection_reuse_count: u32,
+    /// A file holding the SRS secret (a mounted Secret key; the same on every replica, at
+    /// least 16 bytes). Set: mail an alias forwards to another domain leaves with an SRS
+    /// reverse path, and bounces to it go back to the sender. Unset: SRS off.
+    pub srs_secret_file: Option<PathBuf>,
+    /// The domain of SRS addresses (its MX must be us). Unset: the top-level `hostname`.
+    pub srs_domain: Option<String>,
 }
 
 /// One `outbound.transports` entry.
@@ -721,6 +729,8 @@ impl Default for OutboundSection {
             connection_cache_time: base.pool.idle,
             connection_reuse_time: base.pool.max_age,
             connection_reuse_count: base.pool.max_uses,
+            srs_secret_file: None,
+            srs_domain: None,
         }
     }
 }
@@ -795,6 +805,30 @@ impl Config {
                 per_destination: out.max_per_domain,
             },
         })
+    }
+}
+
+impl Config {
+    /// SRS from `outbound.srs_secret_file`, if set.
+    pub fn srs(&self) -> anyhow::Result<Option<postbay_smtp::outbound::srs::Srs>> {
+        let Some(file) = &self.outbound.srs_secret_file else {
+            return Ok(None);
+        };
+        let secret = std::fs::read(file)
+            .map_err(|e| anyhow::anyhow!("outbound.srs_secret_file {}: {e}", file.display()))?;
+        let secret = secret.trim_ascii();
+        if secret.len() < 16 {
+            anyhow::bail!(
+                "outbound.srs_secret_file {}: the secret must be at least 16 bytes",
+                file.display()
+            );
+        }
+        let domain = self
+            .outbound
+            .srs_domain
+            .as_deref()
+            .unwrap_or(&self.hostname);
+        Ok(Some(postbay_smtp::outbound::srs::Srs::new(secret, domain)))
     }
 }
 

@@ -270,6 +270,10 @@ async fn start_smtp(
         tracing::info!("outbound delivery disabled: mail for remote domains stays queued");
         None
     };
+    let srs = config.srs()?;
+    if let Some(srs) = &srs {
+        tracing::info!(domain = srs.domain, "SRS on for forwarded mail");
+    }
     let runner = postbay_smtp::queue::runner::Runner::new(
         queue.clone(),
         lmtp,
@@ -281,6 +285,7 @@ async fn start_smtp(
             per_destination: config.outbound.max_per_domain,
             adopt_interval: config.smtp.queue_adopt_interval,
             delay_warning: Some(config.smtp.delay_warning_time).filter(|d| !d.is_zero()),
+            srs: srs.clone(),
             scan_interval: config
                 .smtp
                 .queue_scan_interval
@@ -297,7 +302,10 @@ async fn start_smtp(
         },
     );
     let ctx = Arc::new(postbay_smtp::ServerContext {
-        config: config.smtp_config(),
+        config: postbay_smtp::SmtpConfig {
+            srs,
+            ..config.smtp_config()
+        },
         auth: authenticator.for_protocol("smtp"),
         signer,
         sends: Default::default(),

@@ -20,6 +20,9 @@ pub struct SmtpConfig {
     pub send_limits: crate::inbound::rate::SendLimits,
     /// The spam filter MX mail is scanned by before its 250 (Rspamd's protocol); none: off.
     pub filter: Option<crate::inbound::filter::FilterSettings>,
+    /// SRS: RCPT to one of our SRS addresses (a bounce of forwarded mail) goes back to the
+    /// original sender; none: SRS off.
+    pub srs: Option<crate::outbound::srs::Srs>,
 }
 
 impl Default for SmtpConfig {
@@ -36,6 +39,7 @@ impl Default for SmtpConfig {
                 recipients_per_hour: 2000,
             },
             filter: None,
+            srs: None,
         }
     }
 }

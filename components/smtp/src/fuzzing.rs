@@ -3,6 +3,29 @@
 
 use crate::proto::CommandReader;
 
+/// SRS on a RCPT address: reversing never panics, and a forwarded address (whose domain
+/// has no `=`) comes back as it was.
+fn srs_round_trip(address: &str) {
+    let srs = crate::outbound::srs::Srs::new(b"fuzzing-secret-0123", "fwd.test");
+    if let Some((local, _)) = address.rsplit_once('@') {
+        let _ = srs.reverse(local, 1_796_000_000);
+    }
+    let forwarded = srs.forward(address, 1_796_000_000);
+    if let Some((local, domain)) = address.rsplit_once('@') {
+        if !local.is_empty() && !domain.is_empty() && !domain.contains('=') {
+            let back_local = forwarded
+                .rsplit_once('@')
+                .map(|(l, _)| l)
+                .unwrap_or_default();
+            assert_eq!(
+                srs.reverse(back_local, 1_796_000_000).as_deref(),
+                Ok(address),
+                "SRS round trip of {address:?}"
+            );
+        }
+    }
+}
+
 /// Feeds arbitrary bytes to Postbay's own command reader (smtp-proto's receiver behind the
 /// line-length limit), in the pieces the first byte chooses (its low bit: SMTP or LMTP mode), and maps every error to a reply
 /// as the session does; must never panic or stall.
@@ -34,6 +57,7 @@ pub fn commands(input: &[u8]) {
             match parsed {
                 Some(Ok(smtp_proto::Request::Rcpt { to })) => {
                     let _ = crate::inbound::is_relay_trick_for_fuzzing(&to.address);
+                    srs_round_trip(&to.address);
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {

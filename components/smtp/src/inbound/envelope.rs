@@ -85,12 +85,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.reply(Reply::new(501, "5.1.3", "Recipient address too long"));
             return;
         }
+        if let Some(reply) = self.srs_bounce(&address, &dsn) {
+            self.reply(reply);
+            return;
+        }
         if is_relay_trick(&address) {
             tracing::info!(peer = %self.peer, rcpt = address, "relay trick refused");
             self.reply(relay_denied());
             return;
         }
         self.accept_if_local(address.clone(), address, dsn).await;
+    }
+
+    /// RCPT to one of our SRS addresses: a bounce (or reply) to mail we forwarded goes back
+    /// to its original sender, whoever sends it; a forged or expired one is refused. `None`:
+    /// not an SRS address of ours (or SRS is off).
+    fn srs_bounce(
+        &mut self,
+        address: &str,
+        dsn: &(Option<crate::queue::dsn::Notify>, Option<String>),
+    ) -> Option<Reply> {
+        let srs = self.ctx.config.srs.as_ref()?;
+        let (local, domain) = address.rsplit_once('@')?;
+        if !domain.eq_ignore_ascii_case(&srs.domain) {
+            return None;
+        }
+        match srs.reverse(local, crate::now_unix()) {
+            Ok(original) => {
+                tracing::info!(peer = %self.peer, rcpt = address, to = original, "SRS address, back to the original sender");
+                self.tx.rcpts.push(AcceptedRcpt {
+                    original: address.to_string(),
+                    targets: vec![postbay_store::Recipient::Remote(original)],
+                    notify: dsn.0,
+                    orcpt: dsn.1.clone(),
+                });
+                Some(Reply::new(250, "2.1.5", "Recipient OK"))
+            }
+            Err(crate::outbound::srs::SrsError::NotSrs) => None,
+            Err(e) => {
+                tracing::info!(peer = %self.peer, rcpt = address, error = %e, "SRS address refused");
+                Some(
+                    Reply::new(550, "5.1.1", format!("Invalid SRS address: {e}"))
+                        .because("unknown_user"),
+                )
+            }
+        }
     }
 
     /// Why MAIL FROM is refused in this role and login state, if it is.

@@ -5,6 +5,7 @@
 //! * [`tls`]: opportunistic and strict TLS for that client.
 //! * [`backoff`]: when a deferred recipient is tried again, and when it is given up.
 //! * [`pool`]: sessions kept after a transaction for the next message to the same place.
+//! * [`srs`]: the reverse path of forwarded mail (and the way back of its bounces).
 //!
 //! [`Outbound::nexthop`] says where a recipient goes (its domain's MX hosts, the relayhost,
 //! or a fixed transport); [`Outbound::deliver`] takes one message and the recipients of one
@@ -14,6 +15,7 @@ pub mod backoff;
 pub mod client;
 pub mod pool;
 pub mod route;
+pub mod srs;
 pub mod tls;
 
 use std::collections::HashMap;

@@ -40,6 +40,8 @@ pub struct RunnerSettings {
     /// Warn the sender once when a message is still undelivered after this long (Postfix's
     /// delay_warning_time); `None`: never.
     pub delay_warning: Option<Duration>,
+    /// SRS for mail an alias forwards to another domain; `None`: the sender as it came.
+    pub srs: Option<crate::outbound::srs::Srs>,
     /// How often the queues of replicas that are gone are looked for ([`Queue::adopt_orphaned`]);
     /// zero turns it off.
     pub adopt_interval: Duration,
@@ -54,6 +56,7 @@ impl Default for RunnerSettings {
             backoff: BACKOFF.iter().map(|&s| Duration::from_secs(s)).collect(),
             per_destination: 20,
             delay_warning: None,
+            srs: None,
             adopt_interval: Duration::from_secs(60),
         }
     }
@@ -546,16 +549,21 @@ impl Runner {
         message: &[u8],
         out: &mut Outcome,
     ) {
-        let mut hops: Vec<(String, Nexthop, Vec<&QueuedRecipient>)> = Vec::new();
+        let forwarded = self.srs_sender(envelope, remote).await;
+        let mut hops: Vec<(String, Nexthop, &str, Vec<&QueuedRecipient>)> = Vec::new();
         for rcpt in remote {
             let hop = outbound.nexthop(&rcpt.address);
             let key = outbound.key(&hop);
-            match hops.iter_mut().find(|(k, _, _)| *k == key) {
-                Some((_, _, list)) => list.push(rcpt),
-                None => hops.push((key, hop, vec![rcpt])),
+            let from = match &forwarded {
+                Some(srs) if rcpt.original != rcpt.address => srs.as_str(),
+                _ => envelope.mail_from.as_str(),
+            };
+            match hops.iter_mut().find(|(k, _, f, _)| *k == key && *f == from) {
+                Some((_, _, _, list)) => list.push(rcpt),
+                None => hops.push((key, hop, from, vec![rcpt])),
             }
         }
-        for (key, hop, rcpts) in hops {
+        for (key, hop, mail_from, rcpts) in hops {
             let addresses: Vec<&str> = rcpts.iter().map(|r| r.address.as_str()).collect();
             let dsn = dsn_params(envelope, &rcpts);
             // The span includes the wait for a per-destination slot: a slow delivery may be
@@ -570,7 +578,7 @@ impl Runner {
             let sent = async {
                 let _permit = self.destinations.acquire(&key).await;
                 let out = crate::outbound::Outgoing {
-                    mail_from: &envelope.mail_from,
+                    mail_from,
                     recipients: &addresses,
                     message,
                     eight_bit: envelope.eight_bit,
@@ -612,6 +620,26 @@ impl Runner {
                         out.remaining.push(rcpt.clone());
                     }
                 }
+            }
+        }
+    }
+
+    /// The SRS reverse path for this message's forwarded recipients (those an alias turned
+    /// into a remote address), when SRS is on and the sender's domain is not ours: the
+    /// receiver checks SPF against our servers, not the sender's.
+    async fn srs_sender(&self, envelope: &Envelope, remote: &[&QueuedRecipient]) -> Option<String> {
+        let srs = self.settings.srs.as_ref()?;
+        if envelope.mail_from.is_empty() || remote.iter().all(|r| r.original == r.address) {
+            return None;
+        }
+        match self.store.resolve(&envelope.mail_from).await {
+            Ok(Resolution::NonLocalDomain) => {
+                Some(srs.forward(&envelope.mail_from, crate::now_unix()))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(queue_id = envelope.id, error = %e, "sender lookup for SRS failed; forwarding as it came");
+                None
             }
         }
     }
