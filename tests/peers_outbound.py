@@ -136,6 +136,8 @@ class Peer:
         self.messages: list[Received] = []
         self.rcpt_answers: dict[str, list[str]] = {}
         self.rcpt_log: list[str] = []
+        self.drop_data = 0  # how many DATA phases to cut off before the reply
+        self.dropped = 0
         self.lock = threading.Lock()
         kwargs = {"enable_SMTPUTF8": smtputf8}
         if tls_context is not None:
@@ -169,6 +171,12 @@ class Peer:
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
+            if self.drop_data > 0:
+                # The connection dies after the content and before the reply.
+                self.drop_data -= 1
+                self.dropped += 1
+                server.transport.close()
+                return "421 4.3.0 closing (not sent: the connection is gone)"
             self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                           envelope.original_content or envelope.content,
                                           session.ssl is not None, session.host_name,

@@ -727,3 +727,16 @@ def test_srs_rewrites_forwarded_mail_and_routes_its_bounce_back(srs_world):
     submit(w, ["fwd@example.test"], subject="from alice")
     wait_for(lambda: len(w.tls_peer.messages) == 2, "alice's forwarded copy")
     assert w.tls_peer.messages[1].mail_from == "alice@example.test"
+
+
+def test_a_connection_dropped_after_the_content_is_retried_and_delivered(world):
+    """The MX closes the connection after reading the message and before its reply: no
+    answer is no delivery (RFC 5321 §6.1), so the message is deferred and sent again."""
+    world.tls_peer.drop_data = 1
+    submit(world, ["friend@remote.test"], subject="cut off")
+    got = wait_for(lambda: world.tls_peer.messages, "the second attempt's delivery")
+    assert world.tls_peer.dropped == 1
+    assert len(got) == 1 and b"Subject: cut off" in got[0].content
+    wait_for(lambda: not queue_files(world), "the queue to empty")
+    assert "delivery deferred" in world.log()
+    assert inbox(world) == [], "no bounce"
