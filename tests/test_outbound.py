@@ -438,18 +438,28 @@ def test_postbay_to_postbay_uses_chunking_and_the_message_arrives_byte_for_byte(
 
 # --- postbay queue show|retry|delete|bounce ------------------------------------------------
 
-@pytest.fixture
-def slow(make_postbay, tmp_path):
-    """Like `world`, but a deferred message waits an hour: only an admin's retry is soon."""
+def remote_mx(host="127.0.0.2", domain="remote.test", rtype="A"):
+    """A DNS zone where `domain`'s one MX, mx.<domain>, is an aiosmtpd peer on `host`;
+    returns (zone, peer, env for a sender using them)."""
     zone = Zone()
-    port = free_port_on(["127.0.0.2"])
-    peer = Peer("127.0.0.2", port)
-    zone.add("remote.test", "MX", (10, "mx.remote.test"))
-    zone.add("mx.remote.test", "A", "127.0.0.2")
-    pb = make_postbay(env={
+    port = free_port_on([host])
+    peer = Peer(host, port)
+    zone.add(domain, "MX", (10, f"mx.{domain}"))
+    zone.add(f"mx.{domain}", rtype, host)
+    env = {
         "POSTBAY_OUTBOUND__ENABLED": "true",
         "POSTBAY_OUTBOUND__NAMESERVERS": f"[{zone.address}]",
         "POSTBAY_OUTBOUND__MX_PORT": str(port),
+    }
+    return zone, peer, env
+
+
+@pytest.fixture
+def slow(make_postbay, tmp_path):
+    """Like `world`, but a deferred message waits an hour: only an admin's retry is soon."""
+    zone, peer, env = remote_mx()
+    pb = make_postbay(env={
+        **env,
         "POSTBAY_OUTBOUND__MIN_BACKOFF": "1h",
         "POSTBAY_OUTBOUND__MAX_BACKOFF": "2h",
         "POSTBAY_SMTP__QUEUE_SCAN_INTERVAL": "500ms",
@@ -617,16 +627,8 @@ def test_delay_warning_is_sent_once_then_the_message_is_delivered(warned_world):
 
 def test_an_mx_with_only_an_ipv6_address_gets_the_mail(make_postbay, tmp_path):
     """six.test's MX host has an AAAA record (::1) and no A record."""
-    zone = Zone()
-    port = free_port_on(["::1"])
-    peer = Peer("::1", port)
-    zone.add("six.test", "MX", (10, "mx.six.test"))
-    zone.add("mx.six.test", "AAAA", "::1")
-    pb = make_postbay(env={
-        "POSTBAY_OUTBOUND__ENABLED": "true",
-        "POSTBAY_OUTBOUND__NAMESERVERS": f"[{zone.address}]",
-        "POSTBAY_OUTBOUND__MX_PORT": str(port),
-    })
+    zone, peer, env = remote_mx("::1", "six.test", "AAAA")
+    pb = make_postbay(env=env)
     try:
         pb.apply(FIXTURES / "example.yaml", FIXTURES / "submission.yaml")
         pb.start_dev()
@@ -645,16 +647,9 @@ def test_an_mx_with_only_an_ipv6_address_gets_the_mail(make_postbay, tmp_path):
 def test_remote_mail_queued_while_outbound_is_off_goes_at_once_when_it_is_turned_on(make_postbay, tmp_path):
     """`postbay dev` keeps remote mail queued (outbound off by default) without counting an
     attempt or setting a retry time, so the restart with outbound on sends it at once."""
-    zone = Zone()
-    port = free_port_on(["127.0.0.2"])
-    peer = Peer("127.0.0.2", port)
-    zone.add("remote.test", "MX", (10, "mx.remote.test"))
-    zone.add("mx.remote.test", "A", "127.0.0.2")
-    pb = make_postbay(env={
-        "POSTBAY_OUTBOUND__NAMESERVERS": f"[{zone.address}]",
-        "POSTBAY_OUTBOUND__MX_PORT": str(port),
-        "POSTBAY_OUTBOUND__MIN_BACKOFF": "1h",
-    })
+    zone, peer, env = remote_mx()
+    env.pop("POSTBAY_OUTBOUND__ENABLED")  # off, as `postbay dev` has it
+    pb = make_postbay(env={**env, "POSTBAY_OUTBOUND__MIN_BACKOFF": "1h"})
     try:
         pb.apply(FIXTURES / "example.yaml", FIXTURES / "submission.yaml")
         pb.start_dev()

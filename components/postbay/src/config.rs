@@ -706,6 +706,17 @@ pub enum RelayTls {
     Opportunistic,
 }
 
+impl RelayTls {
+    pub fn mode(self) -> postbay_smtp::outbound::client::TlsMode {
+        use postbay_smtp::outbound::client::TlsMode;
+        match self {
+            RelayTls::Starttls => TlsMode::RequireStartTls,
+            RelayTls::Implicit => TlsMode::Implicit,
+            RelayTls::Opportunistic => TlsMode::Opportunistic,
+        }
+    }
+}
+
 impl Default for OutboundSection {
     fn default() -> Self {
         let base = postbay_smtp::outbound::OutboundSettings::default();
@@ -751,9 +762,7 @@ impl Config {
                 let (host, port, mx_lookup) = postbay_smtp::outbound::Relay::parse_target(spec)
                     .map_err(|e| anyhow::anyhow!("outbound.{e}"))?;
                 let tls = match out.relayhost_tls {
-                    Some(RelayTls::Starttls) => TlsMode::RequireStartTls,
-                    Some(RelayTls::Implicit) => TlsMode::Implicit,
-                    Some(RelayTls::Opportunistic) => TlsMode::Opportunistic,
+                    Some(tls) => tls.mode(),
                     None if port == 465 => TlsMode::Implicit,
                     None => TlsMode::RequireStartTls,
                 };
@@ -860,11 +869,8 @@ fn transport(
             host,
             port,
             mx_lookup,
-            tls: match tls {
-                Some(RelayTls::Starttls) => TlsMode::RequireStartTls,
-                Some(RelayTls::Implicit) => TlsMode::Implicit,
-                Some(RelayTls::Opportunistic) | None => TlsMode::Opportunistic,
-            },
+            // As for an MX unless set.
+            tls: tls.map_or(TlsMode::Opportunistic, RelayTls::mode),
             user: None,
             password_file: None,
             ca_file,

@@ -649,7 +649,7 @@ impl Session {
         } else {
             tx.message.chunks(BDAT_CHUNK).collect()
         };
-        let mut last = None;
+        let mut done = None;
         for (i, chunk) in chunks.iter().enumerate() {
             let is_last = i + 1 == chunks.len();
             let head = if is_last {
@@ -661,17 +661,18 @@ impl Session {
             self.wire.send(chunk, t.data_block).await?;
             let wait = if is_last { t.data_done } else { t.data_block };
             let reply = self.wire.reply(wait, "a BDAT reply").await?;
-            if !reply.is_success() {
+            if is_last || !reply.is_success() {
                 // §2: after a refused chunk the transaction is over; RSET clears it.
                 if !is_last {
                     self.reset().await?;
                 }
-                last = Some(reply);
+                done = Some(reply);
                 break;
             }
-            last = Some(reply);
         }
-        let done = last.expect("at least one chunk");
+        let Some(done) = done else {
+            return Err(ClientError::Protocol("no BDAT chunk was sent".into()));
+        };
         Ok(rcpt_replies
             .into_iter()
             .map(|r| if r.is_success() { done.clone() } else { r })

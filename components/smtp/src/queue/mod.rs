@@ -35,6 +35,9 @@ pub enum QueueError {
     },
     #[error("queue file {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// An admin request that names no message (`postbay queue`).
+    #[error("bad queue request: {0}")]
+    BadRequest(String),
     /// A file task on the blocking pool panicked or was cancelled (runtime shutting down).
     #[error("queue {what} task failed: {source}")]
     Blocking {

@@ -61,18 +61,13 @@ fn dir_of(queue_dir: &Path) -> PathBuf {
 pub fn file(queue_dir: &Path, id: Option<&str>, action: Action) -> Result<PathBuf, QueueError> {
     let name = match id {
         Some(id) if valid_id(id) => id,
-        Some(id) => {
-            return Err(QueueError::Corrupt {
-                path: queue_dir.to_path_buf(),
-                reason: format!("{id:?} is not a queue id"),
-            })
-        }
+        Some(id) => return Err(QueueError::BadRequest(format!("{id:?} is not a queue id"))),
         None if action == Action::Retry => "all",
         None => {
-            return Err(QueueError::Corrupt {
-                path: queue_dir.to_path_buf(),
-                reason: format!("{} needs a queue id", action.name()),
-            })
+            return Err(QueueError::BadRequest(format!(
+                "{} needs a queue id",
+                action.name()
+            )))
         }
     };
     let dir = dir_of(queue_dir);
