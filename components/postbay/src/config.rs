@@ -680,6 +680,19 @@ pub struct OutboundSection {
     pub srs_secret_file: Option<PathBuf>,
     /// The domain of SRS addresses (its MX must be us). Unset: the top-level `hostname`.
     pub srs_domain: Option<String>,
+    /// MTA-STS (RFC 8461): fetch and cache recipient domains' policies and hold their MX
+    /// hosts to them. Policies are cached in `<data>/mta-sts`.
+    pub mta_sts: bool,
+    /// HTTPS port of `mta-sts.<domain>` (443; tests use another).
+    pub mta_sts_port: u16,
+    /// DANE (RFC 7672): enforce the TLSA records of DNSSEC-validated MX hosts. Takes effect
+    /// only when the resolver validates (checked at start-up with `dnssec_probe`).
+    pub dane: bool,
+    /// A DNSSEC-signed name whose answer must carry the AD bit for DANE to be on (the root).
+    pub dnssec_probe: String,
+    /// Timeout of one DNSSEC-status or TLSA query, shorter than the MX lookup's.
+    #[serde(with = "humantime_serde")]
+    pub dane_timeout: Duration,
 }
 
 /// One `outbound.transports` entry.
@@ -742,6 +755,11 @@ impl Default for OutboundSection {
             connection_reuse_count: base.pool.max_uses,
             srs_secret_file: None,
             srs_domain: None,
+            mta_sts: true,
+            mta_sts_port: 443,
+            dane: base.dane,
+            dnssec_probe: base.dnssec_probe,
+            dane_timeout: base.dane_timeout,
         }
     }
 }
@@ -813,6 +831,18 @@ impl Config {
                 max_uses: out.connection_reuse_count,
                 per_destination: out.max_per_domain,
             },
+            sts: out
+                .mta_sts
+                .then(|| postbay_smtp::outbound::mta_sts::StsSettings {
+                    port: out.mta_sts_port,
+                    cache_dir: Some(self.spool().join("mta-sts")),
+                    ..Default::default()
+                }),
+            dane: out.dane,
+            dnssec_probe: out.dnssec_probe.clone(),
+            dane_timeout: out.dane_timeout,
+            tlsrpt_dir: Some(self.spool().join("tls-rpt")),
+            node: self.node_id.clone(),
         })
     }
 }

@@ -6,6 +6,7 @@ mod operator;
 mod queue_cmd;
 mod run;
 mod store_cmd;
+mod tls_report_cmd;
 
 use std::path::PathBuf;
 
@@ -44,6 +45,8 @@ enum Command {
     /// What the smtp replicas' queues hold: `postbay queue list [--json]`.
     #[command(subcommand)]
     Queue(queue_cmd::QueueCommand),
+    /// The day's SMTP TLS reports (RFC 8460) from the replicas' counts, as JSON lines.
+    TlsReport(tls_report_cmd::TlsReportArgs),
     /// Print the CustomResourceDefinitions (YAML) for `kubectl apply -f -`.
     Crds,
     /// Run the Kubernetes operator (in-cluster, or with KUBECONFIG).
@@ -64,7 +67,11 @@ fn main() -> anyhow::Result<()> {
         Command::Imap => Some("imap"),
         Command::Filter => Some("filter"),
         Command::Operator(_) => Some("operator"),
-        Command::Apply(_) | Command::Store(_) | Command::Queue(_) | Command::Crds => None,
+        Command::Apply(_)
+        | Command::Store(_)
+        | Command::Queue(_)
+        | Command::TlsReport(_)
+        | Command::Crds => None,
     };
     // A one-shot command reports through its output, its logs are for debugging, and it
     // makes no traces.
@@ -83,6 +90,7 @@ fn main() -> anyhow::Result<()> {
             Command::Operator(args) => operator::operator(config, args).await,
             Command::Store(command) => store_cmd::run(config, command).await,
             Command::Queue(command) => queue_cmd::run(config, command).await,
+            Command::TlsReport(args) => tls_report_cmd::run(config, args).await,
             Command::Crds => unreachable!("handled before the runtime starts"),
         }
     })

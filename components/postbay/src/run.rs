@@ -262,10 +262,26 @@ async fn start_smtp(
             relayhost = settings.relay.as_ref().map(|r| format!("{}:{}", r.host, r.port)),
             "outbound delivery enabled"
         );
-        Some(Arc::new(
+        let outbound = Arc::new(
             postbay_smtp::outbound::Outbound::new(settings)
                 .context("setting up outbound delivery")?,
-        ))
+        );
+        // The DNSSEC check now, so the log says at start whether DANE is on; then the TLS
+        // report counts go to disk every 10 s and at shutdown.
+        let at_start = outbound.clone();
+        tokio::spawn(async move {
+            at_start.dane_enabled().await;
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                at_start.flush_reports();
+            }
+        });
+        let at_stop = outbound.clone();
+        running
+            .at_stop
+            .push(Box::new(move || at_stop.flush_reports()));
+        Some(outbound)
     } else {
         tracing::info!("outbound delivery disabled: mail for remote domains stays queued");
         None
@@ -524,6 +540,8 @@ struct Running {
     listeners: Vec<tokio::task::JoinHandle<()>>,
     gates: Vec<ConnectionGate>,
     health: postbay_telemetry::admin::Health,
+    /// Run after the drain (state kept in memory that belongs on disk).
+    at_stop: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 /// How long open sessions may finish after SIGTERM; keep below the Pod's
@@ -546,6 +564,7 @@ impl Running {
             listeners: Vec::new(),
             gates: Vec::new(),
             health,
+            at_stop: Vec::new(),
         })
     }
 
@@ -567,6 +586,9 @@ impl Running {
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         while tokio::time::Instant::now() < deadline && self.gates.iter().any(|g| g.active() > 0) {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        for stop in self.at_stop {
+            stop();
         }
         tracing::info!("stopped");
     }

@@ -54,6 +54,8 @@ pub struct Metrics {
     filter_scan_seconds: Histogram,
     filter_learns: Family<Labels, Counter>,
     outbound_connections: Family<Labels, Counter>,
+    outbound_tls_policy: Family<Labels, Counter>,
+    outbound_dane_enabled: Gauge,
 }
 
 /// The process-wide metrics, registered on first use.
@@ -88,6 +90,8 @@ impl Metrics {
             filter_scan_seconds: latency_histogram(),
             filter_learns: Family::default(),
             outbound_connections: Family::default(),
+            outbound_tls_policy: Family::default(),
+            outbound_dane_enabled: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -160,6 +164,16 @@ impl Metrics {
             "outbound_connections",
             "Sessions used for delivery to other servers, by kind (new: connected, reused: from the connection cache)",
             m.outbound_connections.clone(),
+        );
+        r.register(
+            "outbound_tls_policy_sessions",
+            "Outbound sessions under a TLS policy (RFC 8460's counts), by policy (sts, dane) and result (success, failure)",
+            m.outbound_tls_policy.clone(),
+        );
+        r.register(
+            "outbound_dane_enabled",
+            "1 when the resolver validates DNSSEC and DANE is enforced, 0 when DANE is off",
+            m.outbound_dane_enabled.clone(),
         );
         r.register(
             "delivery_attempts",
@@ -394,6 +408,23 @@ pub fn outbound_connection(kind: &'static str) {
         .outbound_connections
         .get_or_create(&vec![("kind", kind.to_string())])
         .inc();
+}
+
+/// A session under an MTA-STS (`sts`) or DANE (`dane`) policy met it or not.
+pub fn outbound_tls_policy(policy: &'static str, success: bool) {
+    let result = if success { "success" } else { "failure" };
+    metrics()
+        .outbound_tls_policy
+        .get_or_create(&vec![
+            ("policy", policy.to_string()),
+            ("result", result.to_string()),
+        ])
+        .inc();
+}
+
+/// Whether DANE is on (the resolver validates DNSSEC).
+pub fn outbound_dane_enabled(on: bool) {
+    metrics().outbound_dane_enabled.set(i64::from(on));
 }
 
 /// A store operation (`deliver`, `fetch`) took `took`.

@@ -63,6 +63,12 @@ pub fn rfc5322_date(ts: i64) -> String {
     )
 }
 
+/// `2026-11-28` (UTC) for a Unix timestamp: the day of a TLS report (RFC 8460 §4.4).
+pub fn iso_day(ts: i64) -> String {
+    let (y, m, d) = civil_from_days(ts.div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;

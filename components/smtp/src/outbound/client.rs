@@ -70,6 +70,12 @@ pub enum ClientError {
     },
     #[error("TLS: {0}")]
     Tls(String),
+    /// The TLS handshake failed; rustls says why (a certificate that did not verify...).
+    #[error("TLS handshake: {0}")]
+    Handshake(rustls::Error),
+    /// TLS was required (a policy, or the relay's setting) and STARTTLS was not offered.
+    #[error("STARTTLS required but not offered")]
+    StartTlsMissing,
 }
 
 /// How TLS is used on a connection.
@@ -81,6 +87,9 @@ pub enum TlsMode {
     RequireStartTls,
     /// TLS from the first byte, certificate verified (a smarthost on 465, RFC 8314).
     Implicit,
+    /// STARTTLS must be offered, any certificate: DANE with only unusable TLSA records
+    /// (RFC 7672 §2.2), Postfix's "encrypt" level.
+    Encrypt,
 }
 
 #[derive(Clone)]
@@ -98,6 +107,8 @@ pub struct ConnectOptions {
     pub tls: TlsMode,
     pub roots: Arc<rustls::RootCertStore>,
     pub auth: Option<Credentials>,
+    /// DANE: the certificate must match these TLSA records (STARTTLS required).
+    pub dane: Option<super::dane::DaneCheck>,
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -277,14 +288,15 @@ pub async fn connect(
         greeting(&mut wire, t).await?;
         let caps = hello(&mut wire, opts).await?;
         let offered = caps.has(smtp_proto::EXT_START_TLS);
-        if !offered && opts.tls == TlsMode::RequireStartTls {
-            return Err(ClientError::Tls("STARTTLS required but not offered".into()));
+        let required = opts.tls != TlsMode::Opportunistic || opts.dane.is_some();
+        if !offered && required {
+            return Err(ClientError::StartTlsMissing);
         }
         if offered {
             wire.send(b"STARTTLS\r\n", t.command).await?;
             let reply = wire.reply(t.command, "the STARTTLS reply").await?;
             if reply.code != 220 {
-                if opts.tls == TlsMode::RequireStartTls {
+                if required {
                     return Err(ClientError::Refused {
                         stage: "STARTTLS",
                         reply,
@@ -300,11 +312,13 @@ pub async fn connect(
                         "data after the STARTTLS reply".into(),
                     ));
                 }
-                let (config, outcome) = if opts.tls == TlsMode::Opportunistic {
-                    let (c, o) = tls::opportunistic_config(opts.roots.clone());
-                    (c, Some(o))
-                } else {
-                    (tls::strict_config(opts.roots.clone()), None)
+                let (config, outcome) = match (&opts.dane, opts.tls) {
+                    (Some(check), _) => (check.client_config(), None),
+                    (None, TlsMode::Opportunistic | TlsMode::Encrypt) => {
+                        let (c, o) = tls::opportunistic_config(opts.roots.clone());
+                        (c, Some(o))
+                    }
+                    (None, _) => (tls::strict_config(opts.roots.clone()), None),
                 };
                 let stream = handshake(config, name, wire.io, t).await?;
                 let mut wire = Wire {
@@ -381,7 +395,15 @@ async fn handshake(
     tokio::time::timeout(t.command, connector.connect(name.0, tcp))
         .await
         .map_err(|_| ClientError::Timeout("the TLS handshake"))?
-        .map_err(|e| ClientError::Tls(e.to_string()))
+        .map_err(|e| {
+            match e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                Some(tls) => ClientError::Handshake(tls.clone()),
+                None => ClientError::Tls(e.to_string()),
+            }
+        })
 }
 
 async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(

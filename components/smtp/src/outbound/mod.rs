@@ -6,6 +6,8 @@
 //! * [`backoff`]: when a deferred recipient is tried again, and when it is given up.
 //! * [`pool`]: sessions kept after a transaction for the next message to the same place.
 //! * [`srs`]: the reverse path of forwarded mail (and the way back of its bounces).
+//! * [`policy`]: which TLS a host is held to: [`dane`] (with [`dnssec`]'s validated
+//!   lookups), else [`mta_sts`], else opportunistic; [`tlsrpt`] counts how sessions fared.
 //!
 //! [`Outbound::nexthop`] says where a recipient goes (its domain's MX hosts, the relayhost,
 //! or a fixed transport); [`Outbound::deliver`] takes one message and the recipients of one
@@ -13,10 +15,15 @@
 
 pub mod backoff;
 pub mod client;
+pub mod dane;
+pub mod dnssec;
+pub mod mta_sts;
+pub mod policy;
 pub mod pool;
 pub mod route;
 pub mod srs;
 pub mod tls;
+pub mod tlsrpt;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,6 +58,18 @@ pub struct OutboundSettings {
     pub transports: Vec<(String, Relay)>,
     /// Connection reuse.
     pub pool: pool::PoolSettings,
+    /// MTA-STS (RFC 8461); `None`: off.
+    pub sts: Option<mta_sts::StsSettings>,
+    /// DANE (RFC 7672): on when the resolver validates DNSSEC, unless `false`.
+    pub dane: bool,
+    /// A signed name the start-up check asks for (the root by default).
+    pub dnssec_probe: String,
+    /// Timeout of one DNSSEC/TLSA query.
+    pub dane_timeout: std::time::Duration,
+    /// Where TLS report counts are written (`None`: memory and metrics only), and the
+    /// replica's name in their file names.
+    pub tlsrpt_dir: Option<PathBuf>,
+    pub node: String,
 }
 
 /// Whether `domain` (lower case) matches `pattern`: the same domain, or for a pattern with
@@ -137,6 +156,12 @@ impl Default for OutboundSettings {
             relay_domains: Vec::new(),
             transports: Vec::new(),
             pool: pool::PoolSettings::default(),
+            sts: Some(mta_sts::StsSettings::default()),
+            dane: true,
+            dnssec_probe: ".".into(),
+            dane_timeout: std::time::Duration::from_secs(3),
+            tlsrpt_dir: None,
+            node: "local".into(),
         }
     }
 }
@@ -166,7 +191,15 @@ pub struct Outbound {
     /// The same for each of `settings.transports`.
     transport_roots: Vec<Arc<rustls::RootCertStore>>,
     pool: Arc<pool::Pool>,
+    sts: Option<mta_sts::Sts>,
+    secure: dnssec::SecureDns,
+    /// Whether the resolver validated at the last check, and when that was.
+    dane_state: Mutex<Option<(bool, std::time::Instant)>>,
+    tlsrpt: tlsrpt::TlsRpt,
 }
+
+/// How long a DNSSEC check result holds before the resolver is asked again.
+const DNSSEC_RECHECK: std::time::Duration = std::time::Duration::from_secs(1800);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboundError {
@@ -185,6 +218,8 @@ struct Destination {
     hosts: Vec<Host>,
     port: u16,
     opts: ConnectOptions,
+    /// For a domain's own MX hosts: its TLS policies.
+    policy: Option<policy::DomainTls>,
 }
 
 impl Outbound {
@@ -218,6 +253,12 @@ impl Outbound {
             }
         }
         let pool = pool::Pool::new(settings.pool);
+        let sts = settings
+            .sts
+            .clone()
+            .map(|s| mta_sts::Sts::new(s, roots.clone()));
+        let secure = dnssec::SecureDns::new(&settings.nameservers, settings.dane_timeout);
+        let tlsrpt = tlsrpt::TlsRpt::new(settings.tlsrpt_dir.clone(), &settings.node);
         Ok(Outbound {
             settings,
             dns,
@@ -225,6 +266,83 @@ impl Outbound {
             relay_roots,
             transport_roots,
             pool,
+            sts,
+            secure,
+            dane_state: Mutex::new(None),
+            tlsrpt,
+        })
+    }
+
+    /// Whether DANE is in force: the setting, and the resolver validating DNSSEC (asked at
+    /// start-up and every half hour). A resolver that does not validate turns DANE off with
+    /// a warning and the `postbay_outbound_dane_enabled` gauge at 0; mail to signed domains
+    /// then goes as if they had no TLSA records (their MTA-STS policy, or opportunistic),
+    /// never deferred for DNSSEC the resolver cannot do.
+    pub async fn dane_enabled(&self) -> bool {
+        if !self.settings.dane {
+            return false;
+        }
+        let mut state = self.dane_state.lock().await;
+        if let Some((on, at)) = *state {
+            if at.elapsed() < DNSSEC_RECHECK {
+                return on;
+            }
+        }
+        let probe = &self.settings.dnssec_probe;
+        let servers: Vec<String> = self
+            .secure
+            .servers()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let on = match self.secure.validates(probe).await {
+            Ok(true) => {
+                tracing::info!(?servers, probe, "the resolver validates DNSSEC: DANE is on");
+                true
+            }
+            Ok(false) => {
+                tracing::warn!(?servers, probe, "the resolver does not validate DNSSEC (no AD bit for the probe): DANE is off; point outbound.nameservers at a validating resolver to enforce TLSA records");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(?servers, probe, error = %e, "DNSSEC check failed: DANE is off until the next check");
+                false
+            }
+        };
+        postbay_telemetry::outbound_dane_enabled(on);
+        *state = Some((on, std::time::Instant::now()));
+        on
+    }
+
+    /// Writes the TLS report counts (a timer calls it, and shutdown).
+    pub fn flush_reports(&self) {
+        self.tlsrpt.flush();
+    }
+
+    /// This replica's TLS report counts of today (tests, admin).
+    pub fn tls_report_counts(&self) -> Vec<(tlsrpt::PolicyKey, tlsrpt::Counts)> {
+        self.tlsrpt.snapshot()
+    }
+
+    /// The TLS policies of a recipient domain: its MTA-STS policy, and whether its MX RRset
+    /// is validated (when DANE is on). `Err`: the validating resolver failed on the MX RRset
+    /// (bogus), a reason to defer.
+    async fn domain_tls(&self, domain: &str) -> Result<policy::DomainTls, String> {
+        let mx_secure = if self.dane_enabled().await {
+            dane::mx_secure(&self.secure, domain)
+                .await
+                .map_err(|e| format!("DANE: {e}"))?
+        } else {
+            false
+        };
+        let sts = match &self.sts {
+            Some(sts) => sts.policy(&self.dns, domain).await,
+            None => None,
+        };
+        Ok(policy::DomainTls {
+            domain: domain.to_string(),
+            sts,
+            mx_secure,
         })
     }
 
@@ -319,7 +437,9 @@ impl Outbound {
                 tls: relay.tls,
                 roots: roots.clone(),
                 auth,
+                dane: None,
             },
+            policy: None,
         })
     }
 
@@ -395,6 +515,10 @@ impl Outbound {
             },
             Nexthop::Mx(domain) => match self.dns.route(domain).await {
                 Ok(Route::Hosts(hosts)) => Destination {
+                    policy: match self.domain_tls(domain).await {
+                        Ok(p) => Some(p),
+                        Err(reason) => return all(Verdict::Deferred { reason }),
+                    },
                     hosts,
                     port: self.settings.mx_port,
                     opts: ConnectOptions {
@@ -403,6 +527,7 @@ impl Outbound {
                         tls: TlsMode::Opportunistic,
                         roots: self.roots.clone(),
                         auth: None,
+                        dane: None,
                     },
                 },
                 Ok(Route::NullMx) => {
@@ -418,9 +543,42 @@ impl Outbound {
                 }
             },
         };
-        let Destination { hosts, port, opts } = destination;
+        let Destination {
+            hosts,
+            port,
+            opts: base,
+            policy,
+        } = destination;
         let mut last_error = format!("no address for the hosts of {key}");
         for host in &hosts {
+            let name = match host {
+                Host::Name(n) => n.clone(),
+                Host::Address(a) => a.to_string(),
+            };
+            let (opts, report) = match (&policy, host) {
+                (Some(domain), Host::Name(n)) => {
+                    match policy::for_host(&self.secure, &self.tlsrpt, domain, n, port).await {
+                        Ok(h) => (
+                            ConnectOptions {
+                                tls: h.tls,
+                                dane: h.dane,
+                                ..base.clone()
+                            },
+                            h.report,
+                        ),
+                        Err(reason) => {
+                            tracing::info!(
+                                mx = n,
+                                reason,
+                                "host not usable under the TLS policy; trying the next"
+                            );
+                            last_error = reason;
+                            continue;
+                        }
+                    }
+                }
+                _ => (base.clone(), None),
+            };
             let addresses = match self.dns.addresses(host).await {
                 Ok(a) => a,
                 Err(e) => {
@@ -428,16 +586,15 @@ impl Outbound {
                     continue;
                 }
             };
-            let name = match host {
-                Host::Name(n) => n.clone(),
-                Host::Address(a) => a.to_string(),
-            };
             for ip in addresses {
                 let addr = SocketAddr::new(ip, port);
                 let mta = format!("{name}[{ip}]");
                 let session = match client::connect(addr, &name, &opts).await {
                     Ok(s) => s,
                     Err(e) => {
+                        if let Some(report) = &report {
+                            report.failed(&self.tlsrpt, &e, &name, ip);
+                        }
                         // §5.1: try the next address or MX host.
                         tracing::info!(mx = mta, error = %e, "host unusable; trying the next");
                         last_error = format!("{mta}: {e}");
@@ -445,7 +602,10 @@ impl Outbound {
                     }
                 };
                 postbay_telemetry::outbound_connection("new");
-                log_tls(&mta, &session);
+                if let Some(report) = &report {
+                    report.connected(&self.tlsrpt, &session, &name, ip);
+                }
+                log_tls(&mta, &session, &opts);
                 let mut fresh = pool::Checkout::fresh(session, mta);
                 return match self.transaction(&mut fresh.session, &fresh.mta, &tx).await {
                     Ok(verdicts) => {
@@ -563,14 +723,24 @@ pub struct DsnParams {
     pub rcpt: Vec<String>,
 }
 
-fn log_tls(mta: &str, session: &Session) {
+fn log_tls(mta: &str, session: &Session, opts: &ConnectOptions) {
     match &session.tls {
         None => tracing::info!(mx = mta, "session without TLS (not offered)"),
+        Some(tls::CertStatus::Verified) if opts.dane.is_some() => {
+            tracing::info!(mx = mta, "TLS, certificate matches the DANE TLSA records")
+        }
         Some(tls::CertStatus::Verified) => tracing::info!(mx = mta, "TLS, certificate verified"),
         Some(tls::CertStatus::Unverified(why)) => {
             tracing::info!(
                 mx = mta,
                 reason = why,
+                "TLS, certificate not verified (opportunistic)"
+            )
+        }
+        Some(tls::CertStatus::Rejected(why)) => {
+            tracing::info!(
+                mx = mta,
+                reason = %why,
                 "TLS, certificate not verified (opportunistic)"
             )
         }

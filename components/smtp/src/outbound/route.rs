@@ -145,6 +145,32 @@ impl Dns {
         }
     }
 
+    /// The TXT records of `name`, each its strings joined (RFC 7208 §3.3 style); empty when
+    /// there are none.
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, RouteError> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        match self.resolver.txt_lookup(fqdn.as_str()).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(txt) => Some(
+                        txt.txt_data
+                            .iter()
+                            .map(|part| String::from_utf8_lossy(part))
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(RouteError::Temporary {
+                domain: fqdn,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
     /// A host's addresses (A and AAAA, CNAMEs followed). Empty when it has none.
     pub async fn addresses(&self, host: &Host) -> Result<Vec<IpAddr>, RouteError> {
         let name = match host {

@@ -17,11 +17,14 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
 
 /// How the peer's certificate fared.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CertStatus {
     Verified,
-    /// Not verifiable (self-signed, expired, wrong name...): the reason.
+    /// Not checked (no trust roots, no certificate): why.
     Unverified(String),
+    /// Checked and refused (self-signed, expired, wrong name...): rustls's reason, which a
+    /// TLS report classifies (RFC 8460 §4.3.2).
+    Rejected(rustls::Error),
 }
 
 /// What one handshake learned, for the logs.
@@ -127,7 +130,7 @@ impl ServerCertVerifier for Opportunistic {
             Some(inner) => {
                 match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
                     Ok(_) => CertStatus::Verified,
-                    Err(e) => CertStatus::Unverified(e.to_string()),
+                    Err(e) => CertStatus::Rejected(e),
                 }
             }
         };
