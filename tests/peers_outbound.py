@@ -25,7 +25,7 @@ def need_module(name: str):
 
 
 class Zone:
-    """name -> list of (type, value): ("MX", (pref, host)), ("A", "127.0.0.2")."""
+    """name -> list of (type, value): ("MX", (pref, host)), ("A", "127.0.0.2"), ("TXT", "...")."""
 
     def __init__(self):
         need_module("dnslib")
@@ -45,9 +45,10 @@ class Zone:
 
     # dnslib's resolver interface
     def resolve(self, request, handler):
-        from dnslib import AAAA, MX, QTYPE, RCODE, RR, A
+        from dnslib import AAAA, MX, QTYPE, RCODE, RR, TXT, A
 
         reply = request.reply()
+        reply.header.ad = 0  # dnslib echoes the query's flags; this server validates nothing
         qname = str(request.q.qname).rstrip(".").lower()
         qtype = QTYPE[request.q.qtype]
         self.queries.append((qname, qtype))
@@ -65,6 +66,8 @@ class Zone:
                 reply.add_answer(RR(qname, QTYPE.A, rdata=A(value), ttl=60))
             elif rtype == "AAAA":
                 reply.add_answer(RR(qname, QTYPE.AAAA, rdata=AAAA(value), ttl=60))
+            elif rtype == "TXT":
+                reply.add_answer(RR(qname, QTYPE.TXT, rdata=TXT(value), ttl=1))
         return reply
 
     def stop(self):

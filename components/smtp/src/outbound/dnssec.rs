@@ -102,11 +102,13 @@ impl SecureDns {
         Err(last)
     }
 
-    /// Whether the resolver validates: a name known to be signed (`probe`; the root, `.`, by
-    /// default) must come back with AD set.
+    /// Whether the resolver validates: the SOA of a zone known to be signed (`probe`; the
+    /// root, `.`, by default) must come back, NOERROR, with AD set. An AD bit on an error or
+    /// an empty answer proves nothing (some servers echo the query's flags).
     pub async fn validates(&self, probe: &str) -> Result<bool, DnssecError> {
         let answer = self.query(probe, RecordType::SOA).await?;
-        Ok(answer.answered() && answer.secure)
+        let has_soa = answer.data(RecordType::SOA).next().is_some();
+        Ok(answer.rcode == ResponseCode::NoError && has_soa && answer.secure)
     }
 }
 

@@ -222,6 +222,15 @@ fn certificate_result(e: &rustls::Error) -> ResultType {
             CertificateError::UnknownIssuer | CertificateError::BadSignature => {
                 ResultType::CertificateNotTrusted
             }
+            // A self-signed server certificate (webpki: a CA certificate as end entity).
+            CertificateError::Other(other)
+                if matches!(
+                    other.0.downcast_ref::<webpki::Error>(),
+                    Some(webpki::Error::CaUsedAsEndEntity)
+                ) =>
+            {
+                ResultType::CertificateNotTrusted
+            }
             _ => ResultType::ValidationFailure,
         },
         _ => ResultType::ValidationFailure,
