@@ -26,6 +26,24 @@ fn srs_round_trip(address: &str) {
     }
 }
 
+/// An MTA-STS TXT record and policy body from arbitrary bytes: parsing never panics, a
+/// parsed policy keeps RFC 8461's bounds, and every MX name in the input is matched.
+pub fn mta_sts(input: &[u8]) {
+    use crate::outbound::mta_sts;
+    let text = String::from_utf8_lossy(input);
+    let first = text.lines().next().unwrap_or("");
+    if let Some(id) = mta_sts::txt_id(first) {
+        assert!(!id.is_empty() && id.len() <= 32, "TXT id {id:?}");
+    }
+    if let Ok(policy) = mta_sts::parse(&text, "fuzz", 0) {
+        assert!(policy.max_age <= 31_557_600, "max_age above a year");
+        assert!(policy.mode == mta_sts::Mode::None || !policy.mx.is_empty());
+        for line in text.lines() {
+            let _ = policy.mx_matches(line);
+        }
+    }
+}
+
 /// Feeds arbitrary bytes to Postbay's own command reader (smtp-proto's receiver behind the
 /// line-length limit), in the pieces the first byte chooses (its low bit: SMTP or LMTP mode), and maps every error to a reply
 /// as the session does; must never panic or stall.
@@ -108,6 +126,8 @@ mod tests {
             super::commands(s);
             super::data_round_trip(s);
             super::content_checks(s);
+            super::mta_sts(s);
         }
+        super::mta_sts(b"v=STSv1; id=1;\nversion: STSv1\nmode: enforce\nmx: *.x\nmax_age: 9\n");
     }
 }
