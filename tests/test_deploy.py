@@ -961,3 +961,28 @@ def test_a_relayhost_with_a_login_mounts_its_secrets_and_configures_the_binary()
     assert "passwordSecret.name is needed" in helm_fails(*DB, "--set", "smtp.relayhost.host=[a]:587",
                                                          "--set", "smtp.relayhost.user=u")
     assert "does not match pattern" in helm_fails(*DB, "--set", "smtp.relayhost.host=a b:x")
+
+
+def test_srs_mounts_its_secret_and_merges_with_the_relayhost_settings(tmp_path):
+    docs = render(*DB, "--set", "smtp.srs.secretName=postbay-srs", "--set", "smtp.srs.domain=fwd.example.net",
+                  "--set", "smtp.relayhost.host=[smtp.example.net]:587")
+    config = config_of(docs)
+    assert config["outbound"] == {"relayhost": "[smtp.example.net]:587",
+                                  "srs_secret_file": "/etc/postbay/srs/secret",
+                                  "srs_domain": "fwd.example.net"}
+    pod = find(docs, "StatefulSet", "postbay-smtp")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["srs"]["secret"] == {"secretName": "postbay-srs", "defaultMode": 288}
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["srs"] == "/etc/postbay/srs"
+    # The binary takes the rendered settings (unknown keys would be refused).
+    settings = tmp_path / "postbay.yaml"
+    settings.write_text(yaml.safe_dump({**config, "data_dir": str(tmp_path / "data")}))
+    out = subprocess.run([str(postbay_binary()), "--config", str(settings), "tls-report"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "no TLS policy sessions recorded" in out.stderr
+    # Off by default: no volume, no setting.
+    plain = find(render(*DB), "StatefulSet", "postbay-smtp")["spec"]["template"]["spec"]
+    assert "srs" not in {v["name"] for v in plain["volumes"]}
+    assert "schema" in helm_fails(*DB, "--set", "smtp.srs.bogus=1").lower()
