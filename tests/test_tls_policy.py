@@ -219,9 +219,10 @@ def dane(make_postbay, tmp_path):
     """dane.test signed by Knot, resolved by a validating Unbound. Three domains of it:
     ee.dane.test (DANE-EE 3 1 1 of its MX's self-signed key), ta.dane.test (DANE-TA 2 0 1 of
     the CA that signed its MX's certificate) and bad.dane.test (a TLSA record that matches
-    nothing)."""
+    nothing); both.dane.test has the DANE-EE host as MX and an MTA-STS policy (enforce) that
+    does not list it: DANE wins (RFC 8461 §2)."""
     ca = Ca(tmp_path)
-    port = free_port_on(["127.0.0.2", "127.0.0.3", "127.0.0.4"])
+    port = free_port_on(["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"])
     ee = Peer("127.0.0.2", port, tls_context=self_signed(tmp_path, "some-other-name"))
     ta = Peer("127.0.0.4", port, tls_context=ca.issue("mx.ta.dane.test"))
     bad = Peer("127.0.0.3", port, tls_context=self_signed(tmp_path, "mx.bad.dane.test"))
@@ -231,7 +232,10 @@ def dane(make_postbay, tmp_path):
         f"_{port}._tcp.mx.ee TLSA 3 1 1 {spki_sha256(tmp_path / 'some-other-name.crt')}",
         "ta MX 10 mx.ta", "mx.ta A 127.0.0.4", f"_{port}._tcp.mx.ta TLSA 2 0 1 {ca_sha}",
         "bad MX 10 mx.bad", "mx.bad A 127.0.0.3", f"_{port}._tcp.mx.bad TLSA 3 1 1 {'ab' * 32}",
+        "both MX 10 mx.ee", '_mta-sts.both TXT "v=STSv1; id=1;"', "mta-sts.both A 127.0.0.5",
     ])
+    policy = PolicyServer("127.0.0.5", port, ca.issue("mta-sts.both.dane.test"),
+                          "version: STSv1\nmode: enforce\nmx: elsewhere.example\nmax_age: 3600\n")
     flags = zone.dig(f"_{port}._tcp.mx.ee.dane.test", "TLSA").split("Flags:")[1].split(";")[0]
     assert " ad" in flags, f"unbound validates the zone: {flags}"
     pb = make_postbay(env={
@@ -239,16 +243,18 @@ def dane(make_postbay, tmp_path):
         "POSTBAY_OUTBOUND__NAMESERVERS": f"[{zone.address}]",
         "POSTBAY_OUTBOUND__MX_PORT": str(port),
         "POSTBAY_OUTBOUND__DNSSEC_PROBE": "dane.test",
+        "POSTBAY_OUTBOUND__MTA_STS_PORT": str(port),
+        "SSL_CERT_FILE": str(ca.cert),
         "POSTBAY_OUTBOUND__MIN_BACKOFF": "1s",
         "POSTBAY_OUTBOUND__MAX_BACKOFF": "2s",
     })
     pb.apply(FIXTURES / "example.yaml", FIXTURES / "submission.yaml")
     pb.start_dev()
     wait_port(pb.port(587))
-    pb.ee, pb.ta, pb.bad, pb.zone = ee, ta, bad, zone
+    pb.ee, pb.ta, pb.bad, pb.zone, pb.policy = ee, ta, bad, zone, policy
     yield pb
     pb.stop()
-    for p in (ee, ta, bad, zone):
+    for p in (ee, ta, bad, zone, policy):
         p.stop()
 
 
@@ -270,6 +276,11 @@ def test_dane_ee_and_ta_records_are_enforced_and_a_mismatch_defers(dane):
     assert pb.bad.messages == [] and pb.bad.rcpt_log == []
     assert len(queue_files(pb)) == 1, "c@bad.dane.test waits in the queue"
     assert "certificate matches the DANE TLSA records" in pb.log()
+    # DANE and MTA-STS for one domain: the policy is fetched, but DANE decides for its host.
+    submit(pb, ["d@both.dane.test"], subject="both")
+    wait_for(lambda: [m for m in pb.ee.messages if m.rcpts == ["d@both.dane.test"]],
+             "delivery under DANE despite the MTA-STS policy that does not list the host")
+    assert pb.policy.requests, "the MTA-STS policy was fetched"
     pb.stop()
     reports = tls_report(pb)
     ee = summary(reports, "ee.dane.test")
