@@ -100,6 +100,28 @@ impl Protocol {
         }
     }
 
+    /// Turns CONDSTORE on for the session. RFC 7162 §3.1: the first CONDSTORE-enabling
+    /// command issued with a mailbox selected also reports that mailbox's HIGHESTMODSEQ
+    /// (SELECT/EXAMINE (CONDSTORE) report it themselves).
+    pub fn enable_condstore(&mut self) {
+        if self.enabled.condstore {
+            return;
+        }
+        self.enabled.condstore = true;
+        if let Some(sel) = &self.selected {
+            let code = match std::num::NonZeroU64::new(sel.known_modseq.max(0) as u64) {
+                Some(m) => Code::HighestModSeq(m),
+                None => Code::NoModSeq,
+            };
+            response::untagged(
+                &mut self.out,
+                imap_codec::imap_types::response::StatusKind::Ok,
+                Some(code),
+                "Highest",
+            );
+        }
+    }
+
     pub fn user(&self) -> Result<&User, OpError> {
         self.user
             .as_ref()

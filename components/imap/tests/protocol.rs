@@ -548,6 +548,85 @@ async fn condstore_modseq_changedsince_unchangedsince() {
     .await;
 }
 
+/// The number after `key ` in `line` (`MODSEQ (7)`, `[HIGHESTMODSEQ 7]`, `MODSEQ 7`).
+fn number_after(line: &str, key: &str) -> u64 {
+    let at = line.find(key).unwrap_or_else(|| panic!("{key} in {line}")) + key.len();
+    line[at..]
+        .trim_start_matches([' ', '('])
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn condstore_enabling_commands_report_highestmodseq_and_esearch_min_max_modseq() {
+    each_backend(test_limits(), |env| async move {
+        for i in 0..3 {
+            deliver(env.store(), ALICE, "INBOX", message(&format!("m{i}"), "b")).await;
+        }
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let r = c.cmd("a SELECT INBOX").await;
+        assert!(
+            !r.iter().any(|l| l.contains("HIGHESTMODSEQ")),
+            "not enabled yet: {r:?}"
+        );
+        c.cmd("b STORE 1 +FLAGS (\\Seen)").await;
+        c.cmd("c STORE 3 +FLAGS (\\Seen)").await;
+        // RFC 7162 §3.1: the first CONDSTORE-enabling command (here FETCH MODSEQ) in the
+        // selected state reports HIGHESTMODSEQ, before its own responses; later ones do not.
+        let r = c.cmd("d FETCH 1:* (MODSEQ)").await;
+        assert!(r[0].starts_with("* OK [HIGHESTMODSEQ "), "{r:?}");
+        let modseqs: Vec<u64> = r[1..4].iter().map(|l| number_after(l, "MODSEQ")).collect();
+        assert_eq!(
+            number_after(&r[0], "HIGHESTMODSEQ"),
+            *modseqs.iter().max().unwrap()
+        );
+        assert!(
+            modseqs[0] < modseqs[2],
+            "message 3 changed last: {modseqs:?}"
+        );
+        let r = c.cmd("e FETCH 2 (MODSEQ)").await;
+        assert!(!r.iter().any(|l| l.contains("HIGHESTMODSEQ")), "{r:?}");
+        // RFC 7162 §3.1.5: with only MIN or MAX returned, MODSEQ is that message's.
+        let search = |ret: &str| format!("SEARCH RETURN ({ret}) MODSEQ 1");
+        let r = c.cmd(&format!("f {}", search("MIN"))).await;
+        assert_eq!(
+            r[0],
+            format!("* ESEARCH (TAG \"f\") MIN 1 MODSEQ {}", modseqs[0])
+        );
+        let r = c.cmd(&format!("g {}", search("MAX"))).await;
+        assert_eq!(
+            r[0],
+            format!("* ESEARCH (TAG \"g\") MAX 3 MODSEQ {}", modseqs[2])
+        );
+        let r = c.cmd(&format!("h {}", search("MIN COUNT"))).await;
+        let highest = *modseqs.iter().max().unwrap();
+        assert_eq!(
+            r[0],
+            format!("* ESEARCH (TAG \"h\") MIN 1 COUNT 3 MODSEQ {highest}")
+        );
+
+        // ENABLE CONDSTORE with a mailbox selected reports it too.
+        let mut other = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        other.cmd("a EXAMINE INBOX").await;
+        let r = other.cmd("b ENABLE CONDSTORE").await;
+        assert!(r.iter().any(|l| l == "* ENABLED CONDSTORE"), "{r:?}");
+        let line = r
+            .iter()
+            .find(|l| l.starts_with("* OK [HIGHESTMODSEQ "))
+            .expect("HIGHESTMODSEQ");
+        assert_eq!(number_after(line, "HIGHESTMODSEQ"), highest);
+        // Not selected: nothing to report.
+        let mut third = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let r = third.cmd("a ENABLE CONDSTORE").await;
+        assert!(!r.iter().any(|l| l.contains("HIGHESTMODSEQ")), "{r:?}");
+        env
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plaintext_login_is_refused_without_tls_by_default() {
     each_backend(ImapLimits::default(), |env| async move {

@@ -121,7 +121,7 @@ pub fn enable(p: &mut Protocol, capabilities: Vec1<CapabilityEnable<'_>>) -> OpR
         let name = cap.to_string().to_ascii_uppercase();
         match name.as_str() {
             "CONDSTORE" if !p.enabled.condstore => {
-                p.enabled.condstore = true;
+                p.enable_condstore();
                 enabled.push(CapabilityEnable::CondStore);
             }
             "IMAP4REV2" if !p.enabled.rev2 => {

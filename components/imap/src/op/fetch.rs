@@ -111,7 +111,7 @@ pub async fn fetch<S: Sink>(
         match m {
             FetchModifier::ChangedSince(v) => {
                 changed_since = Some(v.get().min(i64::MAX as u64) as i64);
-                p.enabled.condstore = true;
+                p.enable_condstore();
             }
             FetchModifier::Vanished => return Err(bad("VANISHED requires QRESYNC")),
         }
@@ -130,7 +130,7 @@ pub async fn fetch<S: Sink>(
         .iter()
         .any(|n| matches!(n, MessageDataItemName::ModSeq))
     {
-        p.enabled.condstore = true;
+        p.enable_condstore();
     }
     let condstore = p.enabled.condstore;
     let want_modseq = names

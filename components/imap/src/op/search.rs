@@ -215,7 +215,7 @@ pub async fn search(
     let key = SearchKey::And(criteria);
     let modseq_search = uses_modseq(&key);
     if modseq_search {
-        p.enabled.condstore = true;
+        p.enable_condstore();
     }
     // Flags come from the session's view: bring it up to date first.
     p.sync(false).await?;
@@ -255,6 +255,7 @@ pub async fn search(
     let max_seq = sel.exists();
     let max_uid = sel.last_uid().unwrap_or(0);
     let mut hits: Vec<u32> = Vec::new();
+    let mut hit_modseqs: Vec<i64> = Vec::new();
     let mut highest_modseq = 0i64;
     for (i, uid) in sel.uids().enumerate() {
         let seq = i as u32 + 1;
@@ -295,6 +296,7 @@ pub async fn search(
         };
         if matches(&key, &candidate) {
             hits.push(if by_uid { uid } else { seq });
+            hit_modseqs.push(modseq);
             highest_modseq = highest_modseq.max(modseq);
         }
     }
@@ -342,6 +344,22 @@ pub async fn search(
         if returns.contains(&SearchReturn::Count) {
             line.push_str(&format!(" COUNT {}", hits.len()));
         }
+        // RFC 7162 §3.1.5: with only MIN and/or MAX returned, MODSEQ is the highest of the
+        // messages returned, not of every match.
+        let min_max_only = !all && !returns.contains(&SearchReturn::Count);
+        let modseq = match (modseq, hit_modseqs.first(), hit_modseqs.last()) {
+            (Some(_), Some(first), Some(last)) if min_max_only => {
+                let mut m = 0;
+                if returns.contains(&SearchReturn::Min) {
+                    m = m.max(*first);
+                }
+                if returns.contains(&SearchReturn::Max) {
+                    m = m.max(*last);
+                }
+                NonZeroU64::new(m as u64)
+            }
+            (m, ..) => m,
+        };
         if let Some(m) = modseq {
             line.push_str(&format!(" MODSEQ {m}"));
         }

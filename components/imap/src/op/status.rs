@@ -53,7 +53,7 @@ pub async fn values(
             StatusDataItemName::DeletedStorage => StatusDataItem::DeletedStorage(0),
             StatusDataItemName::Size => StatusDataItem::Size(stats.size.max(0) as u64),
             StatusDataItemName::HighestModSeq => {
-                p.enabled.condstore = true;
+                p.enable_condstore();
                 StatusDataItem::HighestModSeq(folder.highest_modseq.max(0) as u64)
             }
         };

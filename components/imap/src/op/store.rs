@@ -24,7 +24,7 @@ pub async fn store(
     for m in &modifiers {
         let StoreModifier::UnchangedSince(v) = m;
         unchanged_since = Some((*v).min(i64::MAX as u64) as i64);
-        p.enabled.condstore = true;
+        p.enable_condstore();
     }
     let condstore = p.enabled.condstore;
     if p.selected.as_ref().is_some_and(|s| s.read_only) {
