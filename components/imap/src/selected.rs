@@ -54,7 +54,12 @@ pub struct Selected {
     pub watch: FolderWatch,
     /// The folder's row as of SELECT: where APPENDs to it go without a lookup.
     pub folder: postbay_store::FolderInfo,
+    /// Keywords the client has been told of in `* FLAGS` (RFC 3501 §7.2.6).
+    keywords: Vec<String>,
 }
+
+/// The system flags every folder has (RFC 3501 §2.3.2; `\Recent` is not settable).
+pub const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
 
 /// One message as the session knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +109,14 @@ impl Selected {
         watch: FolderWatch,
     ) -> Selected {
         let mut flag_sets = FlagSets::default();
+        let mut keywords: Vec<String> = Vec::new();
+        for m in messages {
+            for f in &m.flags {
+                if !f.starts_with('\\') && !keywords.iter().any(|k| k.eq_ignore_ascii_case(f)) {
+                    keywords.push(f.clone());
+                }
+            }
+        }
         let known = messages
             .iter()
             .map(|m| Known {
@@ -126,6 +139,51 @@ impl Selected {
             saved: Vec::new(),
             watch,
             folder: folder.clone(),
+            keywords,
+        }
+    }
+
+    /// `* FLAGS` and `* OK [PERMANENTFLAGS]` with the system flags and every keyword the
+    /// folder has as far as this session knows (SELECT, and whenever that set grows).
+    pub fn announce_flags(&self, out: &mut Vec<u8>) {
+        use imap_codec::imap_types::flag::FlagPerm;
+        use imap_codec::imap_types::response::{Code, StatusKind};
+        let flags: Vec<Flag<'static>> = SYSTEM_FLAGS
+            .iter()
+            .map(|s| s.to_string())
+            .chain(self.keywords.iter().cloned())
+            .filter_map(|f| to_flag(&f))
+            .collect();
+        response::data(out, Data::Flags(flags.clone()));
+        let mut permanent: Vec<FlagPerm<'static>> = Vec::new();
+        if !self.read_only {
+            permanent.extend(flags.into_iter().map(FlagPerm::Flag));
+            permanent.push(FlagPerm::Asterisk);
+        }
+        response::untagged(
+            out,
+            StatusKind::Ok,
+            Some(Code::PermanentFlags(permanent)),
+            if self.read_only {
+                "No permanent flags permitted."
+            } else {
+                "Flags permitted."
+            },
+        );
+    }
+
+    /// RFC 3501 §7.2.6: a keyword the client has not been told of is announced (new FLAGS
+    /// and PERMANENTFLAGS) before any FETCH that carries it.
+    pub fn note_keywords(&mut self, out: &mut Vec<u8>, flags: &[String]) {
+        let mut grew = false;
+        for f in flags {
+            if !f.starts_with('\\') && !self.keywords.iter().any(|k| k.eq_ignore_ascii_case(f)) {
+                self.keywords.push(f.clone());
+                grew = true;
+            }
+        }
+        if grew {
+            self.announce_flags(out);
         }
     }
 
@@ -434,6 +492,7 @@ pub async fn sync(
         }
     }
     for state in &flag_changes {
+        sel.note_keywords(out, &state.flags);
         if let Some(seq) = sel.seq_of(state.uid as u32) {
             flags_response(out, seq, state, mode.condstore);
         }
@@ -468,6 +527,7 @@ mod tests {
             own_appends: Vec::new(),
             pending_expunged: Vec::new(),
             saved: Vec::new(),
+            keywords: Vec::new(),
             watch: FolderWatch::detached(1),
             folder: postbay_store::FolderInfo {
                 id: 1,

@@ -628,6 +628,62 @@ async fn condstore_enabling_commands_report_highestmodseq_and_esearch_min_max_mo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_keywords_are_announced_before_the_fetch_that_carries_them() {
+    each_backend(test_limits(), |env| async move {
+        deliver(env.store(), ALICE, "INBOX", message("k", "b")).await;
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let r = c.cmd("a SELECT INBOX").await;
+        let flags = r.iter().find(|l| l.starts_with("* FLAGS ")).unwrap();
+        assert!(!flags.contains("$Work"), "{flags}");
+        let mut other = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        other.cmd("a SELECT INBOX").await;
+
+        // RFC 3501 §7.2.6: FLAGS and PERMANENTFLAGS with the new keyword come first.
+        let r = c.cmd("b STORE 1 +FLAGS ($Work)").await;
+        let at = |prefix: &str| r.iter().position(|l| l.starts_with(prefix));
+        let (flags, permanent, fetch) = (
+            at("* FLAGS ("),
+            at("* OK [PERMANENTFLAGS ("),
+            at("* 1 FETCH"),
+        );
+        assert!(
+            flags.is_some() && permanent.is_some() && fetch.is_some(),
+            "{r:?}"
+        );
+        assert!(
+            flags < fetch && permanent < fetch,
+            "announced before the FETCH: {r:?}"
+        );
+        assert!(
+            r[flags.unwrap()].contains("$Work") && r[flags.unwrap()].contains("\\Seen"),
+            "{r:?}"
+        );
+        assert!(
+            r[permanent.unwrap()].contains("$Work") && r[permanent.unwrap()].contains("\\*"),
+            "{r:?}"
+        );
+        // Once known, not again.
+        let r = c.cmd("c STORE 1 -FLAGS ($Work)").await;
+        assert!(!r.iter().any(|l| l.starts_with("* FLAGS")), "{r:?}");
+
+        // The other session hears of it with the change, before the FETCH.
+        c.cmd("d STORE 1 +FLAGS (Project-X)").await;
+        let r = other.cmd("b NOOP").await;
+        let flags = r
+            .iter()
+            .position(|l| l.starts_with("* FLAGS ("))
+            .expect("FLAGS in the other session");
+        let fetch = r
+            .iter()
+            .position(|l| l.starts_with("* 1 FETCH"))
+            .expect("the change");
+        assert!(flags < fetch && r[flags].contains("Project-X"), "{r:?}");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plaintext_login_is_refused_without_tls_by_default() {
     each_backend(ImapLimits::default(), |env| async move {
         let (mut c, greeting) = Raw::connect(env.port()).await;

@@ -213,6 +213,12 @@ pub async fn fetch<S: Sink>(
         }
     }
 
+    // RFC 3501 §7.2.6: keywords these messages carry are announced before their FETCH.
+    if let Some(sel) = p.selected.as_mut() {
+        for meta in metas.values() {
+            sel.note_keywords(&mut p.out, &meta.flags);
+        }
+    }
     let mut missing = false;
     // Bodies read ahead, by UID: a FETCH of many messages costs one blocking-pool trip per
     // READ_AHEAD_BYTES, not one per message.

@@ -4,16 +4,13 @@
 use std::num::{NonZeroU32, NonZeroU64};
 
 use imap_codec::imap_types::command::SelectParameter;
-use imap_codec::imap_types::flag::{Flag, FlagPerm};
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::{Code, Data, StatusKind};
 
 use crate::names;
 use crate::protocol::{bad, no, ok, OpResult, Outcome, Protocol};
 use crate::response;
-use crate::selected::{to_flag, Selected};
-
-const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
+use crate::selected::Selected;
 
 pub async fn select(
     p: &mut Protocol,
@@ -46,39 +43,7 @@ pub async fn select(
     let watch = p.ctx.store.watch_folder(folder.id, folder.highest_modseq);
     let sel = Selected::new(&folder, &messages, read_only, watch);
 
-    let mut keywords: Vec<String> = Vec::new();
-    for m in &messages {
-        for f in &m.flags {
-            if !f.starts_with('\\') && !keywords.iter().any(|k| k.eq_ignore_ascii_case(f)) {
-                keywords.push(f.clone());
-            }
-        }
-    }
-    let flags: Vec<Flag<'static>> = SYSTEM_FLAGS
-        .iter()
-        .map(|s| s.to_string())
-        .chain(keywords)
-        .filter_map(|f| to_flag(&f))
-        .collect();
-    response::data(&mut p.out, Data::Flags(flags.clone()));
-    let mut permanent: Vec<FlagPerm<'static>> = if read_only {
-        Vec::new()
-    } else {
-        flags.into_iter().map(FlagPerm::Flag).collect()
-    };
-    if !read_only {
-        permanent.push(FlagPerm::Asterisk);
-    }
-    response::untagged(
-        &mut p.out,
-        StatusKind::Ok,
-        Some(Code::PermanentFlags(permanent)),
-        if read_only {
-            "No permanent flags permitted."
-        } else {
-            "Flags permitted."
-        },
-    );
+    sel.announce_flags(&mut p.out);
     response::data(&mut p.out, Data::Exists(sel.exists()));
     if !p.enabled.rev2 {
         response::data(&mut p.out, Data::Recent(0));

@@ -56,6 +56,7 @@ pub async fn store(
     for m in &update.changed {
         sel.note_own_modseq(m.modseq);
         sel.set_flags(m);
+        sel.note_keywords(&mut p.out, &m.flags);
     }
     let silent = matches!(response, StoreResponse::Silent);
     let mut reported: Vec<&FlagState> = update.changed.iter().collect();
