@@ -183,6 +183,13 @@ fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
     }
 }
 
+/// What a search found, in sequence order: each match's sequence number, UID and modseq.
+pub(super) struct Found {
+    pub hits: Vec<(u32, u32, i64)>,
+    /// The criteria had a MODSEQ key (RFC 7162 §3.1.5: the answer carries MODSEQ).
+    pub modseq_search: bool,
+}
+
 pub async fn search(
     p: &mut Protocol,
     tag: &Tag<'_>,
@@ -191,6 +198,44 @@ pub async fn search(
     by_uid: bool,
     returns: Option<Vec<SearchReturn>>,
 ) -> OpResult {
+    let save = returns
+        .as_ref()
+        .is_some_and(|r| r.contains(&SearchReturn::Save));
+    if save {
+        // RFC 5182 §2.1: a failed SEARCH ... SAVE leaves an empty result.
+        if let Some(sel) = p.selected.as_mut() {
+            sel.saved.clear();
+        }
+    }
+    let Found {
+        hits: found,
+        modseq_search,
+    } = find(p, charset, criteria).await?;
+    let hits: Vec<u32> = found
+        .iter()
+        .map(|&(seq, uid, _)| if by_uid { uid } else { seq })
+        .collect();
+    let hit_modseqs: Vec<i64> = found.iter().map(|&(_, _, m)| m).collect();
+    let highest_modseq = hit_modseqs.iter().copied().max().unwrap_or(0);
+    if save {
+        let sel = p
+            .selected
+            .as_mut()
+            .ok_or_else(|| bad("No mailbox selected"))?;
+        sel.saved = found.iter().map(|&(_, uid, _)| uid).collect();
+    }
+    let modseq = (modseq_search && !hits.is_empty())
+        .then(|| NonZeroU64::new(highest_modseq as u64))
+        .flatten();
+    answer(p, tag, by_uid, returns, hits, hit_modseqs, modseq)
+}
+
+/// Runs a search on the selected folder (SEARCH, and SORT's search criteria).
+pub(super) async fn find(
+    p: &mut Protocol,
+    charset: Option<Charset<'_>>,
+    criteria: Vec1<SearchKey<'_>>,
+) -> Result<Found, crate::protocol::OpError> {
     if let Some(cs) = &charset {
         if !CHARSETS.iter().any(|c| c.eq_ignore_ascii_case(cs.as_ref())) {
             let allowed = CHARSETS
@@ -201,15 +246,6 @@ pub async fn search(
                 Some(imap_codec::imap_types::response::Code::BadCharset { allowed }),
                 format!("Unsupported charset {}", cs.as_ref()),
             ));
-        }
-    }
-    let save = returns
-        .as_ref()
-        .is_some_and(|r| r.contains(&SearchReturn::Save));
-    if save {
-        // RFC 5182 §2.1: a failed SEARCH ... SAVE leaves an empty result.
-        if let Some(sel) = p.selected.as_mut() {
-            sel.saved.clear();
         }
     }
     let key = SearchKey::And(criteria);
@@ -254,9 +290,7 @@ pub async fn search(
     };
     let max_seq = sel.exists();
     let max_uid = sel.last_uid().unwrap_or(0);
-    let mut hits: Vec<u32> = Vec::new();
-    let mut hit_modseqs: Vec<i64> = Vec::new();
-    let mut highest_modseq = 0i64;
+    let mut hits: Vec<(u32, u32, i64)> = Vec::new();
     for (i, uid) in sel.uids().enumerate() {
         let seq = i as u32 + 1;
         if sel.is_pending_expunge(uid) {
@@ -295,25 +329,26 @@ pub async fn search(
             parsed: parsed.as_ref(),
         };
         if matches(&key, &candidate) {
-            hits.push(if by_uid { uid } else { seq });
-            hit_modseqs.push(modseq);
-            highest_modseq = highest_modseq.max(modseq);
+            hits.push((seq, uid, modseq));
         }
     }
-    if save {
-        let sel = p
-            .selected
-            .as_mut()
-            .ok_or_else(|| bad("No mailbox selected"))?;
-        sel.saved = if by_uid {
-            hits.clone()
-        } else {
-            hits.iter().filter_map(|s| sel.uid_of(*s)).collect()
-        };
-    }
-    let modseq = (modseq_search && !hits.is_empty())
-        .then(|| NonZeroU64::new(highest_modseq as u64))
-        .flatten();
+    Ok(Found {
+        hits,
+        modseq_search,
+    })
+}
+
+/// SEARCH's answer: ESEARCH (RFC 4731) when RETURN was given or for IMAP4rev2, else
+/// `* SEARCH`.
+fn answer(
+    p: &mut Protocol,
+    tag: &Tag<'_>,
+    by_uid: bool,
+    returns: Option<Vec<SearchReturn>>,
+    hits: Vec<u32>,
+    hit_modseqs: Vec<i64>,
+    modseq: Option<NonZeroU64>,
+) -> OpResult {
 
     // RETURN (SAVE) alone answers nothing but the tagged OK (RFC 5182 §2.1).
     if returns.as_ref().is_some_and(|r| r == &[SearchReturn::Save]) {
