@@ -146,3 +146,58 @@ def test_envelope_addresses_follow_rfc3501(postbay, raw):
         m = re.match(rb'\* \d+ FETCH \(ENVELOPE \(NIL "s" (.*)\)\)\r\n$', line)
         assert m, line
         assert m.group(1).startswith(want + b" " + want + b" " + want + b" NIL NIL NIL"), (header, line)
+
+
+# RFC 5256 §3 / RFC 5957: five messages and the order each SORT must give (sequence numbers).
+SORT_MESSAGES = [
+    # (From, To, Cc, Date, Subject, body size padding)
+    ("Zoe <zoe@z.test>", "bob@b.test", "", "Mon, 02 Mar 2026 10:00:00 +0000", "Re: banana", 10),
+    ('"adam" <adam@a.test>', "Carol <carol@c.test>", "cc1@x.test", "Sun, 01 Mar 2026 10:00:00 +0000", "apple", 300),
+    ("mike@m.test", "alice@a.test", "", "Tue, 03 Mar 2026 09:00:00 -0500", "[list] Fwd: cherry (fwd)", 50),
+    ("=?UTF-8?B?w4lsaXNl?= <elise@e.test>", "dave@d.test", "aaa@x.test", "Mon, 02 Mar 2026 09:00:00 +0000", "Apple", 20),
+    ("bob@b.test", "", "", None, "=?UTF-8?Q?Re=3A_Durian?=", 5),
+]
+
+SORTS = [
+    ("(SUBJECT)", [2, 4, 1, 3, 5]),           # APPLE APPLE BANANA CHERRY DURIAN; ties by number
+    ("(REVERSE SUBJECT)", [5, 3, 1, 2, 4]),   # REVERSE applies to the key, ties still ascending
+    ("(FROM)", [2, 5, 4, 3, 1]),              # local parts: ADAM BOB ELISE MIKE ZOE
+    ("(DATE)", [2, 4, 1, 3, 5]),              # 5 has no Date: its arrival time, the latest
+    ("(SIZE)", [5, 1, 4, 3, 2]),
+    ("(TO)", [5, 3, 1, 2, 4]),                # "" ALICE BOB CAROL DAVE
+    ("(CC SUBJECT)", [1, 3, 5, 4, 2]),        # no Cc first (by subject), then AAA, CC1
+    ("(DISPLAYFROM)", [2, 5, 4, 3, 1]),       # adam bob Élise mike@m.test Zoe
+    ("(ARRIVAL)", [1, 2, 3, 4, 5]),
+    ("(REVERSE ARRIVAL)", [5, 4, 3, 2, 1]),
+]
+
+
+def test_sort_orders_by_each_rfc5256_key(postbay):
+    messages = []
+    for frm, to, cc, date, subject, pad in SORT_MESSAGES:
+        headers = f"From: {frm}\r\n" + (f"To: {to}\r\n" if to else "") + (f"Cc: {cc}\r\n" if cc else "")
+        headers += (f"Date: {date}\r\n" if date else "") + f"Subject: {subject}\r\n"
+        messages.append((headers + "\r\n" + "x" * pad + "\r\n").encode())
+    with imaplib.IMAP4("127.0.0.1", postbay.port(143)) as m:
+        m.login(USER.decode(), PASSWORD.decode())
+        # Internal dates a minute apart, in append order (ARRIVAL), all after the Date headers.
+        for i, message in enumerate(messages):
+            when = imaplib.Time2Internaldate(1_796_000_000 + 60 * i)
+            typ, data = m.append("INBOX", None, when, message)
+            assert typ == "OK", data
+        typ, caps = m.capability()
+        assert b"SORT" in caps[0].split() and b"SORT=DISPLAY" in caps[0].split(), caps
+        m.select("INBOX")
+        for criteria, want in SORTS:
+            typ, data = m.sort(criteria, "UTF-8", "ALL")
+            assert typ == "OK", (criteria, data)
+            assert [int(n) for n in data[0].split()] == want, (criteria, data)
+        # With search criteria and by UID (UIDs are 1..5 here too, but only the matches).
+        typ, data = m.uid("SORT", "(REVERSE SIZE)", "UTF-8", "SUBJECT", "apple")
+        assert typ == "OK" and [int(n) for n in data[0].split()] == [2, 4], data
+        typ, data = m.sort("(SUBJECT)", "UTF-8", "SUBJECT", "nothing-like-this")
+        assert typ == "OK" and data == [b""] or data == [None], data
+        typ, data = m.sort("(SUBJECT)", "KOI8-R", "ALL")
+        assert typ == "NO", "an unknown charset is refused (RFC 5256 §3)"
+        with pytest.raises(imaplib.IMAP4.error):
+            m.sort("(NOSUCHKEY)", "UTF-8", "ALL")

@@ -30,6 +30,8 @@ const AUTHENTICATED: &[&str] = &[
     "QUOTA",
     "QUOTA=RES-STORAGE",
     "CONDSTORE",
+    "SORT",
+    "SORT=DISPLAY",
 ];
 
 /// The capability list for the session's state (RFC 9051 §6.1.1).

@@ -12,6 +12,7 @@ pub mod mailbox;
 pub mod quota;
 pub mod search;
 pub mod select;
+pub mod sort;
 pub mod status;
 pub mod store;
 
@@ -81,6 +82,7 @@ fn expunge_allowed(body: &CommandBody<'_>) -> bool {
         CommandBody::Fetch { uid: false, .. }
             | CommandBody::Store { uid: false, .. }
             | CommandBody::Search { uid: false, .. }
+            | CommandBody::Sort { uid: false, .. }
     )
 }
 
@@ -334,7 +336,13 @@ async fn run<S: Sink>(
         C::GetQuota { root } => quota::get_quota(p, root).await,
         C::GetQuotaRoot { mailbox } => quota::get_quota_root(p, mailbox).await,
         C::SetQuota { .. } => Err(no(Some("NOPERM"), "Quota is managed by the administrator")),
-        C::Sort { .. } | C::Thread { .. } | C::Compress { .. } => Err(bad("Command not supported")),
+        C::Sort {
+            sort_criteria,
+            charset,
+            search_criteria,
+            uid,
+        } => sort::sort(p, sort_criteria, charset, search_criteria, uid).await,
+        C::Thread { .. } | C::Compress { .. } => Err(bad("Command not supported")),
         #[allow(unreachable_patterns)]
         _ => Err(bad("Command not supported")),
     }

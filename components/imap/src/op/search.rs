@@ -349,7 +349,6 @@ fn answer(
     hit_modseqs: Vec<i64>,
     modseq: Option<NonZeroU64>,
 ) -> OpResult {
-
     // RETURN (SAVE) alone answers nothing but the tagged OK (RFC 5182 §2.1).
     if returns.as_ref().is_some_and(|r| r == &[SearchReturn::Save]) {
         return Ok(Outcome::Ok(None, String::new()));
