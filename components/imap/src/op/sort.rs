@@ -158,7 +158,7 @@ fn display_key(address: Option<&Address<'_>>) -> String {
 pub fn base_subject(subject: &str) -> String {
     // (1) Tabs and line breaks become spaces; runs of spaces one.
     let mut s: String = subject
-        .split(|c: char| c == ' ' || c == '\t' || c == '\r' || c == '\n')
+        .split([' ', '\t', '\r', '\n'])
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
