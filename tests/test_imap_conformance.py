@@ -201,3 +201,31 @@ def test_sort_orders_by_each_rfc5256_key(postbay):
         assert typ == "NO", "an unknown charset is refused (RFC 5256 §3)"
         with pytest.raises(imaplib.IMAP4.error):
             m.sort("(NOSUCHKEY)", "UTF-8", "ALL")
+
+
+def test_thread_references_and_orderedsubject(postbay):
+    """RFC 5256 §2: replies under what they answer, a reply to a message not in the folder
+    beside its sibling under a dummy, a same-subject message without references gathered."""
+    mails = [
+        ("<a@x>", "", "Lunch?"), ("<b@x>", "<a@x>", "Re: Lunch?"), ("<c@x>", "<a@x> <b@x>", "Re: Lunch?"),
+        ("<d@x>", "", "Other"), ("<e@x>", "<gone@x>", "Re: gone"), ("<f@x>", "<gone@x>", "Re: gone"),
+        ("<g@x>", "", "Re: Other"),
+    ]
+    with imaplib.IMAP4("127.0.0.1", postbay.port(143)) as m:
+        m.login(USER.decode(), PASSWORD.decode())
+        for i, (mid, refs, subject) in enumerate(mails):
+            head = f"From: a@x.test\r\nMessage-ID: {mid}\r\nSubject: {subject}\r\n"
+            head += f"Date: Mon, 02 Mar 2026 10:0{i}:00 +0000\r\n" + (f"References: {refs}\r\n" if refs else "")
+            typ, data = m.append("INBOX", None, None, (head + "\r\nbody\r\n").encode())
+            assert typ == "OK", data
+        caps = m.capability()[1][0].split()
+        assert b"THREAD=REFERENCES" in caps and b"THREAD=ORDEREDSUBJECT" in caps, caps
+        m.select("INBOX")
+        typ, data = m.thread("REFERENCES", "UTF-8", "ALL")
+        assert typ == "OK" and data == [b"(1 2 3)(4 7)((5)(6))"], data
+        typ, data = m.thread("ORDEREDSUBJECT", "UTF-8", "ALL")
+        assert typ == "OK" and data == [b"(1 (2)(3))(4 7)(5 6)"], data
+        typ, data = m.uid("THREAD", "REFERENCES", "UTF-8", "SUBJECT", "lunch")
+        assert typ == "OK" and data == [b"(1 2 3)"], data
+        with pytest.raises(imaplib.IMAP4.error):
+            m.thread("NOSUCH", "UTF-8", "ALL")

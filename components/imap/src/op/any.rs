@@ -32,6 +32,8 @@ const AUTHENTICATED: &[&str] = &[
     "CONDSTORE",
     "SORT",
     "SORT=DISPLAY",
+    "THREAD=ORDEREDSUBJECT",
+    "THREAD=REFERENCES",
 ];
 
 /// The capability list for the session's state (RFC 9051 §6.1.1).

@@ -15,6 +15,7 @@ pub mod select;
 pub mod sort;
 pub mod status;
 pub mod store;
+pub mod thread;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::response::StatusKind;
@@ -83,6 +84,7 @@ fn expunge_allowed(body: &CommandBody<'_>) -> bool {
             | CommandBody::Store { uid: false, .. }
             | CommandBody::Search { uid: false, .. }
             | CommandBody::Sort { uid: false, .. }
+            | CommandBody::Thread { uid: false, .. }
     )
 }
 
@@ -342,7 +344,13 @@ async fn run<S: Sink>(
             search_criteria,
             uid,
         } => sort::sort(p, sort_criteria, charset, search_criteria, uid).await,
-        C::Thread { .. } | C::Compress { .. } => Err(bad("Command not supported")),
+        C::Thread {
+            algorithm,
+            charset,
+            search_criteria,
+            uid,
+        } => thread::thread(p, algorithm, charset, search_criteria, uid).await,
+        C::Compress { .. } => Err(bad("Command not supported")),
         #[allow(unreachable_patterns)]
         _ => Err(bad("Command not supported")),
     }

@@ -12,21 +12,26 @@ use mail_parser::{Address, MessageParser};
 use crate::protocol::{bad, OpResult, Outcome, Protocol};
 use crate::response;
 
-/// The keys of one message, computed once.
+/// The keys of one message, computed once (SORT, and THREAD's dates, subjects and links).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Keys {
-    seq: u32,
-    uid: u32,
-    arrival: i64,
+pub(super) struct Keys {
+    pub seq: u32,
+    pub uid: u32,
+    pub arrival: i64,
     /// The Date header in UTC, or the arrival time when it has none (§3, DATE).
-    date: i64,
-    size: i64,
-    subject: String,
-    from: String,
-    to: String,
-    cc: String,
-    display_from: String,
-    display_to: String,
+    pub date: i64,
+    pub size: i64,
+    /// The base subject (§2.1), and whether taking it off removed a reply or forward mark.
+    pub subject: String,
+    pub reply: bool,
+    pub from: String,
+    pub to: String,
+    pub cc: String,
+    pub display_from: String,
+    pub display_to: String,
+    pub message_id: Option<String>,
+    /// References, or else the first In-Reply-To id (§2.2 step 1.A).
+    pub references: Vec<String>,
 }
 
 pub async fn sort(
@@ -36,6 +41,24 @@ pub async fn sort(
     search: Vec1<SearchKey<'_>>,
     by_uid: bool,
 ) -> OpResult {
+    let mut keyed = keys(p, charset, search).await?;
+    let criteria: &[SortCriterion] = criteria.as_ref();
+    keyed.sort_by(|a, b| compare(criteria, a, b));
+    let mut line = String::from("SORT");
+    for k in &keyed {
+        line.push(' ');
+        line.push_str(&(if by_uid { k.uid } else { k.seq }).to_string());
+    }
+    response::raw(&mut p.out, &line);
+    Ok(Outcome::Ok(None, String::new()))
+}
+
+/// The messages the search finds, in sequence order, with their keys.
+pub(super) async fn keys(
+    p: &mut Protocol,
+    charset: Charset<'_>,
+    search: Vec1<SearchKey<'_>>,
+) -> Result<Vec<Keys>, crate::protocol::OpError> {
     let found = super::search::find(p, Some(charset), search).await?;
     let ctx = p.ctx.clone();
     let sel = p
@@ -78,7 +101,23 @@ pub async fn sort(
                     k.date = d.to_timestamp();
                 }
             }
-            k.subject = base_subject(m.subject().unwrap_or(""));
+            (k.subject, k.reply) = base_subject_and_reply(m.subject().unwrap_or(""));
+            k.message_id = m.message_id().map(str::to_string);
+            k.references = m
+                .references()
+                .clone()
+                .into_text_list()
+                .map(|l| l.into_iter().map(|r| r.into_owned()).collect())
+                .unwrap_or_default();
+            if k.references.is_empty() {
+                k.references = m
+                    .in_reply_to()
+                    .clone()
+                    .into_text_list()
+                    .and_then(|l| l.into_iter().next())
+                    .map(|r| vec![r.into_owned()])
+                    .unwrap_or_default();
+            }
             k.from = mailbox_key(m.from());
             k.to = mailbox_key(m.to());
             k.cc = mailbox_key(m.cc());
@@ -87,15 +126,7 @@ pub async fn sort(
         }
         keyed.push(k);
     }
-    let criteria: &[SortCriterion] = criteria.as_ref();
-    keyed.sort_by(|a, b| compare(criteria, a, b));
-    let mut line = String::from("SORT");
-    for k in &keyed {
-        line.push(' ');
-        line.push_str(&(if by_uid { k.uid } else { k.seq }).to_string());
-    }
-    response::raw(&mut p.out, &line);
-    Ok(Outcome::Ok(None, String::new()))
+    Ok(keyed)
 }
 
 fn compare(criteria: &[SortCriterion], a: &Keys, b: &Keys) -> Ordering {
@@ -156,6 +187,13 @@ fn display_key(address: Option<&Address<'_>>) -> String {
 /// decoded (mail-parser), white space collapsed, `(fwd)` trailers, `Re:`/`Fw:`/`Fwd:`
 /// leaders with their `[blob]`s, and `[Fwd: ...]` wrappers removed.
 pub fn base_subject(subject: &str) -> String {
+    base_subject_and_reply(subject).0
+}
+
+/// [`base_subject`], and whether a reply or forward mark was among what was removed
+/// (THREAD's subject gathering, §2.2 step 5).
+pub fn base_subject_and_reply(subject: &str) -> (String, bool) {
+    let mut reply = false;
     // (1) Tabs and line breaks become spaces; runs of spaces one.
     let mut s: String = subject
         .split([' ', '\t', '\r', '\n'])
@@ -169,6 +207,7 @@ pub fn base_subject(subject: &str) -> String {
             let lower = trimmed.to_ascii_lowercase();
             if lower.ends_with("(fwd)") {
                 s = trimmed[..trimmed.len() - 5].to_string();
+                reply = true;
             } else {
                 s = trimmed.to_string();
                 break;
@@ -180,6 +219,7 @@ pub fn base_subject(subject: &str) -> String {
             s = s.trim_start().to_string();
             if let Some(rest) = strip_refwd(&s) {
                 s = rest.to_string();
+                reply = true;
             }
             if let Some(rest) = strip_blob(&s) {
                 // A blob is removed only if something is left after it.
@@ -195,11 +235,12 @@ pub fn base_subject(subject: &str) -> String {
         let lower = s.to_ascii_lowercase();
         if lower.starts_with("[fwd:") && s.ends_with(']') {
             s = s[5..s.len() - 1].to_string();
+            reply = true;
             continue;
         }
         break;
     }
-    s.to_ascii_uppercase()
+    (s.to_ascii_uppercase(), reply)
 }
 
 /// `subj-refwd = ("re" / ("fw" ["d"])) *WSP [subj-blob] ":"` at the start; what follows.
