@@ -22,16 +22,23 @@ class LocalDns:
 
     def __init__(self):
         try:
-            from dnslib import RR, QTYPE, TXT
+            from dnslib import RR, QTYPE, TXT, A
             from dnslib.server import BaseResolver, DNSLogger, DNSServer
         except ImportError:
             pytest.fail("dnslib is not installed (scripts/install-test-deps installs it)")
         records = self.records = {}
+        addresses = self.addresses = {}  # name -> [IPv4], for DNSBL answers
 
         class Resolver(BaseResolver):
             def resolve(self, request, handler):
                 reply = request.reply()
                 name = str(request.q.qname).rstrip(".").lower()
+                if request.q.qtype == QTYPE.A and name in addresses:
+                    for ip in addresses[name]:
+                        reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(ip), ttl=60))
+                    return reply
+                if name in addresses:
+                    return reply  # NODATA
                 if request.q.qtype == QTYPE.TXT and name in records:
                     value = records[name]
                     chunks = [value[i:i + 255] for i in range(0, len(value), 255)]
@@ -63,6 +70,10 @@ def admin_of(filter_port: int) -> int:
 
 @pytest.fixture
 def filter_port(tmp_path, dns):
+    yield from start_filter(tmp_path, dns)
+
+
+def start_filter(tmp_path, dns, extra_env=None):
     port = free_port_base() + 11333
     env = {
         "POSTBAY_DATA_DIR": str(tmp_path / "data"),
@@ -75,6 +86,7 @@ def filter_port(tmp_path, dns):
         "POSTBAY_FILTER__MAX_MESSAGE_SIZE": "100000",
         "POSTBAY_FILTER__MAX_HEADERS": "50",
         "POSTBAY_LOG": "info",
+        **(extra_env or {}),
     }
     import os
 
@@ -406,3 +418,45 @@ def test_filter_down(make_postbay, dns, mode, code):
     else:
         assert b"4.7.1" in text
         assert pb.messages("alice@example.test") == []
+
+
+@pytest.fixture
+def dnsbl_filter(tmp_path, dns):
+    """A filter with two IP lists (one with a pattern and a weight, one with any answer) and
+    a domain list, answered by the local DNS server."""
+    dns.addresses["2.2.0.192.bl.test"] = ["127.0.0.2"]
+    dns.addresses["2.2.0.192.any.test"] = ["127.0.0.255"]
+    dns.addresses["3.2.0.192.bl.test"] = ["127.0.0.12"]  # outside the pattern: not listed
+    dns.addresses["spam.example.net.dbl.test"] = ["127.0.1.2"]
+    yield from start_filter(tmp_path, dns, {
+        "POSTBAY_FILTER__DNSBL_SITES": '["bl.test=127.0.0.[2..11]*5", "any.test*2"]',
+        "POSTBAY_FILTER__DOMAIN_DNSBL_SITES": '["dbl.test*4"]',
+    })
+
+
+def test_dnsbl_lists_the_client_and_the_linked_domains_with_their_weights(dnsbl_filter, tmp_path):
+    body = "Buy now at https://spam.example.net/offer and see http://fine.example.org/"
+    msg = message_file(tmp_path, "l.eml", GOOD.format(id="bl1", body=body))
+    listed = rspamc(dnsbl_filter, "-i", "192.0.2.2", "symbols", msg)
+    assert "Symbol: RBL_BL_TEST (5.00)" in listed, listed
+    assert "Symbol: RBL_ANY_TEST (2.00)" in listed, listed
+    assert "Symbol: URIBL_DBL_TEST (4.00)" in listed, listed
+    assert "spam.example.net" in listed and "fine.example.org" not in listed.split("URIBL_DBL_TEST")[1].split("\n")[0]
+    # An answer outside the pattern does not count, an unlisted address and domain get nothing.
+    clean = rspamc(dnsbl_filter, "-i", "192.0.2.3", "symbols",
+                   message_file(tmp_path, "c.eml", GOOD.format(id="bl2", body="hello")))
+    assert "RBL_" not in clean and "URIBL_" not in clean, clean
+    # A logged-in sender is not looked up.
+    sub = rspamc(dnsbl_filter, "-i", "192.0.2.2", "-u", "alice@example.org", "symbols", msg)
+    assert "RBL_" not in sub, sub
+
+
+def test_a_malformed_dnsbl_site_stops_the_filter_with_a_clear_message(tmp_path):
+    import os
+
+    out = subprocess.run([str(postbay_binary()), "filter"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "POSTBAY_DATA_DIR": str(tmp_path / "d"),
+                              "POSTBAY_FILTER__LISTEN": "127.0.0.1:1",
+                              "POSTBAY_FILTER__DNSBL_SITES": '["bl.test=127.0.0.[2..]*3"]'})
+    assert out.returncode != 0
+    assert 'DNSBL site "bl.test=127.0.0.[2..]*3": the pattern is not like 127.0.0.[2..11]' in out.stderr, out.stderr

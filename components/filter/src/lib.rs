@@ -35,6 +35,9 @@ pub struct FilterSettings {
     pub dns_timeout: std::time::Duration,
     /// Clients not authenticated (no SPF/DKIM/DMARC): our own relays (Rspamd's `local_addrs`).
     pub local_networks: Vec<ipnet::IpNet>,
+    /// DNS blocklists for the client address and for the message's domains.
+    pub dnsbl_sites: Vec<checks::dnsbl::Site>,
+    pub domain_dnsbl_sites: Vec<checks::dnsbl::Site>,
 }
 
 /// Builds the filter: the content checks, the classifier over `tokens`.
@@ -50,6 +53,15 @@ pub fn build(
         settings.dns_timeout,
         settings.local_networks.clone(),
     )?));
+    if !settings.dnsbl_sites.is_empty() || !settings.domain_dnsbl_sites.is_empty() {
+        checks.push(Arc::new(checks::dnsbl::Dnsbl::new(
+            &settings.nameservers,
+            settings.dns_timeout,
+            settings.dnsbl_sites.clone(),
+            settings.domain_dnsbl_sites.clone(),
+            settings.local_networks.clone(),
+        )?));
+    }
     let engine = Engine::new(
         checks,
         EngineSettings {

@@ -118,6 +118,12 @@ pub struct FilterSection {
     /// Clients whose mail is not SPF/DKIM/DMARC-checked (our own relays, Rspamd's
     /// `local_addrs`).
     pub local_networks: Vec<ipnet::IpNet>,
+    /// DNS blocklists for the client address, as Postfix's postscreen_dnsbl_sites:
+    /// `zone[=pattern][*weight]`, e.g. `zen.spamhaus.org=127.0.0.[2..11]*3`. Empty: none.
+    pub dnsbl_sites: Vec<String>,
+    /// Domain blocklists (RFC 5782 §3) for the envelope sender's, From's and the links'
+    /// domains, the same syntax (e.g. `dbl.spamhaus.org=127.0.1.[2..99]*4`).
+    pub domain_dnsbl_sites: Vec<String>,
 }
 
 impl Default for FilterSection {
@@ -146,6 +152,8 @@ impl Default for FilterSection {
                     128,
                 )),
             ],
+            dnsbl_sites: Vec::new(),
+            domain_dnsbl_sites: Vec::new(),
         }
     }
 }
@@ -522,9 +530,18 @@ impl Config {
         self.data_dir.join("spool")
     }
 
-    pub fn filter_settings(&self) -> postbay_filter::FilterSettings {
+    pub fn filter_settings(&self) -> anyhow::Result<postbay_filter::FilterSettings> {
+        use postbay_filter::checks::dnsbl::Site;
         let f = &self.filter;
-        postbay_filter::FilterSettings {
+        let sites = |specs: &[String], prefix: &str| -> anyhow::Result<Vec<Site>> {
+            specs
+                .iter()
+                .map(|s| Site::parse(s, prefix).map_err(|e| anyhow::anyhow!("filter: {e}")))
+                .collect()
+        };
+        Ok(postbay_filter::FilterSettings {
+            dnsbl_sites: sites(&f.dnsbl_sites, "RBL")?,
+            domain_dnsbl_sites: sites(&f.domain_dnsbl_sites, "URIBL")?,
             limits: postbay_filter::Limits {
                 max_message_size: f.max_message_size,
                 max_headers: f.max_headers,
@@ -549,7 +566,7 @@ impl Config {
             nameservers: f.nameservers.clone(),
             dns_timeout: f.dns_timeout,
             local_networks: f.local_networks.clone(),
-        }
+        })
     }
 
     pub fn smtp_config(&self) -> postbay_smtp::SmtpConfig {

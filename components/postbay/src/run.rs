@@ -142,7 +142,8 @@ async fn start_filter(config: &Config, store: Store, running: &mut Running) -> R
         .expect("caller sets the filter address");
     let tokens = Arc::new(postbay_filter::bayes::StoreTokens(store));
     let filter = Arc::new(
-        postbay_filter::build(config.filter_settings(), tokens).context("setting up the filter")?,
+        postbay_filter::build(config.filter_settings()?, tokens)
+            .context("setting up the filter")?,
     );
     let listener = postbay_net::listener::bind(listen)
         .await

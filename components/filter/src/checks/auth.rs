@@ -30,6 +30,12 @@ pub struct Authentication {
 #[error("DNS resolver: {0}")]
 pub struct ResolverError(String);
 
+impl ResolverError {
+    pub fn new(reason: String) -> ResolverError {
+        ResolverError(reason)
+    }
+}
+
 impl Authentication {
     /// `nameservers` empty: the system's (`/etc/resolv.conf`). Tests and sites with a local
     /// resolver name theirs (UDP and TCP, any port).

@@ -9,6 +9,7 @@ use crate::engine::{Action, Symbol};
 use crate::protocol::Envelope;
 
 pub mod auth;
+pub mod dnsbl;
 pub mod gtube;
 pub mod headers;
 pub mod mime;
