@@ -58,7 +58,7 @@ class PolicyServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 outer.requests.append((self.path, self.headers.get("Host")))
-                if self.path != "/.well-known/mta-sts.txt":
+                if self.path != "/.well-known/mta-sts.txt" or outer.policy is None:
                     self.send_error(404)
                     return
                 body = outer.policy.encode()
@@ -189,6 +189,22 @@ def test_mta_sts_testing_delivers_over_any_tls_and_counts_what_would_fail(make_p
         pb.stop()
         for p in (pb.mx, pb.rogue, pb.policy, pb.zone):
             p.stop()
+
+
+def test_a_policy_that_cannot_be_fetched_means_no_policy_and_is_reported(enforced):
+    """RFC 8461 §5.1: no cached policy and a failed fetch: deliver as without a policy; the
+    failure is counted (RFC 8460 sts-policy-fetch-error)."""
+    pb = enforced
+    pb.policy.policy = None  # the policy host answers 404
+    submit(pb, ["friend@sts.test"], subject="no policy to be had")
+    got = wait_for(lambda: pb.rogue.messages, "delivery to the preferred MX, as without a policy")
+    assert got[0].rcpts == ["friend@sts.test"]
+    assert pb.policy.requests, "the fetch was tried"
+    assert not (pb.data / "spool" / "mta-sts" / "sts.test.json").exists(), "nothing cached"
+    pb.stop()
+    report = summary(tls_report(pb), "sts.test")
+    assert report["failure-details"][0]["result-type"] == "sts-policy-fetch-error", report
+    assert report["failure-details"][0]["receiving-mx-hostname"] == "mta-sts.sts.test"
 
 
 def test_without_a_validating_resolver_dane_is_off_and_said_so(make_postbay, tmp_path):

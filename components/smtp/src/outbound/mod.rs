@@ -336,7 +336,30 @@ impl Outbound {
             false
         };
         let sts = match &self.sts {
-            Some(sts) => sts.policy(&self.dns, domain).await,
+            Some(sts) => {
+                let (policy, failure) = sts.policy(&self.dns, domain).await;
+                if let Some(failure) = failure {
+                    // RFC 8460 §4.3.2.3: the domain hears that its policy could not be had.
+                    let result_type = match failure {
+                        mta_sts::FetchFailure::Fetch => tlsrpt::ResultType::StsPolicyFetchError,
+                        mta_sts::FetchFailure::Invalid => tlsrpt::ResultType::StsPolicyInvalid,
+                    };
+                    self.tlsrpt.record(
+                        &tlsrpt::PolicyKey {
+                            policy_type: tlsrpt::PolicyType::Sts,
+                            policy_string: Vec::new(),
+                            policy_domain: domain.to_string(),
+                            mx_host: Vec::new(),
+                        },
+                        Some(tlsrpt::FailureKey {
+                            result_type,
+                            receiving_mx_hostname: format!("mta-sts.{domain}"),
+                            receiving_ip: String::new(),
+                        }),
+                    );
+                }
+                policy
+            }
             None => None,
         };
         Ok(policy::DomainTls {

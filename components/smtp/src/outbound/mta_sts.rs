@@ -179,6 +179,15 @@ impl Default for StsSettings {
     }
 }
 
+/// Why a policy could not be had (RFC 8460 §4.3.2.3 result types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchFailure {
+    /// No HTTPS answer, a bad certificate, not a 200 (`sts-policy-fetch-error`).
+    Fetch,
+    /// An answer that is not a valid policy (`sts-policy-invalid`).
+    Invalid,
+}
+
 /// The policy cache and its fetcher.
 pub struct Sts {
     settings: StsSettings,
@@ -204,8 +213,9 @@ impl Sts {
         cache.entry(domain.to_string()).or_default().clone()
     }
 
-    /// The policy in force for `domain`, if any (`mode: none` and expired ones are none).
-    pub async fn policy(&self, dns: &Dns, domain: &str) -> Option<Policy> {
+    /// The policy in force for `domain`, if any (`mode: none` and expired ones are none),
+    /// and why a fetch this time failed, if one did.
+    pub async fn policy(&self, dns: &Dns, domain: &str) -> (Option<Policy>, Option<FetchFailure>) {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let slot = self.slot(&domain);
         let mut cached = slot.lock().await;
@@ -222,6 +232,7 @@ impl Sts {
             .await
             .ok()
             .map(|txts| txts.iter().filter_map(|t| txt_id(t)).collect());
+        let mut failure = None;
         match ids.as_deref() {
             Some([id]) if cached.as_ref().is_none_or(|p| &p.id != id) => {
                 match self.fetch(dns, &domain, id, now).await {
@@ -231,7 +242,8 @@ impl Sts {
                         *cached = Some(policy);
                     }
                     // §5.1: a cached policy stays in force; without one, no policy.
-                    Err(reason) => {
+                    Err((why, reason)) => {
+                        failure = Some(why);
                         tracing::warn!(
                             domain,
                             id,
@@ -244,12 +256,28 @@ impl Sts {
             }
             _ => {}
         }
-        cached.clone().filter(|p| p.mode != Mode::None)
+        (cached.clone().filter(|p| p.mode != Mode::None), failure)
     }
 
     /// GET https://mta-sts.<domain>/.well-known/mta-sts.txt (§3.3): a certificate valid for
     /// that name, a 200 (no redirects), at most 64 KiB.
-    async fn fetch(&self, dns: &Dns, domain: &str, id: &str, now: u64) -> Result<Policy, String> {
+    async fn fetch(
+        &self,
+        dns: &Dns,
+        domain: &str,
+        id: &str,
+        now: u64,
+    ) -> Result<Policy, (FetchFailure, String)> {
+        self.get(dns, domain)
+            .await
+            .map_err(|reason| (FetchFailure::Fetch, reason))
+            .and_then(|body| {
+                parse(&body, id, now).map_err(|e| (FetchFailure::Invalid, e.to_string()))
+            })
+    }
+
+    /// The policy body: GET over HTTPS with a verified certificate.
+    async fn get(&self, dns: &Dns, domain: &str) -> Result<String, String> {
         let host = format!("mta-sts.{domain}");
         let addresses = dns
             .addresses(&Host::Name(host.clone()))
@@ -298,8 +326,7 @@ impl Sts {
                 .await
                 .map_err(|e| format!("policy from {host}: {e}"))?
                 .to_bytes();
-            let body = std::str::from_utf8(&body).map_err(|_| "policy is not UTF-8".to_string())?;
-            parse(body, id, now).map_err(|e| e.to_string())
+            String::from_utf8(body.to_vec()).map_err(|_| "policy is not UTF-8".to_string())
         })
         .await
         .map_err(|_| format!("HTTP to {host} timed out"));

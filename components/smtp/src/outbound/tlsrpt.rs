@@ -42,6 +42,8 @@ pub enum ResultType {
     ValidationFailure,
     TlsaInvalid,
     DnssecInvalid,
+    StsPolicyFetchError,
+    StsPolicyInvalid,
 }
 
 /// The policy a session was held to (RFC 8460 §4.4 `policy`).
