@@ -4,6 +4,7 @@ import http.client
 import json
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -460,3 +461,64 @@ def test_a_malformed_dnsbl_site_stops_the_filter_with_a_clear_message(tmp_path):
                               "POSTBAY_FILTER__DNSBL_SITES": '["bl.test=127.0.0.[2..]*3"]'})
     assert out.returncode != 0
     assert 'DNSBL site "bl.test=127.0.0.[2..]*3": the pattern is not like 127.0.0.[2..11]' in out.stderr, out.stderr
+
+
+def test_junk_moves_over_imap_teach_the_filter(make_postbay, dns, tmp_path):
+    """A user moving a message into Junk (imaplib MOVE) teaches `postbay filter` spam; moving
+    it back to the INBOX teaches ham (the filter relearns the same Message-ID); deleting from
+    Junk into Trash teaches nothing."""
+    import imaplib
+
+    from conftest import FIXTURES
+
+    gen = start_filter(tmp_path, dns)
+    port = next(gen)
+    try:
+        metric = lambda name: metrics_value(admin_of(port), name)
+        pb = make_postbay(env={"POSTBAY_IMAP__LEARN_URL": f"http://127.0.0.1:{port}"})
+        pb.apply(FIXTURES / "example.yaml")
+        pb.start_dev()
+        wait_port(pb.port(143))
+        spam = 'postbay_filter_learns_total{class="spam",result="learned"}'
+        ham = 'postbay_filter_learns_total{class="ham",result="learned"}'
+        with imaplib.IMAP4("127.0.0.1", pb.port(143)) as m:
+            m.login("alice@example.test", "alice-secret")
+            for i in (1, 2):
+                body = GOOD.format(id=f"junk{i}", body="cheap pills winner casino")
+                assert m.append("INBOX", None, None, body.encode())[0] == "OK"
+            m.select("INBOX")
+            assert m.uid("MOVE", "1", "Junk")[0] == "OK"
+            wait_until(lambda: metric(spam) == 1, "the spam learn")
+            m.select("Junk")
+            assert m.uid("MOVE", "1", "INBOX")[0] == "OK"
+            wait_until(lambda: metric(ham) == 1, "the ham learn (out of Junk)")
+            # Copy into Junk also teaches; Junk -> Trash does not.
+            m.select("INBOX")
+            assert m.uid("COPY", "2", "Junk")[0] == "OK"
+            wait_until(lambda: metric(spam) == 2, "the learn of the copy")
+            m.select("Junk")
+            assert m.uid("MOVE", "1:*", "Trash")[0] == "OK"
+        time.sleep(1)
+        assert metric(ham) == 1 and metric(spam) == 2, "nothing learnt from Junk to Trash"
+        assert "message learnt from a Junk move" in pb.log()
+    finally:
+        gen.close()
+
+
+def metrics_value(admin_port, name):
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def wait_until(predicate, what, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

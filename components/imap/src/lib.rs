@@ -48,6 +48,7 @@ pub mod address;
 pub mod auth;
 pub mod config;
 pub mod ext_syntax;
+pub mod learn;
 pub mod message;
 pub mod mutf7;
 pub mod names;
@@ -73,6 +74,8 @@ pub struct ImapContext {
     /// Password checks and the login throttle; the process's one, shared with POP3 and
     /// submission when built with [`ImapContext::with_authenticator`].
     pub authenticator: postbay_auth::Authenticator,
+    /// Where Junk moves are taught to the filter (`imap.learn_url`); none: not taught.
+    pub learner: Option<std::sync::Arc<learn::Learner>>,
 }
 
 impl ImapContext {
@@ -106,7 +109,14 @@ impl ImapContext {
             hostname: hostname.into(),
             limits,
             authenticator,
+            learner: None,
         }
+    }
+
+    /// Teaches the filter from Junk moves (see [`learn`]).
+    pub fn with_learner(mut self, learner: learn::Learner) -> ImapContext {
+        self.learner = Some(std::sync::Arc::new(learner));
+        self
     }
 }
 

@@ -255,6 +255,9 @@ pub struct ImapSection {
     /// Accept LOGIN/AUTHENTICATE PLAIN without TLS. Off in production (clients get
     /// LOGINDISABLED until STARTTLS); `postbay dev` turns it on, its listeners are loopback.
     pub allow_plaintext_auth: bool,
+    /// The filter to teach from Junk moves (`http://host:port`, Rspamd's /learnspam and
+    /// /learnham): into `\Junk` is spam, out of it (not to `\Trash`) ham. Unset: not taught.
+    pub learn_url: Option<String>,
 }
 
 /// A mail-access listener pair (POP3: 110 + 995; IMAP: 143 + 993).

@@ -444,12 +444,17 @@ async fn start_access(
         allow_plaintext_auth: config.imap.allow_plaintext_auth,
         ..Default::default()
     };
-    let imap = Arc::new(postbay_imap::ImapContext::with_authenticator(
+    let mut imap = postbay_imap::ImapContext::with_authenticator(
         store.clone(),
         config.hostname.clone(),
         limits,
         authenticator.for_protocol("imap"),
-    ));
+    );
+    if let Some(url) = config.imap.learn_url.as_deref().filter(|u| !u.is_empty()) {
+        imap = imap.with_learner(postbay_imap::learn::Learner::new(url)?);
+        tracing::info!(url, "Junk moves are taught to the filter");
+    }
+    let imap = Arc::new(imap);
     let section = &config.imap.access;
     let gate = ConnectionGate::new(ConnectionLimits {
         max_connections: section.max_connections,

@@ -81,6 +81,28 @@ pub async fn copy(
     }
     let sources: Vec<i64> = copied.pairs.iter().map(|(s, _)| *s).collect();
     let destinations: Vec<i64> = copied.pairs.iter().map(|(_, d)| *d).collect();
+    if let (Some(learner), Some(class)) = (
+        &p.ctx.learner,
+        crate::learn::direction(
+            sel.folder.special_use.as_deref(),
+            target.special_use.as_deref(),
+        ),
+    ) {
+        let (first, last) = (
+            destinations.iter().copied().min().unwrap_or(0),
+            destinations.iter().copied().max().unwrap_or(0),
+        );
+        let blobs: Vec<String> = p
+            .ctx
+            .store
+            .messages_with_headers(target.id, first, last)
+            .await?
+            .into_iter()
+            .filter(|(m, _)| destinations.contains(&m.uid))
+            .map(|(m, _)| m.blob_path)
+            .collect();
+        learner.learn(p.ctx.store.clone(), blobs, class);
+    }
     let code = match (
         NonZeroU32::new(copied.uidvalidity as u32),
         uid_set(&sources),
