@@ -343,6 +343,11 @@ def test_admin_listener_is_on_by_default_and_drives_probes():
     # With the filter on, the MX asks it, through its Service, during DATA.
     filter_port = find(on, "Service", "postbay-filter")["spec"]["ports"][0]["port"]
     assert config_of(on)["smtp"]["filter"] == f"http://postbay-filter.postbay.svc.cluster.local:{filter_port}"
+    # ... and users' Junk moves teach it, through the same Service, which lets the IMAP pods in.
+    assert config_of(on)["imap"]["learn_url"] == config_of(on)["smtp"]["filter"]
+    policy = find(on, "NetworkPolicy", "postbay-filter")["spec"]["ingress"][0]["from"]
+    assert {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in policy} == {"smtp", "imap"}
+    assert "learn_url" not in config_of(render(*SCENARIOS["defaults"]))["imap"]
     assert "filter" not in config_of(render(*SCENARIOS["defaults"]))["smtp"]
     monitors = [d for d in on if d["kind"] == "ServiceMonitor"]
     assert {m["metadata"]["name"] for m in monitors} == {"postbay-operator", "postbay-mail"}
