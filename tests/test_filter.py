@@ -522,3 +522,27 @@ def wait_until(predicate, what, timeout=20.0):
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_greylisting_defers_a_new_triplet_and_passes_its_retry(tmp_path, dns):
+    """Greylisting on (2 s delay): rspamc's first attempt gets `greylist`, a retry too soon
+    too, one after the delay passes; another address of the same /24 passes, another sender
+    is new again; a logged-in sender is never greylisted."""
+    gen = start_filter(tmp_path, dns, {"POSTBAY_FILTER__GREYLISTING": "true",
+                                       "POSTBAY_FILTER__GREYLIST_DELAY": "2s"})
+    port = next(gen)
+    try:
+        msg = message_file(tmp_path, "g.eml", GOOD.format(id="grey1", body="hello"))
+        ask = lambda ip, sender, *extra: rspamc(port, "-i", ip, "-F", sender, "-r", "bob@example.test",
+                                                *extra, "symbols", msg)
+        first = ask("192.0.2.10", "alice@example.org")
+        assert "Action: greylist" in first and "GREYLIST" in first, first
+        assert "Action: greylist" in ask("192.0.2.10", "alice@example.org")
+        time.sleep(2.5)
+        retry = ask("192.0.2.10", "alice@example.org")
+        assert "Action: no action" in retry and "GREYLIST_PASS" in retry, retry
+        assert "Action: no action" in ask("192.0.2.77", "alice@example.org"), "same /24"
+        assert "Action: greylist" in ask("192.0.2.10", "other@example.org"), "a new triplet"
+        assert "GREYLIST" not in ask("198.51.100.1", "x@example.org", "-u", "x@example.org")
+    finally:
+        gen.close()

@@ -38,12 +38,15 @@ pub struct FilterSettings {
     /// DNS blocklists for the client address and for the message's domains.
     pub dnsbl_sites: Vec<checks::dnsbl::Site>,
     pub domain_dnsbl_sites: Vec<checks::dnsbl::Site>,
+    /// Greylisting (needs the store given to [`build`]); `None`: off.
+    pub greylist: Option<checks::greylist::GreylistSettings>,
 }
 
 /// Builds the filter: the content checks, the classifier over `tokens`.
 pub fn build(
     settings: FilterSettings,
     tokens: Arc<dyn bayes::TokenStore>,
+    store: Option<postbay_store::Store>,
 ) -> Result<Filter, checks::auth::ResolverError> {
     let bayes = Arc::new(bayes::Bayes::new(tokens, settings.bayes.clone()));
     let mut checks = checks::content_checks();
@@ -53,6 +56,14 @@ pub fn build(
         settings.dns_timeout,
         settings.local_networks.clone(),
     )?));
+    match (&settings.greylist, store) {
+        (Some(grey), Some(store)) => checks.push(Arc::new(checks::greylist::Greylist::new(
+            store,
+            grey.clone(),
+        ))),
+        (Some(_), None) => tracing::warn!("greylisting needs the store; off"),
+        _ => {}
+    }
     if !settings.dnsbl_sites.is_empty() || !settings.domain_dnsbl_sites.is_empty() {
         checks.push(Arc::new(checks::dnsbl::Dnsbl::new(
             &settings.nameservers,

@@ -124,6 +124,14 @@ pub struct FilterSection {
     /// Domain blocklists (RFC 5782 §3) for the envelope sender's, From's and the links'
     /// domains, the same syntax (e.g. `dbl.spamhaus.org=127.0.1.[2..99]*4`).
     pub domain_dnsbl_sites: Vec<String>,
+    /// Greylisting of unauthenticated clients (triplets in the database); off by default.
+    pub greylisting: bool,
+    /// How long a new triplet must wait, and how long a passed one is remembered after it was
+    /// last seen (Postgrey's 5 minutes and 35 days).
+    #[serde(with = "humantime_serde")]
+    pub greylist_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub greylist_lifetime: Duration,
 }
 
 impl Default for FilterSection {
@@ -154,6 +162,9 @@ impl Default for FilterSection {
             ],
             dnsbl_sites: Vec::new(),
             domain_dnsbl_sites: Vec::new(),
+            greylisting: false,
+            greylist_delay: Duration::from_secs(300),
+            greylist_lifetime: Duration::from_secs(35 * 86_400),
         }
     }
 }
@@ -545,6 +556,13 @@ impl Config {
         Ok(postbay_filter::FilterSettings {
             dnsbl_sites: sites(&f.dnsbl_sites, "RBL")?,
             domain_dnsbl_sites: sites(&f.domain_dnsbl_sites, "URIBL")?,
+            greylist: f
+                .greylisting
+                .then(|| postbay_filter::checks::greylist::GreylistSettings {
+                    delay: f.greylist_delay,
+                    lifetime: f.greylist_lifetime,
+                    local: f.local_networks.clone(),
+                }),
             limits: postbay_filter::Limits {
                 max_message_size: f.max_message_size,
                 max_headers: f.max_headers,

@@ -140,9 +140,9 @@ async fn start_filter(config: &Config, store: Store, running: &mut Running) -> R
         .filter
         .listen
         .expect("caller sets the filter address");
-    let tokens = Arc::new(postbay_filter::bayes::StoreTokens(store));
+    let tokens = Arc::new(postbay_filter::bayes::StoreTokens(store.clone()));
     let filter = Arc::new(
-        postbay_filter::build(config.filter_settings()?, tokens)
+        postbay_filter::build(config.filter_settings()?, tokens, Some(store))
             .context("setting up the filter")?,
     );
     let listener = postbay_net::listener::bind(listen)

@@ -19,6 +19,7 @@ mod db;
 pub mod directory;
 pub mod folders;
 pub mod fs;
+pub mod greylist;
 pub mod messages;
 
 use std::path::{Path, PathBuf};

@@ -328,3 +328,63 @@ async fn sending_rights_round_trip_and_sender_addresses_include_aliases() {
         t.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn greylisting_waits_then_passes_and_forgets_after_its_lifetime() {
+    use postbay_store::greylist::Grey;
+    for t in common::stores().await {
+        let s = &t.store;
+        let (delay, life) = (300, 86_400);
+        assert_eq!(
+            s.greylist("a", 1000, delay, life).await.unwrap(),
+            Grey::Wait(300),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.greylist("a", 1100, delay, life).await.unwrap(),
+            Grey::Wait(200),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.greylist("b", 1100, delay, life).await.unwrap(),
+            Grey::Wait(300),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.greylist("a", 1300, delay, life).await.unwrap(),
+            Grey::Pass,
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.greylist("a", 1301, delay, life).await.unwrap(),
+            Grey::Pass,
+            "{}",
+            t.name
+        );
+        // Seen within its lifetime it stays passed; not seen for longer, it waits again.
+        assert_eq!(
+            s.greylist("a", 1301 + life, delay, life).await.unwrap(),
+            Grey::Pass,
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.greylist("a", 1302 + 2 * life + 1, delay, life)
+                .await
+                .unwrap(),
+            Grey::Wait(300),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.greylist_prune(2000).await.unwrap(),
+            1,
+            "b is old: {}",
+            t.name
+        );
+    }
+}

@@ -10,6 +10,7 @@ use crate::protocol::Envelope;
 
 pub mod auth;
 pub mod dnsbl;
+pub mod greylist;
 pub mod gtube;
 pub mod headers;
 pub mod mime;
