@@ -61,7 +61,7 @@ def free_port_base() -> int:
     slots = max(1, (ephemeral_port_start() - 1000 - 20000) // 100)
     for _ in range(200):
         base = 20000 + (uuid.uuid4().int % slots) * 100
-        if all(port_free(base + p) for p in (24, 25, 110, 143, 465, 587, 993, 995, 8080)):
+        if all(port_free(base + p) for p in (24, 25, 110, 143, 465, 587, 993, 995, 8080, 11332, 11333)):
             return base
     raise RuntimeError("no free port range")
 

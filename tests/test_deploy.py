@@ -46,7 +46,8 @@ DB = ["--set", "database.existingSecret=postbay-database"]
 SCENARIOS = {
     "defaults": DB,
     "everything-on": DB + [
-        "--set", "admin.enabled=true", "--set", "filter.enabled=true",
+        "--set", "admin.enabled=true", "--set", "filter.enabled=true", "--set", "filter.milter.enabled=true",
+        "--set-json", 'filter.milter.from=[{"podSelector": {"matchLabels": {"app": "postfix"}}}]',
         "--set", "networkPolicy.enabled=true", "--set", "serviceMonitor.enabled=true",
         "--set", "tls.certManager.enabled=true", "--set", "tls.certManager.issuerRef.name=letsencrypt",
         "--set", "operator.externalDns=true", "--set", "dns.mx={mx1.example.com,mx2.example.com}",
@@ -342,6 +343,13 @@ def test_admin_listener_is_on_by_default_and_drives_probes():
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}, owner
     # With the filter on, the MX asks it, through its Service, during DATA.
     filter_port = find(on, "Service", "postbay-filter")["spec"]["ports"][0]["port"]
+    # filter.milter.enabled: the milter listener, its container port and its Service port.
+    filter_pod = dict(pod_specs(on))["postbay-filter"]["containers"][0]
+    milter_env = {e["name"]: e.get("value") for e in filter_pod["env"]}["POSTBAY_FILTER__MILTER_LISTEN"]
+    milter_port = next(p["containerPort"] for p in filter_pod["ports"] if p["name"] == "milter")
+    assert milter_env == f"0.0.0.0:{milter_port}"
+    assert {"name": "milter", "port": milter_port, "targetPort": "milter"} in \
+        find(on, "Service", "postbay-filter")["spec"]["ports"]
     assert config_of(on)["smtp"]["filter"] == f"http://postbay-filter.postbay.svc.cluster.local:{filter_port}"
     # ... and users' Junk moves teach it, through the same Service, which lets the IMAP pods in.
     assert config_of(on)["imap"]["learn_url"] == config_of(on)["smtp"]["filter"]
@@ -484,6 +492,9 @@ def test_pdbs_and_network_policies():
     for port in ("smtp", "submission", "submissions"):
         assert admitted("smtp", port, outsider)
     assert admitted("filter", "filter", labels["postbay-smtp"]) and not admitted("filter", "filter", outsider)
+    # The milter port: only the peers filter.milter.from names (a classic-stack Postfix).
+    assert admitted("filter", "milter", {"app": "postfix"})
+    assert not admitted("filter", "milter", outsider) and not admitted("filter", "milter", labels["postbay-smtp"])
     # Every port the helm test Pod checks is open to it.
     script = hook["spec"]["containers"][0]["args"][0]
     services = {}

@@ -127,6 +127,36 @@ def test_rspamc_symbols_clean_and_sloppy(filter_port, tmp_path):
     assert "Action: add header" in sloppy
 
 
+def test_rspamc_phishing_links_and_zipped_executables(filter_port, tmp_path):
+    """The link check (a link's text shows another site than its target) and the zip check
+    (an executable named in an attachment's central directory), seen through rspamc."""
+    import base64
+    import io
+    import zipfile
+
+    phish = ("From: Bank <service@bank.test>\r\nTo: bob@example.test\r\nSubject: verify\r\n"
+             "Reply-To: desk@collector.example\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\n"
+             "Message-ID: <p1@bank.test>\r\nContent-Type: text/html\r\n\r\n"
+             "<p>Log in at <a href=\"http://198.51.100.7/bank\">https://www.bank.test/login</a></p>\r\n")
+    out = rspamc(filter_port, "symbols", message_file(tmp_path, "phish.eml", phish))
+    assert "Symbol: PHISHING (4.00)[www.bank.test->198.51.100.7]" in out, out
+    assert "Symbol: HTTP_TO_IP (1.00)" in out, out
+    assert "Symbol: REPLYTO_DOM_NEQ_FROM_DOM (0.50)" in out, out
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("docs/statement.pdf.scr", b"MZ" + b"\0" * 4000)
+        z.writestr("readme.txt", b"open the statement")
+    attachment = base64.encodebytes(archive.getvalue()).decode().replace("\n", "\r\n")
+    zipped = ("From: a@sender.test\r\nTo: bob@example.test\r\nSubject: statement\r\n"
+              "Date: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <z1@sender.test>\r\n"
+              "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+              "--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+              "--b\r\nContent-Type: application/zip; name=statement.zip\r\n"
+              "Content-Transfer-Encoding: base64\r\n\r\n" + attachment + "--b--\r\n")
+    out = rspamc(filter_port, "symbols", message_file(tmp_path, "zip.eml", zipped))
+    assert "Symbol: MIME_BAD_EXTENSION (4.00)[statement.zip:statement.pdf.scr (scr)]" in out, out
+
+
 def test_rspamc_gtube_is_rejected(filter_port, tmp_path):
     out = rspamc(filter_port, "symbols", message_file(tmp_path, "g.eml", GOOD.format(id=2, body=GTUBE)))
     assert "Action: reject" in out, out

@@ -8,7 +8,6 @@ import email
 import os
 import shutil
 import smtplib
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -16,29 +15,12 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, REQUIRE, need_tool, port_free, wait_port
+from peers_postfix import start_postfix, stop_postfix
 
 
 def postfix_instance(root, listen_port, relay_port, password):
-    """Writes a loopback-only Postfix config under `root` and starts it."""
-    etc, spool, data = root / "etc", root / "spool", root / "data"
-    for d in (etc, spool, data):
-        d.mkdir(parents=True, exist_ok=True)
-    shutil.chown(data, "postfix")
-    (etc / "main.cf").write_text(f"""\
-compatibility_level = 3.6
-queue_directory = {spool}
-data_directory = {data}
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = relay-client.test
-mydestination =
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-local_recipient_maps =
-alias_maps =
-alias_database =
-smtpd_relay_restrictions = permit_mynetworks, reject
+    """A loopback-only Postfix under `root` relaying through Postbay's 587 with SASL."""
+    return start_postfix(root, listen_port, "relay-client.test", f"""\
 relayhost = [127.0.0.1]:{relay_port}
 smtp_sasl_auth_enable = yes
 smtp_sasl_password_maps = static:alice@example.test:{password}
@@ -46,41 +28,7 @@ smtp_sasl_security_options = noanonymous
 smtp_sasl_tls_security_options = noanonymous
 smtp_tls_security_level = encrypt
 smtp_tls_loglevel = 1
-maillog_file_prefixes = /var, /dev/stdout, {root}
-maillog_file = {root}/postfix.log
 """)
-    (etc / "master.cf").write_text(f"""\
-127.0.0.1:{listen_port} inet n - n - - smtpd
-pickup    unix  n - n 60 1 pickup
-cleanup   unix  n - n - 0 cleanup
-qmgr      unix  n - n 300 1 qmgr
-tlsmgr    unix  - - n 1000? 1 tlsmgr
-rewrite   unix  - - n - - trivial-rewrite
-bounce    unix  - - n - 0 bounce
-defer     unix  - - n - 0 bounce
-trace     unix  - - n - 0 bounce
-verify    unix  - - n - 1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n - - proxymap
-smtp      unix  - - n - - smtp
-relay     unix  - - n - - smtp
-showq     unix  n - n - - showq
-error     unix  - - n - - error
-retry     unix  - - n - - error
-discard   unix  - - n - - discard
-anvil     unix  - - n - 1 anvil
-scache    unix  - - n - 1 scache
-postlog   unix-dgram n - n - 1 postlogd
-""")
-    # `start` runs Postfix's own check and creates the queue directories.
-    started = subprocess.run(["postfix", "-c", str(etc), "start"], capture_output=True, text=True, timeout=60)
-    assert started.returncode == 0, f"postfix start failed:\n{started.stdout}\n{started.stderr}"
-    wait_port(listen_port)
-    return etc
-
-
-def stop_postfix(etc):
-    subprocess.run(["postfix", "-c", str(etc), "stop"], capture_output=True, timeout=60)
 
 
 def free_port(start):

@@ -1,9 +1,10 @@
-//! `postbay filter`: Rspamd's job (scoring, SPF/DKIM/DMARC later, Bayes), speaking Rspamd's
+//! `postbay filter`: Rspamd's job (SPF/DKIM/DMARC/ARC, blocklists, content checks, Bayes, greylisting), speaking Rspamd's
 //! HTTP protocol so rspamc, Rspamd's clients and Postbay's SMTP use it alike, and so it can
 //! be swapped for a real Rspamd.
 //!
 //! - `protocol/`: the protocol, parsing and encoding only;
 //! - `server`: the HTTP listener and its limits;
+//! - `milter/`: the milter listener (Postfix's `smtpd_milters`), the same engine;
 //! - `engine`: checks → symbols → score → action;
 //! - `checks/`: one file per check; `bayes`: the classifier; `authres`: RFC 8601 headers.
 
@@ -12,6 +13,7 @@ pub mod bayes;
 pub mod checks;
 pub mod engine;
 pub mod learn;
+pub mod milter;
 pub mod protocol;
 pub mod server;
 

@@ -11,7 +11,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::engine::Engine;
@@ -51,25 +53,46 @@ pub struct Filter {
     pub limits: Limits,
 }
 
-/// Accepts connections until the task is dropped.
-pub async fn serve(listener: TcpListener, filter: Arc<Filter>) {
-    let slots = Arc::new(Semaphore::new(filter.limits.max_connections.max(1)));
+/// Accepts connections until the task is dropped, each handled by `handle` on a task of its
+/// own; beyond `max_connections` at once a new one is closed at once. `what` names the
+/// listener in logs.
+pub(crate) async fn accept_each<F, Fut>(
+    listener: TcpListener,
+    max_connections: usize,
+    what: &'static str,
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
-                tracing::warn!(%error, "filter accept failed");
+                tracing::warn!(%error, what, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "filter connection refused: too many connections");
+            tracing::warn!(%peer, what, "connection refused: too many connections");
             continue;
         };
-        let filter = filter.clone();
+        let work = handle(stream, peer);
         tokio::spawn(async move {
             let _permit = permit;
+            work.await;
+        });
+    }
+}
+
+/// Accepts connections until the task is dropped.
+pub async fn serve(listener: TcpListener, filter: Arc<Filter>) {
+    let max = filter.limits.max_connections;
+    accept_each(listener, max, "filter", move |stream, peer| {
+        let filter = filter.clone();
+        async move {
             let limits = filter.limits.clone();
             let service = hyper::service::service_fn(move |req| {
                 let filter = filter.clone();
@@ -85,8 +108,9 @@ pub async fn serve(listener: TcpListener, filter: Arc<Filter>) {
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "filter connection error"),
                 Err(_) => tracing::info!(%peer, "filter connection timed out"),
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 async fn handle(filter: &Filter, req: Request<Incoming>) -> Response<Full<Bytes>> {

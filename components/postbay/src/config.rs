@@ -91,6 +91,14 @@ pub struct TracingSection {
 pub struct FilterSection {
     /// Rspamd's normal worker port is 11333.
     pub listen: Option<SocketAddr>,
+    /// The milter listener for Postfix's `smtpd_milters` (Rspamd's proxy worker port is
+    /// 11332): `ip:port`, or `off`. Unset: `postbay filter` opens none, `postbay dev` its
+    /// port base + 11332.
+    pub milter_listen: Option<String>,
+    /// Silence allowed between two milter commands (an SMTP session may pause as long as the
+    /// MTA's own timeouts allow: Postfix's smtpd_timeout is 300 s).
+    #[serde(with = "humantime_serde")]
+    pub milter_idle_timeout: Duration,
     pub max_message_size: usize,
     pub max_headers: usize,
     #[serde(with = "humantime_serde")]
@@ -134,12 +142,34 @@ pub struct FilterSection {
     pub greylist_lifetime: Duration,
 }
 
+/// Where a role opens the milter listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MilterListen {
+    Default,
+    Off,
+    At(SocketAddr),
+}
+
+impl FilterSection {
+    pub fn milter_listen(&self) -> anyhow::Result<MilterListen> {
+        match self.milter_listen.as_deref().map(str::trim) {
+            None | Some("") => Ok(MilterListen::Default),
+            Some("off") => Ok(MilterListen::Off),
+            Some(at) => at.parse().map(MilterListen::At).map_err(|_| {
+                anyhow::anyhow!("filter.milter_listen must be ip:port or off, not {at}")
+            }),
+        }
+    }
+}
+
 impl Default for FilterSection {
     fn default() -> Self {
         let limits = postbay_filter::Limits::default();
         let thresholds = postbay_filter::Thresholds::default();
         FilterSection {
             listen: None,
+            milter_listen: None,
+            milter_idle_timeout: Duration::from_secs(600),
             max_message_size: limits.max_message_size,
             max_headers: limits.max_headers,
             header_timeout: limits.header_timeout,

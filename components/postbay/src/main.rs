@@ -34,7 +34,8 @@ enum Command {
     Smtp,
     /// Run the mailbox component: the LMTP delivery listener (IMAP and POP3 join it).
     Imap,
-    /// Run the spam filter: Rspamd's HTTP protocol (`/checkv2`, `/learnspam`, ...) on 11333.
+    /// Run the spam filter: Rspamd's HTTP protocol (`/checkv2`, `/learnspam`, ...) on 11333,
+    /// and the milter protocol for Postfix on `filter.milter_listen` when set.
     Filter,
     /// Apply MailDomain, Mailbox, MailAlias and DkimKey manifests to the store, as the
     /// operator would, without a cluster; all or nothing.

@@ -47,6 +47,9 @@ pub async fn dev(mut config: Config, args: DevArgs) -> Result<()> {
     config.imap.allow_plaintext_auth = true;
     config.admin.listen.get_or_insert(at(8080));
     config.filter.listen.get_or_insert(at(11333));
+    if config.filter.milter_listen()? == crate::config::MilterListen::Default {
+        config.filter.milter_listen = Some(at(11332).to_string());
+    }
     let filter = config.filter.listen.expect("set above");
     config
         .smtp
@@ -149,9 +152,23 @@ async fn start_filter(config: &Config, store: Store, running: &mut Running) -> R
         .await
         .with_context(|| format!("binding filter on {listen}"))?;
     println!("filter listening on {}", listener.local_addr()?);
-    running
-        .listeners
-        .push(tokio::spawn(postbay_filter::serve(listener, filter)));
+    running.listeners.push(tokio::spawn(postbay_filter::serve(
+        listener,
+        filter.clone(),
+    )));
+    if let crate::config::MilterListen::At(at) = config.filter.milter_listen()? {
+        let listener = postbay_net::listener::bind(at)
+            .await
+            .with_context(|| format!("binding the filter's milter listener on {at}"))?;
+        println!("filter milter listening on {}", listener.local_addr()?);
+        running
+            .listeners
+            .push(tokio::spawn(postbay_filter::milter::serve(
+                listener,
+                filter,
+                config.filter.milter_idle_timeout,
+            )));
+    }
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! MIME sanity: an HTML part without a plain-text alternative, and attachments whose names
-//! say they run when opened (executables, scripts, installers, disk images), as Rspamd's
+//! say they run when opened (executables, scripts, installers, disk images), also inside a
+//! zip archive (names from its central directory; nothing is decompressed), as Rspamd's
 //! `mime_types` module scores them.
 
 use futures::future::BoxFuture;
@@ -31,6 +32,7 @@ impl Check for MimeSanity {
             let mut has_html = false;
             let mut bad = Vec::new();
             let mut double = Vec::new();
+            let mut nested = Vec::new();
             for part in &message.parts {
                 let name = part.attachment_name();
                 match (&part.body, name) {
@@ -46,7 +48,26 @@ impl Check for MimeSanity {
                             bad.push(format!("{name} ({ext})"));
                         }
                     }
+                    if is_zip(name, part) {
+                        for inner in zip_names(part.contents()) {
+                            if let Some(ext) = dangerous_extension(&inner) {
+                                bad.push(format!("{name}:{inner} ({ext})"));
+                            } else if inner.rsplit_once('.').is_some_and(|(_, e)| {
+                                ARCHIVES.iter().any(|a| a.eq_ignore_ascii_case(e))
+                            }) {
+                                nested.push(format!("{name}:{inner}"));
+                            }
+                        }
+                    }
                 }
+            }
+            if !nested.is_empty() {
+                out.add(
+                    "MIME_ARCHIVE_IN_ARCHIVE",
+                    5.0,
+                    "An archive inside a zip attachment",
+                    nested,
+                );
             }
             if has_html && !has_plain {
                 out.add(
@@ -74,6 +95,41 @@ impl Check for MimeSanity {
             }
             out
         })
+    }
+}
+
+/// Archive types: one inside a zip hides what it holds from this check.
+const ARCHIVES: &[&str] = &[
+    "zip", "rar", "7z", "gz", "tgz", "bz2", "xz", "cab", "arj", "ace",
+];
+
+/// Names looked at in one archive at most (a central directory can list millions).
+const MAX_ZIP_ENTRIES: usize = 1000;
+
+fn is_zip(name: &str, part: &MessagePart<'_>) -> bool {
+    name.rsplit_once('.')
+        .is_some_and(|(_, e)| e.eq_ignore_ascii_case("zip"))
+        || part.content_type().is_some_and(|ct| {
+            ct.subtype().is_some_and(|s| {
+                s.eq_ignore_ascii_case("zip") || s.eq_ignore_ascii_case("x-zip-compressed")
+            })
+        })
+}
+
+/// The file names of a zip archive's central directory (PKWARE APPNOTE §4.3.12), at most
+/// [`MAX_ZIP_ENTRIES`]; an unreadable archive has none (encrypted ones still list theirs).
+fn zip_names(bytes: &[u8]) -> Vec<String> {
+    match zip::ZipArchive::new(std::io::Cursor::new(bytes)) {
+        Ok(archive) => archive
+            .file_names()
+            .take(MAX_ZIP_ENTRIES)
+            .filter_map(Result::ok)
+            .map(|n| n.rsplit('/').next().unwrap_or(&n).to_string())
+            .collect(),
+        Err(error) => {
+            tracing::debug!(%error, "attachment is not a readable zip archive");
+            Vec::new()
+        }
     }
 }
 
@@ -160,5 +216,51 @@ mod tests {
             let out = fixture::symbols(&MimeSanity, &raw, &Envelope::default());
             assert_eq!(fixture::names(&out), expected, "{raw}");
         }
+    }
+
+    /// Zip archives made with Python's zipfile (stored entries): `setup.exe` + `readme.txt`,
+    /// `inner.zip`, `notes.txt`.
+    const ZIP_EXE: &str = "UEsDBBQAAAAAAAAAIVxdm7CPAgAAAAIAAAAJAAAAc2V0dXAuZXhlTVpQSwMEFAAAAAAAAAAhXKwqk9gCAAAAAgAAAAoAAAByZWFkbWUudHh0aGlQSwECFAMUAAAAAAAAACFcXZuwjwIAAAACAAAACQAAAAAAAAAAAAAAgAEAAAAAc2V0dXAuZXhlUEsBAhQDFAAAAAAAAAAhXKwqk9gCAAAAAgAAAAoAAAAAAAAAAAAAAIABKQAAAHJlYWRtZS50eHRQSwUGAAAAAAIAAgBvAAAAUwAAAAAA";
+    const ZIP_NESTED: &str = "UEsDBBQAAAAAAAAAIVwAAAAAAAAAAAAAAAAJAAAAaW5uZXIuemlwUEsBAhQDFAAAAAAAAAAhXAAAAAAAAAAAAAAAAAkAAAAAAAAAAAAAAIABAAAAAGlubmVyLnppcFBLBQYAAAAAAQABADcAAAAnAAAAAAA=";
+    const ZIP_PLAIN: &str = "UEsDBBQAAAAAAAAAIVyGphA2BQAAAAUAAAAJAAAAbm90ZXMudHh0aGVsbG9QSwECFAMUAAAAAAAAACFchqYQNgUAAAAFAAAACQAAAAAAAAAAAAAAgAEAAAAAbm90ZXMudHh0UEsFBgAAAAABAAEANwAAACwAAAAAAA==";
+
+    fn zipped(name: &str, b64: &str) -> String {
+        multipart(&[
+            ("Content-Type: text/plain", "see attached"),
+            (
+                &format!("Content-Type: application/zip\nContent-Transfer-Encoding: base64\nContent-Disposition: attachment; filename=\"{name}\""),
+                b64,
+            ),
+        ])
+    }
+
+    #[test]
+    fn zip_contents() {
+        let out = fixture::symbols(
+            &MimeSanity,
+            &zipped("invoice.zip", ZIP_EXE),
+            &Envelope::default(),
+        );
+        assert_eq!(fixture::names(&out), vec!["MIME_BAD_EXTENSION"]);
+        assert_eq!(out.symbols[0].options, vec!["invoice.zip:setup.exe (exe)"]);
+        let out = fixture::symbols(
+            &MimeSanity,
+            &zipped("a.zip", ZIP_NESTED),
+            &Envelope::default(),
+        );
+        assert_eq!(fixture::names(&out), vec!["MIME_ARCHIVE_IN_ARCHIVE"]);
+        let out = fixture::symbols(
+            &MimeSanity,
+            &zipped("notes.zip", ZIP_PLAIN),
+            &Envelope::default(),
+        );
+        assert!(out.symbols.is_empty(), "{:?}", out.symbols);
+        // Not a zip at all, under a zip name: nothing found, nothing fails.
+        let out = fixture::symbols(
+            &MimeSanity,
+            &zipped("broken.zip", "bm90IGEgemlw"),
+            &Envelope::default(),
+        );
+        assert!(out.symbols.is_empty(), "{:?}", out.symbols);
     }
 }

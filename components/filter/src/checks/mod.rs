@@ -13,6 +13,7 @@ pub mod dnsbl;
 pub mod greylist;
 pub mod gtube;
 pub mod headers;
+pub mod links;
 pub mod mime;
 
 /// What a check sees.
@@ -61,6 +62,7 @@ pub fn content_checks() -> Vec<Arc<dyn Check>> {
         Arc::new(gtube::Gtube),
         Arc::new(headers::HeaderSanity),
         Arc::new(mime::MimeSanity),
+        Arc::new(links::Links),
     ]
 }
 
