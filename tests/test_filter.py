@@ -576,3 +576,39 @@ def test_greylisting_defers_a_new_triplet_and_passes_its_retry(tmp_path, dns):
         assert "GREYLIST" not in ask("198.51.100.1", "x@example.org", "-u", "x@example.org")
     finally:
         gen.close()
+
+
+def test_a_maildomain_spam_filter_overrides_thresholds_and_scores(make_postbay, dns, tmp_path):
+    """MailDomain spec.spamFilter (applied as YAML, stored by the reconcile core) changes the
+    verdict for mail to that domain only; a message to two domains gets the stricter."""
+    fixture = (FIXTURES / "example.yaml").read_text()
+    assert fixture.count("  catchAll: bucket\n") == 1
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(fixture.replace(
+        "  catchAll: bucket\n",
+        "  catchAll: bucket\n  spamFilter: {addHeader: 3, scores: {MISSING_SUBJECT: 20}}\n"))
+    pb = make_postbay(env={"POSTBAY_FILTER__NAMESERVERS": f"[127.0.0.1:{dns.port}]",
+                           "POSTBAY_FILTER__LOCAL_NETWORKS": "[]"})
+    pb.apply(strict)
+    pb.start_dev()
+    # MISSING_DATE + MISSING_MID: 3.5, under the default add_header (6), over catch.test's 3.
+    undated = "From: x@remote.test\r\nTo: a@catch.test\r\nSubject: {subject}\r\n\r\nbody\r\n"
+    with smtplib.SMTP("127.0.0.1", pb.smtp, timeout=30) as s:
+        s.sendmail("x@remote.test", ["alice@example.test"], undated.format(subject="to example"))
+        s.sendmail("x@remote.test", ["a@catch.test"], undated.format(subject="to catch"))
+        s.sendmail("x@remote.test", ["bob@example.test", "b@catch.test"], undated.format(subject="to both"))
+        # MISSING_SUBJECT is 2 by default, 20 for catch.test: over the reject threshold there.
+        untitled = "From: x@remote.test\r\nTo: {to}\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{id}@remote.test>\r\n\r\nno subject\r\n"
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            s.sendmail("x@remote.test", ["c@catch.test"], untitled.format(to="c@catch.test", id="u1"))
+        assert refused.value.smtp_code == 550, refused.value
+        s.sendmail("x@remote.test", ["alice@example.test"], untitled.format(to="alice@example.test", id="u2"))
+    inbox = pb.wait_messages("alice@example.test", 2)
+    assert all(b"X-Spam" not in m for m in inbox), inbox
+    assert sorted(b"to example" in m or b"no subject" in m for m in inbox) == [True, True]
+    junk = pb.wait_messages("bucket@catch.test", 2, folder="Junk")
+    assert all(b"X-Spam: Yes\r\n" in m for m in junk), junk
+    assert sorted(m.split(b"Subject: ")[1].split(b"\r\n")[0] for m in junk) == [b"to both", b"to catch"]
+    bob_junk = pb.wait_messages("bob@example.test", 1, folder="Junk")
+    assert b"to both" in bob_junk[0]
+    assert pb.messages("bucket@catch.test") == []

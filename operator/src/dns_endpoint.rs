@@ -129,6 +129,7 @@ mod tests {
             catch_all: None,
             dmarc: None,
             mta_sts: None,
+            spam_filter: None,
         };
         let mut hosts = MailHosts::single("mx1.example.com");
         hosts.mx.push("mx2.example.com".into());

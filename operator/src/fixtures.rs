@@ -169,6 +169,7 @@ pub async fn declare_domain(store: &Store) {
         catch_all: None,
         dmarc: None,
         mta_sts: None,
+        spam_filter: None,
     };
     let owner = postbay_reconcile::Owner::new("mail", "example");
     postbay_reconcile::domain::apply(store, &owner, &spec)

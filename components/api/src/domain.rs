@@ -63,6 +63,28 @@ pub struct MailDomainSpec {
     /// The MTA-STS policy to serve for the domain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mta_sts: Option<MtaStsSpec>,
+    /// Spam filter thresholds and symbol scores for mail to this domain, over the filter's
+    /// settings (docs/filter.md). Absent: the settings alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spam_filter: Option<SpamFilterSpec>,
+}
+
+/// Per-domain overrides of `postbay filter`'s scoring. A message to several domains is
+/// scored with the strictest of their values (the lowest thresholds, the highest scores).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpamFilterSpec {
+    /// Score from which mail is tagged `X-Spam: Yes` and filed in Junk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub add_header: Option<f64>,
+    /// Score from which mail is refused (`550 5.7.1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub reject: Option<f64>,
+    /// Symbol name → score, e.g. `{BAYES_SPAM: 8}` (the names docs/filter.md lists).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub scores: std::collections::BTreeMap<String, f64>,
 }
 
 /// DMARC settings (RFC 7489).

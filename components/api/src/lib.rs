@@ -43,6 +43,7 @@ pub use dkim::{DkimAlgorithm, DkimKey, DkimKeySpec, DkimKeyStatus};
 pub use dns::{DnsRecord, DnsRecordType};
 pub use domain::{
     DmarcPolicy, DmarcSpec, MailDomain, MailDomainSpec, MailDomainStatus, MtaStsMode, MtaStsSpec,
+    SpamFilterSpec,
 };
 pub use mail_alias::{MailAlias, MailAliasSpec, MailAliasStatus};
 pub use mailbox::{Mailbox, MailboxSpec, MailboxStatus, SendingLimits};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::checks::{Check, Outcome, Scan};
+use crate::domains::{recipient_domains, DomainOverrides, OverrideSource};
 use crate::protocol::Envelope;
 
 /// Rspamd's actions, from least to most severe (the order `max` relies on).
@@ -119,11 +120,22 @@ pub struct EngineSettings {
 pub struct Engine {
     checks: Vec<Arc<dyn Check>>,
     settings: EngineSettings,
+    /// Per-domain thresholds and scores for the recipients' domains.
+    overrides: Option<Arc<dyn OverrideSource>>,
 }
 
 impl Engine {
     pub fn new(checks: Vec<Arc<dyn Check>>, settings: EngineSettings) -> Engine {
-        Engine { checks, settings }
+        Engine {
+            checks,
+            settings,
+            overrides: None,
+        }
+    }
+
+    pub fn with_overrides(mut self, overrides: Arc<dyn OverrideSource>) -> Engine {
+        self.overrides = Some(overrides);
+        self
     }
 
     pub fn settings(&self) -> &EngineSettings {
@@ -139,17 +151,37 @@ impl Engine {
             envelope,
             authserv_id: &self.settings.authserv_id,
         };
-        let outcomes = futures::future::join_all(self.checks.iter().map(|c| c.run(&scan))).await;
-        self.combine(outcomes, &scan)
+        let domains = recipient_domains(&envelope.rcpt_to);
+        let overrides = async {
+            match &self.overrides {
+                Some(source) if !domains.is_empty() => source.for_domains(&domains).await,
+                _ => None,
+            }
+        };
+        let checks = futures::future::join_all(self.checks.iter().map(|c| c.run(&scan)));
+        let (outcomes, overrides) = futures::join!(checks, overrides);
+        self.combine(outcomes, &scan, overrides.as_ref())
     }
 
-    fn combine(&self, outcomes: Vec<Outcome>, scan: &Scan<'_>) -> Verdict {
+    fn combine(
+        &self,
+        outcomes: Vec<Outcome>,
+        scan: &Scan<'_>,
+        overrides: Option<&DomainOverrides>,
+    ) -> Verdict {
+        let mut thresholds = self.settings.thresholds.clone();
+        if let Some(o) = overrides {
+            thresholds.add_header = o.add_header.unwrap_or(thresholds.add_header);
+            thresholds.reject = o.reject.unwrap_or(thresholds.reject);
+        }
         let mut symbols = Vec::new();
         let mut forced: Option<(Action, String)> = None;
         let mut auth_results = Vec::new();
         for outcome in outcomes {
             for mut found in outcome.symbols {
-                if let Some(score) = self.settings.scores.get(&found.name) {
+                let domain_score = overrides.and_then(|o| o.scores.get(&found.name));
+                if let Some(score) = domain_score.or_else(|| self.settings.scores.get(&found.name))
+                {
                     found.score = *score;
                 }
                 symbols.push(found);
@@ -163,7 +195,7 @@ impl Engine {
         }
         symbols.sort_by(|a, b| a.name.cmp(&b.name));
         let score: f64 = symbols.iter().map(|s| s.score).sum();
-        let by_score = self.settings.thresholds.action_for(score);
+        let by_score = thresholds.action_for(score);
         let (action, smtp_message) = match forced {
             Some((action, text)) if action >= by_score => (action, Some(text)),
             _ => (by_score, None),
@@ -194,7 +226,7 @@ impl Engine {
         Verdict {
             action,
             score,
-            required_score: self.settings.thresholds.reject,
+            required_score: thresholds.reject,
             symbols,
             smtp_message,
             add_headers,

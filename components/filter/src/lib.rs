@@ -6,11 +6,13 @@
 //! - `server`: the HTTP listener and its limits;
 //! - `milter/`: the milter listener (Postfix's `smtpd_milters`), the same engine;
 //! - `engine`: checks → symbols → score → action;
-//! - `checks/`: one file per check; `bayes`: the classifier; `authres`: RFC 8601 headers.
+//! - `checks/`: one file per check; `bayes`: the classifier; `authres`: RFC 8601 headers;
+//! - `domains`: per-domain thresholds and scores (MailDomain `spec.spamFilter`).
 
 pub mod authres;
 pub mod bayes;
 pub mod checks;
+pub mod domains;
 pub mod engine;
 pub mod learn;
 pub mod milter;
@@ -58,7 +60,7 @@ pub fn build(
         settings.dns_timeout,
         settings.local_networks.clone(),
     )?));
-    match (&settings.greylist, store) {
+    match (&settings.greylist, store.clone()) {
         (Some(grey), Some(store)) => checks.push(Arc::new(checks::greylist::Greylist::new(
             store,
             grey.clone(),
@@ -75,7 +77,7 @@ pub fn build(
             settings.local_networks.clone(),
         )?));
     }
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         checks,
         EngineSettings {
             thresholds: settings.thresholds,
@@ -83,6 +85,9 @@ pub fn build(
             authserv_id: settings.authserv_id,
         },
     );
+    if let Some(store) = store {
+        engine = engine.with_overrides(Arc::new(domains::StoreOverrides::new(store)));
+    }
     Ok(Filter {
         engine,
         learner: bayes,

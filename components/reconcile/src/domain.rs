@@ -49,12 +49,34 @@ pub async fn apply(store: &Store, owner: &Owner, spec: &MailDomainSpec) -> Resul
         enabled: true,
         owner: Some(owner.to_string()),
     };
+    // The filter overrides as the filter reads them (docs/filter.md), next to the row.
+    let filter = spec
+        .spam_filter
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(crate::Error::SpamFilter)?;
+    if let Some(json) = filter.as_ref() {
+        if json.len() > postbay_store::directory::MAX_DOMAIN_FILTER {
+            return Err(crate::Error::SpamFilterTooLarge(json.len()));
+        }
+    }
+    let stored_filter = store
+        .domain_filters(std::slice::from_ref(&desired.name))
+        .await?
+        .pop()
+        .map(|(_, settings)| settings);
     let change = match store.domain(&spec.domain).await? {
         None => Change::Created,
-        Some(row) if row == desired => return Ok(Outcome::Applied(Change::Unchanged)),
+        Some(row) if row == desired && stored_filter == filter => {
+            return Ok(Outcome::Applied(Change::Unchanged))
+        }
         Some(_) => Change::Updated,
     };
     store.put_domain(&desired).await?;
+    store
+        .put_domain_filter(&desired.name, filter.as_deref())
+        .await?;
     tracing::info!(domain = %desired.name, %owner, ?change, "domain applied");
     Ok(Outcome::Applied(change))
 }

@@ -37,6 +37,10 @@ pub enum Error {
     InvalidPassword(String),
     #[error("spec.quota: {0}")]
     Quota(#[source] postbay_api::QuotaError),
+    #[error("spec.spamFilter: {0}")]
+    SpamFilter(#[source] serde_json::Error),
+    #[error("spec.spamFilter: {0} bytes as JSON, more than the {max} the store keeps", max = postbay_store::directory::MAX_DOMAIN_FILTER)]
+    SpamFilterTooLarge(usize),
     #[error("spec.quota: {0} bytes is more than the store can hold")]
     QuotaTooLarge(u64),
     #[error("DKIM key: {0}")]

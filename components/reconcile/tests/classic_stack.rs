@@ -57,6 +57,7 @@ fn spec_domain(name: &str, catch_all: Option<&str>) -> MailDomainSpec {
         catch_all: catch_all.map(Into::into),
         dmarc: None,
         mta_sts: None,
+        spam_filter: None,
     }
 }
 

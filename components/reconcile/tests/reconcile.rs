@@ -19,6 +19,7 @@ fn domain_spec(name: &str) -> MailDomainSpec {
         catch_all: None,
         dmarc: None,
         mta_sts: None,
+        spam_filter: None,
     }
 }
 

@@ -388,3 +388,45 @@ async fn greylisting_waits_then_passes_and_forgets_after_its_lifetime() {
         );
     }
 }
+
+#[tokio::test]
+async fn domain_filter_overrides_are_set_replaced_cleared_and_go_with_the_domain() {
+    for t in common::stores().await {
+        let s = &t.store;
+        seed(s).await;
+        s.put_domain_filter("Example.TEST", Some(r#"{"addHeader":3}"#))
+            .await
+            .unwrap();
+        s.put_domain_filter("catch.test", Some(r#"{"reject":9}"#))
+            .await
+            .unwrap();
+        s.put_domain_filter("catch.test", Some(r#"{"reject":8}"#))
+            .await
+            .unwrap();
+        let mut got = s
+            .domain_filters(&[
+                "example.test".into(),
+                "CATCH.test".into(),
+                "none.test".into(),
+            ])
+            .await
+            .unwrap();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("catch.test".to_string(), r#"{"reject":8}"#.to_string()),
+                ("example.test".to_string(), r#"{"addHeader":3}"#.to_string()),
+            ],
+            "{}",
+            t.name
+        );
+        s.put_domain_filter("catch.test", None).await.unwrap();
+        assert!(s.delete_domain("example.test").await.unwrap(), "{}", t.name);
+        let left = s
+            .domain_filters(&["example.test".into(), "catch.test".into()])
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "{}: {left:?}", t.name);
+    }
+}

@@ -49,6 +49,7 @@ async fn an_alias_waits_for_its_domain_then_is_written() {
             catch_all: None,
             dmarc: None,
             mta_sts: None,
+            spam_filter: None,
         };
         postbay_reconcile::domain::apply(&t.store, &Owner::new("mail", "example"), &spec)
             .await

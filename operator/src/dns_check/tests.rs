@@ -142,6 +142,7 @@ async fn published_records_are_told_apart_from_missing_and_wrong_ones() {
         catch_all: None,
         dmarc: None,
         mta_sts: None,
+        spam_filter: None,
     };
     let mut records = domain_records(&spec, &MailHosts::single("mail.example.test"), &[]);
     let mut zone = Zone::new();

@@ -24,6 +24,7 @@ fn example() -> MailDomain {
             catch_all: None,
             dmarc: None,
             mta_sts: None,
+            spam_filter: None,
         },
         status: None,
     }

@@ -8,6 +8,7 @@ fn spec(domain: &str) -> MailDomainSpec {
         catch_all: None,
         dmarc: None,
         mta_sts: None,
+        spam_filter: None,
     }
 }
 

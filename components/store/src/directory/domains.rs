@@ -68,11 +68,13 @@ impl Store {
 
     /// Deletes the domain row only; mailboxes and their mail are removed by their own
     /// resources (docs/operator.md states the policy). Returns whether a row went away.
+    /// Removes the domain row and its filter overrides.
     pub async fn delete_domain(&self, name: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM domains WHERE name = ?")
             .bind(name.to_ascii_lowercase())
             .execute(&self.pool)
             .await?;
+        self.put_domain_filter(name, None).await?;
         Ok(done.rows_affected() > 0)
     }
 

@@ -4,11 +4,13 @@
 
 mod aliases;
 mod dkim;
+mod domain_filter;
 mod domains;
 mod mailboxes;
 mod resolve;
 
 pub use dkim::DkimKeyRow;
+pub use domain_filter::MAX_DOMAIN_FILTER;
 pub use domains::DomainRow;
 pub(crate) use mailboxes::mailbox_from_row;
 pub use mailboxes::{MailboxRow, MailboxSpec, Sending};
