@@ -198,6 +198,38 @@ def test_rspamc_learn_then_bayes(filter_port, tmp_path):
     assert "Symbol: BAYES_HAM" in verdict, verdict
 
 
+def test_per_domain_classifiers_learn_and_judge_apart(tmp_path, dns):
+    """filter.bayes_per_domain: what a.test's users teach (rspamc --deliver, as Dovecot's
+    IMAPSieve scripts call it) classifies a.test's mail, never b.test's; learning without a
+    recipient is refused with a clear error."""
+    run = start_filter(tmp_path, dns, {"POSTBAY_FILTER__BAYES_PER_DOMAIN": "true"})
+    port = next(run)
+    try:
+        spam = ["cheap pills casino winner money", "casino jackpot winner cheap offer"]
+        ham = ["agenda for the project review", "project meeting notes and agenda"]
+        for i, body in enumerate(spam):
+            out = rspamc(port, "--deliver=alice@a.test", "learn_spam",
+                         message_file(tmp_path, f"s{i}.eml", GOOD.format(id=f"s{i}", body=body)))
+            assert "success = true" in out, out
+        for i, body in enumerate(ham):
+            out = rspamc(port, "--deliver=alice@a.test", "learn_ham",
+                         message_file(tmp_path, f"h{i}.eml", GOOD.format(id=f"h{i}", body=body)))
+            assert "success = true" in out, out
+        probe = message_file(tmp_path, "t.eml", GOOD.format(id="t1", body="winner casino cheap money"))
+        to_a = rspamc(port, "--rcpt=bob@a.test", "symbols", probe)
+        assert "Symbol: BAYES_SPAM" in to_a, to_a
+        to_b = rspamc(port, "--rcpt=carol@b.test", "symbols", probe)
+        assert "BAYES" not in to_b, to_b
+        # The same message learnt for b.test is new there (its own learnt-messages record).
+        out = rspamc(port, "--deliver=carol@b.test", "learn_spam",
+                     message_file(tmp_path, "s0.eml", GOOD.format(id="s0", body=spam[0])))
+        assert "success = true" in out, out
+        status, body = request(port, "POST", "/learnspam", GOOD.format(id="n1", body="x y z").encode())
+        assert status == 400 and b"Deliver-To or Rcpt" in body, (status, body)
+    finally:
+        run.close()
+
+
 def test_two_filter_replicas_share_what_either_learnt(make_postbay, dns, tmp_path):
     """Bayes tokens are in the database: replica A learns, replica B (and A after a restart)
     classifies with it; relearning a message as the other class moves it over."""
@@ -493,15 +525,17 @@ def test_a_malformed_dnsbl_site_stops_the_filter_with_a_clear_message(tmp_path):
     assert 'DNSBL site "bl.test=127.0.0.[2..]*3": the pattern is not like 127.0.0.[2..11]' in out.stderr, out.stderr
 
 
-def test_junk_moves_over_imap_teach_the_filter(make_postbay, dns, tmp_path):
+@pytest.mark.parametrize("per_domain", [False, True], ids=["global", "per-domain"])
+def test_junk_moves_over_imap_teach_the_filter(make_postbay, dns, tmp_path, per_domain):
     """A user moving a message into Junk (imaplib MOVE) teaches `postbay filter` spam; moving
     it back to the INBOX teaches ham (the filter relearns the same Message-ID); deleting from
-    Junk into Trash teaches nothing."""
+    Junk into Trash teaches nothing. With per-domain classifiers the IMAP role names the
+    mailbox (Deliver-To), so every learn lands in example.test's."""
     import imaplib
 
     from conftest import FIXTURES
 
-    gen = start_filter(tmp_path, dns)
+    gen = start_filter(tmp_path, dns, {"POSTBAY_FILTER__BAYES_PER_DOMAIN": str(per_domain).lower()})
     port = next(gen)
     try:
         metric = lambda name: metrics_value(admin_of(port), name)

@@ -1,6 +1,8 @@
 //! A statistical classifier: word tokens, Robinson's per-token probability and Fisher's
 //! chi-square combination (as SpamBayes and Rspamd's `bayes` classifier do). Token counts sit
-//! behind [`TokenStore`], so replicas can share them.
+//! behind [`TokenStore`], so replicas can share them. One global classifier, or one per
+//! recipient domain (`filter.bayes_per_domain`): a domain's tokens are hashed with its name
+//! and its message counts have their own row, so classifiers never mix.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -9,11 +11,12 @@ use futures::future::BoxFuture;
 
 use crate::checks::{Check, Outcome, Scan};
 use crate::learn::{LearnError, Learner};
+use crate::protocol::Envelope;
 
 /// Counts of learnt messages and, per token, of the spam and ham messages that carried it.
 pub trait TokenStore: Send + Sync {
-    /// (spam messages, ham messages) learnt.
-    fn totals(&self) -> BoxFuture<'_, Result<(u64, u64), LearnError>>;
+    /// (spam messages, ham messages) learnt by the classifier `scope`.
+    fn totals(&self, scope: i64) -> BoxFuture<'_, Result<(u64, u64), LearnError>>;
     /// (spam, ham) counts for each token, in order; unknown tokens count (0, 0).
     fn counts<'a>(
         &'a self,
@@ -23,6 +26,7 @@ pub trait TokenStore: Send + Sync {
     /// `AlreadyLearned` error.
     fn add<'a>(
         &'a self,
+        scope: i64,
         message_key: &'a str,
         tokens: &'a [u64],
         spam: bool,
@@ -37,14 +41,21 @@ pub struct MemoryTokens {
 
 #[derive(Default)]
 struct MemoryInner {
-    totals: (u64, u64),
+    totals: HashMap<i64, (u64, u64)>,
     tokens: HashMap<u64, (u64, u64)>,
     learnt: HashMap<String, bool>,
 }
 
 impl TokenStore for MemoryTokens {
-    fn totals(&self) -> BoxFuture<'_, Result<(u64, u64), LearnError>> {
-        let totals = self.inner.lock().expect("not poisoned").totals;
+    fn totals(&self, scope: i64) -> BoxFuture<'_, Result<(u64, u64), LearnError>> {
+        let totals = self
+            .inner
+            .lock()
+            .expect("not poisoned")
+            .totals
+            .get(&scope)
+            .copied()
+            .unwrap_or_default();
         Box::pin(async move { Ok(totals) })
     }
 
@@ -62,11 +73,13 @@ impl TokenStore for MemoryTokens {
 
     fn add<'a>(
         &'a self,
+        scope: i64,
         message_key: &'a str,
         tokens: &'a [u64],
         spam: bool,
     ) -> BoxFuture<'a, Result<(), LearnError>> {
-        let mut inner = self.inner.lock().expect("not poisoned");
+        let mut guard = self.inner.lock().expect("not poisoned");
+        let inner = &mut *guard;
         let result = if inner.learnt.get(message_key) == Some(&spam) {
             Err(LearnError::AlreadyLearned(
                 message_key.to_string(),
@@ -90,17 +103,18 @@ impl TokenStore for MemoryTokens {
                     (None, false) => entry.1 += 1,
                 }
             }
+            let totals = inner.totals.entry(scope).or_default();
             match (previous, spam) {
                 (Some(_), true) => {
-                    inner.totals.1 = inner.totals.1.saturating_sub(1);
-                    inner.totals.0 += 1;
+                    totals.1 = totals.1.saturating_sub(1);
+                    totals.0 += 1;
                 }
                 (Some(_), false) => {
-                    inner.totals.0 = inner.totals.0.saturating_sub(1);
-                    inner.totals.1 += 1;
+                    totals.0 = totals.0.saturating_sub(1);
+                    totals.1 += 1;
                 }
-                (None, true) => inner.totals.0 += 1,
-                (None, false) => inner.totals.1 += 1,
+                (None, true) => totals.0 += 1,
+                (None, false) => totals.1 += 1,
             }
             Ok(())
         };
@@ -116,8 +130,8 @@ fn storage(e: postbay_store::Error) -> LearnError {
 }
 
 impl TokenStore for StoreTokens {
-    fn totals(&self) -> BoxFuture<'_, Result<(u64, u64), LearnError>> {
-        Box::pin(async move { self.0.bayes_totals().await.map_err(storage) })
+    fn totals(&self, scope: i64) -> BoxFuture<'_, Result<(u64, u64), LearnError>> {
+        Box::pin(async move { self.0.bayes_totals(scope).await.map_err(storage) })
     }
 
     fn counts<'a>(
@@ -129,12 +143,13 @@ impl TokenStore for StoreTokens {
 
     fn add<'a>(
         &'a self,
+        scope: i64,
         message_key: &'a str,
         tokens: &'a [u64],
         spam: bool,
     ) -> BoxFuture<'a, Result<(), LearnError>> {
         Box::pin(async move {
-            match self.0.bayes_learn(message_key, tokens, spam).await {
+            match self.0.bayes_learn(scope, message_key, tokens, spam).await {
                 Ok(postbay_store::bayes::Learned::Already) => Err(LearnError::AlreadyLearned(
                     message_key.to_string(),
                     if spam { "spam" } else { "ham" },
@@ -155,6 +170,8 @@ pub struct BayesSettings {
     pub threshold: f64,
     pub spam_score: f64,
     pub ham_score: f64,
+    /// One classifier per recipient domain instead of one for all.
+    pub per_domain: bool,
 }
 
 impl Default for BayesSettings {
@@ -164,6 +181,7 @@ impl Default for BayesSettings {
             threshold: 0.9,
             spam_score: 5.1,
             ham_score: -3.0,
+            per_domain: false,
         }
     }
 }
@@ -179,9 +197,18 @@ impl Bayes {
         Bayes { store, settings }
     }
 
+    /// The classifier a message belongs to: the global one, or (per domain) that of
+    /// `domain`, the recipient's; `None` when per-domain and there is no recipient.
+    pub fn scope(&self, domain: Option<&str>) -> Option<Scope> {
+        if !self.settings.per_domain {
+            return Some(Scope::global());
+        }
+        domain.map(Scope::domain)
+    }
+
     /// The spam probability of a message (0 ham … 1 spam), `None` before enough learning.
-    pub async fn classify(&self, tokens: &[u64]) -> Result<Option<f64>, LearnError> {
-        let (spams, hams) = self.store.totals().await?;
+    pub async fn classify(&self, scope: &Scope, tokens: &[u64]) -> Result<Option<f64>, LearnError> {
+        let (spams, hams) = self.store.totals(scope.id).await?;
         if spams < self.settings.min_learns || hams < self.settings.min_learns {
             return Ok(None);
         }
@@ -232,15 +259,48 @@ fn chi2q(x2: f64, v: usize) -> f64 {
     sum.min(1.0)
 }
 
+/// Which classifier: its `bayes_totals` row and the salt its tokens are hashed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub id: i64,
+    salt: String,
+}
+
+impl Scope {
+    /// The one global classifier: row 1, unsalted tokens (as before per-domain ones).
+    pub fn global() -> Scope {
+        Scope {
+            id: postbay_store::bayes::GLOBAL_SCOPE,
+            salt: String::new(),
+        }
+    }
+
+    /// `domain`'s classifier: a row id and a token salt from its name.
+    pub fn domain(domain: &str) -> Scope {
+        let domain = domain.to_ascii_lowercase();
+        let id = (fnv1a("scope:", &domain) as i64).max(2);
+        Scope {
+            id,
+            salt: format!("{domain}\0"),
+        }
+    }
+}
+
 /// Word tokens of the subject and text parts (3 to 24 characters, lowercased, each once),
-/// hashed with FNV-1a so every replica and version names a token alike.
-pub fn tokens(scan_raw: &[u8], message: Option<&mail_parser::Message<'_>>) -> Vec<u64> {
+/// hashed with FNV-1a (salted with the scope's domain) so every replica and version names a
+/// token alike.
+pub fn tokens(
+    scope: &Scope,
+    scan_raw: &[u8],
+    message: Option<&mail_parser::Message<'_>>,
+) -> Vec<u64> {
     let mut seen = HashSet::new();
     let mut push = |prefix: &str, text: &str| {
+        let prefix = format!("{}{prefix}", scope.salt);
         for word in text.split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '$')) {
             let len = word.chars().count();
             if (3..=24).contains(&len) {
-                seen.insert(fnv1a(prefix, &word.to_lowercase()));
+                seen.insert(fnv1a(&prefix, &word.to_lowercase()));
             }
         }
     };
@@ -291,12 +351,29 @@ fn message_key(message: Option<&mail_parser::Message<'_>>, tokens: &[u64]) -> St
 }
 
 impl Learner for Bayes {
-    fn learn<'a>(&'a self, raw: &'a [u8], spam: bool) -> BoxFuture<'a, Result<(), LearnError>> {
+    fn learn<'a>(
+        &'a self,
+        raw: &'a [u8],
+        spam: bool,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), LearnError>> {
         Box::pin(async move {
+            // Rspamd's per-user statistics read Deliver-To; a recipient serves as well.
+            let recipient = envelope
+                .deliver_to
+                .as_deref()
+                .or(envelope.rcpt_to.first().map(String::as_str));
+            let domain = recipient.and_then(|r| r.rsplit_once('@')).map(|(_, d)| d);
+            let scope = self.scope(domain).ok_or(LearnError::NoRecipient)?;
             let message = mail_parser::MessageParser::default().parse(raw);
-            let tokens = tokens(raw, message.as_ref());
+            let tokens = tokens(&scope, raw, message.as_ref());
             let key = message_key(message.as_ref(), &tokens);
-            self.store.add(&key, &tokens, spam).await
+            let key = if scope.salt.is_empty() {
+                key
+            } else {
+                format!("{}{key}", scope.salt.replace('\0', ":"))
+            };
+            self.store.add(scope.id, &key, &tokens, spam).await
         })
     }
 }
@@ -309,8 +386,18 @@ impl Check for Bayes {
     fn run<'a>(&'a self, scan: &'a Scan<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let mut out = Outcome::default();
-            let tokens = tokens(scan.raw, scan.message);
-            match self.classify(&tokens).await {
+            // Per domain: the first recipient's classifier (one message, one verdict).
+            let domain = scan
+                .envelope
+                .rcpt_to
+                .first()
+                .and_then(|r| r.rsplit_once('@'))
+                .map(|(_, d)| d);
+            let Some(scope) = self.scope(domain) else {
+                return out;
+            };
+            let tokens = tokens(&scope, scan.raw, scan.message);
+            match self.classify(&scope, &tokens).await {
                 Ok(Some(p)) if p >= self.settings.threshold => out.add(
                     "BAYES_SPAM",
                     self.settings.spam_score,
@@ -362,18 +449,26 @@ mod tests {
                     "cheap pills now",
                     &format!("buy viagra casino winner money {i}"),
                 );
-                bayes.learn(spam.as_bytes(), true).await.unwrap();
+                bayes
+                    .learn(spam.as_bytes(), true, &Envelope::default())
+                    .await
+                    .unwrap();
                 let ham = msg(
                     100 + i,
                     "meeting notes",
                     &format!("agenda for tuesday project review {i}"),
                 );
-                bayes.learn(ham.as_bytes(), false).await.unwrap();
+                bayes
+                    .learn(ham.as_bytes(), false, &Envelope::default())
+                    .await
+                    .unwrap();
             }
             // The same message again is refused, as Rspamd does.
             let again = msg(0, "cheap pills now", "buy viagra casino winner money 0");
             assert!(matches!(
-                bayes.learn(again.as_bytes(), true).await,
+                bayes
+                    .learn(again.as_bytes(), true, &Envelope::default())
+                    .await,
                 Err(LearnError::AlreadyLearned(..))
             ));
         });
@@ -399,14 +494,67 @@ mod tests {
     }
 
     #[test]
+    fn domains_have_classifiers_of_their_own() {
+        let a = Scope::domain("A.test");
+        let b = Scope::domain("b.test");
+        assert_ne!(a.id, b.id);
+        assert_ne!(a.id, Scope::global().id);
+        let raw = msg(1, "cheap pills", "casino winner");
+        let parsed = mail_parser::MessageParser::default().parse(raw.as_bytes());
+        let ta = tokens(&a, raw.as_bytes(), parsed.as_ref());
+        let tb = tokens(&b, raw.as_bytes(), parsed.as_ref());
+        let tg = tokens(&Scope::global(), raw.as_bytes(), parsed.as_ref());
+        assert_eq!(ta.len(), tg.len());
+        assert!(ta.iter().all(|t| !tb.contains(t) && !tg.contains(t)));
+        let per_domain = Bayes::new(
+            Arc::new(MemoryTokens::default()),
+            BayesSettings {
+                per_domain: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(per_domain.scope(None), None);
+        assert_eq!(per_domain.scope(Some("a.test")), Some(a));
+        let envelope = Envelope {
+            deliver_to: Some("u@a.test".into()),
+            ..Envelope::default()
+        };
+        futures::executor::block_on(async {
+            assert!(matches!(
+                per_domain
+                    .learn(raw.as_bytes(), true, &Envelope::default())
+                    .await,
+                Err(LearnError::NoRecipient)
+            ));
+            per_domain
+                .learn(raw.as_bytes(), true, &envelope)
+                .await
+                .unwrap();
+            let store = &per_domain.store;
+            assert_eq!(
+                store.totals(Scope::domain("a.test").id).await.unwrap(),
+                (1, 0)
+            );
+            assert_eq!(store.totals(Scope::global().id).await.unwrap(), (0, 0));
+        });
+    }
+
+    #[test]
     fn silent_before_min_learns() {
         futures::executor::block_on(async {
             let bayes = Bayes::new(Arc::new(MemoryTokens::default()), BayesSettings::default());
             bayes
-                .learn(msg(1, "a b c", "spammy words").as_bytes(), true)
+                .learn(
+                    msg(1, "a b c", "spammy words").as_bytes(),
+                    true,
+                    &Envelope::default(),
+                )
                 .await
                 .unwrap();
-            assert_eq!(bayes.classify(&[1, 2, 3]).await.unwrap(), None);
+            assert_eq!(
+                bayes.classify(&Scope::global(), &[1, 2, 3]).await.unwrap(),
+                None
+            );
         });
     }
 }

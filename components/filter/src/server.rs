@@ -221,7 +221,7 @@ async fn respond(
                 &CheckReply::from_verdict(&verdict, started.elapsed()),
             ))
         }
-        Endpoint::Learn { spam } => match filter.learner.learn(&body, spam).await {
+        Endpoint::Learn { spam } => match filter.learner.learn(&body, spam, &envelope).await {
             Ok(()) => {
                 postbay_telemetry::filter_learn(spam, "learned");
                 Ok(json(StatusCode::OK, &LearnReply { success: true }))

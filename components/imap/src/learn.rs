@@ -69,8 +69,15 @@ impl Learner {
         })
     }
 
-    /// Teaches the filter `class` for each message (blob paths), in the background.
-    pub fn learn(self: &Arc<Self>, store: postbay_store::Store, blobs: Vec<String>, class: Class) {
+    /// Teaches the filter `class` for each message (blob paths) of `mailbox` (its address,
+    /// sent as `Deliver-To` for per-domain classifiers), in the background.
+    pub fn learn(
+        self: &Arc<Self>,
+        store: postbay_store::Store,
+        mailbox: String,
+        blobs: Vec<String>,
+        class: Class,
+    ) {
         if blobs.len() > MAX_PER_COMMAND {
             tracing::info!(
                 messages = blobs.len(),
@@ -92,10 +99,11 @@ impl Learner {
                     }
                 };
                 let learner = learner.clone();
+                let mailbox = mailbox.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    match tokio::time::timeout(learner.timeout, learner.post(class, &message)).await
-                    {
+                    let post = learner.post(class, &mailbox, &message);
+                    match tokio::time::timeout(learner.timeout, post).await {
                         Ok(Ok(status)) => {
                             tracing::info!(?class, status, "message learnt from a Junk move")
                         }
@@ -111,10 +119,12 @@ impl Learner {
 
     /// One HTTP/1.0 request, as rspamc sends it; `Ok` with the status for 2xx (208 is
     /// Rspamd's "already learnt").
-    async fn post(&self, class: Class, message: &[u8]) -> std::io::Result<u16> {
+    async fn post(&self, class: Class, mailbox: &str, message: &[u8]) -> std::io::Result<u16> {
         let mut tcp = tokio::net::TcpStream::connect(&self.authority).await?;
+        // A login name is an address (no CR/LF); checked anyway, it goes into a header.
+        let mailbox: String = mailbox.chars().filter(|c| !c.is_control()).collect();
         let head = format!(
-            "POST {} HTTP/1.0\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "POST {} HTTP/1.0\r\nHost: {}\r\nDeliver-To: {mailbox}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             class.path(),
             self.authority,
             message.len()

@@ -118,6 +118,9 @@ pub struct FilterSection {
     pub scores: std::collections::BTreeMap<String, f64>,
     /// Messages of each class learnt before the classifier reports BAYES_SPAM / BAYES_HAM.
     pub bayes_min_learns: u64,
+    /// One classifier per recipient domain (learnt through Deliver-To/Rcpt, IMAP Junk moves
+    /// name the mailbox) instead of one for all.
+    pub bayes_per_domain: bool,
     /// DNS servers (`ip:port`) for SPF, DKIM, DMARC and ARC; empty: /etc/resolv.conf's.
     pub nameservers: Vec<SocketAddr>,
     /// Time for one message's authentication lookups, all together.
@@ -181,6 +184,7 @@ impl Default for FilterSection {
             authserv_id: None,
             scores: Default::default(),
             bayes_min_learns: postbay_filter::bayes::BayesSettings::default().min_learns,
+            bayes_per_domain: false,
             nameservers: Vec::new(),
             dns_timeout: Duration::from_secs(5),
             local_networks: vec![
@@ -612,6 +616,7 @@ impl Config {
                 .unwrap_or_else(|| self.hostname.clone()),
             bayes: postbay_filter::bayes::BayesSettings {
                 min_learns: f.bayes_min_learns,
+                per_domain: f.bayes_per_domain,
                 ..Default::default()
             },
             nameservers: f.nameservers.clone(),

@@ -18,10 +18,15 @@ pub enum Learned {
     Already,
 }
 
+/// The `bayes_totals` row of the one global classifier; per-domain classifiers have rows
+/// of their own (any other id), made when they first learn.
+pub const GLOBAL_SCOPE: i64 = 1;
+
 impl Store {
-    /// (spam, ham) messages learnt.
-    pub async fn bayes_totals(&self) -> Result<(u64, u64)> {
-        let row = sqlx::query("SELECT spam, ham FROM bayes_totals WHERE id = 1")
+    /// (spam, ham) messages learnt by the classifier `scope`.
+    pub async fn bayes_totals(&self, scope: i64) -> Result<(u64, u64)> {
+        let row = sqlx::query("SELECT spam, ham FROM bayes_totals WHERE id = ?")
+            .bind(scope)
             .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row.map_or((0, 0), |r| {
@@ -66,6 +71,7 @@ impl Store {
     /// transaction, so replicas learning at once stay consistent.
     pub async fn bayes_learn(
         &self,
+        scope: i64,
         message_key: &str,
         tokens: &[u64],
         spam: bool,
@@ -79,8 +85,19 @@ impl Store {
             Backend::MySql => " FOR UPDATE",
             Backend::Sqlite => "",
         };
+        let create = match self.backend() {
+            Backend::MySql => "INSERT IGNORE",
+            Backend::Sqlite => "INSERT OR IGNORE",
+        };
+        sqlx::query(&format!(
+            "{create} INTO bayes_totals (id, spam, ham) VALUES (?, 0, 0)"
+        ))
+        .bind(scope)
+        .execute(&mut *tx)
+        .await?;
         // The totals row is the lock that orders concurrent learners (MariaDB).
-        sqlx::query(&format!("SELECT spam FROM bayes_totals WHERE id = 1{lock}"))
+        sqlx::query(&format!("SELECT spam FROM bayes_totals WHERE id = ?{lock}"))
+            .bind(scope)
             .fetch_optional(&mut *tx)
             .await?;
         let before = sqlx::query("SELECT spam FROM bayes_learned WHERE message_key = ?")
@@ -129,12 +146,13 @@ impl Store {
             query.execute(&mut *tx).await?;
         }
         let totals = match self.backend() {
-            Backend::Sqlite => "UPDATE bayes_totals SET spam = MAX(spam + ?, 0), ham = MAX(ham + ?, 0) WHERE id = 1",
-            Backend::MySql => "UPDATE bayes_totals SET spam = GREATEST(spam + ?, 0), ham = GREATEST(ham + ?, 0) WHERE id = 1",
+            Backend::Sqlite => "UPDATE bayes_totals SET spam = MAX(spam + ?, 0), ham = MAX(ham + ?, 0) WHERE id = ?",
+            Backend::MySql => "UPDATE bayes_totals SET spam = GREATEST(spam + ?, 0), ham = GREATEST(ham + ?, 0) WHERE id = ?",
         };
         sqlx::query(totals)
             .bind(to_spam)
             .bind(to_ham)
+            .bind(scope)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -430,3 +430,50 @@ async fn domain_filter_overrides_are_set_replaced_cleared_and_go_with_the_domain
         assert!(left.is_empty(), "{}: {left:?}", t.name);
     }
 }
+
+#[tokio::test]
+async fn bayes_scopes_count_apart_and_make_their_totals_row() {
+    use postbay_store::bayes::{Learned, GLOBAL_SCOPE};
+    for t in common::stores().await {
+        let s = &t.store;
+        let domain = 424_242;
+        assert_eq!(s.bayes_totals(domain).await.unwrap(), (0, 0), "{}", t.name);
+        assert_eq!(
+            s.bayes_learn(domain, "d:<m1>", &[10, 11], true)
+                .await
+                .unwrap(),
+            Learned::New,
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.bayes_learn(GLOBAL_SCOPE, "<m1>", &[20], false)
+                .await
+                .unwrap(),
+            Learned::New,
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.bayes_learn(domain, "d:<m1>", &[10, 11], false)
+                .await
+                .unwrap(),
+            Learned::Relearned,
+            "{}",
+            t.name
+        );
+        assert_eq!(s.bayes_totals(domain).await.unwrap(), (0, 1), "{}", t.name);
+        assert_eq!(
+            s.bayes_totals(GLOBAL_SCOPE).await.unwrap(),
+            (0, 1),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.bayes_counts(&[10, 20]).await.unwrap(),
+            vec![(0, 1), (0, 1)],
+            "{}",
+            t.name
+        );
+    }
+}

@@ -82,6 +82,7 @@ impl Session {
             hostname: self.hostname.clone(),
             mail_from: self.message.mail_from.clone(),
             rcpt_to: self.message.rcpt_to.clone(),
+            deliver_to: None,
             user: self.message.user.clone(),
             queue_id: self.message.queue_id.clone(),
             settings_id: None,

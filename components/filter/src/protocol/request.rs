@@ -59,6 +59,8 @@ pub struct Envelope {
     pub mail_from: Option<String>,
     /// `Rcpt`, repeatable: the envelope recipients.
     pub rcpt_to: Vec<String>,
+    /// `Deliver-To`: the mailbox a message is learnt for (per-domain classifiers).
+    pub deliver_to: Option<String>,
     /// `User`: the authenticated user, when the MTA had a login (submission).
     pub user: Option<String>,
     /// `Queue-Id`: the MTA's id of the message, for logs.
@@ -103,6 +105,7 @@ impl Envelope {
             hostname: text("hostname")?,
             mail_from: text("from")?.map(|v| strip_brackets(&v)),
             rcpt_to,
+            deliver_to: text("deliver-to")?.map(|v| strip_brackets(&v)),
             user: text("user")?,
             queue_id: text("queue-id")?,
             settings_id: text("settings-id")?,

@@ -101,7 +101,12 @@ pub async fn copy(
             .filter(|(m, _)| destinations.contains(&m.uid))
             .map(|(m, _)| m.blob_path)
             .collect();
-        learner.learn(p.ctx.store.clone(), blobs, class);
+        let mailbox = p
+            .user
+            .as_ref()
+            .map(|u| u.address.clone())
+            .unwrap_or_default();
+        learner.learn(p.ctx.store.clone(), mailbox, blobs, class);
     }
     let code = match (
         NonZeroU32::new(copied.uidvalidity as u32),
