@@ -92,6 +92,12 @@ def test_swaks_plain_on_587_delivers_signed_fixed_up_mail(sub):
     assert msg["Date"]
     received = msg.get_all("Received")[0]
     assert "with ESMTPSA" in received, received
+    # Not spam-scored, but its authentication is recorded (RFC 8601 method "auth"), on top
+    # of our Received (delivery adds Return-Path and Delivered-To above both).
+    keys = msg.keys()
+    assert keys.index("Authentication-Results") == keys.index("Received") - 1, keys
+    results = " ".join(msg["Authentication-Results"].split())
+    assert results.endswith("auth=pass smtp.auth=alice@example.test smtp.mailfrom=alice@example.test"), results
     signatures = msg.get_all("DKIM-Signature")
     assert len(signatures) == 2, signatures
     assert any("a=rsa-sha256" in s for s in signatures) and any("a=ed25519-sha256" in s for s in signatures)

@@ -125,10 +125,18 @@ impl Envelope {
 }
 
 fn value_text(name: &'static str, value: &http::HeaderValue) -> Result<String, ProtocolError> {
-    let text = value.to_str().map_err(|_| ProtocolError::Header {
+    // UTF-8, not only ASCII: an SMTPUTF8 envelope (RFC 6531) has UTF-8 addresses, and the
+    // MTA sends them as they are (Rspamd accepts them too).
+    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| ProtocolError::Header {
         name,
-        reason: "not visible ASCII",
+        reason: "not UTF-8",
     })?;
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(ProtocolError::Header {
+            name,
+            reason: "control characters",
+        });
+    }
     if text.len() > MAX_VALUE {
         return Err(ProtocolError::Header {
             name,
@@ -218,6 +226,27 @@ mod tests {
         assert_eq!(env.queue_id.as_deref(), Some("Q1"));
         assert_eq!(env.settings_id.as_deref(), Some("inbound"));
         assert!(env.pass_all);
+    }
+
+    #[test]
+    fn utf8_envelopes_are_read_control_characters_refused() {
+        let mut map = HeaderMap::new();
+        map.insert(
+            "from",
+            http::HeaderValue::from_bytes("<jörg@bücher.example>".as_bytes()).unwrap(),
+        );
+        let env = Envelope::from_headers(&map).unwrap();
+        assert_eq!(env.mail_from.as_deref(), Some("jörg@bücher.example"));
+        let mut bad = HeaderMap::new();
+        // C1 controls pass HTTP's header syntax (obs-text) but not ours.
+        bad.insert(
+            "from",
+            http::HeaderValue::from_bytes("a\u{85}b@x".as_bytes()).unwrap(),
+        );
+        assert!(Envelope::from_headers(&bad).is_err());
+        let mut latin1 = HeaderMap::new();
+        latin1.insert("from", http::HeaderValue::from_bytes(b"j\xf6rg@x").unwrap());
+        assert!(Envelope::from_headers(&latin1).is_err());
     }
 
     #[test]

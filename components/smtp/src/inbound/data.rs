@@ -246,7 +246,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let helo = self.helo.clone().unwrap_or_default();
         let single = (tx.rcpts.len() == 1).then(|| tx.rcpts[0].original.as_str());
-        let header = Trace {
+        // Submitted mail is not scanned, but its authentication is recorded (issue 13).
+        let mut header = match &self.login {
+            Some(login) => super::received::submission_auth_results(
+                &self.ctx.config.hostname,
+                login.rights.login(),
+                tx.mail_from.as_deref().unwrap_or(""),
+            ),
+            None => Vec::new(),
+        };
+        let trace = Trace {
             helo: &helo,
             client_ip: self.peer.ip(),
             by_host: &self.ctx.config.hostname,
@@ -257,6 +266,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             timestamp: now,
         }
         .header();
+        header.extend_from_slice(&trace);
         let envelope = Envelope {
             id: id.clone(),
             mail_from: tx.mail_from.unwrap_or_default(),

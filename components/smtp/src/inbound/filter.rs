@@ -251,9 +251,27 @@ pub async fn decide(
         _ => Ok(rewrite_headers(
             &message,
             &answer.remove_headers,
-            &answer.add_headers,
+            &headers_to_add(&answer),
         )),
     }
+}
+
+/// The filter's `milter.add_headers`, plus `X-Spam: Yes` for a spam verdict that carries none.
+/// A real Rspamd leaves that header to the MTA: its /checkv2 reply adds one only when its
+/// milter_headers module is set up to (Debian's default `use = []` does not, and a GTUBE
+/// verdict skips the module), while its milter proxy adds `X-Spam: Yes` itself on "add
+/// header" (`spam_header` in worker-proxy.inc). Without it the message would miss Junk.
+pub fn headers_to_add(answer: &FilterAnswer) -> Vec<(String, String)> {
+    let mut add = answer.add_headers.clone();
+    let spam = matches!(answer.action.as_str(), "add header" | "rewrite subject");
+    if spam
+        && !add
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("X-Spam"))
+    {
+        add.push(("X-Spam".to_string(), "Yes".to_string()));
+    }
+    add
 }
 
 /// Removes every field named in `remove`, then prepends `add` in order.
@@ -302,6 +320,34 @@ mod tests {
         assert_eq!(a.remove_headers, vec!["Authentication-Results"]);
         assert!(parse_reply(b"HTTP/1.1 500 Oops\r\n\r\n{}").is_err());
         assert!(parse_reply(b"HTTP/1.1 200 OK\r\n\r\nnot json").is_err());
+    }
+
+    #[test]
+    fn a_spam_verdict_without_x_spam_gets_one() {
+        // Debian's Rspamd 3.4 on Rspamd's add-header GTUBE variant: no `milter` key at all.
+        let body = r#"{"is_skipped":true,"score":6.0,"required_score":15.0,"action":"add header","symbols":{"GTUBE":{"name":"GTUBE","score":0.0,"metric_score":0.0}},"messages":{"smtp_message":"Gtube pattern"},"message-id":"y1@example.org","time_real":0.000297}"#;
+        let raw = format!("HTTP/1.1 200 OK\r\nConnection: close\r\nServer: rspamd/3.4\r\nContent-Type: application/json\r\n\r\n{body}");
+        let answer = parse_reply(raw.as_bytes()).unwrap();
+        assert_eq!(
+            headers_to_add(&answer),
+            vec![("X-Spam".into(), "Yes".into())]
+        );
+        // postbay filter's own X-Spam is kept, not doubled; a clean verdict gets none.
+        let ours = FilterAnswer {
+            action: "add header".into(),
+            add_headers: vec![
+                ("X-Spam".into(), "Yes".into()),
+                ("X-Spam-Score".into(), "7.50".into()),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(headers_to_add(&ours), ours.add_headers);
+        let clean = FilterAnswer {
+            action: "no action".into(),
+            remove_headers: vec!["X-Spam".into()],
+            ..Default::default()
+        };
+        assert!(headers_to_add(&clean).is_empty());
     }
 
     #[test]
