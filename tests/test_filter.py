@@ -646,3 +646,25 @@ def test_a_maildomain_spam_filter_overrides_thresholds_and_scores(make_postbay, 
     bob_junk = pb.wait_messages("bob@example.test", 1, folder="Junk")
     assert b"to both" in bob_junk[0]
     assert pb.messages("bucket@catch.test") == []
+
+
+def test_a_local_from_from_outside_without_authentication_is_a_forged_local_sender(make_postbay, dns):
+    """From in a domain hosted here (example.test, from the store), sent from outside without a
+    login: FORGED_LOCAL_SENDER, unless SPF, DKIM or DMARC passes; a login or a local relay is
+    never flagged."""
+    dns.records["example.test"] = "v=spf1 ip4:127.0.0.7 -all"
+    pb = dev_with_filter(make_postbay, dns)
+    port = pb.port(11333)
+    wait_port(port)
+    raw = GOOD.replace("Alice <alice@example.org>", "Alice <alice@example.test>").format(id="fl1", body="hi").encode()
+    out = check(port, raw, IP="127.0.0.9", Helo="h.remote.test", From="<alice@example.test>")
+    assert out["symbols"]["FORGED_LOCAL_SENDER"]["options"] == ["example.test"], out
+    assert out["symbols"]["FORGED_LOCAL_SENDER"]["score"] == 4.0
+    # SPF passes for the envelope domain: vouched for.
+    out = check(port, raw, IP="127.0.0.7", Helo="h.remote.test", From="<alice@example.test>")
+    assert "R_SPF_ALLOW" in out["symbols"] and "FORGED_LOCAL_SENDER" not in out["symbols"], out
+    out = check(port, raw, IP="127.0.0.9", Helo="h", From="<alice@example.test>", User="alice@example.test")
+    assert "FORGED_LOCAL_SENDER" not in out["symbols"], out
+    foreign = GOOD.format(id="fl2", body="hi").encode()
+    out = check(port, foreign, IP="127.0.0.9", Helo="h.remote.test", From="<alice@example.org>")
+    assert "FORGED_LOCAL_SENDER" not in out["symbols"] and "FROM_LOCAL_DOMAIN" not in out["symbols"], out

@@ -133,6 +133,10 @@ impl Engine {
         }
     }
 
+    pub fn push_check(&mut self, check: Arc<dyn Check>) {
+        self.checks.push(check);
+    }
+
     pub fn with_overrides(mut self, overrides: Arc<dyn OverrideSource>) -> Engine {
         self.overrides = Some(overrides);
         self
@@ -177,6 +181,9 @@ impl Engine {
         let mut symbols = Vec::new();
         let mut forced: Option<(Action, String)> = None;
         let mut auth_results = Vec::new();
+        let mut outcomes = outcomes;
+        let composite = composites(&outcomes);
+        outcomes.push(composite);
         for outcome in outcomes {
             for mut found in outcome.symbols {
                 let domain_score = overrides.and_then(|o| o.scores.get(&found.name));
@@ -239,9 +246,48 @@ impl Engine {
     }
 }
 
+/// Symbols derived from other checks' findings (Rspamd's composites): a From in one of our
+/// domains (`FROM_LOCAL_DOMAIN`) with no SPF, DKIM or DMARC pass is a forged local sender.
+fn composites(outcomes: &[Outcome]) -> Outcome {
+    use crate::checks::local_sender::{FORGED_LOCAL_SENDER, FROM_LOCAL_DOMAIN, VOUCHERS};
+    let mut out = Outcome::default();
+    let found = |name: &str| {
+        outcomes
+            .iter()
+            .find_map(|o| o.symbols.iter().find(|s| s.name == name))
+    };
+    if let Some(local) = found(FROM_LOCAL_DOMAIN) {
+        if !VOUCHERS.iter().any(|v| found(v).is_some()) {
+            out.add(
+                FORGED_LOCAL_SENDER,
+                4.0,
+                "From is a domain hosted here, from outside and unauthenticated",
+                local.options.clone(),
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_from_without_a_pass_is_forged() {
+        let local = {
+            let mut o = Outcome::default();
+            o.add("FROM_LOCAL_DOMAIN", 0.0, "", vec!["example.test".into()]);
+            o
+        };
+        let forged = composites(std::slice::from_ref(&local));
+        assert_eq!(forged.symbols[0].name, "FORGED_LOCAL_SENDER");
+        assert_eq!(forged.symbols[0].options, vec!["example.test"]);
+        let mut vouched = Outcome::default();
+        vouched.add("R_DKIM_ALLOW", -0.2, "", vec![]);
+        assert!(composites(&[local, vouched]).symbols.is_empty());
+        assert!(composites(&[]).symbols.is_empty());
+    }
 
     #[test]
     fn thresholds_map_scores_to_actions() {

@@ -86,7 +86,11 @@ pub fn build(
         },
     );
     if let Some(store) = store {
-        engine = engine.with_overrides(Arc::new(domains::StoreOverrides::new(store)));
+        engine = engine.with_overrides(Arc::new(domains::StoreOverrides::new(store.clone())));
+        engine.push_check(Arc::new(checks::local_sender::LocalSender::new(
+            store,
+            settings.local_networks.clone(),
+        )));
     }
     Ok(Filter {
         engine,

@@ -14,6 +14,7 @@ pub mod greylist;
 pub mod gtube;
 pub mod headers;
 pub mod links;
+pub mod local_sender;
 pub mod mime;
 
 /// What a check sees.
