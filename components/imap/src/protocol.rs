@@ -19,6 +19,9 @@ use crate::ImapContext;
 pub struct Enabled {
     /// RFC 7162: MODSEQ in unsolicited FETCH responses.
     pub condstore: bool,
+    /// RFC 7162 §3.2: VANISHED instead of EXPUNGE, SELECT (QRESYNC ...), UID FETCH ...
+    /// (VANISHED). Implies `condstore`.
+    pub qresync: bool,
     /// RFC 9051: UTF-8 mailbox names, ESEARCH answers, no \Recent.
     pub rev2: bool,
 }
@@ -122,6 +125,12 @@ impl Protocol {
         }
     }
 
+    /// Turns QRESYNC on (ENABLE QRESYNC, RFC 7162 §3.2.3), and CONDSTORE with it.
+    pub fn enable_qresync(&mut self) {
+        self.enable_condstore();
+        self.enabled.qresync = true;
+    }
+
     pub fn user(&self) -> Result<&User, OpError> {
         self.user
             .as_ref()
@@ -167,6 +176,7 @@ impl Protocol {
         let mode = SyncMode {
             allow_expunge,
             condstore: self.enabled.condstore,
+            qresync: self.enabled.qresync,
         };
         let Some(sel) = self.selected.as_mut() else {
             return Ok(());

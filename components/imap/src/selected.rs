@@ -99,6 +99,8 @@ impl FlagSets {
 pub struct SyncMode {
     pub allow_expunge: bool,
     pub condstore: bool,
+    /// Expunges go as one `VANISHED` (RFC 7162 §3.2.10), not as EXPUNGEs.
+    pub qresync: bool,
 }
 
 impl Selected {
@@ -313,6 +315,28 @@ impl Selected {
         Some(i as u32 + 1)
     }
 
+    /// Forgets messages that left the folder and tells the client: one `* VANISHED` with
+    /// QRESYNC (RFC 7162 §3.2.10), else `* n EXPUNGE` highest first, so each number is
+    /// still valid when the client applies it (RFC 9051 §7.5.1).
+    pub fn report_expunged(&mut self, out: &mut Vec<u8>, mut uids: Vec<u32>, qresync: bool) {
+        uids.sort_unstable();
+        uids.dedup();
+        let mut gone = Vec::with_capacity(uids.len());
+        for uid in uids.into_iter().rev() {
+            if let Some(seq) = self.remove(uid).and_then(NonZeroU32::new) {
+                if qresync {
+                    gone.push(uid);
+                } else {
+                    response::data(out, Data::Expunge(seq));
+                }
+            }
+        }
+        if !gone.is_empty() {
+            gone.reverse();
+            vanished(out, &gone, false);
+        }
+    }
+
     /// Resolves a sequence set to (sequence number, UID) pairs in ascending order.
     /// Sequence numbers beyond the mailbox are an error (RFC 9051 §6.4.4 "BAD"); UIDs that
     /// do not exist are skipped, and `n:*` always includes the last message.
@@ -405,6 +429,39 @@ pub fn flags_response(out: &mut Vec<u8>, seq: u32, meta: &FlagState, condstore: 
     }
 }
 
+/// Whether a UID set holds `uid`; `*` stands for any UID, however large (a client's set of
+/// UIDs it knows, or a range that reaches past the last message).
+pub fn uid_set_contains(set: &SequenceSet, uid: u32) -> bool {
+    let value = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => u32::MAX,
+    };
+    let sequences: &[Sequence] = set.0.as_ref();
+    sequences.iter().any(|s| match s {
+        Sequence::Single(a) => value(a) == uid,
+        Sequence::Range(a, b) => {
+            let (x, y) = (value(a), value(b));
+            x.min(y) <= uid && uid <= x.max(y)
+        }
+    })
+}
+
+/// `* VANISHED [(EARLIER)] <uids>` for ascending UIDs (RFC 7162 §3.2.10, §7.2).
+pub fn vanished(out: &mut Vec<u8>, uids: &[u32], earlier: bool) {
+    if uids.is_empty() {
+        return;
+    }
+    if let Ok(known_uids) = SequenceSet::try_from(response::sequence_set(uids).as_str()) {
+        response::data(
+            out,
+            Data::Vanished {
+                earlier,
+                known_uids,
+            },
+        );
+    }
+}
+
 /// Outcome of [`sync`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Synced {
@@ -480,16 +537,8 @@ pub async fn sync(
         sel.own_appends.retain(|(m, _)| *m > highest);
     }
     if mode.allow_expunge && !sel.pending_expunged.is_empty() {
-        let mut gone = std::mem::take(&mut sel.pending_expunged);
-        gone.sort_unstable();
-        // Highest first, so each reported number is still valid when the client applies it.
-        for uid in gone.into_iter().rev() {
-            if let Some(seq) = sel.remove(uid) {
-                if let Some(seq) = NonZeroU32::new(seq) {
-                    response::data(out, Data::Expunge(seq));
-                }
-            }
-        }
+        let gone = std::mem::take(&mut sel.pending_expunged);
+        sel.report_expunged(out, gone, mode.qresync);
     }
     for state in &flag_changes {
         sel.note_keywords(out, &state.flags);

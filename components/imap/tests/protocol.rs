@@ -628,6 +628,112 @@ async fn condstore_enabling_commands_report_highestmodseq_and_esearch_min_max_mo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qresync_reports_vanished_and_changes_since_a_modseq() {
+    each_backend(test_limits(), |env| async move {
+        for i in 0..5 {
+            deliver(env.store(), ALICE, "INBOX", message(&format!("q{i}"), "b")).await;
+        }
+        // RFC 7162 §3.2.5: the QRESYNC parameter needs ENABLE QRESYNC first.
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let r = c.cmd("a SELECT INBOX (QRESYNC (1 1))").await;
+        assert!(tagged(&r, "a").starts_with("a BAD"), "{r:?}");
+        let r = c.cmd("b ENABLE QRESYNC").await;
+        assert!(r.iter().any(|l| l == "* ENABLED QRESYNC"), "{r:?}");
+        let r = c.cmd("c SELECT INBOX").await;
+        let line = |r: &[String], prefix: &str| {
+            r.iter()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("{prefix} in {r:?}"))
+                .clone()
+        };
+        // QRESYNC implies CONDSTORE (§3.2.3).
+        let h0 = number_after(&line(&r, "* OK [HIGHESTMODSEQ "), "HIGHESTMODSEQ");
+        let uidvalidity = number_after(&line(&r, "* OK [UIDVALIDITY "), "UIDVALIDITY");
+
+        // Another session without QRESYNC changes one message and expunges two.
+        let mut other = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        other.cmd("a SELECT INBOX").await;
+        other.cmd("b STORE 2 +FLAGS (\\Seen)").await;
+        other.cmd("c STORE 3:4 +FLAGS (\\Deleted)").await;
+        let r = other.cmd("d EXPUNGE").await;
+        assert_eq!(r[..2], ["* 4 EXPUNGE", "* 3 EXPUNGE"], "{r:?}");
+
+        // §3.2.10: this session hears of it as VANISHED, never EXPUNGE.
+        let r = c.cmd("d NOOP").await;
+        assert!(r.iter().any(|l| l == "* VANISHED 3:4"), "{r:?}");
+        assert!(!r.iter().any(|l| l.contains("EXPUNGE")), "{r:?}");
+        assert!(
+            r.iter()
+                .any(|l| l.starts_with("* 2 FETCH (FLAGS (\\Seen) UID 2 MODSEQ (")),
+            "{r:?}"
+        );
+
+        // §3.2.5.1: a client that last saw h0 resyncs in the SELECT itself.
+        let mut d = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        d.cmd("a ENABLE QRESYNC").await;
+        let r = d
+            .cmd(&format!("b SELECT INBOX (QRESYNC ({uidvalidity} {h0}))"))
+            .await;
+        let vanished = r.iter().position(|l| l == "* VANISHED (EARLIER) 3:4");
+        let fetch = r
+            .iter()
+            .position(|l| l.starts_with("* 2 FETCH (FLAGS (\\Seen) UID 2 MODSEQ ("));
+        assert!(vanished.is_some() && fetch.is_some(), "{r:?}");
+        assert!(vanished < fetch, "VANISHED before FETCH: {r:?}");
+        assert_eq!(
+            r.iter().filter(|l| l.contains(" FETCH ")).count(),
+            1,
+            "only the changed message: {r:?}"
+        );
+        assert!(tagged(&r, "b").starts_with("b OK [READ-WRITE]"), "{r:?}");
+        // Known UIDs narrow it; another UIDVALIDITY gets a plain SELECT.
+        let r = d
+            .cmd(&format!("c SELECT INBOX (QRESYNC ({uidvalidity} {h0} 1:2))"))
+            .await;
+        assert!(r.iter().any(|l| l.starts_with("* OK [CLOSED]")), "{r:?}");
+        assert!(!r.iter().any(|l| l.contains("VANISHED")), "{r:?}");
+        assert!(r.iter().any(|l| l.starts_with("* 2 FETCH")), "{r:?}");
+        let r = d
+            .cmd(&format!("d EXAMINE INBOX (QRESYNC ({} {h0}))", uidvalidity + 1))
+            .await;
+        assert!(
+            !r.iter()
+                .any(|l| l.contains("VANISHED") || l.contains(" FETCH ")),
+            "{r:?}"
+        );
+        d.cmd("e SELECT INBOX").await;
+
+        // §3.2.6: UID FETCH (CHANGEDSINCE m VANISHED).
+        let r = d
+            .cmd(&format!("f UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h0} VANISHED)"))
+            .await;
+        assert_eq!(r[0], "* VANISHED (EARLIER) 3:4", "{r:?}");
+        assert!(r[1].starts_with("* 2 FETCH (UID 2 FLAGS (\\Seen)"), "{r:?}");
+        assert_eq!(r.len(), 3, "{r:?}");
+        let r = d
+            .cmd(&format!("g UID FETCH 4:5 (FLAGS) (CHANGEDSINCE {h0} VANISHED)"))
+            .await;
+        assert_eq!(r[0], "* VANISHED (EARLIER) 4", "{r:?}");
+        let r = d
+            .cmd(&format!("h FETCH 1:* (FLAGS) (CHANGEDSINCE {h0} VANISHED)"))
+            .await;
+        assert!(tagged(&r, "h").starts_with("h BAD"), "not UID FETCH: {r:?}");
+        let r = d.cmd("i UID FETCH 1:* (FLAGS) (VANISHED)").await;
+        assert!(tagged(&r, "i").starts_with("i BAD"), "no CHANGEDSINCE: {r:?}");
+
+        // This session's own EXPUNGE and MOVE answer VANISHED too.
+        d.cmd("j STORE 1 +FLAGS (\\Deleted)").await;
+        let r = d.cmd("k EXPUNGE").await;
+        assert_eq!(r[0], "* VANISHED 1", "{r:?}");
+        let r = d.cmd("l UID MOVE 2 Trash").await;
+        assert!(r.iter().any(|l| l == "* VANISHED 2"), "{r:?}");
+        assert!(!r.iter().any(|l| l.contains("EXPUNGE")), "{r:?}");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_keywords_are_announced_before_the_fetch_that_carries_them() {
     each_backend(test_limits(), |env| async move {
         deliver(env.store(), ALICE, "INBOX", message("k", "b")).await;

@@ -350,6 +350,20 @@ async fn writes_from_known_state_survive_stale_knowledge() {
             .await
             .expect("folder changes");
         assert_eq!(changes.expunged, vec![uids[2]], "{}", t.name);
+        // QRESYNC's VANISHED (EARLIER): everything expunged after a modseq, and nothing
+        // after the expunge's own.
+        let modseq = gone.modseq.expect("the expunge has a modseq");
+        assert_eq!(
+            s.expunged_since(folder.id, modseq - 1).await.expect("expunged since"),
+            vec![uids[2]],
+            "{}",
+            t.name
+        );
+        assert!(
+            s.expunged_since(folder.id, modseq).await.expect("expunged since").is_empty(),
+            "{}",
+            t.name
+        );
         t.cleanup().await;
     }
 }

@@ -30,6 +30,7 @@ const AUTHENTICATED: &[&str] = &[
     "QUOTA",
     "QUOTA=RES-STORAGE",
     "CONDSTORE",
+    "QRESYNC",
     "SORT",
     "SORT=DISPLAY",
     "THREAD=ORDEREDSUBJECT",
@@ -127,6 +128,12 @@ pub fn enable(p: &mut Protocol, capabilities: Vec1<CapabilityEnable<'_>>) -> OpR
             "CONDSTORE" if !p.enabled.condstore => {
                 p.enable_condstore();
                 enabled.push(CapabilityEnable::CondStore);
+            }
+            "QRESYNC" if !p.enabled.qresync => {
+                p.enable_qresync();
+                if let Ok(atom) = Atom::try_from("QRESYNC") {
+                    enabled.push(CapabilityEnable::from(atom));
+                }
             }
             "IMAP4REV2" if !p.enabled.rev2 => {
                 p.enabled.rev2 = true;

@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::extensions::uidplus::{UidElement, UidSet};
 use imap_codec::imap_types::mailbox::Mailbox;
-use imap_codec::imap_types::response::{Code, Data, StatusKind};
+use imap_codec::imap_types::response::{Code, StatusKind};
 use imap_codec::imap_types::sequence::SequenceSet;
 
 use crate::protocol::{bad, no, OpError, OpResult, Outcome, Protocol};
@@ -125,12 +125,7 @@ pub async fn copy(
     }
     // RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs.
     response::untagged(&mut p.out, StatusKind::Ok, code, "Moved UIDs.");
-    let mut moved = sources;
-    moved.sort_unstable();
-    for uid in moved.into_iter().rev() {
-        if let Some(seq) = sel.remove(uid as u32).and_then(NonZeroU32::new) {
-            response::data(&mut p.out, Data::Expunge(seq));
-        }
-    }
+    let moved: Vec<u32> = sources.iter().map(|u| *u as u32).collect();
+    sel.report_expunged(&mut p.out, moved, p.enabled.qresync);
     Ok(Outcome::Ok(None, "MOVE completed".into()))
 }

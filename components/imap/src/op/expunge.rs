@@ -1,12 +1,8 @@
 //! EXPUNGE (RFC 9051 §6.4.3) and UID EXPUNGE (RFC 4315 §2.1).
 
-use std::num::NonZeroU32;
-
-use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::SequenceSet;
 
 use crate::protocol::{bad, no, ok, OpResult, Protocol};
-use crate::response;
 
 pub async fn expunge(p: &mut Protocol, uid_set: Option<SequenceSet>) -> OpResult {
     if p.selected_mut()?.read_only {
@@ -43,10 +39,7 @@ pub async fn expunge(p: &mut Protocol, uid_set: Option<SequenceSet>) -> OpResult
     if let Some(modseq) = expunged.modseq {
         sel.note_own_modseq(modseq);
     }
-    for uid in expunged.uids.into_iter().rev() {
-        if let Some(seq) = sel.remove(uid as u32).and_then(NonZeroU32::new) {
-            response::data(&mut p.out, Data::Expunge(seq));
-        }
-    }
+    let gone: Vec<u32> = expunged.uids.into_iter().map(|u| u as u32).collect();
+    sel.report_expunged(&mut p.out, gone, p.enabled.qresync);
     ok("")
 }

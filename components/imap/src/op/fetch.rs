@@ -1,5 +1,5 @@
-//! FETCH (RFC 9051 §6.4.5) with BINARY (RFC 3516) and CONDSTORE's MODSEQ and CHANGEDSINCE
-//! (RFC 7162 §3.1.4-5). Output is handed to the [`Sink`] whenever it grows large, so fetching
+//! FETCH (RFC 9051 §6.4.5) with BINARY (RFC 3516), CONDSTORE's MODSEQ and CHANGEDSINCE
+//! (RFC 7162 §3.1.4-5) and QRESYNC's VANISHED modifier (§3.2.6). Output is handed to the [`Sink`] whenever it grows large, so fetching
 //! a whole big mailbox streams instead of piling up in memory.
 
 use std::collections::{HashMap, HashSet};
@@ -107,14 +107,39 @@ pub async fn fetch<S: Sink>(
     modifiers: Vec<FetchModifier>,
 ) -> OpResult {
     let mut changed_since = None;
+    let mut want_vanished = false;
     for m in modifiers {
         match m {
             FetchModifier::ChangedSince(v) => {
                 changed_since = Some(v.get().min(i64::MAX as u64) as i64);
                 p.enable_condstore();
             }
-            FetchModifier::Vanished => return Err(bad("VANISHED requires QRESYNC")),
+            FetchModifier::Vanished => want_vanished = true,
         }
+    }
+    if want_vanished {
+        // RFC 7162 §3.2.6: only UID FETCH, only with CHANGEDSINCE, only after ENABLE QRESYNC.
+        let since = match (p.enabled.qresync, by_uid, changed_since) {
+            (false, _, _) => return Err(bad("VANISHED without ENABLE QRESYNC")),
+            (_, false, _) => return Err(bad("VANISHED is for UID FETCH only")),
+            (_, _, None) => return Err(bad("VANISHED needs CHANGEDSINCE")),
+            (true, true, Some(since)) => since,
+        };
+        let folder_id = p.selected_mut()?.folder_id;
+        let gone: Vec<u32> = p
+            .ctx
+            .store
+            .expunged_since(folder_id, since)
+            .await?
+            .into_iter()
+            .map(|u| u as u32)
+            .filter(|u| crate::selected::uid_set_contains(&set, *u))
+            .collect();
+        // One the session still numbers goes later as a plain VANISHED, when expunges
+        // may be announced.
+        let sel = p.selected_mut()?;
+        let gone: Vec<u32> = gone.into_iter().filter(|u| sel.seq_of(*u).is_none()).collect();
+        crate::selected::vanished(&mut p.out, &gone, true);
     }
     let names: Vec<MessageDataItemName<'static>> = match items {
         MacroOrMessageDataItemNames::Macro(m) => m

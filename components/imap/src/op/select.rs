@@ -1,16 +1,25 @@
-//! SELECT and EXAMINE (RFC 9051 §6.3.2-3, CONDSTORE RFC 7162 §3.1.8), UNSELECT (RFC 3691),
-//! CLOSE (§6.4.1).
+//! SELECT and EXAMINE (RFC 9051 §6.3.2-3, CONDSTORE RFC 7162 §3.1.8, QRESYNC §3.2.5),
+//! UNSELECT (RFC 3691), CLOSE (§6.4.1).
 
 use std::num::{NonZeroU32, NonZeroU64};
 
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::{Code, Data, StatusKind};
+use imap_codec::imap_types::sequence::SequenceSet;
+use postbay_store::FlagState;
 
 use crate::names;
 use crate::protocol::{bad, no, ok, OpResult, Outcome, Protocol};
 use crate::response;
-use crate::selected::Selected;
+use crate::selected::{self, Selected};
+
+/// What a client that synced this folder before remembers (RFC 7162 §3.2.5).
+struct Resync {
+    uidvalidity: u32,
+    modseq: i64,
+    known_uids: Option<SequenceSet>,
+}
 
 pub async fn select(
     p: &mut Protocol,
@@ -18,6 +27,30 @@ pub async fn select(
     parameters: Vec<SelectParameter>,
     read_only: bool,
 ) -> OpResult {
+    let mut resync = None;
+    for param in parameters {
+        match param {
+            // The HIGHESTMODSEQ below is the report CONDSTORE's enabling asks for.
+            SelectParameter::CondStore => p.enabled.condstore = true,
+            SelectParameter::QResync {
+                uid_validity,
+                mod_sequence_value,
+                known_uids,
+                // Only narrows what VANISHED must list (§3.2.5.2); listing every UID
+                // expunged since the modseq is always correct.
+                seq_match_data: _,
+            } => {
+                if !p.enabled.qresync {
+                    return Err(bad("QRESYNC parameter without ENABLE QRESYNC (RFC 7162 §3.2.5)"));
+                }
+                resync = Some(Resync {
+                    uidvalidity: uid_validity.get(),
+                    modseq: mod_sequence_value.get().min(i64::MAX as u64) as i64,
+                    known_uids,
+                });
+            }
+        }
+    }
     if p.selected.take().is_some() {
         response::untagged(
             &mut p.out,
@@ -26,12 +59,7 @@ pub async fn select(
             "Previous mailbox closed.",
         );
     }
-    for param in &parameters {
-        match param {
-            SelectParameter::CondStore => p.enabled.condstore = true,
-            SelectParameter::QResync { .. } => return Err(bad("QRESYNC is not supported")),
-        }
-    }
+
     let name = p.mailbox_name(&mailbox)?;
     let folder = p.folder(&name).await?;
     let Some((folder, messages)) = p.ctx.store.folder_snapshot(folder.id).await? else {
@@ -102,6 +130,32 @@ pub async fn select(
                 mailbox: names::to_wire(&folder.name, true),
             },
         );
+    }
+    if let Some(resync) = resync.filter(|r| r.uidvalidity == sel.uidvalidity) {
+        // RFC 7162 §3.2.5.1: what was expunged since, then what changed since; a client
+        // with another UIDVALIDITY gets neither and starts over.
+        let known = |uid: u32| {
+            resync
+                .known_uids
+                .as_ref()
+                .is_none_or(|set| selected::uid_set_contains(set, uid))
+        };
+        let gone: Vec<u32> = p
+            .ctx
+            .store
+            .expunged_since(folder.id, resync.modseq)
+            .await?
+            .into_iter()
+            .map(|u| u as u32)
+            .filter(|u| known(*u) && sel.seq_of(*u).is_none())
+            .collect();
+        selected::vanished(&mut p.out, &gone, true);
+        for (i, m) in messages.iter().enumerate() {
+            if m.modseq > resync.modseq && known(m.uid as u32) {
+                let state = FlagState::from(m);
+                selected::flags_response(&mut p.out, i as u32 + 1, &state, true);
+            }
+        }
     }
     tracing::debug!(peer = %p.peer, mailbox = %folder.name, read_only, "selected");
     p.selected = Some(sel);
