@@ -583,7 +583,6 @@ mod tests {
                 mailbox_id: 1,
                 name: "INBOX".into(),
                 special_use: None,
-                subscribed: true,
                 uidvalidity: 1,
                 uidnext: 1,
                 highest_modseq: 1,

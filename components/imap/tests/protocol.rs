@@ -688,13 +688,18 @@ async fn qresync_reports_vanished_and_changes_since_a_modseq() {
         assert!(tagged(&r, "b").starts_with("b OK [READ-WRITE]"), "{r:?}");
         // Known UIDs narrow it; another UIDVALIDITY gets a plain SELECT.
         let r = d
-            .cmd(&format!("c SELECT INBOX (QRESYNC ({uidvalidity} {h0} 1:2))"))
+            .cmd(&format!(
+                "c SELECT INBOX (QRESYNC ({uidvalidity} {h0} 1:2))"
+            ))
             .await;
         assert!(r.iter().any(|l| l.starts_with("* OK [CLOSED]")), "{r:?}");
         assert!(!r.iter().any(|l| l.contains("VANISHED")), "{r:?}");
         assert!(r.iter().any(|l| l.starts_with("* 2 FETCH")), "{r:?}");
         let r = d
-            .cmd(&format!("d EXAMINE INBOX (QRESYNC ({} {h0}))", uidvalidity + 1))
+            .cmd(&format!(
+                "d EXAMINE INBOX (QRESYNC ({} {h0}))",
+                uidvalidity + 1
+            ))
             .await;
         assert!(
             !r.iter()
@@ -705,13 +710,17 @@ async fn qresync_reports_vanished_and_changes_since_a_modseq() {
 
         // §3.2.6: UID FETCH (CHANGEDSINCE m VANISHED).
         let r = d
-            .cmd(&format!("f UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h0} VANISHED)"))
+            .cmd(&format!(
+                "f UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h0} VANISHED)"
+            ))
             .await;
         assert_eq!(r[0], "* VANISHED (EARLIER) 3:4", "{r:?}");
         assert!(r[1].starts_with("* 2 FETCH (UID 2 FLAGS (\\Seen)"), "{r:?}");
         assert_eq!(r.len(), 3, "{r:?}");
         let r = d
-            .cmd(&format!("g UID FETCH 4:5 (FLAGS) (CHANGEDSINCE {h0} VANISHED)"))
+            .cmd(&format!(
+                "g UID FETCH 4:5 (FLAGS) (CHANGEDSINCE {h0} VANISHED)"
+            ))
             .await;
         assert_eq!(r[0], "* VANISHED (EARLIER) 4", "{r:?}");
         let r = d
@@ -719,7 +728,10 @@ async fn qresync_reports_vanished_and_changes_since_a_modseq() {
             .await;
         assert!(tagged(&r, "h").starts_with("h BAD"), "not UID FETCH: {r:?}");
         let r = d.cmd("i UID FETCH 1:* (FLAGS) (VANISHED)").await;
-        assert!(tagged(&r, "i").starts_with("i BAD"), "no CHANGEDSINCE: {r:?}");
+        assert!(
+            tagged(&r, "i").starts_with("i BAD"),
+            "no CHANGEDSINCE: {r:?}"
+        );
 
         // This session's own EXPUNGE and MOVE answer VANISHED too.
         d.cmd("j STORE 1 +FLAGS (\\Deleted)").await;
@@ -728,6 +740,104 @@ async fn qresync_reports_vanished_and_changes_since_a_modseq() {
         let r = d.cmd("l UID MOVE 2 Trash").await;
         assert!(r.iter().any(|l| l == "* VANISHED 2"), "{r:?}");
         assert!(!r.iter().any(|l| l.contains("EXPUNGE")), "{r:?}");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_their_own_list() {
+    each_backend(test_limits(), |env| async move {
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let lines = |r: &[String], prefix: &str| -> Vec<String> {
+            r.iter().filter(|l| l.starts_with(prefix)).cloned().collect()
+        };
+        // (command, lines it must answer, lines it must not): RFC 3501 §6.3.6-9, RFC 9051
+        // §6.3.7-9, RFC 5258 §3.
+        let table: &[(&str, &[&str], &[&str])] = &[
+            // A new mailbox's special-use folders start subscribed.
+            (
+                "LIST (SUBSCRIBED) \"\" \"*\"",
+                &[
+                    "* LIST (\\HasNoChildren \\Subscribed) \"/\" INBOX",
+                    "* LIST (\\HasNoChildren \\Subscribed \\Sent) \"/\" Sent",
+                    "* LIST (\\HasNoChildren \\Subscribed \\Junk) \"/\" Junk",
+                ],
+                &[],
+            ),
+            // CREATE does not subscribe.
+            ("CREATE Projects/2026", &[], &[]),
+            ("LSUB \"\" \"Projects*\"", &[], &["* LSUB"]),
+            (
+                "LIST \"\" \"Projects*\" RETURN (SUBSCRIBED)",
+                &["* LIST (\\HasNoChildren) \"/\" Projects/2026"],
+                &["\\Subscribed"],
+            ),
+            // A name that does not exist may be subscribed; plain LIST does not show it.
+            ("SUBSCRIBE Ghost", &[], &[]),
+            (
+                "LIST (SUBSCRIBED) \"\" Ghost",
+                &["* LIST (\\Noselect \\NonExistent \\HasNoChildren \\Subscribed) \"/\" Ghost"],
+                &[],
+            ),
+            ("LIST \"\" Ghost", &[], &["* LIST"]),
+            ("LSUB \"\" Ghost", &["* LSUB () \"/\" Ghost"], &[]),
+            // LSUB with % reports an unsubscribed parent of a subscribed child as \Noselect;
+            // with * the child itself, and not the parent.
+            ("SUBSCRIBE Projects/2026", &[], &[]),
+            (
+                "LSUB \"\" %",
+                &["* LSUB (\\Noselect) \"/\" Projects", "* LSUB () \"/\" INBOX"],
+                &["Projects/2026"],
+            ),
+            (
+                "LSUB \"\" \"*\"",
+                &["* LSUB () \"/\" Projects/2026"],
+                &["* LSUB (\\Noselect) \"/\" Projects"],
+            ),
+            // LIST (SUBSCRIBED) lists exactly the subscribed names; RECURSIVEMATCH adds
+            // their parents with CHILDINFO.
+            ("LIST (SUBSCRIBED) \"\" %", &[], &[" Projects"]),
+            (
+                "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" %",
+                &["* LIST (\\HasChildren) \"/\" Projects (\"CHILDINFO\" (\"SUBSCRIBED\"))"],
+                &["Projects/2026"],
+            ),
+            // DELETE keeps the subscription.
+            ("DELETE Projects/2026", &[], &[]),
+            (
+                "LIST (SUBSCRIBED) \"\" Projects/2026",
+                &["* LIST (\\Noselect \\NonExistent \\HasNoChildren \\Subscribed) \"/\" Projects/2026"],
+                &[],
+            ),
+            // RENAME moves the subscriptions of the names it moves.
+            ("CREATE Old/a", &[], &[]),
+            ("SUBSCRIBE Old/a", &[], &[]),
+            ("RENAME Old New", &[], &[]),
+            ("LSUB \"\" \"*\"", &["* LSUB () \"/\" New/a"], &["Old/a"]),
+            // UNSUBSCRIBE twice is not an error.
+            ("UNSUBSCRIBE Ghost", &[], &[]),
+            ("UNSUBSCRIBE Ghost", &[], &[]),
+            ("LSUB \"\" Ghost", &[], &["* LSUB"]),
+        ];
+        for (i, (command, want, not)) in table.iter().enumerate() {
+            let tag = format!("s{i}");
+            let r = c.cmd(&format!("{tag} {command}")).await;
+            assert!(
+                tagged(&r, &tag).starts_with(&format!("{tag} OK")),
+                "{command}: {r:?}"
+            );
+            let reported = lines(&r, "* ");
+            for w in *want {
+                assert!(reported.iter().any(|l| l == w), "{command}: want {w} in {r:?}");
+            }
+            for n in *not {
+                assert!(!reported.iter().any(|l| l.contains(n)), "{command}: {n} in {r:?}");
+            }
+        }
+        // RFC 5258 §3: RECURSIVEMATCH alone is a syntax error.
+        let r = c.cmd("z LIST (RECURSIVEMATCH) \"\" %").await;
+        assert!(tagged(&r, "z").starts_with("z BAD"), "{r:?}");
         env
     })
     .await;

@@ -1,4 +1,4 @@
-//! Folders of a mailbox: create, look up, list, rename, delete, subscribe, count, and the
+//! Folders of a mailbox: create, look up, list, rename, delete, count, and the
 //! counters (UIDNEXT, HIGHESTMODSEQ, UIDVALIDITY) every change to a folder moves first.
 
 use sqlx::Row;
@@ -12,7 +12,6 @@ pub struct FolderInfo {
     pub mailbox_id: i64,
     pub name: String,
     pub special_use: Option<String>,
-    pub subscribed: bool,
     pub uidvalidity: i64,
     pub uidnext: i64,
     pub highest_modseq: i64,
@@ -38,7 +37,7 @@ pub const DEFAULT_FOLDERS: &[(&str, Option<&str>)] = &[
 ];
 
 pub(crate) const FOLDER_COLUMNS: &str =
-    "id, mailbox_id, name, special_use, subscribed, uidvalidity, uidnext, highest_modseq";
+    "id, mailbox_id, name, special_use, uidvalidity, uidnext, highest_modseq";
 
 /// A folder's counters right after [`bump_folder`] moved them, read under its lock.
 pub(crate) struct Bumped {
@@ -97,8 +96,10 @@ impl Store {
     pub(crate) async fn ensure_default_folders(&self, mailbox_id: i64) -> Result<()> {
         for (name, special_use) in DEFAULT_FOLDERS {
             if self.folder(mailbox_id, name).await?.is_none() {
+                // A new mailbox's folders start subscribed; CREATE's do not.
                 match self.create_folder(mailbox_id, name, *special_use).await {
-                    Ok(_) | Err(Error::FolderExists(_)) => {}
+                    Ok(_) => self.subscribe(mailbox_id, name).await?,
+                    Err(Error::FolderExists(_)) => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -113,8 +114,8 @@ impl Store {
         special_use: Option<&str>,
     ) -> Result<FolderInfo> {
         let result = sqlx::query(
-            "INSERT INTO folders (mailbox_id, name, special_use, subscribed, uidvalidity, uidnext, highest_modseq) \
-             VALUES (?, ?, ?, 1, ?, 1, 1)",
+            "INSERT INTO folders (mailbox_id, name, special_use, uidvalidity, uidnext, highest_modseq) \
+             VALUES (?, ?, ?, ?, 1, 1)",
         )
         .bind(mailbox_id)
         .bind(name)
@@ -197,8 +198,8 @@ impl Store {
         let mut tx = self.begin_write(Durability::Synced).await?;
         let uidvalidity = next_uidvalidity(&mut tx, mailbox_id).await?;
         let inserted = sqlx::query(
-            "INSERT INTO folders (mailbox_id, name, special_use, subscribed, uidvalidity, uidnext, highest_modseq) \
-             VALUES (?, ?, ?, 1, ?, 1, 1)",
+            "INSERT INTO folders (mailbox_id, name, special_use, uidvalidity, uidnext, highest_modseq) \
+             VALUES (?, ?, ?, ?, 1, 1)",
         )
         .bind(mailbox_id)
         .bind(name)
@@ -319,16 +320,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn set_subscribed(&self, folder_id: i64, subscribed: bool) -> Result<()> {
-        sqlx::query("UPDATE folders SET subscribed = ? WHERE id = ?")
-            .bind(subscribed as i64)
-            .bind(folder_id)
-            .execute(&self.pool)
+        crate::subscriptions::rename_subscriptions(&mut tx, mailbox_id, from, to, delimiter)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 }
@@ -370,7 +364,6 @@ pub(crate) fn folder_from_row(r: &sqlx::any::AnyRow) -> FolderInfo {
         mailbox_id: r.get("mailbox_id"),
         name: r.get("name"),
         special_use: r.get("special_use"),
-        subscribed: r.get::<i64, _>("subscribed") != 0,
         uidvalidity: r.get("uidvalidity"),
         uidnext: r.get("uidnext"),
         highest_modseq: r.get("highest_modseq"),

@@ -21,6 +21,7 @@ pub mod folders;
 pub mod fs;
 pub mod greylist;
 pub mod messages;
+pub mod subscriptions;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +66,8 @@ pub enum Error {
     NoSuchFolder(String),
     #[error("folder {0} already exists")]
     FolderExists(String),
+    #[error("at most {0} subscriptions per mailbox")]
+    TooManySubscriptions(i64),
     /// A blocking file task (a blob's write, read or link, a WAL flush) panicked, or was
     /// cancelled because the runtime is shutting down: whether it did its work is unknown.
     /// Shared, so a failed batch read can fail each of its blobs.

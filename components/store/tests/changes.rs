@@ -354,13 +354,18 @@ async fn writes_from_known_state_survive_stale_knowledge() {
         // after the expunge's own.
         let modseq = gone.modseq.expect("the expunge has a modseq");
         assert_eq!(
-            s.expunged_since(folder.id, modseq - 1).await.expect("expunged since"),
+            s.expunged_since(folder.id, modseq - 1)
+                .await
+                .expect("expunged since"),
             vec![uids[2]],
             "{}",
             t.name
         );
         assert!(
-            s.expunged_since(folder.id, modseq).await.expect("expunged since").is_empty(),
+            s.expunged_since(folder.id, modseq)
+                .await
+                .expect("expunged since")
+                .is_empty(),
             "{}",
             t.name
         );

@@ -138,7 +138,10 @@ pub async fn fetch<S: Sink>(
         // One the session still numbers goes later as a plain VANISHED, when expunges
         // may be announced.
         let sel = p.selected_mut()?;
-        let gone: Vec<u32> = gone.into_iter().filter(|u| sel.seq_of(*u).is_none()).collect();
+        let gone: Vec<u32> = gone
+            .into_iter()
+            .filter(|u| sel.seq_of(*u).is_none())
+            .collect();
         crate::selected::vanished(&mut p.out, &gone, true);
     }
     let names: Vec<MessageDataItemName<'static>> = match items {

@@ -1,5 +1,8 @@
 //! LIST (RFC 9051 §6.3.9 with LIST-EXTENDED RFC 5258, LIST-STATUS RFC 5819, SPECIAL-USE
 //! RFC 6154, CHILDREN RFC 3348), LSUB (RFC 3501 §6.3.9) and NAMESPACE (RFC 2342).
+//!
+//! Two lists meet here: the folders that exist and the subscribed names (which may not
+//! exist). Plain LIST walks the first, LSUB and LIST (SUBSCRIBED) the second.
 
 use std::collections::BTreeMap;
 
@@ -14,12 +17,19 @@ use crate::names::{self, DELIMITER};
 use crate::protocol::{ok, OpResult, Protocol};
 use crate::response;
 
-/// One name LIST may report: a folder, or a parent implied by one.
+/// One name LIST may report: a folder, a subscribed name, or a parent implied by either.
+#[derive(Default)]
 struct Entry {
     exists: bool,
     subscribed: bool,
     special_use: Option<String>,
+    /// An existing folder lies below it.
     has_children: bool,
+    /// A subscribed name lies below it: RFC 5258 §3.5 CHILDINFO ("SUBSCRIBED").
+    subscribed_below: bool,
+    /// A subscribed name below it does not match the pattern: LSUB reports this name with
+    /// `\Noselect` instead (RFC 3501 §6.3.9).
+    hidden_subscribed_below: bool,
     folder_id: Option<i64>,
 }
 
@@ -85,29 +95,30 @@ pub async fn list(
 
     let user = p.user()?.clone();
     let folders = p.ctx.store.folders(user.mailbox_id).await?;
+    let subscribed_only = lsub || options.select_subscribed;
+    let subscriptions = if subscribed_only || options.return_subscribed {
+        p.ctx.store.subscriptions(user.mailbox_id).await?
+    } else {
+        Vec::new()
+    };
+    let matches_any = |name: &str| full_patterns.iter().any(|pat| names::matches(pat, name));
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     for f in &folders {
-        entries.insert(
-            f.name.clone(),
-            Entry {
-                exists: true,
-                subscribed: f.subscribed,
-                special_use: f.special_use.clone(),
-                has_children: false,
-                folder_id: Some(f.id),
-            },
-        );
-    }
-    for f in &folders {
+        let e = entries.entry(f.name.clone()).or_default();
+        e.exists = true;
+        e.special_use = f.special_use.clone();
+        e.folder_id = Some(f.id);
         for parent in names::parents(&f.name) {
-            let e = entries.entry(parent.to_string()).or_insert(Entry {
-                exists: false,
-                subscribed: false,
-                special_use: None,
-                has_children: false,
-                folder_id: None,
-            });
-            e.has_children = true;
+            entries.entry(parent.to_string()).or_default().has_children = true;
+        }
+    }
+    for name in &subscriptions {
+        entries.entry(name.clone()).or_default().subscribed = true;
+        let hidden = lsub && !matches_any(name);
+        for parent in names::parents(name) {
+            let e = entries.entry(parent.to_string()).or_default();
+            e.subscribed_below = true;
+            e.hidden_subscribed_below |= hidden;
         }
     }
     // INBOX first, then the rest in name order, as clients expect.
@@ -115,20 +126,31 @@ pub async fn list(
     ordered.sort_by_key(|n| (n.as_str() != "INBOX", n.to_string()));
     let ordered: Vec<String> = ordered.into_iter().cloned().collect();
 
-    let subscribed_only = lsub || options.select_subscribed;
+    let childinfo = options.select_subscribed && options.recursive_match;
     for name in ordered {
         let e = &entries[&name];
-        if !full_patterns.iter().any(|pat| names::matches(pat, &name)) {
-            continue;
-        }
-        if subscribed_only && !e.subscribed {
+        let selected = if lsub {
+            e.subscribed || e.hidden_subscribed_below
+        } else if options.select_subscribed {
+            // RFC 5258 §3: RECURSIVEMATCH also returns parents of matching names.
+            e.subscribed || (childinfo && e.subscribed_below)
+        } else {
+            e.exists || e.has_children
+        };
+        if !selected || !matches_any(&name) {
             continue;
         }
         if options.select_special_use && e.special_use.is_none() {
             continue;
         }
         let mut items = Vec::new();
-        if !e.exists {
+        if lsub {
+            // RFC 3501 §6.3.9: in LSUB, \Noselect means "not subscribed, but a name below
+            // is"; a subscribed name is reported whether or not it exists.
+            if !e.subscribed {
+                items.push("Noselect");
+            }
+        } else if !e.exists {
             items.push("Noselect");
             if options.extended || p.enabled.rev2 {
                 items.push("NonExistent");
@@ -165,7 +187,18 @@ pub async fn list(
                 mailbox: mailbox.clone(),
             }
         };
-        response::data(&mut p.out, data);
+        if childinfo && e.subscribed_below {
+            // imap-codec has no LIST extended data; the item goes after the name.
+            let mut line = Vec::new();
+            response::data(&mut line, data);
+            if line.ends_with(b"\r\n") {
+                line.truncate(line.len() - 2);
+                line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n");
+            }
+            p.out.extend_from_slice(&line);
+        } else {
+            response::data(&mut p.out, data);
+        }
         if let (Some(items), Some(folder_id)) = (&options.return_status, e.folder_id) {
             let names: Vec<_> = items
                 .iter()

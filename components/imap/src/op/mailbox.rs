@@ -136,9 +136,22 @@ pub async fn rename(p: &mut Protocol, from: Mailbox<'_>, to: Mailbox<'_>) -> OpR
     }
 }
 
+/// SUBSCRIBE and UNSUBSCRIBE change the subscription list only: the name need not exist
+/// (RFC 9051 §6.3.7, "a server MUST NOT unilaterally remove an existing mailbox name from the
+/// subscription list"), and unsubscribing a name not subscribed is not an error.
 pub async fn subscribe(p: &mut Protocol, mailbox: Mailbox<'_>, on: bool) -> OpResult {
     let name = p.mailbox_name(&mailbox)?;
-    let folder = p.folder(&name).await?;
-    p.ctx.store.set_subscribed(folder.id, on).await?;
+    let mailbox_id = p.user()?.mailbox_id;
+    if on {
+        match p.ctx.store.subscribe(mailbox_id, &name).await {
+            Ok(()) => {}
+            Err(StoreError::TooManySubscriptions(n)) => {
+                return Err(no(Some("LIMIT"), format!("At most {n} subscriptions")))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        p.ctx.store.unsubscribe(mailbox_id, &name).await?;
+    }
     ok("")
 }

@@ -41,7 +41,9 @@ pub async fn select(
                 seq_match_data: _,
             } => {
                 if !p.enabled.qresync {
-                    return Err(bad("QRESYNC parameter without ENABLE QRESYNC (RFC 7162 §3.2.5)"));
+                    return Err(bad(
+                        "QRESYNC parameter without ENABLE QRESYNC (RFC 7162 §3.2.5)",
+                    ));
                 }
                 resync = Some(Resync {
                     uidvalidity: uid_validity.get(),

@@ -176,10 +176,12 @@ impl Store {
         .bind(mb.id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM folders WHERE mailbox_id = ?")
-            .bind(mb.id)
-            .execute(&mut *tx)
-            .await?;
+        for sql in [
+            "DELETE FROM folders WHERE mailbox_id = ?",
+            "DELETE FROM subscriptions WHERE mailbox_id = ?",
+        ] {
+            sqlx::query(sql).bind(mb.id).execute(&mut *tx).await?;
+        }
         sqlx::query("DELETE FROM mailboxes WHERE id = ?")
             .bind(mb.id)
             .execute(&mut *tx)

@@ -234,7 +234,7 @@ impl Store {
         let address = crate::directory::canonical_address(address);
         let row = sqlx::query(
             "SELECT b.id, b.address, b.domain, b.local_part, b.password_hash, b.quota_bytes, b.used_bytes, b.enabled, \
-             b.home, b.owner, f.id AS f_id, f.name AS f_name, f.special_use AS f_special_use, f.subscribed AS f_subscribed, \
+             b.home, b.owner, f.id AS f_id, f.name AS f_name, f.special_use AS f_special_use, \
              f.uidvalidity AS f_uidvalidity, f.uidnext AS f_uidnext, f.highest_modseq AS f_highest_modseq \
              FROM mailboxes b LEFT JOIN folders f ON f.mailbox_id = b.id AND f.name = ? WHERE b.address = ?",
         )
@@ -253,7 +253,6 @@ impl Store {
             mailbox_id: mailbox.id,
             name: row.get("f_name"),
             special_use: row.get("f_special_use"),
-            subscribed: row.get::<i64, _>("f_subscribed") != 0,
             uidvalidity: row.get("f_uidvalidity"),
             uidnext: row.get("f_uidnext"),
             highest_modseq: row.get("f_highest_modseq"),

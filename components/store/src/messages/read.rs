@@ -91,13 +91,12 @@ impl Store {
     /// `VANISHED (EARLIER)` reports (RFC 7162 §3.2.5.1, §3.2.6). The `expunged` table keeps
     /// every expunge of a live folder, so the answer is complete for any `since`.
     pub async fn expunged_since(&self, folder_id: i64, since: i64) -> Result<Vec<i64>> {
-        let rows = sqlx::query(
-            "SELECT uid FROM expunged WHERE folder_id = ? AND modseq > ? ORDER BY uid",
-        )
-        .bind(folder_id)
-        .bind(since)
-        .fetch_all(&mut *self.reader().await?)
-        .await?;
+        let rows =
+            sqlx::query("SELECT uid FROM expunged WHERE folder_id = ? AND modseq > ? ORDER BY uid")
+                .bind(folder_id)
+                .bind(since)
+                .fetch_all(&mut *self.reader().await?)
+                .await?;
         Ok(rows.iter().map(|r| r.get("uid")).collect())
     }
 
