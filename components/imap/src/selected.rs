@@ -56,6 +56,31 @@ pub struct Selected {
     pub folder: postbay_store::FolderInfo,
     /// Keywords the client has been told of in `* FLAGS` (RFC 3501 §7.2.6).
     keywords: Vec<String>,
+    /// Which messages are `\Recent` to this session.
+    recent: Recent,
+}
+
+/// IMAP4rev1's `\Recent` as one session sees it (RFC 3501 §2.3.2): the messages this
+/// session was the first to be told of, across replicas ([`Store::claim_recent`]). A
+/// read-only session claims nothing and sees as recent what nobody had claimed when it
+/// opened the folder. IMAP4rev2 sessions (RFC 9051) see none.
+#[derive(Debug, Default)]
+struct Recent {
+    on: bool,
+    /// UID ranges `(after, upto]` this session claimed.
+    claimed: Vec<(u32, u32)>,
+    /// Every UID up to here has been claimed (by anyone) for this session's view.
+    claimed_upto: u32,
+    /// Read-only: messages above this UID are recent.
+    floor: Option<u32>,
+}
+
+impl Recent {
+    fn contains(&self, uid: u32) -> bool {
+        self.on
+            && (self.floor.is_some_and(|f| uid > f)
+                || self.claimed.iter().any(|&(a, b)| uid > a && uid <= b))
+    }
 }
 
 /// The system flags every folder has (RFC 3501 §2.3.2; `\Recent` is not settable).
@@ -142,7 +167,59 @@ impl Selected {
             watch,
             folder: folder.clone(),
             keywords,
+            recent: Recent::default(),
         }
+    }
+
+    /// Turns `\Recent` on for an IMAP4rev1 session and, unless read-only, claims what
+    /// is new in the folder now; returns how many messages are recent to this session.
+    pub async fn start_recent(&mut self, store: &Store) -> Result<u32, postbay_store::Error> {
+        self.recent.on = true;
+        let floor = self.folder.recent_uid.clamp(0, u32::MAX as i64) as u32;
+        if self.read_only {
+            self.recent.floor = Some(floor);
+        } else {
+            self.recent.claimed_upto = floor;
+            self.claim_recent(store).await?;
+        }
+        Ok(self.recent_count())
+    }
+
+    /// Claims the messages this session knows above what it claimed before.
+    async fn claim_recent(&mut self, store: &Store) -> Result<(), postbay_store::Error> {
+        let Some(last) = self.last_uid() else {
+            return Ok(());
+        };
+        if !self.recent.on || self.read_only || last <= self.recent.claimed_upto {
+            return Ok(());
+        }
+        if let Some((after, upto)) = store.claim_recent(self.folder_id, last as i64).await? {
+            let clamp = |v: i64| v.clamp(0, u32::MAX as i64) as u32;
+            self.recent.claimed.push((clamp(after), clamp(upto)));
+        }
+        self.recent.claimed_upto = last;
+        Ok(())
+    }
+
+    /// Whether `uid` carries `\Recent` for this session.
+    pub fn is_recent(&self, uid: u32) -> bool {
+        self.recent.contains(uid)
+    }
+
+    /// `* n RECENT`'s n: the recent messages still in the session's view.
+    pub fn recent_count(&self) -> u32 {
+        if !self.recent.on {
+            return 0;
+        }
+        self.known
+            .iter()
+            .filter(|k| self.recent.contains(k.uid))
+            .count() as u32
+    }
+
+    /// Whether this session reports `\Recent` at all (IMAP4rev1).
+    pub fn reports_recent(&self) -> bool {
+        self.recent.on
     }
 
     /// `* FLAGS` and `* OK [PERMANENTFLAGS]` with the system flags and every keyword the
@@ -401,21 +478,32 @@ pub fn to_flag(name: &str) -> Option<Flag<'static>> {
     }
 }
 
-/// Stored flag names as IMAP flags; unparseable names (never written by us) are skipped.
-pub fn fetch_flags(flags: &[String]) -> Vec<FlagFetch<'static>> {
-    flags
+/// Stored flag names as IMAP flags, with `\Recent` where the session sees it; unparseable
+/// names (never written by us) are skipped.
+pub fn fetch_flags(flags: &[String], recent: bool) -> Vec<FlagFetch<'static>> {
+    let mut out: Vec<FlagFetch<'static>> = flags
         .iter()
         .filter_map(|f| to_flag(f))
         .map(FlagFetch::Flag)
-        .collect()
+        .collect();
+    if recent {
+        out.push(FlagFetch::Recent);
+    }
+    out
 }
 
 /// An untagged `FETCH (FLAGS ... UID ... [MODSEQ])` for a changed message.
-pub fn flags_response(out: &mut Vec<u8>, seq: u32, meta: &FlagState, condstore: bool) {
+pub fn flags_response(
+    out: &mut Vec<u8>,
+    seq: u32,
+    meta: &FlagState,
+    condstore: bool,
+    recent: bool,
+) {
     let Some(seq) = NonZeroU32::new(seq) else {
         return;
     };
-    let mut items = vec![MessageDataItem::Flags(fetch_flags(&meta.flags))];
+    let mut items = vec![MessageDataItem::Flags(fetch_flags(&meta.flags, recent))];
     if let Some(uid) = NonZeroU32::new(meta.uid as u32) {
         items.push(MessageDataItem::Uid(uid));
     }
@@ -543,11 +631,18 @@ pub async fn sync(
     for state in &flag_changes {
         sel.note_keywords(out, &state.flags);
         if let Some(seq) = sel.seq_of(state.uid as u32) {
-            flags_response(out, seq, state, mode.condstore);
+            let recent = sel.is_recent(state.uid as u32);
+            flags_response(out, seq, state, mode.condstore, recent);
         }
     }
     if grew {
+        // RFC 3501 §7.3.2: with new messages, IMAP4rev1 clients also hear how many are
+        // recent, the new ones claimed by this session if it is the first to see them.
+        sel.claim_recent(store).await?;
         response::data(out, Data::Exists(sel.exists()));
+        if sel.reports_recent() {
+            response::data(out, Data::Recent(sel.recent_count()));
+        }
     }
     Ok(Synced::Ok)
 }
@@ -577,6 +672,7 @@ mod tests {
             pending_expunged: Vec::new(),
             saved: Vec::new(),
             keywords: Vec::new(),
+            recent: Recent::default(),
             watch: FolderWatch::detached(1),
             folder: postbay_store::FolderInfo {
                 id: 1,
@@ -586,6 +682,7 @@ mod tests {
                 uidvalidity: 1,
                 uidnext: 1,
                 highest_modseq: 1,
+                recent_uid: 0,
             },
         }
     }

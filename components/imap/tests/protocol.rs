@@ -66,18 +66,18 @@ async fn login_select_append_fetch_flow() {
 
         let r = c.cmd("f FETCH 1:* (UID FLAGS RFC822.SIZE)").await;
         assert!(
-            r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Seen) RFC822.SIZE "),
+            r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent) RFC822.SIZE "),
             "{r:?}"
         );
         assert!(
-            r[1].starts_with("* 2 FETCH (UID 2 FLAGS () RFC822.SIZE "),
+            r[1].starts_with("* 2 FETCH (UID 2 FLAGS (\\Recent) RFC822.SIZE "),
             "{r:?}"
         );
 
         let r = c.cmd("g FETCH 2 (BODY[TEXT])").await;
         assert!(r.iter().any(|l| l.contains("BODY[TEXT] {7}")), "{r:?}");
         assert!(
-            r.iter().any(|l| l.contains("FLAGS (\\Seen)")),
+            r.iter().any(|l| l.contains("FLAGS (\\Seen \\Recent)")),
             "non-peek sets \\Seen: {r:?}"
         );
         let r = c.cmd("h UID SEARCH UNSEEN").await;
@@ -274,6 +274,8 @@ async fn idle_sees_changes_from_another_replica() {
         b.send(b"\r\n").await;
         b.until_tag("a").await;
         assert_eq!(a.line().await, "* 1 EXISTS");
+        // An IMAP4rev1 session hears how many are \Recent with every new message.
+        assert_eq!(a.line().await, "* 1 RECENT");
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "{:?}",
@@ -290,6 +292,7 @@ async fn idle_sees_changes_from_another_replica() {
         )
         .await;
         assert_eq!(a.line().await, "* 2 EXISTS");
+        assert_eq!(a.line().await, "* 2 RECENT");
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "{:?}",
@@ -525,7 +528,7 @@ async fn condstore_modseq_changedsince_unchangedsince() {
             .unwrap();
         let r = c.cmd("b STORE 2 +FLAGS (\\Seen)").await;
         assert!(
-            r[0].starts_with("* 2 FETCH (FLAGS (\\Seen) UID 2 MODSEQ ("),
+            r[0].starts_with("* 2 FETCH (FLAGS (\\Seen \\Recent) UID 2 MODSEQ ("),
             "{r:?}"
         );
         let r = c
@@ -664,7 +667,7 @@ async fn qresync_reports_vanished_and_changes_since_a_modseq() {
         assert!(!r.iter().any(|l| l.contains("EXPUNGE")), "{r:?}");
         assert!(
             r.iter()
-                .any(|l| l.starts_with("* 2 FETCH (FLAGS (\\Seen) UID 2 MODSEQ (")),
+                .any(|l| l.starts_with("* 2 FETCH (FLAGS (\\Seen \\Recent) UID 2 MODSEQ (")),
             "{r:?}"
         );
 
@@ -740,6 +743,93 @@ async fn qresync_reports_vanished_and_changes_since_a_modseq() {
         let r = d.cmd("l UID MOVE 2 Trash").await;
         assert!(r.iter().any(|l| l == "* VANISHED 2"), "{r:?}");
         assert!(!r.iter().any(|l| l.contains("EXPUNGE")), "{r:?}");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_goes_to_the_first_imap4rev1_session_across_replicas() {
+    each_backend(test_limits(), |mut env| async move {
+        let second = env.add_server(test_limits()).await;
+        let port_b = env.servers[second].port;
+        for i in 0..2 {
+            deliver(env.store(), ALICE, "INBOX", message(&format!("r{i}"), "b")).await;
+        }
+        let has = |r: &[String], line: &str| r.iter().any(|l| l == line);
+        let fetch_recent = |r: &[String], seq: u32| {
+            r.iter()
+                .find(|l| l.starts_with(&format!("* {seq} FETCH")))
+                .unwrap_or_else(|| panic!("FETCH {seq} in {r:?}"))
+                .contains("\\Recent")
+        };
+        // RFC 3501 §2.3.2: the first session to SELECT sees both as \Recent.
+        let mut a = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let r = a.cmd("a SELECT INBOX").await;
+        assert!(has(&r, "* 2 RECENT"), "{r:?}");
+        let r = a.cmd("b FETCH 1:* (FLAGS)").await;
+        assert!(fetch_recent(&r, 1) && fetch_recent(&r, 2), "{r:?}");
+        assert_eq!(a.cmd("c SEARCH RECENT").await[0], "* SEARCH 1 2");
+        a.cmd("d STORE 1 +FLAGS.SILENT (\\Seen)").await;
+        assert_eq!(a.cmd("e SEARCH NEW").await[0], "* SEARCH 2");
+        assert_eq!(a.cmd("f SEARCH OLD").await[0], "* SEARCH");
+
+        // Another replica's session comes second: nothing is recent to it.
+        let mut b = Raw::login(port_b, ALICE, ALICE_PASSWORD).await;
+        let r = b.cmd("a STATUS INBOX (RECENT)").await;
+        assert_eq!(r[0], "* STATUS INBOX (RECENT 0)", "{r:?}");
+        let r = b.cmd("b SELECT INBOX").await;
+        assert!(has(&r, "* 0 RECENT"), "{r:?}");
+        let r = b.cmd("c FETCH 1:* (FLAGS)").await;
+        assert!(!fetch_recent(&r, 1) && !fetch_recent(&r, 2), "{r:?}");
+
+        // New mail: whoever hears of it first gets it as \Recent, with EXISTS then RECENT.
+        deliver(env.store(), ALICE, "INBOX", message("r2", "b")).await;
+        let mut r = Vec::new();
+        for _ in 0..50 {
+            r = b.cmd("d NOOP").await;
+            if has(&r, "* 3 EXISTS") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let exists = r.iter().position(|l| l == "* 3 EXISTS");
+        let recent = r.iter().position(|l| l == "* 1 RECENT");
+        assert!(exists.is_some() && exists < recent, "{r:?}");
+        let r = a.cmd("g NOOP").await;
+        assert!(has(&r, "* 3 EXISTS") && has(&r, "* 2 RECENT"), "{r:?}");
+        let r = a.cmd("h FETCH 3 (FLAGS)").await;
+        assert!(!fetch_recent(&r, 3), "{r:?}");
+        let r = b.cmd("e FETCH 3 (FLAGS)").await;
+        assert!(fetch_recent(&r, 3), "{r:?}");
+
+        // EXAMINE sees what nobody claimed, and claims nothing (§6.3.2).
+        deliver(env.store(), ALICE, "INBOX", message("r3", "b")).await;
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let r = c.cmd("a EXAMINE INBOX").await;
+        assert!(has(&r, "* 1 RECENT"), "{r:?}");
+        let r = c.cmd("b FETCH 4 (FLAGS)").await;
+        assert!(fetch_recent(&r, 4), "{r:?}");
+        let mut d = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let r = d.cmd("a STATUS INBOX (RECENT)").await;
+        assert_eq!(r[0], "* STATUS INBOX (RECENT 1)", "{r:?}");
+
+        // IMAP4rev2 sessions neither see \Recent nor take it from anyone.
+        let mut e = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        e.cmd("a ENABLE IMAP4rev2").await;
+        let r = e.cmd("b SELECT INBOX").await;
+        assert!(!r.iter().any(|l| l.contains("RECENT")), "{r:?}");
+        let r = e.cmd("c FETCH 1:* (FLAGS)").await;
+        assert!(!r.iter().any(|l| l.contains("\\Recent")), "{r:?}");
+        let r = d.cmd("b STATUS INBOX (RECENT)").await;
+        assert_eq!(r[0], "* STATUS INBOX (RECENT 1)", "{r:?}");
+
+        // COPY and APPEND targets: new there, recent to the next session to select it.
+        a.cmd("i COPY 1:2 Archive").await;
+        let r = d.cmd("c STATUS Archive (RECENT MESSAGES)").await;
+        assert_eq!(r[0], "* STATUS Archive (RECENT 2 MESSAGES 2)", "{r:?}");
+        let r = d.cmd("d SELECT Archive").await;
+        assert!(has(&r, "* 2 RECENT"), "{r:?}");
         env
     })
     .await;
@@ -1131,7 +1221,7 @@ async fn flag_answers_include_another_sessions_latest_changes() {
         assert!(r.contains(&"* SEARCH 2 3".to_string()), "{r:?}");
         assert!(
             r.iter()
-                .any(|l| l.starts_with("* 1 FETCH (FLAGS (\\Seen \\Deleted)")),
+                .any(|l| l.starts_with("* 1 FETCH (FLAGS (\\Seen \\Deleted \\Recent)")),
             "the change is announced too: {r:?}"
         );
         let r = a.cmd("a3 FETCH 1:* (FLAGS)").await;

@@ -15,6 +15,8 @@ pub struct FolderInfo {
     pub uidvalidity: i64,
     pub uidnext: i64,
     pub highest_modseq: i64,
+    /// Messages above this UID are new to every session: IMAP4rev1's `\Recent`.
+    pub recent_uid: i64,
 }
 
 /// Counters for STATUS (RFC 9051 §6.3.11).
@@ -37,7 +39,7 @@ pub const DEFAULT_FOLDERS: &[(&str, Option<&str>)] = &[
 ];
 
 pub(crate) const FOLDER_COLUMNS: &str =
-    "id, mailbox_id, name, special_use, uidvalidity, uidnext, highest_modseq";
+    "id, mailbox_id, name, special_use, uidvalidity, uidnext, highest_modseq, recent_uid";
 
 /// A folder's counters right after [`bump_folder`] moved them, read under its lock.
 pub(crate) struct Bumped {
@@ -93,6 +95,46 @@ pub(crate) async fn bump_folder(
 }
 
 impl Store {
+    /// RFC 3501 §2.3.2: makes the messages up to `upto` not new for anyone else, and returns
+    /// the UIDs `(after, upto]` this caller is the first to see (its `\Recent` ones), or
+    /// `None` when another session saw them all first. A compare-and-set on `recent_uid`, so
+    /// two sessions on two replicas never both get a message as \Recent.
+    pub async fn claim_recent(&self, folder_id: i64, upto: i64) -> Result<Option<(i64, i64)>> {
+        loop {
+            let seen: i64 = sqlx::query("SELECT recent_uid FROM folders WHERE id = ?")
+                .bind(folder_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| Error::NoSuchFolder(folder_id.to_string()))?
+                .get("recent_uid");
+            if seen >= upto {
+                return Ok(None);
+            }
+            let done =
+                sqlx::query("UPDATE folders SET recent_uid = ? WHERE id = ? AND recent_uid = ?")
+                    .bind(upto)
+                    .bind(folder_id)
+                    .bind(seen)
+                    .execute(&self.pool)
+                    .await?;
+            if done.rows_affected() == 1 {
+                return Ok(Some((seen, upto)));
+            }
+        }
+    }
+
+    /// Messages no session has seen yet: STATUS (RECENT) of a folder not selected.
+    pub async fn recent_count(&self, folder_id: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM messages m JOIN folders f ON f.id = m.folder_id \
+             WHERE f.id = ? AND m.uid > f.recent_uid",
+        )
+        .bind(folder_id)
+        .fetch_one(&mut *self.reader().await?)
+        .await?;
+        Ok(row.get("n"))
+    }
+
     pub(crate) async fn ensure_default_folders(&self, mailbox_id: i64) -> Result<()> {
         for (name, special_use) in DEFAULT_FOLDERS {
             if self.folder(mailbox_id, name).await?.is_none() {
@@ -367,5 +409,6 @@ pub(crate) fn folder_from_row(r: &sqlx::any::AnyRow) -> FolderInfo {
         uidvalidity: r.get("uidvalidity"),
         uidnext: r.get("uidnext"),
         highest_modseq: r.get("highest_modseq"),
+        recent_uid: r.get("recent_uid"),
     }
 }

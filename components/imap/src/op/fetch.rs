@@ -284,6 +284,7 @@ pub async fn fetch<S: Sink>(
             },
         };
         let parsed = blob.as_deref().map(Parsed::new);
+        let recent = p.selected.as_ref().is_some_and(|s| s.is_recent(uid));
         let mut items: Vec<MessageDataItem<'static>> = Vec::with_capacity(names.len() + 2);
         if want_uid {
             if let Some(u) = NonZeroU32::new(uid) {
@@ -292,13 +293,13 @@ pub async fn fetch<S: Sink>(
         }
         let mut has_flags = false;
         for name in &names {
-            if let Some(item) = item(name, meta, parsed.as_ref())? {
+            if let Some(item) = item(name, meta, parsed.as_ref(), recent)? {
                 has_flags |= matches!(item, MessageDataItem::Flags(_));
                 items.push(item);
             }
         }
         if flags_changed.contains(&uid) && !has_flags {
-            items.push(MessageDataItem::Flags(fetch_flags(&meta.flags)));
+            items.push(MessageDataItem::Flags(fetch_flags(&meta.flags, recent)));
             has_flags = true;
         }
         if (want_modseq || (condstore && has_flags))
@@ -352,7 +353,11 @@ async fn fetch_known<S: Sink>(
             }
         }
         if want_flags {
-            items.push(MessageDataItem::Flags(fetch_flags(sel.flags_at(seq))));
+            let recent = sel.is_recent(uid);
+            items.push(MessageDataItem::Flags(fetch_flags(
+                sel.flags_at(seq),
+                recent,
+            )));
         }
         if want_modseq || (condstore && want_flags) {
             if let Some(m) = NonZeroU64::new(modseq as u64) {
@@ -430,12 +435,13 @@ fn item(
     name: &MessageDataItemName<'static>,
     meta: &MessageMeta,
     parsed: Option<&Parsed<'_>>,
+    recent: bool,
 ) -> Result<Option<MessageDataItem<'static>>, OpError> {
     use MessageDataItemName as N;
     let body = || parsed.ok_or_else(|| bad("internal: body not loaded"));
     Ok(Some(match name {
         N::Uid => return Ok(None),
-        N::Flags => MessageDataItem::Flags(fetch_flags(&meta.flags)),
+        N::Flags => MessageDataItem::Flags(fetch_flags(&meta.flags, recent)),
         N::InternalDate => match internal_date(meta.internal_date) {
             Some(d) => MessageDataItem::InternalDate(d),
             None => return Ok(None),

@@ -27,6 +27,8 @@ struct Candidate<'c> {
     max_uid: u32,
     flags: &'c [String],
     modseq: i64,
+    /// `\Recent` to this session (IMAP4rev1 only).
+    recent: bool,
     /// The message's row, read only when a key needs its size or date.
     meta: Option<&'c MessageMeta>,
     parsed: Option<&'c Parsed<'c>>,
@@ -148,9 +150,10 @@ fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
         K::Undraft => !has_flag(c, "\\Draft"),
         K::Unflagged => !has_flag(c, "\\Flagged"),
         K::Unseen => !has_flag(c, "\\Seen"),
-        // No message is \Recent in this server (RFC 9051 dropped it).
-        K::New | K::Recent => false,
-        K::Old => true,
+        // RFC 3501 §6.4.4; never true for IMAP4rev2 sessions, which have no \Recent.
+        K::Recent => c.recent,
+        K::New => c.recent && !has_flag(c, "\\Seen"),
+        K::Old => !c.recent,
         K::Keyword(k) => has_flag(c, k.as_ref()),
         K::Unkeyword(k) => !has_flag(c, k.as_ref()),
         K::Bcc(s) => header_has(c, "Bcc", &text(s)),
@@ -325,6 +328,7 @@ pub(super) async fn find(
             max_uid,
             flags,
             modseq,
+            recent: sel.is_recent(uid),
             meta,
             parsed: parsed.as_ref(),
         };

@@ -71,12 +71,13 @@ pub async fn select(
         ));
     };
     let watch = p.ctx.store.watch_folder(folder.id, folder.highest_modseq);
-    let sel = Selected::new(&folder, &messages, read_only, watch);
+    let mut sel = Selected::new(&folder, &messages, read_only, watch);
 
     sel.announce_flags(&mut p.out);
     response::data(&mut p.out, Data::Exists(sel.exists()));
     if !p.enabled.rev2 {
-        response::data(&mut p.out, Data::Recent(0));
+        let recent = sel.start_recent(&p.ctx.store).await?;
+        response::data(&mut p.out, Data::Recent(recent));
         let first_unseen = messages
             .iter()
             .position(|m| !m.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")));
@@ -155,7 +156,8 @@ pub async fn select(
         for (i, m) in messages.iter().enumerate() {
             if m.modseq > resync.modseq && known(m.uid as u32) {
                 let state = FlagState::from(m);
-                selected::flags_response(&mut p.out, i as u32 + 1, &state, true);
+                let recent = sel.is_recent(m.uid as u32);
+                selected::flags_response(&mut p.out, i as u32 + 1, &state, true, recent);
             }
         }
     }

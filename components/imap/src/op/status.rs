@@ -41,7 +41,11 @@ pub async fn values(
     for name in names {
         let item = match name {
             StatusDataItemName::Messages => StatusDataItem::Messages(clamp(stats.messages)),
-            StatusDataItemName::Recent => StatusDataItem::Recent(0),
+            // Messages no session has been told of yet (RFC 3501 §6.3.10); IMAP4rev2 has none.
+            StatusDataItemName::Recent if p.enabled.rev2 => StatusDataItem::Recent(0),
+            StatusDataItemName::Recent => {
+                StatusDataItem::Recent(clamp(p.ctx.store.recent_count(folder_id).await?))
+            }
             StatusDataItemName::UidNext => StatusDataItem::UidNext(
                 NonZeroU32::new(clamp(folder.uidnext)).unwrap_or(NonZeroU32::MIN),
             ),

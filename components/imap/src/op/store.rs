@@ -70,7 +70,8 @@ pub async fn store(
             continue;
         }
         if let Some(seq) = sel.seq_of(meta.uid as u32) {
-            flags_response(&mut p.out, seq, meta, condstore);
+            let recent = sel.is_recent(meta.uid as u32);
+            flags_response(&mut p.out, seq, meta, condstore, recent);
         }
     }
     if update.modified.is_empty() {

@@ -157,7 +157,8 @@ data = ok(M.store("1:2", "+FLAGS", "(\\Flagged $Important)"), "STORE +FLAGS")
 assert all(b"\\Flagged" in d and b"$Important" in d for d in data), data
 ok(M.store("1", "-FLAGS", "($Important)"), "STORE -FLAGS")
 data = ok(M.store("1", "FLAGS", "(\\Answered)"), "STORE FLAGS")
-assert b"FLAGS (\\Answered)" in data[0], data
+# FLAGS replaces the set; \Recent (RFC 3501 §2.3.2: this session selected first) stays.
+assert b"FLAGS (\\Answered \\Recent)" in data[0], data
 typ, data = M.store("1", "+FLAGS.SILENT", "(\\Draft)")
 assert typ == "OK" and data == [None], data
 assert search("DRAFT") == [b"1"]
@@ -198,6 +199,9 @@ assert line.startswith(b"+"), line
 other.append("INBOX", None, None, msgs[0])
 line = M.readline()
 assert line == b"* 3 EXISTS\r\n", line
+# IMAP4rev1 (RFC 3501 §7.3.2): the count of \Recent follows; all three are new to this session.
+line = M.readline()
+assert line == b"* 3 RECENT\r\n", line
 M.send(b"DONE\r\n")
 line = M.readline()
 assert line.startswith(tag.encode() + b" OK"), line

@@ -234,7 +234,7 @@ impl Store {
         let address = crate::directory::canonical_address(address);
         let row = sqlx::query(
             "SELECT b.id, b.address, b.domain, b.local_part, b.password_hash, b.quota_bytes, b.used_bytes, b.enabled, \
-             b.home, b.owner, f.id AS f_id, f.name AS f_name, f.special_use AS f_special_use, \
+             b.home, b.owner, f.id AS f_id, f.name AS f_name, f.special_use AS f_special_use, f.recent_uid AS f_recent_uid, \
              f.uidvalidity AS f_uidvalidity, f.uidnext AS f_uidnext, f.highest_modseq AS f_highest_modseq \
              FROM mailboxes b LEFT JOIN folders f ON f.mailbox_id = b.id AND f.name = ? WHERE b.address = ?",
         )
@@ -256,6 +256,7 @@ impl Store {
             uidvalidity: row.get("f_uidvalidity"),
             uidnext: row.get("f_uidnext"),
             highest_modseq: row.get("f_highest_modseq"),
+            recent_uid: row.get("f_recent_uid"),
         };
         Ok((mailbox, folder))
     }
