@@ -1100,6 +1100,15 @@ Content-Disposition: attachment; filename=\"a.bin\"\r\n\r\nAAECAw==\r\n--XX--\r\
         let r = c.cmd("d FETCH 1 (BINARY[2] BINARY.SIZE[2])").await;
         assert!(r[0].contains("BINARY[2] ~{4}"), "{r:?}");
         assert!(r.iter().any(|l| l.contains("BINARY.SIZE[2] 4")), "{r:?}");
+        // RFC 3516 §4.3: a partial fetch answers with its origin, as BODY[]<origin> does.
+        let r = c
+            .cmd("d2 FETCH 1 (BINARY.PEEK[2]<1.2> BINARY.PEEK[1]<0.3> BINARY.PEEK[2]<0.2>)")
+            .await;
+        let all = r.join("\n");
+        assert!(all.contains("BINARY[2]<1> {2}"), "{r:?}");
+        assert!(all.contains("BINARY[1]<0> {3}"), "{r:?}");
+        assert!(all.contains("BINARY[2]<0> ~{2}"), "NUL needs literal8: {r:?}");
+        assert!(!all.contains("BINARY[2] "), "no answer without its origin: {r:?}");
         let r = c.cmd("e FETCH 1 BODY[]").await;
         assert!(!r.iter().any(|l| l.contains("\\Seen")), "EXAMINE never sets \\Seen: {r:?}");
         let r = c.cmd("f FETCH 1 (BODY.PEEK[3])").await;

@@ -492,8 +492,10 @@ fn item(
                     }
                 }
             };
+            // RFC 3516 §4.3: a partial answer names its origin (vendor/PATCHES.md).
             MessageDataItem::Binary {
                 section: section.clone(),
+                origin: range.map(|(o, _)| o),
                 value,
             }
         }
