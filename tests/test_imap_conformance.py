@@ -5,6 +5,7 @@ the response the RFC requires."""
 import imaplib
 import re
 import socket
+import zlib
 
 import pytest
 
@@ -229,3 +230,54 @@ def test_thread_references_and_orderedsubject(postbay):
         assert typ == "OK" and data == [b"(1 2 3)"], data
         with pytest.raises(imaplib.IMAP4.error):
             m.thread("NOSUCH", "UTF-8", "ALL")
+
+
+class Deflated:
+    """The client side of COMPRESS=DEFLATE (RFC 4978) with Python's zlib: raw DEFLATE both
+    ways, a sync flush after each command."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.out = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self.inflate = zlib.decompressobj(-15)
+        self.buf = b""
+        self.wire_in = 0
+        self.n = 100
+
+    def cmd(self, text: bytes):
+        self.n += 1
+        tag = b"z%d" % self.n
+        self.sock.sendall(self.out.compress(tag + b" " + text + b"\r\n") + self.out.flush(zlib.Z_SYNC_FLUSH))
+        while not re.search(rb"(^|\r\n)" + tag + rb" [^\r\n]*\r\n$", self.buf):
+            chunk = self.sock.recv(65536)
+            assert chunk, ("closed", self.buf[-200:])
+            self.wire_in += len(chunk)
+            self.buf += self.inflate.decompress(chunk)
+        answer, self.buf = self.buf, b""
+        return answer
+
+
+def test_compress_deflate_both_ways(postbay, raw):
+    """RFC 4978: after the tagged OK of COMPRESS DEFLATE everything is deflated, both ways;
+    a second COMPRESS is refused with COMPRESSIONACTIVE; not before login."""
+    body = b"".join(b"line %d of a long and repetitive message body\r\n" % i for i in range(4000))
+    append(postbay.port(143), "INBOX", b"Subject: big\r\n\r\n" + body)
+    anon = Raw(postbay.port(143))
+    tagged, _ = anon.cmd(b"COMPRESS DEFLATE")
+    assert tagged.split(b" ")[1] == b"BAD", tagged
+    anon.close()
+
+    caps = b"".join(raw.ok(b"CAPABILITY"))
+    assert b"COMPRESS=DEFLATE" in caps, caps
+    tagged, _ = raw.cmd(b"COMPRESS DEFLATE")
+    assert tagged.split(b" ", 2)[1] == b"OK", tagged
+    z = Deflated(raw.sock)
+    assert re.search(rb"z101 OK", z.cmd(b"NOOP"))
+    assert b"* 1 EXISTS" in z.cmd(b"SELECT INBOX")
+    answer = z.cmd(b"FETCH 1 BODY.PEEK[TEXT]")
+    assert body in answer, answer[:200]
+    assert z.wire_in < len(body) / 5, f"{z.wire_in} bytes on the wire for {len(body)}"
+    assert re.search(rb"z104 NO \[COMPRESSIONACTIVE\]", z.cmd(b"COMPRESS DEFLATE"))
+    assert b"* BYE" in z.cmd(b"LOGOUT")
+    raw.sock.close()
+    raw.close = lambda: None

@@ -38,6 +38,8 @@ pub struct Protocol {
     pub selected: Option<Selected>,
     pub enabled: Enabled,
     pub auth_failures: u32,
+    /// COMPRESS=DEFLATE is on.
+    pub compressed: bool,
 }
 
 /// How a command ended, beyond its untagged responses.
@@ -49,6 +51,8 @@ pub enum Outcome {
     Logout,
     /// Tagged OK written; the session upgrades to TLS now.
     StartTls,
+    /// Tagged OK written; DEFLATE both ways from the next byte (RFC 4978 §3).
+    Compress,
     /// The session enters IDLE (RFC 2177) until DONE.
     Idle,
     /// AUTHENTICATE needs more client data.
@@ -100,6 +104,7 @@ impl Protocol {
             selected: None,
             enabled: Enabled::default(),
             auth_failures: 0,
+            compressed: false,
         }
     }
 

@@ -229,7 +229,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         return Ok(());
                     }
                 }
-                Some(FragmentInfo::Literal { .. }) => {
+                Some(FragmentInfo::Literal { end, .. }) => {
+                    // The line after a literal starts where it ends: a big literal whose
+                    // closing CRLF comes in a later read is not "a line too long".
+                    self.line_start = end;
                     self.expect_literal = false;
                     if self.frag.is_message_complete() {
                         self.line_start = 0;
@@ -260,6 +263,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Some(Outcome::Ok(..)) | None => {}
                 Some(Outcome::Logout) => return Err(End::Logout),
                 Some(Outcome::StartTls) => self.start_tls().await?,
+                Some(Outcome::Compress) => self.start_compress().await?,
                 Some(Outcome::Idle) => {}
                 Some(Outcome::Authenticate(_)) => {}
             }
@@ -391,6 +395,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.expect_literal = false;
         self.p.tls_active = true;
         self.p.starttls_available = false;
+        Ok(())
+    }
+
+    /// RFC 4978 §3: the tagged OK goes out as it is, everything after it deflated.
+    async fn start_compress(&mut self) -> Result<(), End> {
+        write_out(&mut self.stream, &mut self.p.out)
+            .await
+            .map_err(End::Io)?;
+        self.stream.compress();
+        // The client may not send compressed data before our OK; what it sent in clear
+        // after COMPRESS is dropped, as after STARTTLS.
+        self.frag = new_fragmentizer(&self.p.ctx);
+        self.line_start = 0;
+        self.expect_literal = false;
+        self.p.compressed = true;
+        tracing::debug!(peer = %self.p.peer, "COMPRESS=DEFLATE active");
         Ok(())
     }
 

@@ -305,16 +305,23 @@ async fn mbsync_syncs_a_mailbox_both_ways_without_differences() {
             let fresh = root.join("fresh");
             std::fs::create_dir_all(&fresh).unwrap();
             let config = mbsync_config(&env, &fresh);
-            run(
+            // -Dn shows the protocol: isync turns COMPRESS=DEFLATE on when offered, so this
+            // pull runs deflated (RFC 4978) through a client nobody here wrote.
+            let trace = run(
                 "mbsync",
                 vec![
-                    "-q".into(),
+                    "-Dn".into(),
                     "-c".into(),
                     config.display().to_string(),
                     "-a".into(),
                 ],
             )
             .await;
+            assert!(
+                trace.contains("COMPRESS DEFLATE") && trace.contains("OK DEFLATE active"),
+                "mbsync did not compress: {}",
+                &trace[..trace.len().min(2000)]
+            );
             let out = run("python3", compare(fresh)).await;
             assert!(out.contains("same 295"), "{out}");
             env

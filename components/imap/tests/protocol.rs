@@ -836,6 +836,27 @@ async fn recent_goes_to_the_first_imap4rev1_session_across_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_literal_longer_than_a_line_is_not_a_line_too_long() {
+    each_backend(test_limits(), |env| async move {
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let mut msg = b"Subject: big\r\n\r\n".to_vec();
+        while msg.len() < 3 * test_limits().max_line_length {
+            msg.extend_from_slice(b"a line of a message bigger than the longest command line\r\n");
+        }
+        c.send(format!("a APPEND INBOX {{{}+}}\r\n", msg.len()).as_bytes())
+            .await;
+        c.send(&msg).await;
+        // The CRLF that ends the command comes in a later read.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        c.send(b"\r\n").await;
+        let r = c.until_tag("a").await;
+        assert!(tagged(&r, "a").starts_with("a OK"), "{r:?}");
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_are_their_own_list() {
     each_backend(test_limits(), |env| async move {
         let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;

@@ -9,6 +9,7 @@
 //! * [`listener`]: binding, accepting, and turning a TCP connection into an
 //!   admitted session.
 //! * [`wire`]: the buffered byte stream every text protocol's session reads and writes.
+//! * [`deflate`]: COMPRESS=DEFLATE (RFC 4978) over that stream.
 //!
 //! # Connection lifecycle
 //!
@@ -52,6 +53,7 @@
 //! # }
 //! ```
 
+pub mod deflate;
 pub mod dns;
 pub mod limits;
 pub mod listener;

@@ -1,10 +1,11 @@
-//! Commands valid in any state: CAPABILITY, NOOP, ID (RFC 2971), and ENABLE (RFC 5161).
+//! Commands valid in any state: CAPABILITY, NOOP, ID (RFC 2971), and ENABLE (RFC 5161);
+//! COMPRESS (RFC 4978) once authenticated.
 
 use imap_codec::imap_types::core::{Atom, IString, NString, Vec1};
 use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 use imap_codec::imap_types::response::{Capability, Code, Data};
 
-use crate::protocol::{ok, OpResult, Protocol};
+use crate::protocol::{no, ok, OpResult, Outcome, Protocol};
 use crate::response;
 
 /// Advertised after login: everything this server implements.
@@ -35,6 +36,7 @@ const AUTHENTICATED: &[&str] = &[
     "SORT=DISPLAY",
     "THREAD=ORDEREDSUBJECT",
     "THREAD=REFERENCES",
+    "COMPRESS=DEFLATE",
 ];
 
 /// The capability list for the session's state (RFC 9051 §6.1.1).
@@ -77,6 +79,15 @@ pub fn capability(p: &mut Protocol) -> OpResult {
         response::data(&mut p.out, Data::Capability(caps));
     }
     ok("")
+}
+
+/// COMPRESS DEFLATE (RFC 4978 §3; DEFLATE is the only algorithm the grammar has). The
+/// session switches after writing the tagged OK.
+pub fn compress(p: &mut Protocol) -> OpResult {
+    if p.compressed {
+        return Err(no(Some("COMPRESSIONACTIVE"), "DEFLATE is active already"));
+    }
+    Ok(Outcome::Compress)
 }
 
 pub fn noop(_p: &mut Protocol) -> OpResult {

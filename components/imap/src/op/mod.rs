@@ -161,7 +161,7 @@ pub fn finish(
     result: OpResult,
 ) -> Outcome {
     let counted = match &result {
-        Ok(Outcome::Ok(..) | Outcome::Logout | Outcome::StartTls) => Some("ok"),
+        Ok(Outcome::Ok(..) | Outcome::Logout | Outcome::StartTls | Outcome::Compress) => Some("ok"),
         Ok(_) => None, // the exchange goes on (IDLE, AUTHENTICATE): counted when it ends
         Err(OpError::Bad(_)) => Some("bad"),
         Err(_) => Some("no"),
@@ -193,6 +193,10 @@ pub fn finish(
                 "Begin TLS negotiation now",
             );
             Outcome::StartTls
+        }
+        Ok(Outcome::Compress) => {
+            response::tagged(&mut p.out, tag, StatusKind::Ok, None, "DEFLATE active");
+            Outcome::Compress
         }
         Ok(other) => other,
         Err(OpError::Bad(text)) => {
@@ -350,7 +354,7 @@ async fn run<S: Sink>(
             search_criteria,
             uid,
         } => thread::thread(p, algorithm, charset, search_criteria, uid).await,
-        C::Compress { .. } => Err(bad("Command not supported")),
+        C::Compress { .. } => any::compress(p),
         #[allow(unreachable_patterns)]
         _ => Err(bad("Command not supported")),
     }
