@@ -281,3 +281,25 @@ def test_compress_deflate_both_ways(postbay, raw):
     assert b"* BYE" in z.cmd(b"LOGOUT")
     raw.sock.close()
     raw.close = lambda: None
+
+
+def test_esort_answers_in_sort_order(postbay, raw):
+    """RFC 5267 §3: SORT RETURN (...) answers ESEARCH; MIN and MAX are the first and last in
+    sort order (not the smallest numbers), ALL keeps the sort order; RETURN () is ALL."""
+    for subject in (b"d", b"b", b"c", b"a"):
+        append(postbay.port(143), "INBOX", b"Subject: " + subject + b"\r\n\r\nbody\r\n")
+    caps = b"".join(raw.ok(b"CAPABILITY"))
+    assert b" ESORT" in caps, caps
+    raw.ok(b"SELECT INBOX")
+    assert raw.ok(b"SORT (SUBJECT) UTF-8 ALL") == [b"* SORT 4 2 3 1\r\n"]
+    tagged, lines = raw.cmd(b"SORT RETURN (MIN MAX ALL COUNT) (SUBJECT) UTF-8 ALL")
+    tag = tagged.split(b" ")[0]
+    assert lines == [b'* ESEARCH (TAG "%s") MIN 4 MAX 1 ALL 4,2:3,1 COUNT 4\r\n' % tag], lines
+    tagged, lines = raw.cmd(b"UID SORT RETURN () (REVERSE SUBJECT) UTF-8 ALL")
+    tag = tagged.split(b" ")[0]
+    assert lines == [b'* ESEARCH (TAG "%s") UID ALL 1,3,2,4\r\n' % tag], lines
+    tagged, lines = raw.cmd(b"SORT RETURN (COUNT) (SUBJECT) UTF-8 SUBJECT nothing-like-this")
+    tag = tagged.split(b" ")[0]
+    assert lines == [b'* ESEARCH (TAG "%s") COUNT 0\r\n' % tag], lines
+    tagged, _ = raw.cmd(b"SORT RETURN (SAVE) (SUBJECT) UTF-8 ALL")
+    assert tagged.split(b" ")[1] == b"BAD", tagged

@@ -1,5 +1,6 @@
 //! The few IMAP4rev2 command forms imap-codec 2.0.0-alpha.10 cannot parse yet:
-//! `SEARCH RETURN (...)` (RFC 4731 / RFC 9051 §6.4.4) and the extended LIST syntax
+//! `SEARCH RETURN (...)` (RFC 4731 / RFC 9051 §6.4.4), `SORT RETURN (...)` (ESORT, RFC 5267
+//! §3) and the extended LIST syntax
 //! (RFC 5258: selection options, several patterns, `RETURN (...)`). They are peeled off here
 //! and the rest — a plain RFC 3501 command — is parsed by imap-codec as usual. This only
 //! recognises tokens; anything it does not understand is left for imap-codec to reject.
@@ -36,6 +37,8 @@ pub struct ListOptions {
 pub struct Extras {
     /// `Some` when the SEARCH had RETURN (...); empty list means `RETURN ()` (= ALL).
     pub search_return: Option<Vec<SearchReturn>>,
+    /// `Some` when the SORT had RETURN (...) (ESORT); never SAVE.
+    pub sort_return: Option<Vec<SearchReturn>>,
     pub list: Option<ListOptions>,
 }
 
@@ -62,7 +65,8 @@ pub fn preparse(message: &[u8]) -> Result<(Cow<'_, [u8]>, Extras), String> {
         return Ok((Cow::Borrowed(message), extras));
     }
     let args_at = s.pos;
-    if name.eq_ignore_ascii_case(b"SEARCH") {
+    let is_sort = name.eq_ignore_ascii_case(b"SORT");
+    if name.eq_ignore_ascii_case(b"SEARCH") || is_sort {
         let mut t = Scanner {
             b: message,
             pos: args_at,
@@ -76,14 +80,18 @@ pub fn preparse(message: &[u8]) -> Result<(Cow<'_, [u8]>, Extras), String> {
                     "MAX" => SearchReturn::Max,
                     "ALL" => SearchReturn::All,
                     "COUNT" => SearchReturn::Count,
-                    "SAVE" => SearchReturn::Save,
-                    other => return Err(format!("Unknown SEARCH RETURN option {other}")),
+                    "SAVE" if !is_sort => SearchReturn::Save,
+                    other => return Err(format!("Unknown RETURN option {other}")),
                 });
             }
             if !t.eat(b' ') {
-                return Err("SEARCH RETURN (...) must be followed by search keys".into());
+                return Err("RETURN (...) must be followed by the command's arguments".into());
             }
-            extras.search_return = Some(opts);
+            if is_sort {
+                extras.sort_return = Some(opts);
+            } else {
+                extras.search_return = Some(opts);
+            }
             let mut rebuilt = message[..args_at].to_vec();
             rebuilt.extend_from_slice(&message[t.pos..]);
             return Ok((Cow::Owned(rebuilt), extras));

@@ -34,6 +34,7 @@ const AUTHENTICATED: &[&str] = &[
     "QRESYNC",
     "SORT",
     "SORT=DISPLAY",
+    "ESORT",
     "THREAD=ORDEREDSUBJECT",
     "THREAD=REFERENCES",
     "COMPRESS=DEFLATE",

@@ -347,7 +347,19 @@ async fn run<S: Sink>(
             charset,
             search_criteria,
             uid,
-        } => sort::sort(p, sort_criteria, charset, search_criteria, uid).await,
+        } => {
+            let returns = extras.sort_return;
+            sort::sort(
+                p,
+                tag,
+                sort_criteria,
+                charset,
+                search_criteria,
+                uid,
+                returns,
+            )
+            .await
+        }
         C::Thread {
             algorithm,
             charset,

@@ -1,14 +1,16 @@
 //! SORT (RFC 5256 §3, with SORT=DISPLAY, RFC 5957): the messages a search finds, ordered by
 //! keys taken from their header section (the header cache, else the blob) and their row
-//! (size, arrival). Messages with equal keys keep sequence-number order (§3).
+//! (size, arrival). Messages with equal keys keep sequence-number order (§3). With
+//! `RETURN (...)` the answer is an ESEARCH in sort order (ESORT, RFC 5267 §3).
 
 use std::cmp::Ordering;
 
-use imap_codec::imap_types::core::{Charset, Vec1};
+use imap_codec::imap_types::core::{Charset, Tag, Vec1};
 use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
 use imap_codec::imap_types::search::SearchKey;
 use mail_parser::{Address, MessageParser};
 
+use crate::ext_syntax::SearchReturn;
 use crate::protocol::{bad, OpResult, Outcome, Protocol};
 use crate::response;
 
@@ -36,21 +38,59 @@ pub(super) struct Keys {
 
 pub async fn sort(
     p: &mut Protocol,
+    tag: &Tag<'_>,
     criteria: Vec1<SortCriterion>,
     charset: Charset<'_>,
     search: Vec1<SearchKey<'_>>,
     by_uid: bool,
+    returns: Option<Vec<SearchReturn>>,
 ) -> OpResult {
     let mut keyed = keys(p, charset, search).await?;
     let criteria: &[SortCriterion] = criteria.as_ref();
     keyed.sort_by(|a, b| compare(criteria, a, b));
-    let mut line = String::from("SORT");
-    for k in &keyed {
-        line.push(' ');
-        line.push_str(&(if by_uid { k.uid } else { k.seq }).to_string());
-    }
+    let sorted: Vec<u32> = keyed
+        .iter()
+        .map(|k| if by_uid { k.uid } else { k.seq })
+        .collect();
+    let line = match returns {
+        Some(returns) => esort_line(tag, by_uid, &returns, &sorted),
+        None => {
+            let mut line = String::from("SORT");
+            for n in &sorted {
+                line.push(' ');
+                line.push_str(&n.to_string());
+            }
+            line
+        }
+    };
     response::raw(&mut p.out, &line);
     Ok(Outcome::Ok(None, String::new()))
+}
+
+/// RFC 5267 §3.1: MIN and MAX are the first and last in sort order, ALL lists the
+/// matches in sort order (a range only for an ascending run, whose order it keeps), and
+/// `RETURN ()` means ALL.
+fn esort_line(tag: &Tag<'_>, by_uid: bool, returns: &[SearchReturn], sorted: &[u32]) -> String {
+    let mut line = format!("ESEARCH (TAG {})", response::quoted(tag.as_ref()));
+    if by_uid {
+        line.push_str(" UID");
+    }
+    let all = returns.is_empty() || returns.contains(&SearchReturn::All);
+    if let (Some(first), Some(last)) = (sorted.first(), sorted.last()) {
+        if returns.contains(&SearchReturn::Min) {
+            line.push_str(&format!(" MIN {first}"));
+        }
+        if returns.contains(&SearchReturn::Max) {
+            line.push_str(&format!(" MAX {last}"));
+        }
+        if all {
+            line.push_str(&format!(" ALL {}", response::sequence_set(sorted)));
+        }
+    }
+    if returns.contains(&SearchReturn::Count) {
+        line.push_str(&format!(" COUNT {}", sorted.len()));
+    }
+    line
 }
 
 /// The messages the search finds, in sequence order, with their keys.
