@@ -1,6 +1,6 @@
 //! The few IMAP4rev2 command forms imap-codec 2.0.0-alpha.10 cannot parse yet:
 //! `SEARCH RETURN (...)` (RFC 4731 / RFC 9051 §6.4.4), `SORT RETURN (...)` (ESORT, RFC 5267
-//! §3) and the extended LIST syntax
+//! §3), MULTIAPPEND (RFC 3502: one APPEND, several messages) and the extended LIST syntax
 //! (RFC 5258: selection options, several patterns, `RETURN (...)`). They are peeled off here
 //! and the rest — a plain RFC 3501 command — is parsed by imap-codec as usual. This only
 //! recognises tokens; anything it does not understand is left for imap-codec to reject.
@@ -39,6 +39,9 @@ pub struct Extras {
     pub search_return: Option<Vec<SearchReturn>>,
     /// `Some` when the SORT had RETURN (...) (ESORT); never SAVE.
     pub sort_return: Option<Vec<SearchReturn>>,
+    /// MULTIAPPEND: the messages after the first, each as a complete single-message
+    /// APPEND command (same tag and mailbox) for imap-codec to parse.
+    pub more_appends: Vec<Vec<u8>>,
     pub list: Option<ListOptions>,
 }
 
@@ -101,7 +104,58 @@ pub fn preparse(message: &[u8]) -> Result<(Cow<'_, [u8]>, Extras), String> {
     if name.eq_ignore_ascii_case(b"LIST") {
         return preparse_list(message, args_at, extras);
     }
+    if name.eq_ignore_ascii_case(b"APPEND") {
+        if let Some((first, more)) = split_multiappend(message, args_at) {
+            extras.more_appends = more;
+            return Ok((Cow::Owned(first), extras));
+        }
+    }
     Ok((Cow::Borrowed(message), extras))
+}
+
+/// RFC 3502 §6.3.11: `APPEND mailbox 1*(SP [flag-list SP] [date-time SP] literal)`. With
+/// more than one message, returns the command cut into single-message APPENDs (the first,
+/// and the rest); `None` for a plain APPEND or anything it does not follow, which
+/// imap-codec then parses (or rejects) as usual.
+fn split_multiappend(message: &[u8], args_at: usize) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+    let head = &message[..args_at];
+    let mut s = Scanner {
+        b: message,
+        pos: args_at,
+    };
+    s.astring()?;
+    let mailbox = &message[args_at..s.pos];
+    let mut pieces = Vec::new();
+    while s.peek() == Some(b' ') {
+        let start = s.pos;
+        s.pos += 1;
+        if s.peek() == Some(b'(') {
+            // A flag list holds no parentheses or literals: up to the closing one.
+            let close = message[s.pos..].iter().position(|&c| c == b')')?;
+            s.pos += close + 1;
+            if !s.eat(b' ') {
+                return None;
+            }
+        }
+        if s.peek() == Some(b'"') {
+            s.astring()?;
+            if !s.eat(b' ') {
+                return None;
+            }
+        }
+        if !matches!(s.peek(), Some(b'{') | Some(b'~')) {
+            return None;
+        }
+        s.astring()?;
+        pieces.push(&message[start..s.pos]);
+    }
+    if pieces.len() < 2 || &message[s.pos..] != b"\r\n" {
+        return None;
+    }
+    let command = |piece: &[u8]| [head, mailbox, piece, b"\r\n"].concat();
+    let first = command(pieces[0]);
+    let more = pieces[1..].iter().map(|p| command(p)).collect();
+    Some((first, more))
 }
 
 fn preparse_list(
@@ -340,6 +394,25 @@ impl<'b> Scanner<'b> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multiappend_is_cut_into_single_appends() {
+        let m = b"a APPEND Drafts (\\Seen) {3+}\r\none \"01-Jan-2026 10:00:00 +0000\" {3+}\r\ntwo ~{3}\r\nthr\r\n";
+        let (first, extras) = preparse(m).unwrap();
+        assert_eq!(&*first, b"a APPEND Drafts (\\Seen) {3+}\r\none\r\n");
+        assert_eq!(
+            extras.more_appends,
+            vec![
+                b"a APPEND Drafts \"01-Jan-2026 10:00:00 +0000\" {3+}\r\ntwo\r\n".to_vec(),
+                b"a APPEND Drafts ~{3}\r\nthr\r\n".to_vec(),
+            ]
+        );
+        // One message: untouched.
+        let one = b"a APPEND INBOX {3+}\r\none\r\n";
+        let (rest, extras) = preparse(one).unwrap();
+        assert_eq!(&*rest, one);
+        assert!(extras.more_appends.is_empty());
+    }
 
     #[test]
     fn search_return_is_peeled() {

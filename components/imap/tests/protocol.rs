@@ -304,7 +304,7 @@ async fn idle_sees_changes_from_another_replica() {
         b.cmd("c STORE 1 +FLAGS (\\Flagged)").await;
         let line = a.line().await;
         assert!(
-            line.starts_with("* 1 FETCH (FLAGS (\\Flagged) UID 1"),
+            line.starts_with("* 1 FETCH (FLAGS (\\Flagged \\Recent) UID 1"),
             "{line}"
         );
         b.cmd("d STORE 1 +FLAGS.SILENT (\\Deleted)").await;
@@ -857,6 +857,85 @@ async fn a_literal_longer_than_a_line_is_not_a_line_too_long() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiappend_appends_all_or_nothing() {
+    each_backend(test_limits(), |env| async move {
+        env.store()
+            .put_mailbox(&postbay_store::directory::MailboxSpec {
+                address: BOB.into(),
+                password_hash: format!("{{PLAIN}}{BOB_PASSWORD}"),
+                quota_bytes: 4096,
+                enabled: true,
+                owner: None,
+            })
+            .await
+            .unwrap();
+        let mut c = Raw::login(env.port(), BOB, BOB_PASSWORD).await;
+        let caps = c.cmd("a CAPABILITY").await;
+        assert!(caps[0].contains(" MULTIAPPEND"), "{caps:?}");
+        let msg = |subject: &str, pad: usize| {
+            format!("Subject: {subject}\r\n\r\n{}\r\n", "z".repeat(pad)).into_bytes()
+        };
+        // RFC 3502 §6.3.11: one command, three messages (a synchronising literal among
+        // them), each with its own flags and date; UIDs in order, APPENDUID as a set.
+        let (one, two, three) = (msg("one", 10), msg("two", 10), msg("three", 10));
+        c.send(format!("b APPEND INBOX (\\Seen) {{{}+}}\r\n", one.len()).as_bytes())
+            .await;
+        c.send(&one).await;
+        c.send(format!(" \"01-Feb-2026 10:00:00 +0000\" {{{}}}\r\n", two.len()).as_bytes())
+            .await;
+        assert!(
+            c.line().await.starts_with("+ "),
+            "continuation for the literal"
+        );
+        c.send(&two).await;
+        c.send(format!(" (\\Flagged $Work) {{{}+}}\r\n", three.len()).as_bytes())
+            .await;
+        c.send(&three).await;
+        c.send(b"\r\n").await;
+        let r = c.until_tag("b").await;
+        let ok = tagged(&r, "b");
+        assert!(
+            ok.starts_with("b OK [APPENDUID ") && ok.contains(" 1:3]"),
+            "{r:?}"
+        );
+        c.cmd("c SELECT INBOX").await;
+        let r = c
+            .cmd("d FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            .await;
+        let all = r.join("\n");
+        assert!(all.contains("* 1 FETCH (FLAGS (\\Seen"), "{r:?}");
+        assert!(all.contains("01-Feb-2026 10:00:00 +0000"), "{r:?}");
+        assert!(all.contains("$Work") && all.contains("\\Flagged"), "{r:?}");
+        let order: Vec<usize> = ["Subject: one", "Subject: two", "Subject: three"]
+            .iter()
+            .map(|s| all.find(s).unwrap_or_else(|| panic!("{s} in {r:?}")))
+            .collect();
+        assert!(order[0] < order[1] && order[1] < order[2], "{r:?}");
+
+        // Each fits the quota, together they do not: none goes in.
+        let (a, b) = (msg("a", 2500), msg("b", 2500));
+        c.send(format!("e APPEND INBOX {{{}+}}\r\n", a.len()).as_bytes())
+            .await;
+        c.send(&a).await;
+        c.send(format!(" {{{}+}}\r\n", b.len()).as_bytes()).await;
+        c.send(&b).await;
+        c.send(b"\r\n").await;
+        let r = c.until_tag("e").await;
+        assert!(tagged(&r, "e").starts_with("e NO [OVERQUOTA]"), "{r:?}");
+        assert_eq!(env.store().count_messages(BOB, "INBOX").await.unwrap(), 3);
+        let r = c.cmd("f NOOP").await;
+        assert!(!r.iter().any(|l| l.contains("EXISTS")), "{r:?}");
+        // A bad message refuses the whole command before anything is stored.
+        c.send(b"g APPEND INBOX {5+}\r\nhello {0+}\r\n\r\n").await;
+        let r = c.until_tag("g").await;
+        assert!(tagged(&r, "g").starts_with("g NO"), "{r:?}");
+        assert_eq!(env.store().count_messages(BOB, "INBOX").await.unwrap(), 3);
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_are_their_own_list() {
     each_backend(test_limits(), |env| async move {
         let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
@@ -1257,10 +1336,10 @@ async fn flag_answers_include_another_sessions_latest_changes() {
         let r = a.cmd("a3 FETCH 1:* (FLAGS)").await;
         assert!(
             r.iter()
-                .any(|l| l == "* 1 FETCH (FLAGS (\\Seen \\Deleted))"),
+                .any(|l| l == "* 1 FETCH (FLAGS (\\Seen \\Deleted \\Recent))"),
             "{r:?}"
         );
-        assert!(r.iter().any(|l| l == "* 3 FETCH (FLAGS ())"), "{r:?}");
+        assert!(r.iter().any(|l| l == "* 3 FETCH (FLAGS (\\Recent))"), "{r:?}");
         // b flags message 3 and takes \Deleted off message 1 again: a's EXPUNGE goes by
         // the flags as they are now, not as a last saw them.
         b.cmd("b3 STORE 3 +FLAGS.SILENT (\\Deleted)").await;

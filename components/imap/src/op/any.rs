@@ -19,6 +19,7 @@ const AUTHENTICATED: &[&str] = &[
     "NAMESPACE",
     "UNSELECT",
     "UIDPLUS",
+    "MULTIAPPEND",
     "MOVE",
     "CHILDREN",
     "LIST-EXTENDED",

@@ -306,6 +306,14 @@ async fn run<S: Sink>(
             flags,
             date,
             message,
+        } if !extras.more_appends.is_empty() => {
+            append::append_many(p, mailbox, (flags, date, message), extras.more_appends).await
+        }
+        C::Append {
+            mailbox,
+            flags,
+            date,
+            message,
         } => append::append(p, mailbox, flags, date, message).await,
         C::Idle => Ok(Outcome::Idle),
         C::Expunge => expunge::expunge(p, None).await,

@@ -155,6 +155,94 @@ impl Store {
         }
     }
 
+    /// Stores several messages into a folder as one: every blob first (durable), then all
+    /// rows in one transaction, so either all of them are in the folder or none is (IMAP
+    /// MULTIAPPEND, RFC 3502 §6.3.11: "If the server is unable to append all of the
+    /// messages, then it MUST not append any of them"). UIDs ascend in the given order.
+    pub async fn deliver_all_known(
+        &self,
+        mailbox_id: i64,
+        home: &str,
+        folder: &FolderInfo,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Delivered>> {
+        let started = std::time::Instant::now();
+        let mut rows = Vec::with_capacity(messages.len());
+        let mut blobs = Vec::with_capacity(messages.len());
+        let mut written = Ok(());
+        for message in messages {
+            let (size, header) = (message.size(), message.header());
+            match self.blobs.write(home, message.parts).await {
+                Ok(path) => {
+                    blobs.push(path.clone());
+                    rows.push((path, size, header, message.flags, message.internal_date));
+                }
+                Err(e) => {
+                    written = Err(e);
+                    break;
+                }
+            }
+        }
+        let backend = self.backend;
+        let inserted = match written {
+            Err(e) => Err(InsertError::Store(e)),
+            Ok(()) => {
+                self.write(Durability::Synced, async |tx| {
+                    let mut delivered = Vec::with_capacity(rows.len());
+                    for (blob_path, size, header, flags, internal_date) in &rows {
+                        let row = NewRow {
+                            blob_path,
+                            size: *size,
+                            header: header.clone(),
+                            flags,
+                            internal_date: *internal_date,
+                            delivery_key: None,
+                        };
+                        delivered.push(
+                            Self::insert_message_in(tx, backend, mailbox_id, folder, &row).await?,
+                        );
+                    }
+                    tx.commit_in_place().await?;
+                    Ok::<_, InsertError>(delivered)
+                })
+                .await
+            }
+        };
+        postbay_telemetry::store_latency("deliver", started.elapsed());
+        match inserted {
+            Ok(delivered) => {
+                if let Some(last) = delivered.last() {
+                    self.changes.committed(folder.id, last.modseq);
+                }
+                Ok(delivered)
+            }
+            Err(e) => {
+                // Nothing committed: none of the blobs is reachable.
+                for blob_path in &blobs {
+                    if let Err(cleanup) = self.blobs.remove(blob_path).await {
+                        tracing::warn!(%cleanup, blob_path, "could not remove orphan blob");
+                    }
+                }
+                match e {
+                    InsertError::OverQuota => {
+                        let size: i64 = rows.iter().map(|r| r.1).sum();
+                        let row = sqlx::query(
+                            "SELECT id, address, domain, local_part, password_hash, quota_bytes, used_bytes, \
+                             enabled, home, owner FROM mailboxes WHERE id = ?",
+                        )
+                        .bind(mailbox_id)
+                        .fetch_optional(&mut *self.reader().await?)
+                        .await?
+                        .ok_or_else(|| Error::NoSuchMailbox(format!("mailbox #{mailbox_id}")))?;
+                        Err(over_quota(&crate::directory::mailbox_from_row(&row), size))
+                    }
+                    InsertError::Store(e) => Err(e),
+                    InsertError::DuplicateKey => unreachable!("appends carry no delivery key"),
+                }
+            }
+        }
+    }
+
     /// Writes the blob, then the row; removes the blob again if the row is refused.
     /// Times [`Store::write_message`] for `postbay_store_seconds{operation="deliver"}`.
     async fn deliver_to(
