@@ -42,6 +42,9 @@ pub struct Extras {
     /// MULTIAPPEND: the messages after the first, each as a complete single-message
     /// APPEND command (same tag and mailbox) for imap-codec to parse.
     pub more_appends: Vec<Vec<u8>>,
+    /// CATENATE (RFC 4469): per message of the APPEND (first, then `more_appends`), its
+    /// parts, `None` for a plain literal; empty when no message used CATENATE.
+    pub catenate: Vec<Option<Vec<CatPart>>>,
     pub list: Option<ListOptions>,
 }
 
@@ -105,19 +108,38 @@ pub fn preparse(message: &[u8]) -> Result<(Cow<'_, [u8]>, Extras), String> {
         return preparse_list(message, args_at, extras);
     }
     if name.eq_ignore_ascii_case(b"APPEND") {
-        if let Some((first, more)) = split_multiappend(message, args_at) {
+        if let Some((first, more, catenate)) = split_appends(message, args_at) {
             extras.more_appends = more;
+            extras.catenate = catenate;
             return Ok((Cow::Owned(first), extras));
         }
     }
     Ok((Cow::Borrowed(message), extras))
 }
 
-/// RFC 3502 §6.3.11: `APPEND mailbox 1*(SP [flag-list SP] [date-time SP] literal)`. With
-/// more than one message, returns the command cut into single-message APPENDs (the first,
-/// and the rest); `None` for a plain APPEND or anything it does not follow, which
-/// imap-codec then parses (or rejects) as usual.
-fn split_multiappend(message: &[u8], args_at: usize) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+/// One part of a CATENATE message (RFC 4469 §5): literal text, or an IMAP URL of a message
+/// or a part of one (RFC 5092), resolved when the command runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatPart {
+    Text(Vec<u8>),
+    Url(String),
+}
+
+/// Stands in for a CATENATE message's data in the APPEND imap-codec parses; the command
+/// replaces it with the parts put together.
+pub const CATENATE_PLACEHOLDER: &[u8] = b"{1+}\r\n.";
+
+/// RFC 3502 §6.3.11 and RFC 4469 §5: `APPEND mailbox 1*(SP [flag-list SP] [date-time SP]
+/// (literal / "CATENATE" SP "(" cat-part *(SP cat-part) ")"))`. With more than one message
+/// or any CATENATE, returns the command cut into single-message APPENDs (the first and the
+/// rest, CATENATE data replaced by [`CATENATE_PLACEHOLDER`]) and each message's parts;
+/// `None` for a plain APPEND or anything it does not follow, which imap-codec then parses
+/// (or rejects) as usual.
+#[allow(clippy::type_complexity)]
+fn split_appends(
+    message: &[u8],
+    args_at: usize,
+) -> Option<(Vec<u8>, Vec<Vec<u8>>, Vec<Option<Vec<CatPart>>>)> {
     let head = &message[..args_at];
     let mut s = Scanner {
         b: message,
@@ -125,7 +147,8 @@ fn split_multiappend(message: &[u8], args_at: usize) -> Option<(Vec<u8>, Vec<Vec
     };
     s.astring()?;
     let mailbox = &message[args_at..s.pos];
-    let mut pieces = Vec::new();
+    let mut pieces: Vec<Vec<u8>> = Vec::new();
+    let mut parts: Vec<Option<Vec<CatPart>>> = Vec::new();
     while s.peek() == Some(b' ') {
         let start = s.pos;
         s.pos += 1;
@@ -143,19 +166,53 @@ fn split_multiappend(message: &[u8], args_at: usize) -> Option<(Vec<u8>, Vec<Vec
                 return None;
             }
         }
-        if !matches!(s.peek(), Some(b'{') | Some(b'~')) {
+        let opts_end = s.pos;
+        if matches!(s.peek(), Some(b'{') | Some(b'~')) {
+            s.astring()?;
+            pieces.push(message[start..s.pos].to_vec());
+            parts.push(None);
+            continue;
+        }
+        let word = s.atom()?;
+        if !word.eq_ignore_ascii_case(b"CATENATE") || !s.eat(b' ') || !s.eat(b'(') {
             return None;
         }
-        s.astring()?;
-        pieces.push(&message[start..s.pos]);
+        let mut cat = Vec::new();
+        loop {
+            let kind = s.atom()?.to_ascii_uppercase();
+            if !s.eat(b' ') {
+                return None;
+            }
+            match kind.as_slice() {
+                b"TEXT" if matches!(s.peek(), Some(b'{') | Some(b'~')) => {
+                    cat.push(CatPart::Text(s.astring()?));
+                }
+                b"URL" => {
+                    let url = s.astring()?;
+                    cat.push(CatPart::Url(String::from_utf8(url).ok()?));
+                }
+                _ => return None,
+            }
+            if s.eat(b')') {
+                break;
+            }
+            if !s.eat(b' ') {
+                return None;
+            }
+        }
+        let mut piece = message[start..opts_end].to_vec();
+        piece.extend_from_slice(CATENATE_PLACEHOLDER);
+        pieces.push(piece);
+        parts.push(Some(cat));
     }
-    if pieces.len() < 2 || &message[s.pos..] != b"\r\n" {
+    let catenates = parts.iter().any(Option::is_some);
+    if pieces.is_empty() || (pieces.len() < 2 && !catenates) || &message[s.pos..] != b"\r\n" {
         return None;
     }
     let command = |piece: &[u8]| [head, mailbox, piece, b"\r\n"].concat();
-    let first = command(pieces[0]);
+    let first = command(&pieces[0]);
     let more = pieces[1..].iter().map(|p| command(p)).collect();
-    Some((first, more))
+    Some((first, more, if catenates { parts } else { Vec::new() }))
 }
 
 fn preparse_list(
@@ -407,6 +464,20 @@ mod tests {
                 b"a APPEND Drafts ~{3}\r\nthr\r\n".to_vec(),
             ]
         );
+        // CATENATE: the parts come out, a placeholder goes to imap-codec.
+        let m = b"a APPEND Sent (\\Seen) CATENATE (URL \"/Drafts;UIDVALIDITY=7/;UID=3/;SECTION=HEADER\" TEXT {4+}\r\nbody URL /INBOX/;UID=1)\r\n";
+        let (first, extras) = preparse(m).unwrap();
+        assert_eq!(&*first, b"a APPEND Sent (\\Seen) {1+}\r\n.\r\n");
+        assert_eq!(
+            extras.catenate,
+            vec![Some(vec![
+                CatPart::Url("/Drafts;UIDVALIDITY=7/;UID=3/;SECTION=HEADER".into()),
+                CatPart::Text(b"body".to_vec()),
+                CatPart::Url("/INBOX/;UID=1".into()),
+            ])]
+        );
+        assert!(preparse(b"a APPEND Sent CATENATE (BOGUS x)\r\n")
+            .is_ok_and(|(r, e)| e.catenate.is_empty() && !r.is_empty()));
         // One message: untouched.
         let one = b"a APPEND INBOX {3+}\r\none\r\n";
         let (rest, extras) = preparse(one).unwrap();

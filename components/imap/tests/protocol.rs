@@ -936,6 +936,91 @@ async fn multiappend_appends_all_or_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catenate_builds_a_message_from_text_and_urls() {
+    each_backend(test_limits(), |env| async move {
+        let original = b"From: a@example.test\r\nSubject: parts\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\n\
+first part\r\n--XX\r\nContent-Type: text/plain\r\n\r\nsecond part\r\n--XX--\r\n";
+        deliver(env.store(), ALICE, "INBOX", original.to_vec()).await;
+        let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let caps = c.cmd("a CAPABILITY").await;
+        assert!(caps[0].contains(" CATENATE"), "{caps:?}");
+        let r = c.cmd("b EXAMINE INBOX").await;
+        let uidvalidity = number_after(
+            r.iter().find(|l| l.contains("[UIDVALIDITY ")).unwrap(),
+            "UIDVALIDITY",
+        );
+        let fetch_drafts = async |c: &mut Raw, tag: &str| {
+            c.cmd(&format!("{tag}1 EXAMINE Drafts")).await;
+            let r = c.cmd(&format!("{tag}2 FETCH * BODY.PEEK[]")).await;
+            c.cmd(&format!("{tag}3 EXAMINE INBOX")).await;
+            // Raw gives lines without their CRLF, literals included.
+            r.join("\n").replace('\r', "")
+        };
+        // RFC 4469 §5: an absolute URL's header, then new text.
+        let text = b"new text\r\n";
+        c.send(
+            format!(
+                "c APPEND Drafts (\\Draft) CATENATE (URL \"/INBOX;UIDVALIDITY={uidvalidity}/;UID=1/;SECTION=HEADER\" TEXT {{{}+}}\r\n",
+                text.len()
+            )
+            .as_bytes(),
+        )
+        .await;
+        c.send(text).await;
+        c.send(b")\r\n").await;
+        let r = c.until_tag("c").await;
+        assert!(tagged(&r, "c").starts_with("c OK [APPENDUID "), "{r:?}");
+        let body = fetch_drafts(&mut c, "d").await;
+        assert!(
+            body.contains("Subject: parts\nMIME-Version: 1.0\n")
+                && body.contains("boundary=\"XX\"\n\nnew text\n)"),
+            "{body}"
+        );
+        // A relative URL (to the selected INBOX) of a part, with PARTIAL, after text.
+        let head = b"Subject: fwd\r\n\r\n";
+        c.send(
+            format!("e APPEND Drafts CATENATE (TEXT {{{}+}}\r\n", head.len()).as_bytes(),
+        )
+        .await;
+        c.send(head).await;
+        c.send(b" URL \";UID=1/;SECTION=2/;PARTIAL=0.6\")\r\n").await;
+        let r = c.until_tag("e").await;
+        assert!(tagged(&r, "e").starts_with("e OK"), "{r:?}");
+        let body = fetch_drafts(&mut c, "f").await;
+        assert!(body.contains("Subject: fwd\n\nsecond)"), "{body}");
+
+        // MULTIAPPEND with a CATENATE message: both, in one transaction.
+        c.send(b"g APPEND Drafts {5+}\r\nhello CATENATE (URL \"/INBOX/;UID=1/;SECTION=1\")\r\n")
+            .await;
+        let r = c.until_tag("g").await;
+        assert!(tagged(&r, "g").starts_with("g OK [APPENDUID "), "{r:?}");
+        let drafts = env.store().count_messages(ALICE, "Drafts").await.unwrap();
+        assert_eq!(drafts, 4);
+
+        // URLs it cannot use: NO [BADURL], nothing stored.
+        for (tag, url) in [
+            ("h", "/INBOX/;UID=99".to_string()),
+            ("i", format!("/INBOX;UIDVALIDITY={}/;UID=1", uidvalidity + 1)),
+            ("j", "/NoSuchFolder/;UID=1".into()),
+            ("k", "/INBOX/;UID=1;URLAUTH=anonymous:internal:00".into()),
+            ("l", "/INBOX/;UID=1/;SECTION=9.9".into()),
+        ] {
+            let r = c
+                .cmd(&format!("{tag} APPEND Drafts CATENATE (URL \"{url}\")"))
+                .await;
+            assert!(
+                tagged(&r, tag).starts_with(&format!("{tag} NO [BADURL]")),
+                "{url}: {r:?}"
+            );
+        }
+        assert_eq!(env.store().count_messages(ALICE, "Drafts").await.unwrap(), drafts);
+        env
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_are_their_own_list() {
     each_backend(test_limits(), |env| async move {
         let mut c = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
@@ -1339,7 +1424,10 @@ async fn flag_answers_include_another_sessions_latest_changes() {
                 .any(|l| l == "* 1 FETCH (FLAGS (\\Seen \\Deleted \\Recent))"),
             "{r:?}"
         );
-        assert!(r.iter().any(|l| l == "* 3 FETCH (FLAGS (\\Recent))"), "{r:?}");
+        assert!(
+            r.iter().any(|l| l == "* 3 FETCH (FLAGS (\\Recent))"),
+            "{r:?}"
+        );
         // b flags message 3 and takes \Deleted off message 1 again: a's EXPUNGE goes by
         // the flags as they are now, not as a last saw them.
         b.cmd("b3 STORE 3 +FLAGS.SILENT (\\Deleted)").await;

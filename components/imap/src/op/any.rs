@@ -20,6 +20,7 @@ const AUTHENTICATED: &[&str] = &[
     "UNSELECT",
     "UIDPLUS",
     "MULTIAPPEND",
+    "CATENATE",
     "MOVE",
     "CHILDREN",
     "LIST-EXTENDED",

@@ -1,5 +1,5 @@
 //! APPEND (RFC 9051 §6.3.12) with APPENDUID (RFC 4315), literal8 (RFC 3516) and
-//! MULTIAPPEND (RFC 3502). Messages go through `Store::deliver`, so UIDs come from the same
+//! MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469, [`super::catenate`]). Messages go through `Store::deliver`, so UIDs come from the same
 //! locked counter as mail delivery.
 
 use std::num::NonZeroU32;
@@ -131,12 +131,14 @@ fn new_message(
 }
 
 /// MULTIAPPEND (RFC 3502 §6.3.11): all the messages go in, in order, or none does;
-/// APPENDUID names the UIDs as a set (RFC 4315 §3).
+/// APPENDUID names the UIDs as a set (RFC 4315 §3). A message given by CATENATE parts is
+/// put together first (RFC 4469 §5).
 pub async fn append_many(
     p: &mut Protocol,
     mailbox: Mailbox<'_>,
     first: AppendPart<'_>,
     more: Vec<Vec<u8>>,
+    catenate: Vec<Option<Vec<crate::ext_syntax::CatPart>>>,
 ) -> OpResult {
     let name = p.mailbox_name(&mailbox)?;
     let mut messages = vec![new_message(first)?];
@@ -152,6 +154,16 @@ pub async fn append_many(
                 ..
             } => messages.push(new_message((flags, date, message))?),
             _ => return Err(bad("MULTIAPPEND: not an APPEND")),
+        }
+    }
+    let limit = p.ctx.limits.max_literal_size as usize;
+    for (message, parts) in messages.iter_mut().zip(&catenate) {
+        if let Some(parts) = parts {
+            let data = super::catenate::resolve(p, parts, limit).await?;
+            if data.is_empty() {
+                return Err(no(None, "Can't save a zero byte message"));
+            }
+            message.parts = vec![Part::Shared(std::sync::Arc::new(data))];
         }
     }
     let folder = match p.folder(&name).await {

@@ -4,6 +4,7 @@
 pub mod any;
 pub mod append;
 pub mod auth;
+pub mod catenate;
 pub mod copy;
 pub mod expunge;
 pub mod fetch;
@@ -306,8 +307,9 @@ async fn run<S: Sink>(
             flags,
             date,
             message,
-        } if !extras.more_appends.is_empty() => {
-            append::append_many(p, mailbox, (flags, date, message), extras.more_appends).await
+        } if !extras.more_appends.is_empty() || !extras.catenate.is_empty() => {
+            let first = (flags, date, message);
+            append::append_many(p, mailbox, first, extras.more_appends, extras.catenate).await
         }
         C::Append {
             mailbox,
