@@ -668,3 +668,44 @@ def test_a_local_from_from_outside_without_authentication_is_a_forged_local_send
     foreign = GOOD.format(id="fl2", body="hi").encode()
     out = check(port, foreign, IP="127.0.0.9", Helo="h.remote.test", From="<alice@example.org>")
     assert "FORGED_LOCAL_SENDER" not in out["symbols"] and "FROM_LOCAL_DOMAIN" not in out["symbols"], out
+
+
+def test_ratelimits_soft_reject_the_third_message_from_a_sender_on_any_replica(make_postbay, dns, tmp_path):
+    """`ratelimits = ["from:2/1h"]` on two filter replicas sharing the database: two messages
+    from one sender pass (one through each replica), the third gets `soft reject` with
+    RATELIMIT on either replica and is not counted; another sender still passes, a logged-in
+    sender is not limited by a `from` rule. A malformed rule stops the role with a clear
+    message."""
+    import os
+
+    bad = subprocess.run([str(postbay_binary()), "filter"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "POSTBAY_DATA_DIR": str(tmp_path / "bad"),
+                              "POSTBAY_FILTER__LISTEN": "127.0.0.1:1",
+                              "POSTBAY_FILTER__RATELIMITS": '["from:2/1w"]'})
+    assert bad.returncode != 0
+    assert 'filter.ratelimits: rate limit "from:2/1w": the period\'s unit is not s, m, h or d' in bad.stderr, bad.stderr
+
+    pb = make_postbay()
+    a, b = pb.port(11333), pb.port(11334)
+    pb.env.update({"POSTBAY_DATA_DIR": str(pb.data), "POSTBAY_DATABASE_URL": pb.database_url,
+                   "POSTBAY_FILTER__NAMESERVERS": f"[127.0.0.1:{dns.port}]",
+                   "POSTBAY_FILTER__LOCAL_NETWORKS": "[]",
+                   "POSTBAY_FILTER__RATELIMITS": '["from:2/1h"]'})
+    for port, name in ((a, "filter-a"), (b, "filter-b")):
+        pb.env["POSTBAY_FILTER__LISTEN"] = f"127.0.0.1:{port}"
+        pb.start("filter", wait_ports=[port], log_name=name)
+    msg = message_file(tmp_path, "r.eml", GOOD.format(id="rl1", body="hello"))
+    ask = lambda port, sender, *extra: rspamc(port, "-i", "192.0.2.10", "-F", sender, "-r", "bob@example.test",
+                                              *extra, "symbols", msg)
+    first = ask(a, "alice@example.org")
+    assert "Action: no action" in first and "RATELIMIT_CHECK" in first, first
+    assert "Action: no action" in ask(b, "Alice@example.org"), "the second, on the other replica"
+    for port in (a, b):
+        third = ask(port, "alice@example.org")
+        assert "Action: soft reject" in third, third
+        assert "Symbol: RATELIMIT " in third or "Symbol: RATELIMIT(" in third, third
+        assert "from:2/1h alice@example.org" in third, third
+    assert "Action: no action" in ask(b, "other@example.org"), "another sender"
+    assert "RATELIMIT" not in ask(a, "alice@example.org", "-u", "alice@example.org"), "a login"
+    counts = pb.query("SELECT SUM(count) FROM ratelimit")
+    assert [int(row[0]) for row in counts] == [3], counts

@@ -1,4 +1,4 @@
-//! `postbay filter`: Rspamd's job (SPF/DKIM/DMARC/ARC, blocklists, content checks, Bayes, greylisting), speaking Rspamd's
+//! `postbay filter`: Rspamd's job (SPF/DKIM/DMARC/ARC, blocklists, content checks, Bayes, greylisting, rate limits), speaking Rspamd's
 //! HTTP protocol so rspamc, Rspamd's clients and Postbay's SMTP use it alike, and so it can
 //! be swapped for a real Rspamd.
 //!
@@ -44,6 +44,8 @@ pub struct FilterSettings {
     pub domain_dnsbl_sites: Vec<checks::dnsbl::Site>,
     /// Greylisting (needs the store given to [`build`]); `None`: off.
     pub greylist: Option<checks::greylist::GreylistSettings>,
+    /// Rate limits (need the store given to [`build`]); `None`: off.
+    pub ratelimit: Option<checks::ratelimit::RatelimitSettings>,
 }
 
 /// Builds the filter: the content checks, the classifier over `tokens`.
@@ -66,6 +68,14 @@ pub fn build(
             grey.clone(),
         ))),
         (Some(_), None) => tracing::warn!("greylisting needs the store; off"),
+        _ => {}
+    }
+    match (&settings.ratelimit, store.clone()) {
+        (Some(limits), Some(store)) => checks.push(Arc::new(checks::ratelimit::Ratelimit::new(
+            store,
+            limits.clone(),
+        ))),
+        (Some(_), None) => tracing::warn!("rate limits need the store; off"),
         _ => {}
     }
     if !settings.dnsbl_sites.is_empty() || !settings.domain_dnsbl_sites.is_empty() {

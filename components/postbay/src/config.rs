@@ -143,6 +143,11 @@ pub struct FilterSection {
     pub greylist_delay: Duration,
     #[serde(with = "humantime_serde")]
     pub greylist_lifetime: Duration,
+    /// Rate limits, Rspamd's ratelimit module simply: `kind:N/period` with kind `ip` (the
+    /// client, IPv6 by /64), `from` (envelope sender), `rcpt` (each recipient) or `user`
+    /// (the login), e.g. `[ip:200/1h, from:100/1h, user:1000/1d]`; counters in the
+    /// database. Empty (default): off.
+    pub ratelimits: Vec<String>,
 }
 
 /// Where a role opens the milter listener.
@@ -199,6 +204,7 @@ impl Default for FilterSection {
             greylisting: false,
             greylist_delay: Duration::from_secs(300),
             greylist_lifetime: Duration::from_secs(35 * 86_400),
+            ratelimits: Vec::new(),
         }
     }
 }
@@ -597,6 +603,21 @@ impl Config {
                     lifetime: f.greylist_lifetime,
                     local: f.local_networks.clone(),
                 }),
+            ratelimit: if f.ratelimits.is_empty() {
+                None
+            } else {
+                Some(postbay_filter::checks::ratelimit::RatelimitSettings {
+                    rules: f
+                        .ratelimits
+                        .iter()
+                        .map(|r| {
+                            postbay_filter::checks::ratelimit::Rule::parse(r)
+                                .map_err(|e| anyhow::anyhow!("filter.ratelimits: {e}"))
+                        })
+                        .collect::<anyhow::Result<_>>()?,
+                    local: f.local_networks.clone(),
+                })
+            },
             limits: postbay_filter::Limits {
                 max_message_size: f.max_message_size,
                 max_headers: f.max_headers,

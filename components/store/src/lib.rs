@@ -21,6 +21,7 @@ pub mod folders;
 pub mod fs;
 pub mod greylist;
 pub mod messages;
+pub mod ratelimit;
 pub mod subscriptions;
 
 use std::path::{Path, PathBuf};

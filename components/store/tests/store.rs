@@ -477,3 +477,115 @@ async fn bayes_scopes_count_apart_and_make_their_totals_row() {
         );
     }
 }
+
+#[tokio::test]
+async fn rate_limits_count_to_the_limit_slide_and_count_concurrent_replicas() {
+    use postbay_store::ratelimit::Bucket;
+    for t in common::stores().await {
+        let s = &t.store;
+        let b = |id: &str, limit| Bucket {
+            id: id.to_string(),
+            period: 100,
+            limit,
+        };
+        let (a, other) = (b("a", 2), b("other", 2));
+        // Two in the window pass, the third is over and not counted.
+        for now in [1000, 1010] {
+            assert!(
+                s.ratelimit(std::slice::from_ref(&a), now)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "{}",
+                t.name
+            );
+        }
+        assert_eq!(
+            s.ratelimit(std::slice::from_ref(&a), 1020).await.unwrap(),
+            vec![0],
+            "{}",
+            t.name
+        );
+        // Over in one bucket: counted in none of the message's buckets.
+        assert_eq!(
+            s.ratelimit(&[other.clone(), a.clone()], 1030)
+                .await
+                .unwrap(),
+            vec![1],
+            "{}",
+            t.name
+        );
+        // The next window still weighs the previous one: at 1100 it counts fully (2 + 1 > 2),
+        // halfway (1150) half (1 + 1 = 2 passes), then 1 + 2 > 2.
+        assert_eq!(
+            s.ratelimit(std::slice::from_ref(&a), 1100).await.unwrap(),
+            vec![0],
+            "{}",
+            t.name
+        );
+        assert!(
+            s.ratelimit(std::slice::from_ref(&a), 1150)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.ratelimit(std::slice::from_ref(&a), 1150).await.unwrap(),
+            vec![0],
+            "{}",
+            t.name
+        );
+        // A whole window later, it passes again.
+        assert!(
+            s.ratelimit(std::slice::from_ref(&a), 1300)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            t.name
+        );
+        assert!(
+            s.ratelimit(std::slice::from_ref(&other), 1300)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.ratelimit_prune(1300).await.unwrap(),
+            2,
+            "a's windows at 1000 and 1100 are over: {}",
+            t.name
+        );
+        // Two replicas counting at once both count.
+        let replica = postbay_store::Store::open(&t.url, &t.dir.path().join("mail"))
+            .await
+            .unwrap();
+        let c = b("c", 1000);
+        for round in 0..20 {
+            let (x, y) = tokio::join!(
+                s.ratelimit(std::slice::from_ref(&c), 5000 + round),
+                replica.ratelimit(std::slice::from_ref(&c), 5000 + round)
+            );
+            assert!(x.unwrap().is_empty() && y.unwrap().is_empty(), "{}", t.name);
+        }
+        let two = b("c", 40);
+        assert_eq!(
+            s.ratelimit(std::slice::from_ref(&two), 5050).await.unwrap(),
+            vec![0],
+            "40 counted: {}",
+            t.name
+        );
+        let one_more = b("c", 41);
+        assert!(
+            s.ratelimit(&[one_more], 5050).await.unwrap().is_empty(),
+            "{}",
+            t.name
+        );
+        replica.close().await;
+        t.cleanup().await;
+    }
+}

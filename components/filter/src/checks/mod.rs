@@ -16,6 +16,7 @@ pub mod headers;
 pub mod links;
 pub mod local_sender;
 pub mod mime;
+pub mod ratelimit;
 
 /// What a check sees.
 pub struct Scan<'a> {
