@@ -1,7 +1,8 @@
 //! The pre-parser in front of imap-codec (`ext_syntax`) against imap-codec itself as the
 //! oracle: a command imap-codec accepts in full must pass both pre-parse steps unchanged
 //! (same bytes, no extension options, no `$` taken for a saved search); on any other input
-//! they must not panic.
+//! they must not panic. The CATENATE URL parser (RFC 5092 forms) gets the same bytes and
+//! must not panic either.
 #![no_main]
 
 use imap_codec::decode::Decoder;
@@ -22,5 +23,8 @@ fuzz_target!(|data: &[u8]| {
     } else if let Ok((out, _)) = pre {
         // Whatever it rewrote is still searched for `$` without a panic.
         let _ = find_dollar(&out);
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = postbay_imap::op::catenate::parse(text);
     }
 });
