@@ -24,6 +24,9 @@ use postbay_net::wire::{read_some, write_out, MaybeTls, READ_CHUNK};
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A session's read buffer between bursts; see [`Session::size_read_buf`].
+const SMALL_READ: usize = 1024;
+
 /// Command names, to tell "unknown command" from "bad arguments" when parsing fails.
 const KNOWN: &[&str] = &[
     "CAPABILITY",
@@ -113,7 +116,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             started: Instant::now(),
             line_start: 0,
             expect_literal: false,
-            read_buf: vec![0; READ_CHUNK],
+            read_buf: vec![0; SMALL_READ],
         }
     }
 
@@ -165,7 +168,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(Ok(n)) => n,
         };
         self.frag.enqueue_bytes(&self.read_buf[..n]);
+        self.size_read_buf(n);
         Ok(())
+    }
+
+    /// Reads start small and grow to [`READ_CHUNK`] while the client sends more than fits
+    /// (an APPEND's literal); a short read shrinks the buffer again. An idle session, which
+    /// sits in a read, so holds 1 KiB instead of 16 (thousands of IDLE phones).
+    fn size_read_buf(&mut self, n: usize) {
+        let len = self.read_buf.len();
+        if n == len && len < READ_CHUNK {
+            self.read_buf = vec![0; READ_CHUNK];
+        } else if n < SMALL_READ && len > SMALL_READ {
+            self.read_buf = vec![0; SMALL_READ];
+        }
     }
 
     /// Advances the fragmentizer until a complete message is buffered, answering literal
@@ -520,6 +536,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             return Err(End::Protocol("line too long in IDLE"));
                         }
                         self.frag.enqueue_bytes(bytes);
+                        self.size_read_buf(n);
                     }
                     Err(e) => return Err(End::Io(e)),
                 },
