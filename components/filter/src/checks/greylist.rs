@@ -66,13 +66,6 @@ impl Greylist {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl Check for Greylist {
     fn name(&self) -> &'static str {
         "greylist"
@@ -87,7 +80,7 @@ impl Check for Greylist {
                 return out;
             }
             let key = triplet(ip, env.mail_from.as_deref().unwrap_or(""), &env.rcpt_to);
-            let now = now();
+            let now = postbay_store::now_unix();
             let lifetime = self.settings.lifetime.as_secs() as i64;
             // Old triplets go at most once an hour per process.
             let last = self.last_prune.load(Ordering::Relaxed);

@@ -193,13 +193,6 @@ impl Ratelimit {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl Check for Ratelimit {
     fn name(&self) -> &'static str {
         "ratelimit"
@@ -212,7 +205,7 @@ impl Check for Ratelimit {
             if keys.is_empty() {
                 return out;
             }
-            let now = now();
+            let now = postbay_store::now_unix();
             // Windows that no longer count go at most once an hour per process.
             let last = self.last_prune.load(Ordering::Relaxed);
             if now - last > 3600

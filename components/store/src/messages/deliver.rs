@@ -139,17 +139,7 @@ impl Store {
             folder,
         };
         match self.deliver_to(&target, message).await {
-            Err(Refused::OverQuota) => {
-                let row = sqlx::query(
-                    "SELECT id, address, domain, local_part, password_hash, quota_bytes, used_bytes, \
-                     enabled, home, owner FROM mailboxes WHERE id = ?",
-                )
-                .bind(mailbox_id)
-                .fetch_optional(&mut *self.reader().await?)
-                .await?
-                .ok_or_else(|| Error::NoSuchMailbox(format!("mailbox #{mailbox_id}")))?;
-                Err(over_quota(&crate::directory::mailbox_from_row(&row), size))
-            }
+            Err(Refused::OverQuota) => Err(self.over_quota_of(mailbox_id, size).await?),
             Err(Refused::Store(e)) => Err(e),
             Ok(delivered) => Ok(delivered),
         }
@@ -226,21 +216,26 @@ impl Store {
                 match e {
                     InsertError::OverQuota => {
                         let size: i64 = rows.iter().map(|r| r.1).sum();
-                        let row = sqlx::query(
-                            "SELECT id, address, domain, local_part, password_hash, quota_bytes, used_bytes, \
-                             enabled, home, owner FROM mailboxes WHERE id = ?",
-                        )
-                        .bind(mailbox_id)
-                        .fetch_optional(&mut *self.reader().await?)
-                        .await?
-                        .ok_or_else(|| Error::NoSuchMailbox(format!("mailbox #{mailbox_id}")))?;
-                        Err(over_quota(&crate::directory::mailbox_from_row(&row), size))
+                        Err(self.over_quota_of(mailbox_id, size).await?)
                     }
                     InsertError::Store(e) => Err(e),
                     InsertError::DuplicateKey => unreachable!("appends carry no delivery key"),
                 }
             }
         }
+    }
+
+    /// The over-quota error for a mailbox known by id, with its usage as it is now.
+    async fn over_quota_of(&self, mailbox_id: i64, size: i64) -> Result<Error> {
+        let row = sqlx::query(
+            "SELECT id, address, domain, local_part, password_hash, quota_bytes, used_bytes, \
+             enabled, home, owner FROM mailboxes WHERE id = ?",
+        )
+        .bind(mailbox_id)
+        .fetch_optional(&mut *self.reader().await?)
+        .await?
+        .ok_or_else(|| Error::NoSuchMailbox(format!("mailbox #{mailbox_id}")))?;
+        Ok(over_quota(&crate::directory::mailbox_from_row(&row), size))
     }
 
     /// Writes the blob, then the row; removes the blob again if the row is refused.
