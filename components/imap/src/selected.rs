@@ -392,6 +392,27 @@ impl Selected {
         Some(i as u32 + 1)
     }
 
+    /// `* VANISHED (EARLIER)` for the UIDs expunged after `since` that `wanted` covers
+    /// (RFC 7162 §3.2.5.1, §3.2.6). One the session still numbers is left for a plain
+    /// VANISHED, when expunges may be announced, so the client's numbering stays ours.
+    pub async fn report_vanished_since(
+        &self,
+        store: &Store,
+        out: &mut Vec<u8>,
+        since: i64,
+        wanted: impl Fn(u32) -> bool,
+    ) -> Result<(), postbay_store::Error> {
+        let gone: Vec<u32> = store
+            .expunged_since(self.folder_id, since)
+            .await?
+            .into_iter()
+            .map(|u| u as u32)
+            .filter(|u| wanted(*u) && self.seq_of(*u).is_none())
+            .collect();
+        vanished(out, &gone, true);
+        Ok(())
+    }
+
     /// Forgets messages that left the folder and tells the client: one `* VANISHED` with
     /// QRESYNC (RFC 7162 §3.2.10), else `* n EXPUNGE` highest first, so each number is
     /// still valid when the client applies it (RFC 9051 §7.5.1).

@@ -288,10 +288,7 @@ impl Check for Dnsbl {
             if scan.envelope.user.is_some() {
                 return out;
             }
-            let ip = scan
-                .envelope
-                .ip
-                .filter(|ip| !self.local.iter().any(|n| n.contains(ip)));
+            let ip = scan.envelope.outside_client(&self.local);
             let mut lookups = Vec::new();
             if let Some(ip) = ip {
                 for site in &self.ip_sites {

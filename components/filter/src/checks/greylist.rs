@@ -6,7 +6,6 @@
 //! their pool. The triplets are in the database, so every filter replica agrees.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -26,7 +25,7 @@ pub struct GreylistSettings {
 pub struct Greylist {
     store: postbay_store::Store,
     settings: GreylistSettings,
-    last_prune: AtomicI64,
+    prune: super::EveryGate,
 }
 
 /// The triplet's key: SHA-256 hex of the client's network, the sender and the recipients
@@ -61,7 +60,7 @@ impl Greylist {
         Greylist {
             store,
             settings,
-            last_prune: AtomicI64::new(0),
+            prune: super::EveryGate::default(),
         }
     }
 }
@@ -75,21 +74,14 @@ impl Check for Greylist {
         Box::pin(async move {
             let mut out = Outcome::default();
             let env = scan.envelope;
-            let Some(ip) = env.ip else { return out };
-            if env.user.is_some() || self.settings.local.iter().any(|n| n.contains(&ip)) {
+            let Some(ip) = env.outside_client(&self.settings.local) else {
                 return out;
-            }
+            };
             let key = triplet(ip, env.mail_from.as_deref().unwrap_or(""), &env.rcpt_to);
             let now = postbay_store::now_unix();
             let lifetime = self.settings.lifetime.as_secs() as i64;
             // Old triplets go at most once an hour per process.
-            let last = self.last_prune.load(Ordering::Relaxed);
-            if now - last > 3600
-                && self
-                    .last_prune
-                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
+            if self.prune.due(now, 3600) {
                 match self.store.greylist_prune(now - lifetime).await {
                     Ok(n) if n > 0 => {
                         tracing::info!(removed = n, "old greylisting triplets removed")

@@ -34,8 +34,7 @@ impl Check for LocalSender {
         Box::pin(async move {
             let mut out = Outcome::default();
             let env = scan.envelope;
-            let Some(ip) = env.ip else { return out };
-            if env.user.is_some() || self.local.iter().any(|n| n.contains(&ip)) {
+            if env.outside_client(&self.local).is_none() {
                 return out;
             }
             let Some(domain) = scan

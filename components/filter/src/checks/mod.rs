@@ -18,6 +18,26 @@ pub mod local_sender;
 pub mod mime;
 pub mod ratelimit;
 
+/// Lets a periodic clean-up through at most once an `interval` per process, whichever
+/// scan comes first (greylisting triplets, rate-limit windows).
+#[derive(Debug, Default)]
+pub struct EveryGate {
+    last: std::sync::atomic::AtomicI64,
+}
+
+impl EveryGate {
+    /// Whether the clean-up is due at `now` (Unix seconds); only one caller gets `true`.
+    pub fn due(&self, now: i64, interval: i64) -> bool {
+        use std::sync::atomic::Ordering;
+        let last = self.last.load(Ordering::Relaxed);
+        now - last > interval
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
 /// What a check sees.
 pub struct Scan<'a> {
     pub raw: &'a [u8],

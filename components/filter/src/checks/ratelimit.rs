@@ -8,7 +8,6 @@
 //! `user` rules apply to logged-in mail only.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -112,7 +111,7 @@ pub struct RatelimitSettings {
 pub struct Ratelimit {
     store: postbay_store::Store,
     settings: RatelimitSettings,
-    last_prune: AtomicI64,
+    prune: super::EveryGate,
 }
 
 /// The key of a client address: the address itself (IPv4), its /64 (IPv6).
@@ -142,10 +141,8 @@ pub fn keys(
     local: &[ipnet::IpNet],
     env: &crate::protocol::Envelope,
 ) -> Vec<(usize, String)> {
-    let user = env.user.as_deref().map(str::trim).filter(|u| !u.is_empty());
-    let outside = env
-        .ip
-        .filter(|ip| user.is_none() && !local.iter().any(|n| n.contains(ip)));
+    let user = env.user.as_deref().map(str::trim);
+    let outside = env.outside_client(local);
     let mut out = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         match rule.kind {
@@ -188,7 +185,7 @@ impl Ratelimit {
         Ratelimit {
             store,
             settings,
-            last_prune: AtomicI64::new(0),
+            prune: super::EveryGate::default(),
         }
     }
 }
@@ -207,13 +204,7 @@ impl Check for Ratelimit {
             }
             let now = postbay_store::now_unix();
             // Windows that no longer count go at most once an hour per process.
-            let last = self.last_prune.load(Ordering::Relaxed);
-            if now - last > 3600
-                && self
-                    .last_prune
-                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
+            if self.prune.due(now, 3600) {
                 match self.store.ratelimit_prune(now).await {
                     Ok(n) if n > 0 => tracing::info!(removed = n, "old rate limit windows removed"),
                     Ok(_) => {}

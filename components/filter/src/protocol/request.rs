@@ -106,12 +106,23 @@ impl Envelope {
             mail_from: text("from")?.map(|v| strip_brackets(&v)),
             rcpt_to,
             deliver_to: text("deliver-to")?.map(|v| strip_brackets(&v)),
-            user: text("user")?,
+            // A blank `User` is no login.
+            user: text("user")?.filter(|u| !u.trim().is_empty()),
             queue_id: text("queue-id")?,
             settings_id: text("settings-id")?,
             mta_name: text("mta-name")?,
             pass_all,
         })
+    }
+
+    /// The client's address when it is a stranger: not logged in and outside `local` (Rspamd's
+    /// `local_addrs`). Greylisting, rate limits, blocklists and the forged-local-sender check
+    /// look only at such clients.
+    pub fn outside_client(&self, local: &[ipnet::IpNet]) -> Option<IpAddr> {
+        if self.user.is_some() {
+            return None;
+        }
+        self.ip.filter(|ip| !local.iter().any(|n| n.contains(ip)))
     }
 
     /// The domain of the envelope sender, if it has one.
@@ -226,6 +237,21 @@ mod tests {
         assert_eq!(env.queue_id.as_deref(), Some("Q1"));
         assert_eq!(env.settings_id.as_deref(), Some("inbound"));
         assert!(env.pass_all);
+    }
+
+    #[test]
+    fn a_stranger_is_an_address_outside_the_local_networks_without_a_login() {
+        let local: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let env = |pairs: &[(&'static str, &str)]| Envelope::from_headers(&headers(pairs)).unwrap();
+        let outside = env(&[("IP", "192.0.2.7")]);
+        assert_eq!(outside.outside_client(&local), "192.0.2.7".parse().ok());
+        assert_eq!(env(&[("IP", "10.1.2.3")]).outside_client(&local), None);
+        let logged_in = env(&[("IP", "192.0.2.7"), ("User", "carol@example.test")]);
+        assert_eq!(logged_in.outside_client(&local), None);
+        // A blank User header is no login.
+        let blank = env(&[("IP", "192.0.2.7"), ("User", " ")]);
+        assert_eq!(blank.user, None);
+        assert!(blank.outside_client(&local).is_some());
     }
 
     #[test]

@@ -40,25 +40,9 @@ pub async fn append(
     message: LiteralOrLiteral8<'_>,
 ) -> OpResult {
     let name = p.mailbox_name(&mailbox)?;
-    let data: Vec<u8> = match message {
-        LiteralOrLiteral8::Literal(l) => l.as_ref().to_vec(),
-        LiteralOrLiteral8::Literal8(l) => l.data.into_owned(),
-    };
-    if data.is_empty() {
-        return Err(no(None, "Can't save a zero byte message"));
-    }
-    let internal_date = date
-        .map(|d| d.as_ref().timestamp())
-        .unwrap_or_else(postbay_store::now_unix);
     let user = p.user()?.clone();
-    let flags = flag_names(&flags);
-    let message = NewMessage {
-        // Shared: a retry by name after a rename must not copy the bytes.
-        parts: vec![Part::Shared(std::sync::Arc::new(data))],
-        internal_date,
-        flags: flags.clone(),
-        delivery_key: None,
-    };
+    let message = new_message((flags, date, message))?;
+    let flags = message.flags.clone();
     let store = &p.ctx.store;
     // Into the selected folder (unless renamed or deleted meanwhile), the session knows
     // where it goes; elsewhere it is looked up.
@@ -121,6 +105,7 @@ fn new_message(
         return Err(no(None, "Can't save a zero byte message"));
     }
     Ok(NewMessage {
+        // Shared: a retry by name after a rename must not copy the bytes.
         parts: vec![Part::Shared(std::sync::Arc::new(data))],
         internal_date: date
             .map(|d| d.as_ref().timestamp())

@@ -125,24 +125,13 @@ pub async fn fetch<S: Sink>(
             (_, _, None) => return Err(bad("VANISHED needs CHANGEDSINCE")),
             (true, true, Some(since)) => since,
         };
-        let folder_id = p.selected_mut()?.folder_id;
-        let gone: Vec<u32> = p
-            .ctx
-            .store
-            .expunged_since(folder_id, since)
-            .await?
-            .into_iter()
-            .map(|u| u as u32)
-            .filter(|u| crate::selected::uid_set_contains(&set, *u))
-            .collect();
-        // One the session still numbers goes later as a plain VANISHED, when expunges
-        // may be announced.
-        let sel = p.selected_mut()?;
-        let gone: Vec<u32> = gone
-            .into_iter()
-            .filter(|u| sel.seq_of(*u).is_none())
-            .collect();
-        crate::selected::vanished(&mut p.out, &gone, true);
+        let sel = p
+            .selected
+            .as_ref()
+            .ok_or_else(|| bad("No mailbox selected"))?;
+        let wanted = |uid| crate::selected::uid_set_contains(&set, uid);
+        sel.report_vanished_since(&p.ctx.store, &mut p.out, since, wanted)
+            .await?;
     }
     let names: Vec<MessageDataItemName<'static>> = match items {
         MacroOrMessageDataItemNames::Macro(m) => m

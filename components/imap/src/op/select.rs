@@ -143,16 +143,8 @@ pub async fn select(
                 .as_ref()
                 .is_none_or(|set| selected::uid_set_contains(set, uid))
         };
-        let gone: Vec<u32> = p
-            .ctx
-            .store
-            .expunged_since(folder.id, resync.modseq)
-            .await?
-            .into_iter()
-            .map(|u| u as u32)
-            .filter(|u| known(*u) && sel.seq_of(*u).is_none())
-            .collect();
-        selected::vanished(&mut p.out, &gone, true);
+        sel.report_vanished_since(&p.ctx.store, &mut p.out, resync.modseq, known)
+            .await?;
         for (i, m) in messages.iter().enumerate() {
             if m.modseq > resync.modseq && known(m.uid as u32) {
                 let state = FlagState::from(m);

@@ -219,7 +219,10 @@ impl Store {
                         Err(self.over_quota_of(mailbox_id, size).await?)
                     }
                     InsertError::Store(e) => Err(e),
-                    InsertError::DuplicateKey => unreachable!("appends carry no delivery key"),
+                    // Appends carry no delivery key, so no row can collide on one.
+                    InsertError::DuplicateKey => Err(Error::Database(sqlx::Error::Protocol(
+                        "duplicate delivery key on a keyless append".into(),
+                    ))),
                 }
             }
         }
