@@ -261,6 +261,66 @@ async fn hashing_pool_never_runs_more_than_its_threads() {
     ts.cleanup().await;
 }
 
+/// Argon2's memory is reused between checks, one work area per hashing thread at most, and
+/// given back once hashing has been idle for `hash_memory_idle`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashing_memory_is_bounded_by_the_threads_and_released_when_idle() {
+    let ts = postbay_testkit::stores("auth_memory").await.remove(0);
+    postbay_testkit::seed_domain(&ts.store, "example.test").await;
+    // m=1 MiB keeps the test quick; the stash works the same at Dovecot's 64 MiB.
+    let small = Params {
+        argon2_memory_kib: 1024,
+        argon2_iterations: 1,
+        ..Params::default()
+    };
+    put(
+        &ts.store,
+        ALICE,
+        &hash_with(b"secret", Scheme::Argon2id, &small).unwrap(),
+        true,
+    )
+    .await;
+    let auth = Authenticator::new(
+        ts.store.clone(),
+        AuthConfig {
+            hashing_threads: 2,
+            cache_capacity: 0,
+            hash_memory_idle: Duration::from_millis(300),
+            ..config()
+        },
+    );
+    let logins: Vec<_> = (0..16)
+        .map(|_| {
+            let auth = auth.clone();
+            tokio::spawn(
+                async move { auth.check_password(ip("192.0.2.1"), ALICE, b"secret").await },
+            )
+        })
+        .collect();
+    for login in logins {
+        assert!(is_success(&login.await.unwrap()));
+    }
+    let stats = auth.stats();
+    assert_eq!(stats.verifications, 16);
+    let held = stats.hash_memory_bytes;
+    assert!((1 << 20..=2 << 20).contains(&held), "{stats:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while auth.stats().hash_memory_bytes != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "hashing memory kept: {:?}",
+            auth.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A later login maps it again and still succeeds.
+    assert!(is_success(
+        &auth.check_password(ip("192.0.2.1"), ALICE, b"secret").await
+    ));
+    assert_eq!(auth.stats().hash_memory_bytes, 1 << 20);
+    ts.cleanup().await;
+}
+
 type HmacSha256 = Hmac<Sha256>;
 
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {

@@ -31,6 +31,7 @@ pub mod scram;
 mod shacrypt;
 mod stored;
 
+pub use argon::Scratch;
 pub use error::PasswdError;
 pub use params::Params;
 pub use scheme::Scheme;
@@ -61,8 +62,18 @@ pub fn hash_with(password: &[u8], scheme: Scheme, params: &Params) -> Result<Str
 ///
 /// Trailing CR/LF on `stored` is ignored: Secrets made with `--from-file` usually carry one.
 pub fn verify(password: &[u8], stored: &str) -> Result<bool, PasswdError> {
+    verify_in(password, stored, &mut Scratch::default())
+}
+
+/// [`verify`] reusing `scratch` for Argon2's memory, so that a pool of hashing threads does
+/// not map and fault in 64 MiB afresh for every login.
+pub fn verify_in(
+    password: &[u8],
+    stored: &str,
+    scratch: &mut Scratch,
+) -> Result<bool, PasswdError> {
     match Stored::parse(stored.trim_end_matches(['\r', '\n']))? {
-        Stored::Argon2(phc) => argon::verify(password, phc),
+        Stored::Argon2(phc) => argon::verify_in(password, phc, scratch),
         Stored::Bcrypt(crypt) => blf::verify(password, crypt),
         Stored::Sha512Crypt(crypt) => shacrypt::verify512(password, crypt),
         Stored::Sha256Crypt(crypt) => shacrypt::verify256(password, crypt),

@@ -127,3 +127,31 @@ fn unknown_schemes_are_errors_not_mismatches() {
         })
     );
 }
+
+/// One [`postbay_passwd::Scratch`] serves hashes of different costs in turn (64 MiB, then
+/// 32 MiB with another variant, then 64 MiB again) without stale blocks changing a result:
+/// what the hashing pool does when users' hashes were written with different parameters.
+#[test]
+fn a_reused_scratch_gives_the_same_answers() {
+    use postbay_passwd::{verify_in, Scratch};
+    let argon: Vec<&str> = DOVEADM
+        .iter()
+        .copied()
+        .filter(|s| s.contains("argon2"))
+        .collect();
+    assert_eq!(argon.len(), 2);
+    let mut scratch = Scratch::default();
+    for stored in [argon[0], argon[1], argon[0]] {
+        assert_eq!(
+            verify_in(b"secret", stored, &mut scratch),
+            Ok(true),
+            "{stored}"
+        );
+        assert_eq!(
+            verify_in(b"Secret", stored, &mut scratch),
+            Ok(false),
+            "{stored}"
+        );
+    }
+    assert_eq!(scratch.held_bytes(), 64 << 20);
+}
