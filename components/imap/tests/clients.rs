@@ -1,6 +1,6 @@
 //! Real clients against the in-process server: Python's imaplib (plain, STARTTLS, implicit
-//! TLS), curl (imap:// with and without STARTTLS, imaps://) and mbsync (isync) syncing a
-//! few hundred messages both ways.
+//! TLS), curl (imap:// with and without STARTTLS, imaps://), mbsync (isync) syncing a few
+//! hundred messages both ways, and interimap resyncing against a local Dovecot with QRESYNC.
 
 mod common;
 
@@ -326,6 +326,270 @@ async fn mbsync_syncs_a_mailbox_both_ways_without_differences() {
             assert!(out.contains("same 295"), "{out}");
             env
         }
+    })
+    .await;
+}
+
+/// The local side of interimap: Dovecot's `imap` binary on a pipe (PREAUTH), as a normal
+/// user: Dovecot refuses mail access as root.
+struct LocalDovecot {
+    conf: PathBuf,
+    maildir: PathBuf,
+    /// `setpriv` prefix when the test runs as root.
+    as_user: Vec<String>,
+}
+
+impl LocalDovecot {
+    async fn new(root: &Path) -> Option<LocalDovecot> {
+        let imap = Path::new("/usr/lib/dovecot/imap");
+        if !imap.is_file() {
+            if require_peers() {
+                panic!("POSTBAY_REQUIRE_PEERS=1 but /usr/lib/dovecot/imap is missing");
+            }
+            eprintln!("SKIP: Dovecot's imap binary is not installed");
+            return None;
+        }
+        let root_user = run("id", vec!["-u".into()]).await.trim() == "0";
+        if root_user {
+            peer("setpriv")?;
+        }
+        let dir = root.join("dovecot");
+        let maildir = dir.join("mail");
+        for d in [&dir, &maildir, &dir.join("run"), &dir.join("state")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let conf = dir.join("dovecot.conf");
+        let mut text = format!(
+            "mail_location = maildir:{mail}\nbase_dir = {run}\nstate_dir = {state}\n\
+log_path = {log}\nssl = no\n",
+            mail = maildir.display(),
+            run = dir.join("run").display(),
+            state = dir.join("state").display(),
+            log = dir.join("dovecot.log").display(),
+        );
+        let mut as_user = Vec::new();
+        if root_user {
+            text.push_str("mail_uid = nobody\nmail_gid = nogroup\n");
+            as_user = [
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+            ]
+            .map(String::from)
+            .to_vec();
+            // The test's temporary directory is private to root.
+            use std::os::unix::fs::PermissionsExt;
+            let open = std::fs::Permissions::from_mode(0o755);
+            std::fs::set_permissions(root, open.clone()).unwrap();
+            std::fs::set_permissions(&dir, open).unwrap();
+            std::fs::write(dir.join("dovecot.log"), "").unwrap();
+            run(
+                "chown",
+                vec![
+                    "-R".into(),
+                    "nobody:nogroup".into(),
+                    dir.display().to_string(),
+                ],
+            )
+            .await;
+        }
+        std::fs::write(&conf, text).unwrap();
+        Some(LocalDovecot {
+            conf,
+            maildir,
+            as_user,
+        })
+    }
+
+    /// The command interimap runs for `[local]` (split into words, no shell).
+    fn command(&self) -> String {
+        let mut words = self.as_user.clone();
+        words.extend([
+            "env".into(),
+            "USER=nobody".into(),
+            format!("HOME={}", self.maildir.display()),
+            "/usr/lib/dovecot/imap".into(),
+            "-c".into(),
+            self.conf.display().to_string(),
+        ]);
+        words.join(" ")
+    }
+
+    /// Runs IMAP commands (each line gets a tag) against the local store; returns the
+    /// transcript.
+    async fn imap(&self, lines: &[&str]) -> String {
+        use tokio::io::AsyncWriteExt;
+        let words: Vec<String> = self.command().split(' ').map(String::from).collect();
+        let mut child = tokio::process::Command::new(&words[0])
+            .args(&words[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut script = String::new();
+        for (i, line) in lines.iter().chain(&["LOGOUT"]).enumerate() {
+            script.push_str(&format!("t{i} {line}\r\n"));
+        }
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(script.as_bytes()).await.unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().await.unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Message files in a local folder (`INBOX` or a Maildir++ subfolder).
+    fn files(&self, folder: &str) -> Vec<String> {
+        let dir = match folder {
+            "INBOX" => self.maildir.clone(),
+            other => self.maildir.join(format!(".{other}")),
+        };
+        let mut names = Vec::new();
+        for sub in ["cur", "new"] {
+            if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
+                names
+                    .extend(entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()));
+            }
+        }
+        names
+    }
+}
+
+async fn interimap(config: &Path, debug: bool) -> String {
+    let mut args = vec![format!("--config={}", config.display())];
+    if debug {
+        args.push("--debug".into());
+    }
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::process::Command::new("interimap")
+            .args(&args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("interimap finishes")
+    .unwrap();
+    // interimap logs to stderr.
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "interimap failed:\n{log}");
+    assert!(
+        !log.contains("ERROR"),
+        "interimap reported an error:\n{log}"
+    );
+    log
+}
+
+/// interimap (Debian's `interimap`) keeps two IMAP servers in sync and insists on QRESYNC
+/// (RFC 7162), CONDSTORE's UNCHANGEDSINCE, UIDPLUS, LITERAL+ and ENABLE; it also turns on
+/// COMPRESS. Synced against a local Dovecot, changes on either side cross over, and the
+/// resync after remote changes is the one-round-trip `SELECT ... (QRESYNC ...)` with
+/// `VANISHED (EARLIER)` that phones use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interimap_syncs_both_ways_with_qresync() {
+    if peer("interimap").is_none() {
+        return;
+    }
+    each_backend(test_limits(), |env| async move {
+        let root = env.dir.path().to_path_buf();
+        let Some(local) = LocalDovecot::new(&root).await else {
+            return env;
+        };
+        for i in 1..=20 {
+            deliver(
+                env.store(),
+                ALICE,
+                "INBOX",
+                message(&format!("remote {i}"), "body"),
+            )
+            .await;
+        }
+        let config = root.join("interimap.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "database = {db}\n\n[local]\ntype = tunnel\ncommand = {command}\n\n\
+[remote]\ntype = imap\nhost = 127.0.0.1\nport = {port}\nSTARTTLS = YES\n\
+username = {ALICE}\npassword = {ALICE_PASSWORD}\nSSL_CAfile = {cert}\nSSL_hostname =\n",
+                db = root.join("interimap.db").display(),
+                command = local.command(),
+                port = env.port(),
+                cert = env.cert.display(),
+            ),
+        )
+        .unwrap();
+
+        // First run: everything comes down.
+        let log = interimap(&config, true).await;
+        assert!(log.contains("ENABLE QRESYNC"), "{log}");
+        assert!(log.contains("OK DEFLATE active"), "{log}");
+        assert_eq!(local.files("INBOX").len(), 20);
+
+        // Changes on the server: a flag, an expunge, a new message.
+        let mut raw = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        raw.cmd("a SELECT INBOX").await;
+        raw.cmd("b UID STORE 2 +FLAGS (\\Flagged)").await;
+        raw.cmd("c UID STORE 3 +FLAGS (\\Deleted)").await;
+        raw.cmd("d EXPUNGE").await;
+        deliver(env.store(), ALICE, "INBOX", message("remote 21", "body")).await;
+        // Changes on the local side: a flag, a new message, a new folder.
+        let local_changes = local
+            .imap(&[
+                "SELECT INBOX",
+                "STORE 1 +FLAGS (\\Answered)",
+                "APPEND INBOX {52+}\r\nSubject: from local\r\nFrom: a@example.test\r\n\r\nhello\r\n",
+                "CREATE Projects",
+            ])
+            .await;
+        let tagged_ok = local_changes
+            .lines()
+            .filter(|l| l.starts_with('t') && l.contains(" OK "))
+            .count();
+        assert_eq!(tagged_ok, 5, "{local_changes}");
+
+        let log = interimap(&config, true).await;
+        assert!(log.contains("SELECT INBOX (QRESYNC ("), "{log}");
+        assert!(log.contains("VANISHED (EARLIER) 3"), "{log}");
+
+        // Postbay now has the local message, the local flag and the local folder.
+        assert_eq!(
+            env.store().count_messages(ALICE, "INBOX").await.unwrap(),
+            21
+        );
+        let answered = raw.cmd("e UID SEARCH ANSWERED").await;
+        assert!(answered.iter().any(|l| l == "* SEARCH 1"), "{answered:?}");
+        let from_local = raw.cmd("f UID SEARCH SUBJECT \"from local\"").await;
+        assert!(
+            from_local.iter().any(|l| l.starts_with("* SEARCH ") && l.len() > 9),
+            "{from_local:?}"
+        );
+        let list = raw.cmd("g LIST \"\" Projects").await;
+        assert!(list.iter().any(|l| l.contains("Projects")), "{list:?}");
+        // The local store has the server's flag, expunge and new message.
+        let files = local.files("INBOX");
+        assert_eq!(files.len(), 21, "{files:?}");
+        assert_eq!(files.iter().filter(|f| f.ends_with(":2,F")).count(), 1, "{files:?}");
+
+        // A third run has nothing to send to the server. (It may still rewrite the local
+        // flags of the message it appended last time: that message's MODSEQ is above the
+        // HIGHESTMODSEQ interimap recorded before its APPEND, as it would be on Dovecot.)
+        let log = interimap(&config, true).await;
+        let commands: Vec<&str> = log
+            .lines()
+            .filter(|l| l.starts_with("remote") && l.contains(": C: "))
+            .collect();
+        assert!(
+            !commands
+                .iter()
+                .any(|l| l.contains(" APPEND ") || l.contains(" STORE ") || l.contains("EXPUNGE")),
+            "{log}"
+        );
+        let files = local.files("INBOX");
+        assert_eq!(files.len(), 21, "{files:?}");
+        assert_eq!(files.iter().filter(|f| f.ends_with(":2,F")).count(), 1, "{files:?}");
+        raw.cmd("h LOGOUT").await;
+        env
     })
     .await;
 }
