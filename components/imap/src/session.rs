@@ -274,14 +274,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn serve(&mut self) -> Result<std::convert::Infallible, End> {
         loop {
             self.next_message().await?;
-            let outcome = self.command().await;
+            // Commands run boxed, and IDLE runs here rather than inside them: a session
+            // task's memory is its largest state, and the command futures (FETCH, APPEND,
+            // the store's queries) are several KiB that an idle session need not carry.
+            let outcome = Box::pin(self.command()).await;
             match outcome {
-                Some(Outcome::Ok(..)) | None => {}
-                Some(Outcome::Logout) => return Err(End::Logout),
-                Some(Outcome::StartTls) => self.start_tls().await?,
-                Some(Outcome::Compress) => self.start_compress().await?,
-                Some(Outcome::Idle) => {}
-                Some(Outcome::Authenticate(_)) => {}
+                Some((_, Outcome::Ok(..))) | None => {}
+                Some((_, Outcome::Logout)) => return Err(End::Logout),
+                Some((_, Outcome::StartTls)) => Box::pin(self.start_tls()).await?,
+                Some((_, Outcome::Compress)) => self.start_compress().await?,
+                Some((tag, Outcome::Idle)) => self.idle(tag).await?,
+                Some((tag, Outcome::Authenticate(sasl))) => {
+                    Box::pin(self.authenticate(tag, sasl)).await?
+                }
             }
             if self.p.user.is_none() && self.p.auth_failures >= self.p.ctx.limits.max_auth_attempts
             {
@@ -291,9 +296,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Decodes and runs the buffered command. Returns `None` when it was rejected before
-    /// dispatch. IDLE and AUTHENTICATE continue here until they finish.
-    async fn command(&mut self) -> Option<Outcome> {
+    /// Decodes and runs the buffered command, returning its tag and outcome, or `None` when
+    /// it was rejected before dispatch. IDLE and AUTHENTICATE continue in [`Self::serve`].
+    async fn command(&mut self) -> Option<(Tag<'static>, Outcome)> {
         if self.frag.is_max_message_size_exceeded() {
             let tag = self.frag.decode_tag().map(|t| t.into_static());
             self.reject(tag, "Command too long");
@@ -347,21 +352,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let tag = command.tag.clone().into_static();
         let mut sink = StreamSink(&mut self.stream);
         let outcome = op::dispatch(&mut self.p, &mut sink, command, extras).await;
-        match outcome {
-            Outcome::Idle => {
-                if let Err(e) = self.idle(tag).await {
-                    return Some(self.fail(e));
-                }
-                Some(Outcome::Ok(None, String::new()))
-            }
-            Outcome::Authenticate(sasl) => {
-                if let Err(e) = self.authenticate(tag, sasl).await {
-                    return Some(self.fail(e));
-                }
-                Some(Outcome::Ok(None, String::new()))
-            }
-            other => Some(other),
-        }
+        Some((tag, outcome))
     }
 
     /// The saved SEARCH result as a sequence set for the command that uses `$`, or `None`
@@ -379,11 +370,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return found.is_search.then(|| u32::MAX.to_string());
         }
         Some(response::sequence_set(&numbers))
-    }
-
-    fn fail(&mut self, end: End) -> Outcome {
-        tracing::debug!(peer = %self.p.peer, ?end, "sub-dialogue ended the session");
-        Outcome::Logout
     }
 
     fn reject(&mut self, tag: Option<Tag<'static>>, text: &str) {
@@ -490,7 +476,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let done = IdleDoneCodec::default()
                     .decode(self.frag.message_bytes())
                     .is_ok();
-                if let Err(e) = self.p.sync(true).await {
+                if let Err(e) = Box::pin(self.p.sync(true)).await {
                     op::finish(&mut self.p, &tag, "IDLE", Err(e));
                     return Err(End::Protocol("selected mailbox vanished"));
                 }
@@ -541,7 +527,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Err(e) => return Err(End::Io(e)),
                 },
                 _ = folder_moved => {
-                    if let Err(e) = self.p.sync(true).await {
+                    if let Err(e) = Box::pin(self.p.sync(true)).await {
                         op::finish(&mut self.p, &tag, "IDLE", Err(e));
                         return Err(End::Protocol("selected mailbox vanished"));
                     }
@@ -605,5 +591,29 @@ mod tests {
             describe_parse_error(b"a1 uid fetch\r\n"),
             "Error in IMAP command UID FETCH: invalid arguments"
         );
+    }
+}
+/// A session task holds its largest state for its whole life, so what an idle connection
+/// costs is bounded by these sizes (3,000 IDLE phones times each byte). Measured: the whole
+/// session 2,376 bytes, IDLE 520; before commands were boxed, 6,792.
+#[cfg(test)]
+mod task_size {
+    use super::*;
+
+    fn future_size<A, F: FnOnce(A) -> Fut, Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    fn future_size2<A, B, F: FnOnce(A, B) -> Fut, Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    #[test]
+    fn an_idle_session_task_stays_small() {
+        type S = postbay_net::Prefixed<tokio::net::TcpStream>;
+        let run = future_size(&Session::<S>::run);
+        let idle = future_size2(&Session::<S>::idle);
+        assert!(run <= 3 * 1024, "Session::run future is {run} bytes");
+        assert!(idle <= 1024, "Session::idle future is {idle} bytes");
     }
 }
