@@ -29,12 +29,19 @@ impl Store {
         lifetime: i64,
     ) -> Result<Grey> {
         let mut tx = self.begin_write(Durability::Relaxed).await?;
-        let (insert, lock) = match self.backend() {
-            Backend::Sqlite => ("INSERT OR IGNORE", ""),
-            Backend::MySql => ("INSERT IGNORE", " FOR UPDATE"),
+        // The row is created or locked exclusive in one statement. `INSERT IGNORE` would
+        // take only a shared lock on an existing row, and two replicas then asking for it
+        // exclusive deadlock each other (InnoDB error 1213; a test does exactly that).
+        // SQLite's write transaction holds the database lock already.
+        let (upsert, lock) = match self.backend() {
+            Backend::Sqlite => (" ON CONFLICT (triplet) DO NOTHING", ""),
+            Backend::MySql => (
+                " ON DUPLICATE KEY UPDATE last_seen = last_seen",
+                " FOR UPDATE",
+            ),
         };
         sqlx::query(&format!(
-            "{insert} INTO greylist (triplet, first_seen, passed, last_seen) VALUES (?, ?, 0, ?)"
+            "INSERT INTO greylist (triplet, first_seen, passed, last_seen) VALUES (?, ?, 0, ?){upsert}"
         ))
         .bind(triplet)
         .bind(now)

@@ -389,6 +389,39 @@ async fn greylisting_waits_then_passes_and_forgets_after_its_lifetime() {
     }
 }
 
+/// Replicas greylisting the same triplet at the same moment (a sender's retry reaching two
+/// filters) both get an answer: on InnoDB, `INSERT IGNORE` then `SELECT ... FOR UPDATE`
+/// let two transactions hold the row shared and both wait for it exclusive (a deadlock,
+/// error 1213); the upsert takes it exclusive at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greylisting_the_same_triplet_from_two_replicas_at_once_never_deadlocks() {
+    use postbay_store::greylist::Grey;
+    for t in common::stores().await {
+        let replica = postbay_store::Store::open(&t.url, &t.dir.path().join("mail"))
+            .await
+            .unwrap();
+        for round in 0..40i64 {
+            let triplet = format!("t{round}");
+            let (x, y, z) = tokio::join!(
+                t.store.greylist(&triplet, 1000, 300, 86_400),
+                replica.greylist(&triplet, 1000, 300, 86_400),
+                t.store.greylist(&triplet, 1000, 300, 86_400),
+            );
+            for verdict in [x, y, z] {
+                assert_eq!(verdict.unwrap(), Grey::Wait(300), "{}", t.name);
+            }
+            let (x, y) = tokio::join!(
+                t.store.greylist(&triplet, 1300, 300, 86_400),
+                replica.greylist(&triplet, 1300, 300, 86_400),
+            );
+            assert_eq!(x.unwrap(), Grey::Pass, "{}", t.name);
+            assert_eq!(y.unwrap(), Grey::Pass, "{}", t.name);
+        }
+        replica.close().await;
+        t.cleanup().await;
+    }
+}
+
 #[tokio::test]
 async fn domain_filter_overrides_are_set_replaced_cleared_and_go_with_the_domain() {
     for t in common::stores().await {
@@ -428,6 +461,44 @@ async fn domain_filter_overrides_are_set_replaced_cleared_and_go_with_the_domain
             .await
             .unwrap();
         assert!(left.is_empty(), "{}: {left:?}", t.name);
+    }
+}
+
+/// Two replicas learning different messages in one scope at once (users moving mail into
+/// Junk on two IMAP replicas) both count; `INSERT IGNORE` then `FOR UPDATE` on the totals
+/// row deadlocked them on MariaDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bayes_learning_from_two_replicas_at_once_never_deadlocks() {
+    use postbay_store::bayes::{Learned, GLOBAL_SCOPE};
+    for t in common::stores().await {
+        let replica = postbay_store::Store::open(&t.url, &t.dir.path().join("mail"))
+            .await
+            .unwrap();
+        let scope = 777;
+        for round in 0..20u64 {
+            let (a, b, c) = (
+                format!("<a{round}>"),
+                format!("<b{round}>"),
+                format!("<c{round}>"),
+            );
+            let (spam, ham, global) = ([round, 1000], [round, 2000], [round]);
+            let (x, y, z) = tokio::join!(
+                t.store.bayes_learn(scope, &a, &spam, true),
+                replica.bayes_learn(scope, &b, &ham, false),
+                t.store.bayes_learn(GLOBAL_SCOPE, &c, &global, true),
+            );
+            for learned in [x, y, z] {
+                assert_eq!(learned.unwrap(), Learned::New, "{}", t.name);
+            }
+        }
+        assert_eq!(
+            t.store.bayes_totals(scope).await.unwrap(),
+            (20, 20),
+            "{}",
+            t.name
+        );
+        replica.close().await;
+        t.cleanup().await;
     }
 }
 
