@@ -45,13 +45,18 @@ pub use scram::{ScramExchange, ScramLookup, ScramOutcome, ScramStart};
 /// octets (RFC 5321 §4.5.3.1.3), and the failure tables must not hold megabyte keys.
 pub const MAX_USERNAME_LEN: usize = 256;
 
+/// The default hashing pool's ceiling: 4 x 64 MiB of Argon2 memory at most, whatever the
+/// node's core count (the chart's mailbox pods are limited to 1 GiB).
+pub const MAX_DEFAULT_HASHING_THREADS: usize = 4;
+
 /// Everything the [`Authenticator`] is built from. `Default` is the production setting.
 #[derive(Clone)]
 pub struct AuthConfig {
     pub policy: LoginPolicy,
     /// Password verifications run at once (each Argon2id check holds 64 MiB). Default: the
-    /// number of cores, which keeps hashing from starving the mail sessions of more than
-    /// that.
+    /// number of cores, at most [`MAX_DEFAULT_HASHING_THREADS`], which keeps hashing from
+    /// starving the mail sessions, and a pod without a CPU limit on a big node from
+    /// hashing its way past its memory limit in a login storm.
     pub hashing_threads: usize,
     /// How long the hashing threads' Argon2 memory stays mapped after the last
     /// verification (reused meanwhile: faulting 64 MiB in is a third of a check's CPU).
@@ -72,7 +77,9 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             policy: LoginPolicy::default(),
-            hashing_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            hashing_threads: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(MAX_DEFAULT_HASHING_THREADS),
             hash_memory_idle: Duration::from_secs(60),
             cache_capacity: 10_000,
             cache_ttl: Duration::from_secs(600),

@@ -243,7 +243,7 @@ pub struct AuthSection {
     pub failure_window: Duration,
     /// Networks and user names tracked at most (each).
     pub max_tracked: usize,
-    /// Password hashes computed at once; 0 = the number of cores.
+    /// Password hashes computed at once; 0 = the number of cores, at most 4.
     pub hashing_threads: usize,
     /// How long the hashing threads keep their Argon2 memory (64 MiB each) after the last
     /// check; reusing it saves a third of a check's CPU.
