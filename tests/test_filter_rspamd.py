@@ -2,9 +2,11 @@
 rspamc works against the peer, and Postbay's MX (`postbay dev` with smtp.filter pointed at the
 real Rspamd's normal worker) gives the same verdict classes as with its own filter for the
 same messages: GTUBE refused at DATA with 550 5.7.1 and not delivered, a clean message in the
-INBOX, an "add header" verdict (Rspamd's YJS GTUBE variant) in Junk with `X-Spam: Yes`, a soft
-reject 451 4.7.1 and not delivered."""
+INBOX, an "add header" verdict (Rspamd's YJS GTUBE variant) in Junk with `X-Spam: Yes`, a
+"rewrite subject" verdict (ZJS) in Junk with its Subject rewritten, a soft reject 451 4.7.1
+and not delivered."""
 
+import email.policy
 import email.utils
 import smtplib
 import subprocess
@@ -16,6 +18,7 @@ from peers_rspamd import SOFT_REJECT_MARK, SOFT_REJECT_MESSAGE, start_rspamd
 from test_filter import GTUBE, dev_with_filter, dns, imap_fetch_all, message_file, wait_until  # noqa: F401
 
 GTUBE_ADD_HEADER = "Y" + GTUBE[1:]
+GTUBE_REWRITE_SUBJECT = "Z" + GTUBE[1:]
 
 
 def message(mid: str, body: str, subject: str = "lunch") -> str:
@@ -120,3 +123,23 @@ def test_mx_soft_reject_with_rspamd_and_postbay_filter(make_postbay, dns, reques
     expected = SOFT_REJECT_MESSAGE if kind == "rspamd" else "Greylisted"
     assert expected.encode() in text, text
     assert pb.total_messages() == 0
+
+
+@pytest.mark.parametrize("kind", FILTERS)
+def test_mx_rewrites_the_subject_with_rspamd_and_postbay_filter(make_postbay, dns, request, kind):
+    """Rspamd's ZJS GTUBE variant asks for "rewrite subject": the reply's `subject` (Rspamd's
+    default `*** SPAM *** %s`, RFC 2047 encoded since the old one was not ASCII) replaces the
+    Subject, and the message goes to Junk."""
+    pb, _ = mx(make_postbay, dns, request, kind)
+    subject = "=?utf-8?q?Gr=C3=BC=C3=9Fe?="
+    code, text = send(pb, message("z1", "rewrite me " + GTUBE_REWRITE_SUBJECT, subject=subject))
+    assert code == 250, text
+    pb.wait_messages("alice@example.test", 1, folder="Junk")
+    junk = imap_fetch_all(pb, "alice@example.test", "alice-secret", folder="Junk")
+    assert len(junk) == 1, junk
+    parsed = email.message_from_bytes(junk[0], policy=email.policy.default)
+    assert parsed["Subject"] == "*** SPAM *** Grüße", junk[0][:800]
+    assert len(parsed.get_all("Subject")) == 1, junk[0][:800]
+    assert parsed["X-Spam"] == "Yes", junk[0][:800]
+    header = junk[0].split(b"\r\n\r\n", 1)[0]
+    assert header.isascii(), header

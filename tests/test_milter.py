@@ -8,6 +8,7 @@ verifies)."""
 
 import base64
 import email
+import email.header
 import os
 import re
 import shutil
@@ -120,6 +121,23 @@ def test_add_header_action_tags_the_relayed_message(classic):
     assert msg["X-Spam"] == "Yes", msg
     assert msg["X-Spam-Score"] is not None
     assert msg["Subject"] == "tag me"
+
+
+def test_rewrite_subject_action_changes_the_relayed_subject(classic):
+    """Rspamd's ZJS GTUBE variant: the filter answers SMFIR_CHGHEADER for the first Subject
+    with the new one, RFC 2047 encoded (the old subject was not ASCII), as Rspamd's proxy does."""
+    mx, _ = classic
+    raw = ("From: x@sender.test\r\nTo: bob@example.test\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
+           "Date: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <z@sender.test>\r\n\r\n"
+           "Z" + GTUBE[1:] + "\r\n").encode()
+    mx.send("x@sender.test", "bob@example.test", raw)
+    [msg] = mx.relayed(1)
+    subjects = msg.get_all("Subject")
+    assert len(subjects) == 1, subjects
+    decoded = str(email.header.make_header(email.header.decode_header(subjects[0])))
+    assert decoded == "*** SPAM *** Grüße", subjects
+    assert subjects[0].isascii(), subjects
+    assert msg["X-Spam"] == "Yes", msg
 
 
 def test_dkim_spf_and_dmarc_through_the_milter(classic, tmp_path):

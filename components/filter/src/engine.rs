@@ -47,7 +47,8 @@ impl Action {
     }
 }
 
-/// Score thresholds. Defaults are Rspamd's (`add_header = 6`, `reject = 15`), greylisting off.
+/// Score thresholds. Defaults are Rspamd's (`add_header = 6`, `reject = 15`), greylisting and
+/// subject rewriting off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
@@ -55,7 +56,15 @@ pub struct Thresholds {
     pub reject: f64,
     /// Unset: no greylist action by score.
     pub greylist: Option<f64>,
+    /// Unset: no "rewrite subject" action by score.
+    pub rewrite_subject: Option<f64>,
+    /// The new Subject of a "rewrite subject" verdict; `%s` is the old one (Rspamd's
+    /// `subject` setting and default).
+    pub subject: String,
 }
+
+/// Rspamd's default `subject` for the "rewrite subject" action (as Rspamd 3.4 answers).
+pub const DEFAULT_SUBJECT: &str = "*** SPAM *** %s";
 
 impl Default for Thresholds {
     fn default() -> Self {
@@ -63,6 +72,8 @@ impl Default for Thresholds {
             add_header: 6.0,
             reject: 15.0,
             greylist: None,
+            rewrite_subject: None,
+            subject: DEFAULT_SUBJECT.to_string(),
         }
     }
 }
@@ -71,6 +82,8 @@ impl Thresholds {
     pub fn action_for(&self, score: f64) -> Action {
         if score >= self.reject {
             Action::Reject
+        } else if self.rewrite_subject.is_some_and(|r| score >= r) {
+            Action::RewriteSubject
         } else if score >= self.add_header {
             Action::AddHeader
         } else if self.greylist.is_some_and(|g| score >= g) {
@@ -104,6 +117,9 @@ pub struct Verdict {
     /// Header names for the MTA to remove (every occurrence).
     pub remove_headers: Vec<String>,
     pub message_id: Option<String>,
+    /// For "rewrite subject": the new Subject, ready for the header (RFC 2047 encoded
+    /// words where it is not ASCII), as Rspamd's reply `subject` carries it.
+    pub subject: Option<String>,
 }
 
 /// Engine settings.
@@ -230,6 +246,10 @@ impl Engine {
         {
             remove_headers.push("Authentication-Results".to_string());
         }
+        let subject = (action == Action::RewriteSubject).then(|| {
+            let old = scan.message.and_then(|m| m.subject()).unwrap_or("");
+            postbay_mime::encode_text(&thresholds.subject.replace("%s", old))
+        });
         Verdict {
             action,
             score,
@@ -242,6 +262,7 @@ impl Engine {
                 .message
                 .and_then(|m| m.message_id())
                 .map(str::to_string),
+            subject,
         }
     }
 }
@@ -301,6 +322,35 @@ mod tests {
             ..Thresholds::default()
         };
         assert_eq!(grey.action_for(4.5), Action::Greylist);
+        let rewrite = Thresholds {
+            rewrite_subject: Some(8.0),
+            ..Thresholds::default()
+        };
+        assert_eq!(rewrite.action_for(7.0), Action::AddHeader);
+        assert_eq!(rewrite.action_for(8.0), Action::RewriteSubject);
+        assert_eq!(rewrite.action_for(15.0), Action::Reject);
+    }
+
+    /// "rewrite subject" carries the new Subject (Rspamd's template, `%s` the old one
+    /// decoded, then encoded for the header); other verdicts carry none.
+    #[tokio::test]
+    async fn a_rewrite_subject_verdict_names_the_new_subject() {
+        let engine = Engine::new(
+            vec![Arc::new(crate::checks::gtube::Gtube)],
+            EngineSettings::default(),
+        );
+        let tail = "JS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+        let raw = format!("Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nZ{tail}\r\n");
+        let verdict = engine.scan(raw.as_bytes(), &Envelope::default()).await;
+        assert_eq!(verdict.action, Action::RewriteSubject);
+        assert_eq!(
+            verdict.subject,
+            Some(postbay_mime::encode_text("*** SPAM *** Grüße"))
+        );
+        let raw = format!("Subject: hi\r\n\r\nY{tail}\r\n");
+        let verdict = engine.scan(raw.as_bytes(), &Envelope::default()).await;
+        assert_eq!(verdict.action, Action::AddHeader);
+        assert_eq!(verdict.subject, None);
     }
 
     #[test]

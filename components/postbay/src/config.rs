@@ -112,6 +112,10 @@ pub struct FilterSection {
     pub reject: f64,
     /// Score from which the action is "greylist"; unset: never.
     pub greylist: Option<f64>,
+    /// Score from which the action is "rewrite subject"; unset: never.
+    pub rewrite_subject: Option<f64>,
+    /// The new Subject of a "rewrite subject" verdict; `%s` is the old one.
+    pub subject: String,
     /// Our authserv-id in Authentication-Results (RFC 8601); default: `hostname`.
     pub authserv_id: Option<String>,
     /// Symbol name → score, replacing the built-in one (docs/filter.md lists them).
@@ -186,6 +190,8 @@ impl Default for FilterSection {
             add_header: thresholds.add_header,
             reject: thresholds.reject,
             greylist: thresholds.greylist,
+            rewrite_subject: thresholds.rewrite_subject,
+            subject: thresholds.subject,
             authserv_id: None,
             scores: Default::default(),
             bayes_min_learns: postbay_filter::bayes::BayesSettings::default().min_learns,
@@ -649,6 +655,8 @@ impl Config {
                 add_header: f.add_header,
                 reject: f.reject,
                 greylist: f.greylist,
+                rewrite_subject: f.rewrite_subject,
+                subject: f.subject.clone(),
             },
             scores: f.scores.clone(),
             authserv_id: f

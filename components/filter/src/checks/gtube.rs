@@ -1,6 +1,7 @@
 //! GTUBE, the Generic Test for Unsolicited Bulk Email (SpamAssassin's test string): a message
 //! carrying it is rejected whatever its score, as Rspamd does, so an admin can test the whole
-//! path with one message. Rspamd's `YJS*` variant asks for "add header" instead.
+//! path with one message. Rspamd's `YJS*` variant asks for "add header" instead, and `ZJS*`
+//! for "rewrite subject" (Rspamd 3.4's test patterns).
 
 use futures::future::BoxFuture;
 
@@ -11,7 +12,7 @@ const PATTERN_TAIL: &[u8] = b"JS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE
 
 pub struct Gtube;
 
-/// Which variant the text carries: `X` rejects, `Y` adds a header.
+/// Which variant the text carries: `X` rejects, `Y` adds a header, `Z` rewrites the subject.
 fn find(text: &[u8]) -> Option<Action> {
     let mut best = None;
     let mut from = 0;
@@ -20,6 +21,7 @@ fn find(text: &[u8]) -> Option<Action> {
         let action = match at.checked_sub(1).map(|i| text[i]) {
             Some(b'X') => Some(Action::Reject),
             Some(b'Y') => Some(Action::AddHeader),
+            Some(b'Z') => Some(Action::RewriteSubject),
             _ => None,
         };
         best = best.max(action);
@@ -65,6 +67,15 @@ impl Check for Gtube {
                     );
                     outcome.force = Some((Action::Reject, "Gtube pattern".to_string()));
                 }
+                Some(Action::RewriteSubject) => {
+                    outcome.add(
+                        "GTUBE_REWRITE_SUBJECT",
+                        0.0,
+                        "GTUBE test string for the rewrite subject action",
+                        vec![],
+                    );
+                    outcome.force = Some((Action::RewriteSubject, "Gtube pattern".to_string()));
+                }
                 Some(action) => {
                     outcome.add(
                         "GTUBE_ADD_HEADER",
@@ -96,6 +107,10 @@ mod tests {
             (
                 format!("Subject: t\n\nY{}\n", &GTUBE[1..]),
                 Some(Action::AddHeader),
+            ),
+            (
+                format!("Subject: t\n\nZ{}\n", &GTUBE[1..]),
+                Some(Action::RewriteSubject),
             ),
             // base64 text part: found after decoding.
             (

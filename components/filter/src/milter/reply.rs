@@ -35,6 +35,23 @@ pub fn end_of_message(
                     response.push(ChangeHeader::new(index as u32, name.as_bytes(), b""));
                 }
             }
+            // "rewrite subject": the first Subject is replaced (index 1), or one is added when
+            // the message has none; the verdict's value is encoded already.
+            if let Some(subject) = &verdict.subject {
+                let value = milter_value(subject, leading_space);
+                let has_subject = headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("Subject"));
+                if has_subject {
+                    response.push(ChangeHeader::new(1, b"Subject", value.as_bytes()));
+                } else {
+                    response.push(InsertHeader::new(
+                        verdict.add_headers.len() as u32,
+                        b"Subject",
+                        value.as_bytes(),
+                    ));
+                }
+            }
             // SMFIR_INSHEADER at 0, 1, 2, ...: on top of the message in the verdict's order,
             // where Authentication-Results belongs (RFC 8601 §5).
             for (index, (name, value)) in verdict.add_headers.iter().enumerate() {
@@ -88,6 +105,7 @@ mod tests {
             add_headers: Vec::new(),
             remove_headers: Vec::new(),
             message_id: None,
+            subject: None,
         }
     }
 
@@ -159,6 +177,34 @@ mod tests {
                 assert_eq!(a.value(), " mx;\n\tspf=pass");
                 assert_eq!((b.index(), b.name().as_ref()), (1, "X-Spam"));
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rewritten_subject_replaces_the_first_one_encoded() {
+        let mut v = verdict(Action::RewriteSubject);
+        v.subject = Some(postbay_mime::encode_text("*** SPAM *** Grüße"));
+        let headers = vec![(
+            "Subject".to_string(),
+            " Gr=?utf-8?q?=C3=BC=C3=9Fe?=".to_string(),
+        )];
+        let r = end_of_message(&v, &headers, true);
+        assert!(matches!(r.final_action(), MilterAction::Continue(_)));
+        match r.modifications() {
+            [ModificationAction::ChangeHeader(c)] => {
+                assert_eq!((c.index(), c.name().as_ref()), (1, "Subject"));
+                assert_eq!(
+                    c.value(),
+                    format!(" {}", postbay_mime::encode_text("*** SPAM *** Grüße"))
+                );
+                assert!(c.value().is_ascii());
+            }
+            other => panic!("{other:?}"),
+        }
+        // No Subject at all: one is added.
+        match end_of_message(&v, &[], true).modifications() {
+            [ModificationAction::InsertHeader(c)] => assert_eq!(c.name().as_ref(), "Subject"),
             other => panic!("{other:?}"),
         }
     }

@@ -57,6 +57,9 @@ pub struct CheckReply {
     pub message_id: Option<String>,
     #[serde(default)]
     pub milter: MilterReply,
+    /// For "rewrite subject": the new Subject, encoded for the header, as Rspamd sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     pub time_real: f64,
 }
 
@@ -104,6 +107,7 @@ impl CheckReply {
             messages,
             message_id: verdict.message_id.clone(),
             milter,
+            subject: verdict.subject.clone(),
             time_real: elapsed.as_secs_f64(),
         }
     }

@@ -67,6 +67,9 @@ pub struct FilterAnswer {
     pub smtp_message: Option<String>,
     pub add_headers: Vec<(String, String)>,
     pub remove_headers: Vec<String>,
+    /// "rewrite subject": the new Subject (Rspamd's reply key `subject`), RFC 2047 encoded
+    /// already by Rspamd and by `postbay filter`.
+    pub subject: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,11 +169,16 @@ pub fn parse_reply(raw: &[u8]) -> Result<FilterAnswer, FilterError> {
         .and_then(|m| m.as_object())
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
+    let subject = json
+        .get("subject")
+        .and_then(|s| s.as_str())
+        .map(str::to_string);
     Ok(FilterAnswer {
         action,
         smtp_message,
         add_headers: add.into_iter().map(|(_, n, v)| (n, v)).collect(),
         remove_headers,
+        subject,
     })
 }
 
@@ -248,12 +256,21 @@ pub async fn decide(
         "soft reject" | "greylist" => {
             Err(Reply::new(451, "4.7.1", text("Try again later")).because("filter_soft_reject"))
         }
-        _ => Ok(rewrite_headers(
-            &message,
-            &answer.remove_headers,
-            &headers_to_add(&answer),
-        )),
+        _ => Ok(apply(&message, &answer)),
     }
+}
+
+/// The accepted message as the filter wants it: its removals and additions, and for
+/// "rewrite subject" the new Subject in place of the old, as the filter encoded it (one
+/// line of ASCII whatever the filter sent).
+pub fn apply(message: &[u8], answer: &FilterAnswer) -> Vec<u8> {
+    let mut remove = answer.remove_headers.clone();
+    let mut add = headers_to_add(answer);
+    if let (Some(subject), "rewrite subject") = (&answer.subject, answer.action.as_str()) {
+        remove.push("Subject".to_string());
+        add.push(("Subject".to_string(), postbay_mime::header_value(subject)));
+    }
+    rewrite_headers(message, &remove, &add)
 }
 
 /// The filter's `milter.add_headers`, plus `X-Spam: Yes` for a spam verdict that carries none.
@@ -348,6 +365,39 @@ mod tests {
             ..Default::default()
         };
         assert!(headers_to_add(&clean).is_empty());
+    }
+
+    #[test]
+    fn a_rewrite_subject_verdict_replaces_the_subject() {
+        // Debian's Rspamd 3.4 on its rewrite-subject GTUBE variant (ZJS*...).
+        let encoded = "=?UTF-8?Q?=2A=2A=2A_SPAM_=2A=2A=2A_Gr=C3=BC=C3=9Fe?=";
+        let body = format!(
+            r#"{{"is_skipped":true,"score":0.0,"required_score":15.0,"action":"rewrite subject","subject":"{encoded}","symbols":{{}},"messages":{{"smtp_message":"Gtube pattern"}}}}"#
+        );
+        let raw = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{body}");
+        let answer = parse_reply(raw.as_bytes()).unwrap();
+        assert_eq!(answer.subject.as_deref(), Some(encoded));
+        let msg = b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n (folded)\r\nFrom: a@b\r\n\r\nbody\r\n";
+        let out = String::from_utf8(apply(msg, &answer)).unwrap();
+        assert_eq!(
+            out,
+            format!("X-Spam: Yes\r\nSubject: {encoded}\r\nFrom: a@b\r\n\r\nbody\r\n")
+        );
+        // A filter that sends raw UTF-8 or a line break still gets one ASCII field.
+        let raw_utf8 = FilterAnswer {
+            subject: Some("*** SPAM *** Grüße\r\nBcc: x@example.test".into()),
+            ..answer.clone()
+        };
+        let out = String::from_utf8(apply(msg, &raw_utf8)).unwrap();
+        assert!(out.is_ascii() && !out.contains("\r\nBcc:"), "{out}");
+        // The subject key means nothing with other actions.
+        let other = FilterAnswer {
+            action: "add header".into(),
+            ..answer
+        };
+        assert!(String::from_utf8(apply(msg, &other))
+            .unwrap()
+            .contains("(folded)"));
     }
 
     #[test]
