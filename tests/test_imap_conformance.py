@@ -303,3 +303,64 @@ def test_esort_answers_in_sort_order(postbay, raw):
     assert lines == [b'* ESEARCH (TAG "%s") COUNT 0\r\n' % tag], lines
     tagged, _ = raw.cmd(b"SORT RETURN (SAVE) (SUBJECT) UTF-8 ALL")
     assert tagged.split(b" ")[1] == b"BAD", tagged
+
+
+def esearch(m):
+    """The ESEARCH lines imaplib collected since the last call, as bytes."""
+    return [bytes(line) for line in m.untagged_responses.pop("ESEARCH", [])]
+
+
+def test_context_search_and_sort_over_imaplib(postbay):
+    """RFC 5267 §4 through imaplib, whose raw `_simple_command` carries the extension syntax:
+    a live UID SEARCH hears of another session's flag change (REMOVEFROM) and new mail (ADDTO)
+    at its next command, a live SORT places new mail where it sorts, PARTIAL lists a window,
+    CANCELUPDATE stops the updates, and more than eight live results get NOUPDATE."""
+    imaplib.Commands.setdefault("CANCELUPDATE", ("SELECTED",))  # RFC 5267 §4.3.5
+    port = postbay.port(143)
+    for subject in (b"b", b"c"):
+        append(port, "INBOX", b"Subject: " + subject + b"\r\n\r\nbody\r\n")
+    with imaplib.IMAP4("127.0.0.1", port) as m, imaplib.IMAP4("127.0.0.1", port) as other:
+        m.login(USER.decode(), PASSWORD.decode())
+        other.login(USER.decode(), PASSWORD.decode())
+        caps = m.capability()[1][0].split()
+        assert b"CONTEXT=SEARCH" in caps and b"CONTEXT=SORT" in caps, caps
+        m.select("INBOX")
+        other.select("INBOX")
+        esearch(m)
+
+        typ, _ = m._simple_command("UID", "SEARCH", "RETURN", "(UPDATE)", "UNSEEN")
+        assert typ == "OK"
+        [answer] = esearch(m)
+        search_tag = re.match(rb'\(TAG "([^"]+)"\)', answer).group(1)
+        assert answer == b'(TAG "%s") UID ALL 1:2' % search_tag, answer
+        typ, _ = m._simple_command("UID", "SORT", "RETURN", "(UPDATE PARTIAL 1:1)", "(SUBJECT)", "UTF-8", "ALL")
+        assert typ == "OK"
+        [answer] = esearch(m)
+        sort_tag = re.match(rb'\(TAG "([^"]+)"\)', answer).group(1)
+        assert answer == b'(TAG "%s") UID PARTIAL (1:1 1)' % sort_tag, answer
+
+        other.uid("STORE", "1", "+FLAGS", "(\\Seen)")
+        m.noop()
+        assert esearch(m) == [b'(TAG "%s") UID REMOVEFROM (0 1)' % search_tag]
+        append(port, "INBOX", b"Subject: a\r\n\r\nbody\r\n")
+        m.noop()
+        assert esearch(m) == [
+            b'(TAG "%s") UID ADDTO (0 3)' % search_tag,
+            b'(TAG "%s") UID ADDTO (1 3)' % sort_tag,  # "a" sorts first
+        ]
+
+        typ, data = m._simple_command("CANCELUPDATE", '"%s"' % search_tag.decode())
+        assert typ == "OK", data
+        other.uid("STORE", "3", "+FLAGS", "(\\Seen)")
+        m.noop()
+        assert esearch(m) == [], "no updates once cancelled"
+        with pytest.raises(imaplib.IMAP4.error):
+            m._simple_command("CANCELUPDATE", "unquoted")
+
+        for _ in range(7):
+            m._simple_command("SEARCH", "RETURN", "(UPDATE COUNT)", "ALL")
+        m.untagged_responses.pop("NOUPDATE", None)
+        typ, _ = m._simple_command("SEARCH", "RETURN", "(UPDATE COUNT)", "ALL")
+        assert typ == "OK"
+        refused = m.untagged_responses.pop("NOUPDATE", [])
+        assert len(refused) == 1 and refused[0].startswith(b'"'), refused

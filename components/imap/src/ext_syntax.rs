@@ -1,13 +1,15 @@
 //! The few IMAP4rev2 command forms imap-codec 2.0.0-alpha.10 cannot parse yet:
 //! `SEARCH RETURN (...)` (RFC 4731 / RFC 9051 §6.4.4), `SORT RETURN (...)` (ESORT, RFC 5267
-//! §3), MULTIAPPEND (RFC 3502: one APPEND, several messages) and the extended LIST syntax
-//! (RFC 5258: selection options, several patterns, `RETURN (...)`). They are peeled off here
-//! and the rest — a plain RFC 3501 command — is parsed by imap-codec as usual. This only
-//! recognises tokens; anything it does not understand is left for imap-codec to reject.
+//! §3) with the context options UPDATE, CONTEXT and PARTIAL (RFC 5267 §4.1), CANCELUPDATE
+//! (RFC 5267 §4.3.5), MULTIAPPEND (RFC 3502: one APPEND, several messages) and the extended
+//! LIST syntax (RFC 5258: selection options, several patterns, `RETURN (...)`). They are
+//! peeled off here and the rest — a plain RFC 3501 command — is parsed by imap-codec as usual.
+//! This only recognises tokens; anything it does not understand is left for imap-codec to
+//! reject.
 
 use std::borrow::Cow;
 
-/// RFC 4731 result options.
+/// RFC 4731 result options, and RFC 5267 §4.1's context options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchReturn {
     Min,
@@ -15,6 +17,67 @@ pub enum SearchReturn {
     All,
     Count,
     Save,
+    /// RFC 5267 §4.3: keep the result up to date with ADDTO/REMOVEFROM.
+    Update,
+    /// RFC 5267 §4.2: a hint that the result will be used again; nothing to do.
+    Context,
+    /// RFC 5267 §4.4: only the matches at these positions.
+    Partial(Partial),
+}
+
+/// A `PARTIAL` range as the client wrote it: 1-based positions in the result, or, both
+/// negative, counted from its end (`-1` is the last match; RFC 9394 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partial {
+    pub first: i64,
+    pub last: i64,
+}
+
+impl Partial {
+    /// `lo:hi` or `-lo:-hi` with non-zero numbers of at most 32 bits and one sign (RFC 5267
+    /// §5 `partial-range`; the negative form is RFC 9394 §5's `partial-range-last`).
+    fn parse(word: &str) -> Option<Partial> {
+        let (a, b) = word.split_once(':')?;
+        let number = |s: &str| -> Option<i64> {
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            let n: i64 = digits
+                .parse()
+                .ok()
+                .filter(|n| (1..=u32::MAX as i64).contains(n))?;
+            Some(if s.starts_with('-') { -n } else { n })
+        };
+        let (first, last) = (number(a)?, number(b)?);
+        ((first > 0) == (last > 0)).then_some(Partial { first, last })
+    }
+
+    /// The 0-based index range this selects in a result of `len` matches (empty when it
+    /// lies beyond the result); `lo:hi` and `hi:lo` are the same range.
+    pub fn window(&self, len: usize) -> std::ops::Range<usize> {
+        let (lo, hi) = (
+            self.first.abs().min(self.last.abs()),
+            self.first.abs().max(self.last.abs()),
+        );
+        let (lo, hi) = (lo as usize, hi as usize);
+        let range = if self.first > 0 {
+            (lo - 1)..hi.min(len)
+        } else {
+            len.saturating_sub(hi)..len.saturating_sub(lo - 1)
+        };
+        if range.start >= range.end {
+            0..0
+        } else {
+            range
+        }
+    }
+}
+
+impl std::fmt::Display for Partial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.first, self.last)
+    }
 }
 
 /// RFC 5258 selection and return options, and patterns beyond the first.
@@ -46,21 +109,34 @@ pub struct Extras {
     /// parts, `None` for a plain literal; empty when no message used CATENATE.
     pub catenate: Vec<Option<Vec<CatPart>>>,
     pub list: Option<ListOptions>,
+    /// CANCELUPDATE (RFC 5267 §4.3.5): the tags named; imap-codec is handed a NOOP.
+    pub cancel_update: Option<Vec<String>>,
 }
 
 /// Peels extension syntax off a complete command message (line plus literals).
 pub fn preparse(message: &[u8]) -> Result<(Cow<'_, [u8]>, Extras), String> {
     let mut extras = Extras::default();
     let mut s = Scanner { b: message, pos: 0 };
-    let Some(_tag) = s.atom() else {
+    let Some(tag) = s.atom() else {
         return Ok((Cow::Borrowed(message), extras));
     };
+    let tag_end = s.pos;
     if !s.eat(b' ') {
         return Ok((Cow::Borrowed(message), extras));
     }
     let Some(mut name) = s.atom() else {
         return Ok((Cow::Borrowed(message), extras));
     };
+    // RFC 3501 §9: a tag is ASTRING-CHARs but "+"; the scanner's atoms also take "%" and
+    // "*". With another tag, imap-codec rejects the command as it is.
+    let valid_tag = !tag.iter().any(|c| matches!(c, b'+' | b'%' | b'*'));
+    if name.eq_ignore_ascii_case(b"CANCELUPDATE") && valid_tag {
+        let tags = cancel_update_tags(message, s.pos)?;
+        extras.cancel_update = Some(tags);
+        let mut noop = message[..tag_end].to_vec();
+        noop.extend_from_slice(b" NOOP\r\n");
+        return Ok((Cow::Owned(noop), extras));
+    }
     if name.eq_ignore_ascii_case(b"UID") && s.eat(b' ') {
         match s.atom() {
             Some(n) => name = n,
@@ -79,17 +155,7 @@ pub fn preparse(message: &[u8]) -> Result<(Cow<'_, [u8]>, Extras), String> {
         };
         if t.atom().is_some_and(|a| a.eq_ignore_ascii_case(b"RETURN")) && t.eat(b' ') {
             let words = t.group()?.ok_or("RETURN needs a parenthesised list")?;
-            let mut opts = Vec::new();
-            for w in words.iter().flat_map(Word::atoms) {
-                opts.push(match w.to_ascii_uppercase().as_str() {
-                    "MIN" => SearchReturn::Min,
-                    "MAX" => SearchReturn::Max,
-                    "ALL" => SearchReturn::All,
-                    "COUNT" => SearchReturn::Count,
-                    "SAVE" if !is_sort => SearchReturn::Save,
-                    other => return Err(format!("Unknown RETURN option {other}")),
-                });
-            }
+            let opts = return_options(&words, is_sort)?;
             if !t.eat(b' ') {
                 return Err("RETURN (...) must be followed by the command's arguments".into());
             }
@@ -115,6 +181,75 @@ pub fn preparse(message: &[u8]) -> Result<(Cow<'_, [u8]>, Extras), String> {
         }
     }
     Ok((Cow::Borrowed(message), extras))
+}
+
+/// RFC 4731 §3.1 and RFC 5267 §4.1 return options, in order. RFC 5267 §4.4: one PARTIAL at
+/// most, and never with ALL (both say which matches to list). SAVE is SEARCH's alone
+/// (RFC 5182 §2.1 has no SORT form).
+fn return_options(words: &[Word], is_sort: bool) -> Result<Vec<SearchReturn>, String> {
+    let mut opts = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let Word::Atom(w) = &words[i] else {
+            return Err("RETURN options are atoms".into());
+        };
+        opts.push(match w.to_ascii_uppercase().as_str() {
+            "MIN" => SearchReturn::Min,
+            "MAX" => SearchReturn::Max,
+            "ALL" => SearchReturn::All,
+            "COUNT" => SearchReturn::Count,
+            "SAVE" if !is_sort => SearchReturn::Save,
+            "UPDATE" => SearchReturn::Update,
+            "CONTEXT" => SearchReturn::Context,
+            "PARTIAL" => {
+                i += 1;
+                let range = match words.get(i) {
+                    Some(Word::Atom(r)) => Partial::parse(r),
+                    _ => None,
+                };
+                SearchReturn::Partial(range.ok_or("PARTIAL needs a range like 1:100")?)
+            }
+            other => return Err(format!("Unknown RETURN option {other}")),
+        });
+        i += 1;
+    }
+    let partials = opts
+        .iter()
+        .filter(|o| matches!(o, SearchReturn::Partial(_)))
+        .count();
+    if partials > 1 {
+        return Err("RETURN has more than one PARTIAL".into());
+    }
+    if partials == 1 && opts.contains(&SearchReturn::All) {
+        return Err("RETURN cannot have both PARTIAL and ALL".into());
+    }
+    Ok(opts)
+}
+
+/// RFC 5267 §5: `"CANCELUPDATE" 1*(SP quoted)` up to the end of the line; `at` is just after
+/// the command name.
+fn cancel_update_tags(message: &[u8], at: usize) -> Result<Vec<String>, String> {
+    let mut s = Scanner {
+        b: message,
+        pos: at,
+    };
+    if !s.eat(b' ') {
+        return Err("CANCELUPDATE needs the tags of the searches to stop".into());
+    }
+    let mut tags = Vec::new();
+    loop {
+        if s.peek() != Some(b'"') {
+            return Err("CANCELUPDATE takes quoted tags".into());
+        }
+        let tag = s.astring().ok_or("CANCELUPDATE: bad quoted tag")?;
+        tags.push(String::from_utf8(tag).map_err(|_| "CANCELUPDATE: tags are ASCII")?);
+        if &message[s.pos..] == b"\r\n" {
+            return Ok(tags);
+        }
+        if !s.eat(b' ') {
+            return Err("CANCELUPDATE takes quoted tags separated by spaces".into());
+        }
+    }
 }
 
 /// One part of a CATENATE message (RFC 4469 §5): literal text, or an IMAP URL of a message
@@ -499,6 +634,92 @@ mod tests {
         let (rest, extras) = preparse(b"a SEARCH ALL\r\n").unwrap();
         assert_eq!(rest.as_ref(), b"a SEARCH ALL\r\n");
         assert!(extras.search_return.is_none());
+    }
+
+    /// Each of `commands` is refused by the pre-parser (a tagged BAD).
+    fn refused(commands: &[&[u8]]) {
+        for bad in commands {
+            assert!(preparse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn context_return_options_are_peeled() {
+        let (rest, extras) =
+            preparse(b"a UID SEARCH RETURN (UPDATE CONTEXT PARTIAL -1:-10 COUNT) UNSEEN\r\n")
+                .unwrap();
+        assert_eq!(rest.as_ref(), b"a UID SEARCH UNSEEN\r\n");
+        let partial = Partial {
+            first: -1,
+            last: -10,
+        };
+        assert_eq!(
+            extras.search_return,
+            Some(vec![
+                SearchReturn::Update,
+                SearchReturn::Context,
+                SearchReturn::Partial(partial),
+                SearchReturn::Count
+            ])
+        );
+        assert_eq!(partial.to_string(), "-1:-10");
+        let (rest, extras) =
+            preparse(b"b SORT RETURN (PARTIAL 1:5 UPDATE) (DATE) UTF-8 ALL\r\n").unwrap();
+        assert_eq!(rest.as_ref(), b"b SORT (DATE) UTF-8 ALL\r\n");
+        assert_eq!(
+            extras.sort_return,
+            Some(vec![
+                SearchReturn::Partial(Partial { first: 1, last: 5 }),
+                SearchReturn::Update
+            ])
+        );
+        refused(&[
+            b"c SEARCH RETURN (PARTIAL) ALL\r\n",
+            b"c SEARCH RETURN (PARTIAL 0:4) ALL\r\n",
+            b"c SEARCH RETURN (PARTIAL 1:-4) ALL\r\n",
+            b"c SEARCH RETURN (PARTIAL 1:4294967296) ALL\r\n",
+            b"c SEARCH RETURN (PARTIAL 1:2 PARTIAL 3:4) ALL\r\n",
+            b"c SEARCH RETURN (ALL PARTIAL 1:2) ALL\r\n",
+            b"c SEARCH RETURN (PARTIAL (1:2)) ALL\r\n",
+            b"c SORT RETURN (SAVE) (DATE) UTF-8 ALL\r\n",
+        ]);
+    }
+
+    #[test]
+    fn partial_windows_stay_inside_the_result() {
+        let w = |first, last, len| Partial { first, last }.window(len);
+        assert_eq!(w(1, 3, 10), 0..3);
+        assert_eq!(w(3, 1, 10), 0..3);
+        assert_eq!(w(8, 20, 10), 7..10);
+        assert_eq!(w(11, 20, 10), 0..0);
+        assert_eq!(w(-1, -3, 10), 7..10);
+        assert_eq!(w(-9, -20, 10), 0..2);
+        assert_eq!(w(-11, -20, 10), 0..0);
+        assert_eq!(w(1, 1, 0), 0..0);
+    }
+
+    #[test]
+    fn cancelupdate_becomes_a_noop_with_its_tags() {
+        let (rest, extras) = preparse(b"x1 CANCELUPDATE \"A01\" \"b\\\"2\"\r\n").unwrap();
+        assert_eq!(rest.as_ref(), b"x1 NOOP\r\n");
+        assert_eq!(
+            extras.cancel_update,
+            Some(vec!["A01".to_string(), "b\"2".to_string()])
+        );
+        // Not a tag: left for imap-codec to refuse.
+        let odd = b"a+b CANCELUPDATE \"x\"\r\n";
+        assert_eq!(
+            preparse(odd).unwrap(),
+            (Cow::Borrowed(&odd[..]), Extras::default())
+        );
+        refused(&[
+            b"x CANCELUPDATE\r\n",
+            b"x CANCELUPDATE \r\n",
+            b"x CANCELUPDATE A01\r\n",
+            b"x CANCELUPDATE \"A01\"  \"B\"\r\n",
+            b"x CANCELUPDATE \"A01\" extra\r\n",
+            b"x CANCELUPDATE {3}\r\nA01\r\n",
+        ]);
     }
 
     #[test]

@@ -34,6 +34,7 @@
 //! * [`selected`] tracks the selected mailbox and reports other sessions' changes (on any
 //!   replica) by polling the folder's modseq.
 //! * [`message`] turns stored messages into ENVELOPE, BODYSTRUCTURE and sections.
+//! * [`context`] keeps SEARCH and SORT results up to date for the client (RFC 5267 §4).
 //!
 //! # Replicas
 //!
@@ -47,6 +48,7 @@
 pub mod address;
 pub mod auth;
 pub mod config;
+pub mod context;
 pub mod ext_syntax;
 pub mod learn;
 pub mod message;

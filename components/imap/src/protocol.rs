@@ -187,7 +187,8 @@ impl Protocol {
             return Ok(());
         };
         match selected::sync(&self.ctx.store, sel, &mut self.out, mode).await? {
-            Synced::Ok => Ok(()),
+            // Live results (RFC 5267 §4.3) follow what the sync brought.
+            Synced::Ok => crate::op::context::refresh(self).await,
             Synced::FolderGone => {
                 self.selected = None;
                 Err(OpError::Close(

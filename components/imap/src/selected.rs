@@ -27,6 +27,7 @@ use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use postbay_store::FlagState;
 use postbay_store::{FolderWatch, MessageMeta, Store, Version};
 
+use crate::context::{self, LiveSearch};
 use crate::response;
 
 #[derive(Debug)]
@@ -58,6 +59,11 @@ pub struct Selected {
     keywords: Vec<String>,
     /// Which messages are `\Recent` to this session.
     recent: Recent,
+    /// Results kept up to date for the client (RFC 5267 §4.3); they end with the selection.
+    pub live: Vec<LiveSearch>,
+    /// Messages that arrived or whose flags changed since the live results were last
+    /// brought up to date (kept only while there are any).
+    dirty: Vec<u32>,
 }
 
 /// IMAP4rev1's `\Recent` as one session sees it (RFC 3501 §2.3.2): the messages this
@@ -168,6 +174,55 @@ impl Selected {
             folder: folder.clone(),
             keywords,
             recent: Recent::default(),
+            live: Vec::new(),
+            dirty: Vec::new(),
+        }
+    }
+
+    /// Keeps `search` up to date from now on, replacing one of the same tag; `false` when
+    /// the session already has [`context::MAX_LIVE`] (RFC 5267 §4.3.1: refused).
+    pub fn add_live(&mut self, search: LiveSearch) -> bool {
+        if let Some(old) = self.live.iter_mut().find(|l| l.tag == search.tag) {
+            *old = search;
+            return true;
+        }
+        if self.live.len() >= context::MAX_LIVE {
+            return false;
+        }
+        self.live.push(search);
+        true
+    }
+
+    /// CANCELUPDATE (RFC 5267 §4.3.5): stops the updates of every tag named, or of none
+    /// when one of them names no live result (returned).
+    pub fn cancel_live(&mut self, tags: &[String]) -> Result<(), String> {
+        if let Some(unknown) = tags
+            .iter()
+            .find(|t| !self.live.iter().any(|l| &l.tag == *t))
+        {
+            return Err(unknown.clone());
+        }
+        self.live.retain(|l| !tags.contains(&l.tag));
+        if self.live.is_empty() {
+            self.dirty.clear();
+        }
+        Ok(())
+    }
+
+    /// The messages to look at again for the live results (ascending, still numbered and
+    /// not waiting to be expunged), and forgets them.
+    pub fn take_dirty(&mut self) -> Vec<u32> {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        dirty.retain(|u| self.index_of(*u).is_some() && !self.pending_expunged.contains(u));
+        dirty
+    }
+
+    /// Notes a message to look at again for the live results.
+    fn touch(&mut self, uid: u32) {
+        if !self.live.is_empty() {
+            self.dirty.push(uid);
         }
     }
 
@@ -326,6 +381,7 @@ impl Selected {
         let flags = self.flag_sets.intern(&state.flags);
         self.known[i].flags = flags;
         self.known[i].modseq = state.modseq;
+        self.touch(state.uid as u32);
     }
 
     /// UIDs (of those given, or all) flagged `\Deleted` as last synced, ascending.
@@ -416,9 +472,27 @@ impl Selected {
     /// Forgets messages that left the folder and tells the client: one `* VANISHED` with
     /// QRESYNC (RFC 7162 §3.2.10), else `* n EXPUNGE` highest first, so each number is
     /// still valid when the client applies it (RFC 9051 §7.5.1).
+    /// Live results lose the messages first, while their sequence numbers still hold
+    /// (RFC 5267 §4.3.4's REMOVEFROM before the EXPUNGE that renumbers).
     pub fn report_expunged(&mut self, out: &mut Vec<u8>, mut uids: Vec<u32>, qresync: bool) {
         uids.sort_unstable();
         uids.dedup();
+        if !self.live.is_empty() {
+            let gone: std::collections::HashSet<u32> = uids.iter().copied().collect();
+            let mut live = std::mem::take(&mut self.live);
+            for search in &mut live {
+                let items = search.remove(&gone);
+                let by_uid = search.by_uid;
+                context::write_items(out, search, &items, |u| {
+                    if by_uid {
+                        Some(u)
+                    } else {
+                        self.seq_of(u)
+                    }
+                });
+            }
+            self.live = live;
+        }
         let mut gone = Vec::with_capacity(uids.len());
         for uid in uids.into_iter().rev() {
             if let Some(seq) = self.remove(uid).and_then(NonZeroU32::new) {
@@ -606,6 +680,9 @@ pub async fn sync(
             .is_none_or(|first| sel.last_uid().is_none_or(|last| first.uid > last))
         {
             grew = !appended.is_empty();
+            for k in &appended {
+                sel.touch(k.uid);
+            }
             sel.known.extend(appended);
             sel.known_modseq = highest;
             sel.own_modseqs.retain(|m| *m > highest);
@@ -633,6 +710,7 @@ pub async fn sync(
                     flags,
                     modseq: meta.modseq,
                 });
+                sel.touch(uid);
                 grew = true;
             } else if sel.seq_of(uid).is_some() && !sel.pending_expunged.contains(&uid) {
                 sel.set_flags(&state);
@@ -694,6 +772,8 @@ mod tests {
             saved: Vec::new(),
             keywords: Vec::new(),
             recent: Recent::default(),
+            live: Vec::new(),
+            dirty: Vec::new(),
             watch: FolderWatch::detached(1),
             folder: postbay_store::FolderInfo {
                 id: 1,

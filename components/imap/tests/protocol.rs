@@ -1554,3 +1554,346 @@ async fn append_to_a_selected_folder_renamed_elsewhere_goes_by_name() {
     })
     .await;
 }
+
+/// Who sends a row of [`CONTEXT_STEPS`]: the session with the live results, or another
+/// session of the same user on the same server, which changes the folder.
+#[derive(Clone, Copy)]
+enum Who {
+    A,
+    B,
+}
+
+/// RFC 5267 §4 (CONTEXT=SEARCH, CONTEXT=SORT) as a transcript: a command, the untagged
+/// lines the RFC requires of session A (exactly, in order; a line ending in `...` is a
+/// prefix), and the tagged status. B's untagged lines are not checked. INBOX starts with
+/// UIDs 1-4, subjects d, b, c, a, all unseen: SORT (SUBJECT) orders them 4 2 3 1.
+const CONTEXT_STEPS: &[(Who, &str, &[&str], &str)] = &[
+    (
+        Who::A,
+        "s0 ENABLE IMAP4rev2",
+        &["* ENABLED IMAP4rev2"],
+        "OK",
+    ),
+    (Who::A, "s0 SELECT INBOX", &[], "OK"),
+    (Who::B, "b0 SELECT INBOX", &[], "OK"),
+    // §4.1: both advertised once logged in.
+    (
+        Who::A,
+        "c0 CAPABILITY",
+        &["* CAPABILITY ...CONTEXT=SEARCH CONTEXT=SORT..."],
+        "OK",
+    ),
+    // §4.3: UPDATE alone answers the whole result (ALL) and keeps it.
+    (
+        Who::A,
+        "s1 UID SEARCH RETURN (UPDATE) UNSEEN",
+        &["* ESEARCH (TAG \"s1\") UID ALL 1:4"],
+        "OK",
+    ),
+    (
+        Who::A,
+        "s2 UID SORT RETURN (UPDATE COUNT) (SUBJECT) UTF-8 UNSEEN",
+        &["* ESEARCH (TAG \"s2\") UID COUNT 4"],
+        "OK",
+    ),
+    // §4.4: PARTIAL lists the matches at those positions, in sort order, echoing the range;
+    // RFC 9394 §3.1: negative positions count from the end; none there: NIL.
+    (
+        Who::A,
+        "p1 SORT RETURN (PARTIAL 2:3) (SUBJECT) UTF-8 ALL",
+        &["* ESEARCH (TAG \"p1\") PARTIAL (2:3 2:3)"],
+        "OK",
+    ),
+    (
+        Who::A,
+        "p2 SORT RETURN (PARTIAL 1:1 COUNT) (REVERSE SUBJECT) UTF-8 ALL",
+        &["* ESEARCH (TAG \"p2\") COUNT 4 PARTIAL (1:1 1)"],
+        "OK",
+    ),
+    (
+        Who::A,
+        "p3 SEARCH RETURN (PARTIAL -1:-2) ALL",
+        &["* ESEARCH (TAG \"p3\") PARTIAL (-1:-2 3:4)"],
+        "OK",
+    ),
+    (
+        Who::A,
+        "p4 UID SEARCH RETURN (PARTIAL 5:9 CONTEXT) ALL",
+        &["* ESEARCH (TAG \"p4\") UID PARTIAL (5:9 NIL)"],
+        "OK",
+    ),
+    // New mail from another session: after EXISTS, the search says ADDTO at position 0
+    // (§4.3.2 allows it for SEARCH), the sort at the place "aa" takes (2, after "a").
+    (Who::B, "APPEND aa", &[], "OK"),
+    (
+        Who::A,
+        "n1 NOOP",
+        &[
+            "* 5 EXISTS",
+            "* ESEARCH (TAG \"s1\") UID ADDTO (0 5)",
+            "* ESEARCH (TAG \"s2\") UID ADDTO (2 5)",
+        ],
+        "OK",
+    ),
+    // Another session's flag change takes a message out of both results: 2 ("b") is third
+    // in sort order (a, aa, b, c, d).
+    (Who::B, "b1 UID STORE 2 +FLAGS (\\Seen)", &[], "OK"),
+    (
+        Who::A,
+        "n2 NOOP",
+        &[
+            "* 2 FETCH (FLAGS (\\Seen) UID 2)",
+            "* ESEARCH (TAG \"s1\") UID REMOVEFROM (0 2)",
+            "* ESEARCH (TAG \"s2\") UID REMOVEFROM (3 2)",
+        ],
+        "OK",
+    ),
+    // The session's own change counts too, answered before its tagged OK.
+    (
+        Who::A,
+        "f1 UID STORE 2 -FLAGS (\\Seen)",
+        &[
+            "* 2 FETCH (FLAGS () UID 2)",
+            "* ESEARCH (TAG \"s1\") UID ADDTO (0 2)",
+            "* ESEARCH (TAG \"s2\") UID ADDTO (3 2)",
+        ],
+        "OK",
+    ),
+    // A flag change that does not change the match: no update.
+    (
+        Who::B,
+        "b2 UID STORE 3 +FLAGS.SILENT (\\Deleted)",
+        &[],
+        "OK",
+    ),
+    (
+        Who::A,
+        "n3 NOOP",
+        &["* 3 FETCH (FLAGS (\\Deleted) UID 3)"],
+        "OK",
+    ),
+    // Expunged elsewhere: REMOVEFROM while the numbers still hold, then the EXPUNGE.
+    (Who::B, "b3 EXPUNGE", &[], "OK"),
+    (
+        Who::A,
+        "n4 NOOP",
+        &[
+            "* ESEARCH (TAG \"s1\") UID REMOVEFROM (0 3)",
+            "* ESEARCH (TAG \"s2\") UID REMOVEFROM (4 3)",
+            "* 3 EXPUNGE",
+        ],
+        "OK",
+    ),
+    // Not UID: sequence numbers (UID 4 is message 3 now).
+    (
+        Who::A,
+        "q1 SEARCH RETURN (UPDATE MIN) UNSEEN",
+        &["* ESEARCH (TAG \"q1\") MIN 1"],
+        "OK",
+    ),
+    (Who::B, "b4 UID STORE 4 +FLAGS (\\Seen)", &[], "OK"),
+    (
+        Who::A,
+        "n5 NOOP",
+        &[
+            "* 3 FETCH (FLAGS (\\Seen) UID 4)",
+            "* ESEARCH (TAG \"s1\") UID REMOVEFROM (0 4)",
+            "* ESEARCH (TAG \"s2\") UID REMOVEFROM (1 4)",
+            "* ESEARCH (TAG \"q1\") REMOVEFROM (0 3)",
+        ],
+        "OK",
+    ),
+    // §4.3.5: CANCELUPDATE stops the tags named; unknown tags and bad syntax are refused.
+    (Who::A, "c1 CANCELUPDATE \"s1\" \"q1\"", &[], "OK"),
+    (Who::A, "c2 CANCELUPDATE \"s1\"", &[], "NO"),
+    (Who::A, "c3 CANCELUPDATE s2", &[], "BAD"),
+    (Who::A, "c4 CANCELUPDATE", &[], "BAD"),
+    (Who::B, "b5 UID STORE 5 +FLAGS (\\Seen)", &[], "OK"),
+    (
+        Who::A,
+        "n6 NOOP",
+        &[
+            "* 4 FETCH (FLAGS (\\Seen) UID 5)",
+            "* ESEARCH (TAG \"s2\") UID REMOVEFROM (1 5)",
+        ],
+        "OK",
+    ),
+    // Bad RETURN syntax is BAD: PARTIAL needs one range of non-zero positions of one sign,
+    // at most once and not with ALL (§4.4); SAVE is not a SORT option.
+    (Who::A, "x1 SEARCH RETURN (PARTIAL) ALL", &[], "BAD"),
+    (Who::A, "x2 SEARCH RETURN (PARTIAL 0:5) ALL", &[], "BAD"),
+    (Who::A, "x3 SEARCH RETURN (PARTIAL 1:-5) ALL", &[], "BAD"),
+    (Who::A, "x4 SEARCH RETURN (PARTIAL 1:5 ALL) ALL", &[], "BAD"),
+    (
+        Who::A,
+        "x5 SORT RETURN (PARTIAL 1:2 PARTIAL 3:4) (SUBJECT) UTF-8 ALL",
+        &[],
+        "BAD",
+    ),
+    (Who::A, "x6 SEARCH RETURN (UPDATES) ALL", &[], "BAD"),
+    (
+        Who::A,
+        "x7 SORT RETURN (SAVE UPDATE) (SUBJECT) UTF-8 ALL",
+        &[],
+        "BAD",
+    ),
+    // §4.3.1: eight live results at most (s2 and these seven); the ninth is answered, not kept.
+    (
+        Who::A,
+        "l1 UID SEARCH RETURN (UPDATE COUNT) ALL",
+        &["* ESEARCH (TAG \"l1\") UID COUNT 4"],
+        "OK",
+    ),
+    (
+        Who::A,
+        "l2 UID SEARCH RETURN (UPDATE COUNT) ALL",
+        &["* ESEARCH (TAG \"l2\") UID COUNT 4"],
+        "OK",
+    ),
+    (
+        Who::A,
+        "l3 UID SEARCH RETURN (UPDATE COUNT) ALL",
+        &["* ESEARCH (TAG \"l3\") UID COUNT 4"],
+        "OK",
+    ),
+    (
+        Who::A,
+        "l4 UID SEARCH RETURN (UPDATE COUNT) ALL",
+        &["* ESEARCH (TAG \"l4\") UID COUNT 4"],
+        "OK",
+    ),
+    (
+        Who::A,
+        "l5 UID SEARCH RETURN (UPDATE COUNT) ALL",
+        &["* ESEARCH (TAG \"l5\") UID COUNT 4"],
+        "OK",
+    ),
+    (
+        Who::A,
+        "l6 UID SEARCH RETURN (UPDATE COUNT) ALL",
+        &["* ESEARCH (TAG \"l6\") UID COUNT 4"],
+        "OK",
+    ),
+    (
+        Who::A,
+        "l7 UID SEARCH RETURN (UPDATE COUNT) ALL",
+        &["* ESEARCH (TAG \"l7\") UID COUNT 4"],
+        "OK",
+    ),
+    (
+        Who::A,
+        "l8 UID SEARCH RETURN (UPDATE COUNT) ALL",
+        &[
+            "* ESEARCH (TAG \"l8\") UID COUNT 4",
+            "* NO [NOUPDATE \"l8\"] ...",
+        ],
+        "OK",
+    ),
+    // A tag already live is replaced, not a ninth.
+    (
+        Who::A,
+        "l7 UID SEARCH RETURN (UPDATE COUNT) SEEN",
+        &["* ESEARCH (TAG \"l7\") UID COUNT 2"],
+        "OK",
+    ),
+    // Leaving the folder ends them all.
+    (Who::A, "u1 UNSELECT", &[], "OK"),
+    (Who::A, "u2 CANCELUPDATE \"s2\"", &[], "BAD"),
+    (Who::A, "u3 SELECT INBOX", &[], "OK"),
+    (Who::B, "APPEND ab", &[], "OK"),
+    (Who::A, "u4 NOOP", &["* 5 EXISTS"], "OK"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_search_and_sort_keep_results_up_to_date() {
+    each_backend(test_limits(), |env| async move {
+        for subject in ["d", "b", "c", "a"] {
+            deliver(env.store(), ALICE, "INBOX", message(subject, "x")).await;
+        }
+        let mut a = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let mut b = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        for &(who, command, want, status) in CONTEXT_STEPS {
+            let c = match who {
+                Who::A => &mut a,
+                Who::B => &mut b,
+            };
+            let r = match command.strip_prefix("APPEND ") {
+                Some(subject) => {
+                    let msg = message(subject, "x");
+                    let mut bytes = format!("ap APPEND INBOX {{{}+}}\r\n", msg.len()).into_bytes();
+                    bytes.extend_from_slice(&msg);
+                    bytes.extend_from_slice(b"\r\n");
+                    c.send(&bytes).await;
+                    c.until_tag("ap").await
+                }
+                None => c.cmd(command).await,
+            };
+            let (last, lines) = r.split_last().expect("a tagged answer");
+            let tag = command.split(' ').next().unwrap_or_default();
+            let tag = if command.starts_with("APPEND ") {
+                "ap"
+            } else {
+                tag
+            };
+            assert!(
+                last.starts_with(&format!("{tag} {status}")),
+                "{command}: {last} ({lines:?})"
+            );
+            if let Who::B = who {
+                continue;
+            }
+            let got: Vec<&str> = lines
+                .iter()
+                .map(String::as_str)
+                .filter(|l| !command.ends_with("SELECT INBOX") || l.contains("ESEARCH"))
+                .collect();
+            let matched = got.len() == want.len()
+                && got
+                    .iter()
+                    .zip(want.iter())
+                    .all(|(g, w)| match w.strip_suffix("...") {
+                        Some(prefix) => match prefix.split_once("...") {
+                            Some((head, middle)) => g.starts_with(head) && g.contains(middle),
+                            None => g.starts_with(prefix),
+                        },
+                        None => g == w,
+                    });
+            assert!(matched, "{command}:\n got {got:?}\nwant {want:?}");
+        }
+        env
+    })
+    .await;
+}
+
+/// A live result hears of mail delivered through another replica while it IDLEs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_updates_reach_idle_from_another_replica() {
+    each_backend(test_limits(), |mut env| async move {
+        deliver(env.store(), ALICE, "INBOX", message("first", "x")).await;
+        let second = env.add_server(test_limits()).await;
+        let mut a = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        a.cmd("a1 ENABLE IMAP4rev2").await;
+        a.cmd("a2 SELECT INBOX").await;
+        let r = a
+            .cmd("a3 UID SORT RETURN (UPDATE) (REVERSE SUBJECT) UTF-8 ALL")
+            .await;
+        assert_eq!(r[0], "* ESEARCH (TAG \"a3\") UID ALL 1", "{r:?}");
+        a.send(b"a4 IDLE\r\n").await;
+        assert!(a.line().await.starts_with("+ "));
+        deliver(
+            &env.servers[second].store,
+            ALICE,
+            "INBOX",
+            message("second", "y"),
+        )
+        .await;
+        assert_eq!(a.line().await, "* 2 EXISTS");
+        // REVERSE SUBJECT: "second" before "first".
+        assert_eq!(a.line().await, "* ESEARCH (TAG \"a3\") UID ADDTO (1 2)");
+        a.send(b"DONE\r\n").await;
+        let r = a.until_tag("a4").await;
+        assert!(tagged(&r, "a4").starts_with("a4 OK"), "{r:?}");
+        env
+    })
+    .await;
+}

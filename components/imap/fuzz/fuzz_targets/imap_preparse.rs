@@ -1,14 +1,15 @@
 //! The pre-parser in front of imap-codec (`ext_syntax`) against imap-codec itself as the
 //! oracle: a command imap-codec accepts in full must pass both pre-parse steps unchanged
 //! (same bytes, no extension options, no `$` taken for a saved search); on any other input
-//! they must not panic. The CATENATE URL parser (RFC 5092 forms) gets the same bytes and
+//! they must not panic; a CANCELUPDATE must come out as a NOOP imap-codec parses, and a
+//! PARTIAL range must select inside any result. The CATENATE URL parser (RFC 5092 forms) gets the same bytes and
 //! must not panic either.
 #![no_main]
 
 use imap_codec::decode::Decoder;
 use imap_codec::CommandCodec;
 use libfuzzer_sys::fuzz_target;
-use postbay_imap::ext_syntax::{find_dollar, preparse, Extras};
+use postbay_imap::ext_syntax::{find_dollar, preparse, Extras, SearchReturn};
 
 fuzz_target!(|data: &[u8]| {
     let accepted = matches!(CommandCodec::default().decode(data), Ok((rest, _)) if rest.is_empty());
@@ -18,11 +19,33 @@ fuzz_target!(|data: &[u8]| {
         let shown = String::from_utf8_lossy(data);
         let (out, extras) = pre.unwrap_or_else(|e| panic!("pre-parser rejects {shown:?}: {e}"));
         assert_eq!(out.as_ref(), data, "pre-parser changed {shown:?}");
-        assert_eq!(extras, Extras::default(), "extension options found in {shown:?}");
+        assert_eq!(
+            extras,
+            Extras::default(),
+            "extension options found in {shown:?}"
+        );
         assert!(dollar.is_none(), "a saved-search `$` found in {shown:?}");
-    } else if let Ok((out, _)) = pre {
+    } else if let Ok((out, extras)) = pre {
         // Whatever it rewrote is still searched for `$` without a panic.
         let _ = find_dollar(&out);
+        // CANCELUPDATE (RFC 5267 §4.3.5) is handed on as a NOOP imap-codec must parse.
+        if extras.cancel_update.is_some() {
+            let noop = CommandCodec::default().decode(&out);
+            assert!(matches!(noop, Ok((b"", _))), "CANCELUPDATE became {out:?}");
+        }
+        // PARTIAL ranges (RFC 5267 §4.4, RFC 9394) select inside any result.
+        let returns = extras.search_return.iter().chain(extras.sort_return.iter());
+        for r in returns.flatten() {
+            if let SearchReturn::Partial(range) = r {
+                for len in [0, 1, 7, data.len(), u32::MAX as usize] {
+                    let window = range.window(len);
+                    assert!(
+                        window.start <= window.end && window.end <= len,
+                        "{range} in {len}"
+                    );
+                }
+            }
+        }
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = postbay_imap::op::catenate::parse(text);

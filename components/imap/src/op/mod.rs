@@ -5,6 +5,7 @@ pub mod any;
 pub mod append;
 pub mod auth;
 pub mod catenate;
+pub mod context;
 pub mod copy;
 pub mod expunge;
 pub mod fetch;
@@ -115,9 +116,21 @@ pub async fn dispatch<S: Sink>(
 ) -> Outcome {
     let started = std::time::Instant::now();
     let tag = command.tag.clone();
-    let name = command.body.name();
+    // CANCELUPDATE (RFC 5267 §4.3.5) reaches here as the NOOP the pre-parser made of it; it
+    // is a selected-state command (§5 `command-select`).
+    let cancel_update = extras.cancel_update.is_some();
+    let name = if cancel_update {
+        "CANCELUPDATE"
+    } else {
+        command.body.name()
+    };
     let body = command.body;
-    let state_error = match (needs(&body), p.user.is_some(), p.selected.is_some()) {
+    let needed = if cancel_update {
+        Needs::Selected
+    } else {
+        needs(&body)
+    };
+    let state_error = match (needed, p.user.is_some(), p.selected.is_some()) {
         (Needs::NotAuthenticated, true, _) => Some("Already authenticated"),
         (Needs::Authenticated | Needs::Selected, false, _) => {
             Some("Not authenticated: LOGIN or AUTHENTICATE first")
@@ -263,7 +276,10 @@ async fn run<S: Sink>(
     use CommandBody as C;
     match body {
         C::Capability => any::capability(p),
-        C::Noop => any::noop(p),
+        C::Noop => match &extras.cancel_update {
+            Some(tags) => context::cancel_update(p, tags),
+            None => any::noop(p),
+        },
         C::Logout => Ok(Outcome::Logout),
         C::Id { parameters } => any::id(p, parameters),
         C::Enable { capabilities } => any::enable(p, capabilities),

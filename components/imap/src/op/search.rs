@@ -10,12 +10,15 @@ use imap_codec::imap_types::core::{Charset, Tag, Vec1};
 use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
-use postbay_store::MessageMeta;
+use imap_codec::imap_types::IntoStatic;
+use postbay_store::{MessageMeta, Store};
 
+use crate::context::Member;
 use crate::ext_syntax::SearchReturn;
 use crate::message::Parsed;
 use crate::protocol::{bad, OpResult, Outcome, Protocol};
 use crate::response;
+use crate::selected::Selected;
 
 /// Charsets accepted for search strings; everything is matched as UTF-8.
 const CHARSETS: [&str; 2] = ["UTF-8", "US-ASCII"];
@@ -210,6 +213,9 @@ pub async fn search(
             sel.saved.clear();
         }
     }
+    // RFC 5267 §4.3: UPDATE keeps the criteria to run again on each change.
+    let live_key = super::context::wants_update(returns.as_deref())
+        .then(|| SearchKey::And(criteria.clone()).into_static());
     let Found {
         hits: found,
         modseq_search,
@@ -230,7 +236,18 @@ pub async fn search(
     let modseq = (modseq_search && !hits.is_empty())
         .then(|| NonZeroU64::new(highest_modseq as u64))
         .flatten();
-    answer(p, tag, by_uid, returns, hits, hit_modseqs, modseq)
+    let outcome = answer(p, tag, by_uid, returns, hits, hit_modseqs, modseq)?;
+    if let Some(key) = live_key {
+        let members = found
+            .iter()
+            .map(|&(_, uid, _)| Member {
+                uid,
+                values: Box::default(),
+            })
+            .collect();
+        super::context::start(p, tag.as_ref(), by_uid, key, None, members)?;
+    }
+    Ok(outcome)
 }
 
 /// Runs a search on the selected folder (SEARCH, and SORT's search criteria).
@@ -263,19 +280,54 @@ pub(super) async fn find(
         .selected
         .as_ref()
         .ok_or_else(|| bad("No mailbox selected"))?;
-    let need_message = needs_message(&key);
+    let hits = evaluate(&ctx.store, sel, &key, None).await?;
+    Ok(Found {
+        hits,
+        modseq_search,
+    })
+}
+
+/// The messages of the session's view (all, or the UIDs in `only`, ascending) that `key`
+/// matches, as (sequence number, UID, modseq) in sequence order; messages waiting to be
+/// expunged never match. With `only`, just the rows of its UID range are read (a live
+/// result looking again at the messages that changed, RFC 5267 §4.3).
+pub(crate) async fn evaluate(
+    store: &Store,
+    sel: &Selected,
+    key: &SearchKey<'_>,
+    only: Option<&[u32]>,
+) -> Result<Vec<(u32, u32, i64)>, postbay_store::Error> {
+    let candidates: Vec<(u32, u32)> = match only {
+        None => sel
+            .uids()
+            .enumerate()
+            .map(|(i, u)| (i as u32 + 1, u))
+            .collect(),
+        Some(uids) => uids
+            .iter()
+            .filter_map(|u| sel.seq_of(*u).map(|seq| (seq, *u)))
+            .collect(),
+    };
+    let (first, last) = match only {
+        None => (0, i64::MAX),
+        Some(_) => match (candidates.first(), candidates.last()) {
+            (Some(a), Some(b)) => (i64::from(a.1), i64::from(b.1)),
+            _ => return Ok(Vec::new()),
+        },
+    };
+    let need_message = needs_message(key);
     // Header keys (FROM, SUBJECT, HEADER, SENT…) without BODY/TEXT are answered from the
     // header cache; messages without a cached header are read from their blob.
-    let rows = if need_message && !needs_body(&key) {
+    let rows = if need_message && !needs_body(key) {
         Some(
-            ctx.store
-                .messages_with_headers(sel.folder_id, 0, i64::MAX)
+            store
+                .messages_with_headers(sel.folder_id, first, last)
                 .await?,
         )
-    } else if needs_meta(&key) {
+    } else if needs_meta(key) {
         Some(
-            ctx.store
-                .messages(sel.folder_id)
+            store
+                .messages_in_uid_range(sel.folder_id, first, last)
                 .await?
                 .into_iter()
                 .map(|m| (m, None))
@@ -294,8 +346,7 @@ pub(super) async fn find(
     let max_seq = sel.exists();
     let max_uid = sel.last_uid().unwrap_or(0);
     let mut hits: Vec<(u32, u32, i64)> = Vec::new();
-    for (i, uid) in sel.uids().enumerate() {
-        let seq = i as u32 + 1;
+    for (seq, uid) in candidates {
         if sel.is_pending_expunge(uid) {
             continue;
         }
@@ -309,7 +360,7 @@ pub(super) async fn find(
         let blob = match meta.filter(|_| need_message) {
             Some(meta) => match headers.remove(&uid) {
                 Some(header) => Some(header),
-                None => match ctx.store.blobs().read(&meta.blob_path).await {
+                None => match store.blobs().read(&meta.blob_path).await {
                     Ok(b) => Some(b),
                     Err(_) => continue,
                 },
@@ -332,14 +383,11 @@ pub(super) async fn find(
             meta,
             parsed: parsed.as_ref(),
         };
-        if matches(&key, &candidate) {
+        if matches(key, &candidate) {
             hits.push((seq, uid, modseq));
         }
     }
-    Ok(Found {
-        hits,
-        modseq_search,
-    })
+    Ok(hits)
 }
 
 /// SEARCH's answer: ESEARCH (RFC 4731) when RETURN was given or for IMAP4rev2, else
@@ -358,33 +406,19 @@ fn answer(
         return Ok(Outcome::Ok(None, String::new()));
     }
     if returns.is_some() || p.enabled.rev2 {
-        let returns: Vec<SearchReturn> = returns
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|r| *r != SearchReturn::Save)
-            .collect();
-        let all = returns.is_empty() || returns.contains(&SearchReturn::All);
-        let mut line = format!("ESEARCH (TAG {})", response::quoted(tag.as_ref()));
-        if by_uid {
-            line.push_str(" UID");
-        }
-        if !hits.is_empty() {
-            if returns.contains(&SearchReturn::Min) {
-                line.push_str(&format!(" MIN {}", hits[0]));
-            }
-            if returns.contains(&SearchReturn::Max) {
-                line.push_str(&format!(" MAX {}", hits[hits.len() - 1]));
-            }
-            if all {
-                line.push_str(&format!(" ALL {}", response::sequence_set(&hits)));
-            }
-        }
-        if returns.contains(&SearchReturn::Count) {
-            line.push_str(&format!(" COUNT {}", hits.len()));
-        }
+        let returns = returns.unwrap_or_default();
+        let mut line = super::context::result_line(tag.as_ref(), by_uid, &returns, &hits);
         // RFC 7162 §3.1.5: with only MIN and/or MAX returned, MODSEQ is the highest of the
         // messages returned, not of every match.
-        let min_max_only = !all && !returns.contains(&SearchReturn::Count);
+        let min_max_only = returns
+            .iter()
+            .any(|r| matches!(r, SearchReturn::Min | SearchReturn::Max))
+            && !returns.iter().any(|r| {
+                matches!(
+                    r,
+                    SearchReturn::All | SearchReturn::Count | SearchReturn::Partial(_)
+                )
+            });
         let modseq = match (modseq, hit_modseqs.first(), hit_modseqs.last()) {
             (Some(_), Some(first), Some(last)) if min_max_only => {
                 let mut m = 0;

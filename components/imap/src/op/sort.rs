@@ -1,18 +1,22 @@
 //! SORT (RFC 5256 §3, with SORT=DISPLAY, RFC 5957): the messages a search finds, ordered by
 //! keys taken from their header section (the header cache, else the blob) and their row
 //! (size, arrival). Messages with equal keys keep sequence-number order (§3). With
-//! `RETURN (...)` the answer is an ESEARCH in sort order (ESORT, RFC 5267 §3).
-
-use std::cmp::Ordering;
+//! `RETURN (...)` the answer is an ESEARCH in sort order (ESORT, RFC 5267 §3), and
+//! `RETURN (UPDATE)` keeps it up to date (CONTEXT=SORT, RFC 5267 §4).
 
 use imap_codec::imap_types::core::{Charset, Tag, Vec1};
 use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
 use imap_codec::imap_types::search::SearchKey;
 use mail_parser::{Address, MessageParser};
 
+use imap_codec::imap_types::IntoStatic;
+use postbay_store::Store;
+
+use crate::context::{self, Member, SortValue};
 use crate::ext_syntax::SearchReturn;
 use crate::protocol::{bad, OpResult, Outcome, Protocol};
 use crate::response;
+use crate::selected::Selected;
 
 /// The keys of one message, computed once (SORT, and THREAD's dates, subjects and links).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -45,15 +49,23 @@ pub async fn sort(
     by_uid: bool,
     returns: Option<Vec<SearchReturn>>,
 ) -> OpResult {
-    let mut keyed = keys(p, charset, search).await?;
-    let criteria: &[SortCriterion] = criteria.as_ref();
-    keyed.sort_by(|a, b| compare(criteria, a, b));
-    let sorted: Vec<u32> = keyed
+    // RFC 5267 §4.3: UPDATE keeps the criteria to run again on each change.
+    let live_key = super::context::wants_update(returns.as_deref())
+        .then(|| SearchKey::And(search.clone()).into_static());
+    let keyed = keys(p, charset, search).await?;
+    let criteria: Vec<SortCriterion> = criteria.into_iter().collect();
+    let mut members: Vec<(u32, Member)> = keyed
         .iter()
-        .map(|k| if by_uid { k.uid } else { k.seq })
+        .map(|k| (k.seq, member(&criteria, k)))
         .collect();
-    let line = match returns {
-        Some(returns) => esort_line(tag, by_uid, &returns, &sorted),
+    members
+        .sort_by(|a, b| context::compare(&criteria, &a.1.values, &b.1.values).then(a.0.cmp(&b.0)));
+    let sorted: Vec<u32> = members
+        .iter()
+        .map(|(seq, m)| if by_uid { m.uid } else { *seq })
+        .collect();
+    let line = match &returns {
+        Some(returns) => super::context::result_line(tag.as_ref(), by_uid, returns, &sorted),
         None => {
             let mut line = String::from("SORT");
             for n in &sorted {
@@ -64,33 +76,45 @@ pub async fn sort(
         }
     };
     response::raw(&mut p.out, &line);
+    if let Some(key) = live_key {
+        let members = members.into_iter().map(|(_, m)| m).collect();
+        super::context::start(p, tag.as_ref(), by_uid, key, Some(criteria), members)?;
+    }
     Ok(Outcome::Ok(None, String::new()))
 }
 
-/// RFC 5267 §3.1: MIN and MAX are the first and last in sort order, ALL lists the
-/// matches in sort order (a range only for an ascending run, whose order it keeps), and
-/// `RETURN ()` means ALL.
-fn esort_line(tag: &Tag<'_>, by_uid: bool, returns: &[SearchReturn], sorted: &[u32]) -> String {
-    let mut line = format!("ESEARCH (TAG {})", response::quoted(tag.as_ref()));
-    if by_uid {
-        line.push_str(" UID");
-    }
-    let all = returns.is_empty() || returns.contains(&SearchReturn::All);
-    if let (Some(first), Some(last)) = (sorted.first(), sorted.last()) {
-        if returns.contains(&SearchReturn::Min) {
-            line.push_str(&format!(" MIN {first}"));
-        }
-        if returns.contains(&SearchReturn::Max) {
-            line.push_str(&format!(" MAX {last}"));
-        }
-        if all {
-            line.push_str(&format!(" ALL {}", response::sequence_set(sorted)));
-        }
-    }
-    if returns.contains(&SearchReturn::Count) {
-        line.push_str(&format!(" COUNT {}", sorted.len()));
-    }
-    line
+/// A message's place in a SORT result: its UID and its value for each criterion.
+fn member(criteria: &[SortCriterion], k: &Keys) -> Member {
+    let values = criteria
+        .iter()
+        .map(|c| match c.key {
+            SortKey::Arrival => SortValue::Int(k.arrival),
+            SortKey::Date => SortValue::Int(k.date),
+            SortKey::Size => SortValue::Int(k.size),
+            SortKey::Subject => SortValue::Text(k.subject.clone()),
+            SortKey::From => SortValue::Text(k.from.clone()),
+            SortKey::To => SortValue::Text(k.to.clone()),
+            SortKey::Cc => SortValue::Text(k.cc.clone()),
+            SortKey::DisplayFrom => SortValue::Text(k.display_from.clone()),
+            SortKey::DisplayTo => SortValue::Text(k.display_to.clone()),
+        })
+        .collect();
+    Member { uid: k.uid, values }
+}
+
+/// The messages `hits` (sequence number, UID; in sequence order) with their values for
+/// `criteria`: what a live SORT result needs of the messages that join it (RFC 5267 §4.3.3).
+pub(crate) async fn members(
+    store: &Store,
+    sel: &Selected,
+    criteria: &[SortCriterion],
+    hits: &[(u32, u32)],
+) -> Result<Vec<Member>, postbay_store::Error> {
+    Ok(keys_of(store, sel, hits)
+        .await?
+        .iter()
+        .map(|k| member(criteria, k))
+        .collect())
 }
 
 /// The messages the search finds, in sequence order, with their keys.
@@ -105,21 +129,34 @@ pub(super) async fn keys(
         .selected
         .as_ref()
         .ok_or_else(|| bad("No mailbox selected"))?;
-    let rows = ctx
-        .store
-        .messages_with_headers(sel.folder_id, 0, i64::MAX)
+    let hits: Vec<(u32, u32)> = found.hits.iter().map(|h| (h.0, h.1)).collect();
+    Ok(keys_of(&ctx.store, sel, &hits).await?)
+}
+
+/// The keys of the messages `hits` (sequence number, UID; in sequence order), read from the
+/// rows of their UID range.
+async fn keys_of(
+    store: &Store,
+    sel: &Selected,
+    hits: &[(u32, u32)],
+) -> Result<Vec<Keys>, postbay_store::Error> {
+    let (Some(first), Some(last)) = (hits.first(), hits.last()) else {
+        return Ok(Vec::new());
+    };
+    let rows = store
+        .messages_with_headers(sel.folder_id, i64::from(first.1), i64::from(last.1))
         .await?;
     let (metas, mut headers) = super::rows_by_uid(rows);
     let parser = MessageParser::default();
-    let mut keyed: Vec<Keys> = Vec::with_capacity(found.hits.len());
-    for (seq, uid, _) in found.hits {
+    let mut keyed: Vec<Keys> = Vec::with_capacity(hits.len());
+    for &(seq, uid) in hits {
         // Expunged since the search: nothing to sort it by, and nothing to report.
         let Some(meta) = metas.get(&uid) else {
             continue;
         };
         let header = match headers.remove(&uid) {
             Some(h) => h,
-            None => match ctx.store.blobs().read(&meta.blob_path).await {
+            None => match store.blobs().read(&meta.blob_path).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::debug!(uid, error = %e, "message unavailable for SORT");
@@ -167,27 +204,6 @@ pub(super) async fn keys(
         keyed.push(k);
     }
     Ok(keyed)
-}
-
-fn compare(criteria: &[SortCriterion], a: &Keys, b: &Keys) -> Ordering {
-    for c in criteria {
-        let order = match c.key {
-            SortKey::Arrival => a.arrival.cmp(&b.arrival),
-            SortKey::Date => a.date.cmp(&b.date),
-            SortKey::Size => a.size.cmp(&b.size),
-            SortKey::Subject => a.subject.cmp(&b.subject),
-            SortKey::From => a.from.cmp(&b.from),
-            SortKey::To => a.to.cmp(&b.to),
-            SortKey::Cc => a.cc.cmp(&b.cc),
-            SortKey::DisplayFrom => a.display_from.cmp(&b.display_from),
-            SortKey::DisplayTo => a.display_to.cmp(&b.display_to),
-        };
-        let order = if c.reverse { order.reverse() } else { order };
-        if order != Ordering::Equal {
-            return order;
-        }
-    }
-    a.seq.cmp(&b.seq)
 }
 
 /// RFC 5256 §3 (FROM, TO, CC): the local part of the first address, under i;ascii-casemap;
