@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p postbay-imap --example bench -- --data DIR [--users 200]
 //!     [--clients 20] [--seconds 10] [--idle 200] [--rounds 1] [--tls] [--compress]
+//!     [--compress-cap N]
 //!     [--dovecot 127.0.0.1:11143 --dovecot-tls 127.0.0.1:11993 --dovecot-cert cert.pem
 //!      --dovecot-pid-file run/master.pid --dovecot-conf dovecot.conf]
 //! ```
@@ -26,6 +27,8 @@
 //! * memory per idle connection: `--idle` connections LOGIN, SELECT and IDLE, in plain TCP,
 //!   then with `--tls` over implicit TLS, then with `--compress` after COMPRESS DEFLATE (over
 //!   TLS when `--tls` is given). The server's memory before and after, divided by the count.
+//!   Postbay's cap on compressed sessions (`--compress-cap`, default the larger of `--idle`
+//!   and the production default, so the whole set compresses) is printed with it.
 //!
 //! Postbay runs in a child process (this binary with `serve`) so its memory is measured
 //! alone; it is started afresh for each idle set, because memory freed by an earlier phase
@@ -72,6 +75,8 @@ struct Args {
     /// Idle connections for Dovecot: every one of its logins is a full Argon2id check (its
     /// auth cache verifies the password again), so thousands take minutes per set.
     dovecot_idle: Option<usize>,
+    /// Postbay's `max_compressed_sessions`; unset: enough for the idle set.
+    compress_cap: Option<usize>,
 }
 
 fn args() -> Args {
@@ -90,6 +95,7 @@ fn args() -> Args {
         dovecot_pid_file: None,
         dovecot_conf: None,
         dovecot_idle: None,
+        compress_cap: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -109,6 +115,7 @@ fn args() -> Args {
             "--dovecot-pid-file" => a.dovecot_pid_file = Some(value().into()),
             "--dovecot-conf" => a.dovecot_conf = Some(value().into()),
             "--dovecot-idle" => a.dovecot_idle = Some(value().parse().expect("number")),
+            "--compress-cap" => a.compress_cap = Some(value().parse().expect("number")),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -124,9 +131,10 @@ fn main() {
         .unwrap();
     let mut argv = std::env::args().skip(1);
     if argv.next().as_deref() == Some("serve") {
-        let data = PathBuf::from(argv.next().expect("serve DATA [tls]"));
+        let data = PathBuf::from(argv.next().expect("serve DATA plain|tls [CAP]"));
         let tls = argv.next().as_deref() == Some("tls");
-        rt.block_on(serve(&data, tls));
+        let cap = argv.next().and_then(|c| c.parse().ok());
+        rt.block_on(serve(&data, tls, cap));
         return;
     }
     rt.block_on(run(args()));
@@ -134,8 +142,9 @@ fn main() {
 
 /// Child mode: a Postbay IMAP server on the SQLite store of `data` (as `postbay apply`
 /// left it), plain and, with `tls`, implicit TLS with a self-signed certificate in
-/// `data/bench-tls`; prints "PLAIN_PORT TLS_PORT" (0 without TLS).
-async fn serve(data: &Path, tls: bool) {
+/// `data/bench-tls`, at most `cap` compressed sessions (default: production's); prints
+/// "PLAIN_PORT TLS_PORT" (0 without TLS).
+async fn serve(data: &Path, tls: bool, cap: Option<usize>) {
     use postbay_imap::{ImapContext, ImapLimits, ListenerSettings};
     use postbay_net::{ConnectionGate, ConnectionLimits, ProxyPolicy, TlsProvider, TlsSettings};
     let url = format!("sqlite://{}?mode=rwc", data.join("postbay.db").display());
@@ -144,6 +153,8 @@ async fn serve(data: &Path, tls: bool) {
         .unwrap();
     let limits = ImapLimits {
         allow_plaintext_auth: true,
+        max_compressed_sessions: cap
+            .unwrap_or(postbay_imap::config::DEFAULT_MAX_COMPRESSED_SESSIONS),
         ..ImapLimits::default()
     };
     // Production authenticator settings (AuthConfig::default(): hashing pool of one thread
@@ -205,13 +216,13 @@ struct Postbay {
 }
 
 impl Postbay {
-    async fn start(data: &Path, tls: bool) -> Postbay {
+    async fn start(data: &Path, tls: bool, compress_cap: usize) -> Postbay {
         let exe = std::env::current_exe().unwrap();
         let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg("serve").arg(data);
-        if tls {
-            cmd.arg("tls");
-        }
+        cmd.arg("serve")
+            .arg(data)
+            .arg(if tls { "tls" } else { "plain" })
+            .arg(compress_cap.to_string());
         let mut child = cmd
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -375,18 +386,27 @@ fn trusting(pem: &Path) -> Arc<ClientConfig> {
 /// One round against Postbay: a fresh server for the logins and the mixed load, then a
 /// fresh one per idle set.
 async fn measure_postbay(args: &Args, data: &Path, cert: &Path) -> Results {
-    let server = Postbay::start(data, args.tls).await;
+    let server = Postbay::start(data, args.tls, compress_cap(args)).await;
     println!("postbay on {} (pid {})", server.plain, server.pid);
     let target = postbay_target(&server, cert);
     let mut results = measure(&target, args).await;
     server.stop().await;
     for set in idle_sets(args) {
-        let server = Postbay::start(data, args.tls).await;
+        let server = Postbay::start(data, args.tls, compress_cap(args)).await;
         let target = postbay_target(&server, cert);
         results.idle.push(idle_set(&target, args, set).await);
         server.stop().await;
     }
     results
+}
+
+/// Postbay's `max_compressed_sessions` for the run: `--compress-cap`, else enough for the
+/// idle set (and never below the production default).
+fn compress_cap(args: &Args) -> usize {
+    args.compress_cap.unwrap_or(
+        args.idle
+            .max(postbay_imap::config::DEFAULT_MAX_COMPRESSED_SESSIONS),
+    )
 }
 
 fn postbay_target(server: &Postbay, cert: &Path) -> Target {
@@ -494,8 +514,13 @@ async fn idle_set(
         pss: after.pss.saturating_sub(before.pss) as f64 / n as f64,
         count: n,
     };
+    let cap = if compress && t.name == "postbay" {
+        format!(" (cap {} compressed sessions)", compress_cap(args))
+    } else {
+        String::new()
+    };
     println!(
-        "{}: {n} idle connections ({label}) opened in {:.1} s: RSS {:.1} -> {:.1} MiB, PSS {:.1} -> {:.1} MiB, {:.1} KiB/connection RSS, {:.1} KiB PSS",
+        "{}: {n} idle connections ({label}){cap} opened in {:.1} s: RSS {:.1} -> {:.1} MiB, PSS {:.1} -> {:.1} MiB, {:.1} KiB/connection RSS, {:.1} KiB PSS",
         t.name,
         opened.as_secs_f64(),
         before.rss as f64 / 1048576.0,

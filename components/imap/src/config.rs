@@ -40,7 +40,16 @@ pub struct ImapLimits {
     pub idle_keepalive: Duration,
     /// Allow LOGIN/AUTHENTICATE without TLS (Dovecot's `disable_plaintext_auth = no`).
     pub allow_plaintext_auth: bool,
+    /// COMPRESS=DEFLATE sessions at once in this process; beyond, COMPRESS answers
+    /// `NO [LIMIT]` (RFC 4978 §3 lets the server refuse, RFC 5530 §3 names the code) and the
+    /// session goes on uncompressed. 0 refuses every COMPRESS. A busy compressed session
+    /// holds up to [`postbay_net::deflate::MAX_BUSY_BYTES`] (272 KiB), a quiet one ~20 KiB.
+    pub max_compressed_sessions: usize,
 }
+
+/// Default [`ImapLimits::max_compressed_sessions`]: 1,000 sessions busy at once take at most
+/// ~270 MiB of codec state, a quarter of the chart's 1 GiB IMAP pod limit.
+pub const DEFAULT_MAX_COMPRESSED_SESSIONS: usize = 1000;
 
 impl Default for ImapLimits {
     fn default() -> Self {
@@ -59,6 +68,7 @@ impl Default for ImapLimits {
             idle_poll_interval: Duration::from_millis(500),
             idle_keepalive: Duration::from_secs(120),
             allow_plaintext_auth: false,
+            max_compressed_sessions: DEFAULT_MAX_COMPRESSED_SESSIONS,
         }
     }
 }

@@ -78,6 +78,9 @@ pub struct ImapContext {
     pub authenticator: postbay_auth::Authenticator,
     /// Where Junk moves are taught to the filter (`imap.learn_url`); none: not taught.
     pub learner: Option<std::sync::Arc<learn::Learner>>,
+    /// One permit per COMPRESS=DEFLATE session (`limits.max_compressed_sessions`), held
+    /// for the life of the connection: the cap on codec memory.
+    pub compress_permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl ImapContext {
@@ -106,12 +109,18 @@ impl ImapContext {
         authenticator: postbay_auth::Authenticator,
     ) -> ImapContext {
         store.set_change_poll_interval(limits.idle_poll_interval);
+        let compress_permits = std::sync::Arc::new(tokio::sync::Semaphore::new(
+            limits
+                .max_compressed_sessions
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         ImapContext {
             store,
             hostname: hostname.into(),
             limits,
             authenticator,
             learner: None,
+            compress_permits,
         }
     }
 

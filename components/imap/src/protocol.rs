@@ -40,6 +40,9 @@ pub struct Protocol {
     pub auth_failures: u32,
     /// COMPRESS=DEFLATE is on.
     pub compressed: bool,
+    /// The session's share of `ctx.compress_permits`, taken by COMPRESS, given back when
+    /// the connection ends (dropped with the session).
+    pub compress_permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// How a command ended, beyond its untagged responses.
@@ -105,6 +108,7 @@ impl Protocol {
             enabled: Enabled::default(),
             auth_failures: 0,
             compressed: false,
+            compress_permit: None,
         }
     }
 

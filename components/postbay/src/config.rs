@@ -1102,3 +1102,25 @@ outbound:
             .contains("outbound.transports.x.test"));
     }
 }
+
+#[cfg(test)]
+mod imap_tests {
+    use super::*;
+
+    /// The COMPRESS cap has its default and is read next to the flattened listener keys.
+    #[test]
+    fn max_compressed_sessions_default_and_file() {
+        let c = Config::default();
+        assert_eq!(c.imap.max_compressed_sessions, 1000);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(
+            &file,
+            "imap: {max_compressed_sessions: 50, max_connections: 70}\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file)).unwrap();
+        assert_eq!(c.imap.max_compressed_sessions, 50);
+        assert_eq!(c.imap.access.max_connections, 70);
+    }
+}

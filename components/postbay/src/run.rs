@@ -459,6 +459,7 @@ async fn start_access(
 ) -> Result<()> {
     let limits = postbay_imap::ImapLimits {
         allow_plaintext_auth: config.imap.allow_plaintext_auth,
+        max_compressed_sessions: config.imap.max_compressed_sessions,
         ..Default::default()
     };
     let mut imap = postbay_imap::ImapContext::with_authenticator(

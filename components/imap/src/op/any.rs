@@ -87,11 +87,21 @@ pub fn capability(p: &mut Protocol) -> OpResult {
 }
 
 /// COMPRESS DEFLATE (RFC 4978 §3; DEFLATE is the only algorithm the grammar has). The
-/// session switches after writing the tagged OK.
+/// session switches after writing the tagged OK. Each compressed session holds a permit of
+/// `imap.max_compressed_sessions` until it closes; without one the answer is `NO [LIMIT]`
+/// (RFC 5530 §3) and the client goes on uncompressed, which §3 allows.
 pub fn compress(p: &mut Protocol) -> OpResult {
     if p.compressed {
         return Err(no(Some("COMPRESSIONACTIVE"), "DEFLATE is active already"));
     }
+    let Ok(permit) = p.ctx.compress_permits.clone().try_acquire_owned() else {
+        tracing::debug!(peer = %p.peer, "COMPRESS refused: max_compressed_sessions reached");
+        return Err(no(
+            Some("LIMIT"),
+            "Too many compressed sessions, continue uncompressed",
+        ));
+    };
+    p.compress_permit = Some(permit);
     Ok(Outcome::Compress)
 }
 
