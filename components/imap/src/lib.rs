@@ -35,6 +35,8 @@
 //!   replica) by polling the folder's modseq.
 //! * [`message`] turns stored messages into ENVELOPE, BODYSTRUCTURE and sections.
 //! * [`context`] keeps SEARCH and SORT results up to date for the client (RFC 5267 §4).
+//! * [`notify`] holds a session's NOTIFY (RFC 5465) and sends STATUS and LIST between
+//!   commands and in IDLE, from the change feed's folder and mailbox-list watches.
 //!
 //! # Replicas
 //!
@@ -54,6 +56,7 @@ pub mod learn;
 pub mod message;
 pub mod mutf7;
 pub mod names;
+pub mod notify;
 pub mod op;
 pub mod protocol;
 pub mod response;

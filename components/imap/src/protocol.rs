@@ -43,6 +43,8 @@ pub struct Protocol {
     /// The session's share of `ctx.compress_permits`, taken by COMPRESS, given back when
     /// the connection ends (dropped with the session).
     pub compress_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// NOTIFY SET in force (RFC 5465 §3.1); boxed, as most sessions never use it.
+    pub notify: Option<Box<crate::notify::NotifyState>>,
 }
 
 /// How a command ended, beyond its untagged responses.
@@ -109,6 +111,7 @@ impl Protocol {
             auth_failures: 0,
             compressed: false,
             compress_permit: None,
+            notify: None,
         }
     }
 

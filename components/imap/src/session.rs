@@ -151,25 +151,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Flushes pending output and reads more input into the fragmentizer.
+    /// Flushes pending output and reads more input into the fragmentizer. With NOTIFY in
+    /// force and no command begun, it also wakes for what the session is notified of and
+    /// sends it (RFC 5465 §1, §3: "at any time"), then goes back to reading.
     async fn fill(&mut self) -> Result<(), End> {
-        write_out(&mut self.stream, &mut self.p.out)
-            .await
-            .map_err(End::Io)?;
         let Some(timeout) = self.read_timeout() else {
+            write_out(&mut self.stream, &mut self.p.out)
+                .await
+                .map_err(End::Io)?;
             return Err(End::Timeout);
         };
-        let n = match tokio::time::timeout(timeout, read_some(&mut self.stream, &mut self.read_buf))
-            .await
-        {
-            Err(_) => return Err(End::Timeout),
-            Ok(Err(e)) => return Err(End::Io(e)),
-            Ok(Ok(0)) => return Err(End::Closed),
-            Ok(Ok(n)) => n,
-        };
-        self.frag.enqueue_bytes(&self.read_buf[..n]);
-        self.size_read_buf(n);
-        Ok(())
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            write_out(&mut self.stream, &mut self.p.out)
+                .await
+                .map_err(End::Io)?;
+            let notify = self.p.notify.is_some() && self.frag.message_bytes().is_empty();
+            let read =
+                tokio::time::timeout_at(deadline, read_some(&mut self.stream, &mut self.read_buf));
+            let read = if notify {
+                tokio::select! {
+                    read = read => read,
+                    _ = Box::pin(notify_wait(&mut self.p.notify, self.p.selected.as_mut())) => {
+                        Box::pin(self.notify_deliver(true)).await?;
+                        continue;
+                    }
+                }
+            } else {
+                read.await
+            };
+            let n = match read {
+                Err(_) => return Err(End::Timeout),
+                Ok(Err(e)) => return Err(End::Io(e)),
+                Ok(Ok(0)) => return Err(End::Closed),
+                Ok(Ok(n)) => n,
+            };
+            self.frag.enqueue_bytes(&self.read_buf[..n]);
+            self.size_read_buf(n);
+            return Ok(());
+        }
+    }
+
+    /// Sends what NOTIFY asks for ([`crate::notify::deliver`]); a vanished selected
+    /// mailbox ends the session, a store failure only this round of notifications.
+    async fn notify_deliver(&mut self, with_selected: bool) -> Result<(), End> {
+        match crate::notify::deliver(&mut self.p, with_selected).await {
+            Ok(()) => Ok(()),
+            Err(crate::protocol::OpError::Close(text)) => {
+                response::bye(&mut self.p.out, &text);
+                Err(End::Protocol("selected mailbox vanished"))
+            }
+            Err(e) => {
+                tracing::warn!(peer = %self.p.peer, error = ?e, "NOTIFY delivery failed");
+                Ok(())
+            }
+        }
     }
 
     /// Reads start small and grow to [`READ_CHUNK`] while the client sends more than fits
@@ -506,6 +542,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if remaining.is_zero() {
                 return Err(End::Timeout);
             }
+            let notify = self.p.notify.is_some();
             let folder_moved = async {
                 match self.p.selected.as_mut() {
                     Some(sel) => sel.watch.changed().await,
@@ -532,6 +569,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         return Err(End::Protocol("selected mailbox vanished"));
                     }
                 }
+                _ = Box::pin(notify_wait(&mut self.p.notify, None)), if notify => {
+                    Box::pin(self.notify_deliver(false)).await?;
+                }
                 _ = keepalive.tick() => {
                     response::untagged(&mut self.p.out, StatusKind::Ok, None, "Still here");
                 }
@@ -539,6 +579,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
     }
+}
+
+/// Waits for a change NOTIFY reports: watched folders, the list version and, when
+/// given `selected` and a SELECTED group asks, the selected folder (IDLE watches that
+/// one itself). Pending forever without NOTIFY.
+async fn notify_wait(
+    notify: &mut Option<Box<crate::notify::NotifyState>>,
+    selected: Option<&mut crate::selected::Selected>,
+) {
+    let Some(state) = notify.as_deref_mut() else {
+        return std::future::pending().await;
+    };
+    let selected = if state.selected_events().is_some() {
+        selected.map(|s| &mut s.watch)
+    } else {
+        None
+    };
+    crate::notify::changed(state, selected).await
 }
 
 fn new_fragmentizer(ctx: &ImapContext) -> Fragmentizer {

@@ -1897,3 +1897,256 @@ async fn context_updates_reach_idle_from_another_replica() {
     })
     .await;
 }
+
+/// Reads lines until one satisfies `want`, failing after `limit`; returns it.
+async fn line_matching(c: &mut Raw, want: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        let line = c.line().await;
+        if want(&line) {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{line} came late"
+            );
+            return line;
+        }
+        assert!(!line.is_empty(), "connection closed");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still waiting, got {line}"
+        );
+    }
+}
+
+/// RFC 5465 §3.1, §5.2-5.3: after NOTIFY SET with PERSONAL (MessageNew MessageExpunge), a
+/// delivery into another folder made by a second replica shows as an untagged STATUS
+/// without the client sending a command; NOTIFY SET STATUS sends the STATUS of the
+/// watched mailboxes at once; NOTIFY NONE stops the notifications.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_reports_other_mailboxes_as_status_across_replicas() {
+    each_backend(test_limits(), |mut env| async move {
+        let second = env.add_server(test_limits()).await;
+        let mut a = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let r = a.cmd("c CAPABILITY").await;
+        assert!(r[0].contains(" NOTIFY"), "{r:?}");
+        a.cmd("s SELECT INBOX").await;
+
+        // §3.1 STATUS: the watched mailboxes' STATUS before the tagged OK.
+        let r = a
+            .cmd("n NOTIFY SET STATUS (mailboxes (Drafts Sent \"No Such\") (MessageNew MessageExpunge))")
+            .await;
+        assert_eq!(
+            r,
+            vec![
+                "* STATUS \"Drafts\" (MESSAGES 0 UIDNEXT 1 UNSEEN 0)".to_string(),
+                "* STATUS \"Sent\" (MESSAGES 0 UIDNEXT 1 UNSEEN 0)".to_string(),
+                "n OK NOTIFY completed".to_string(),
+            ]
+        );
+
+        let r = a
+            .cmd("m NOTIFY SET (selected NONE) (personal (MessageNew MessageExpunge))")
+            .await;
+        assert_eq!(r, vec!["m OK NOTIFY completed".to_string()]);
+        deliver(
+            &env.servers[second].store,
+            ALICE,
+            "Archive",
+            message("elsewhere", "x"),
+        )
+        .await;
+        let line = a.line().await;
+        assert_eq!(line, "* STATUS \"Archive\" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)");
+
+        // The selected mailbox is not reported as STATUS (§5.1).
+        deliver(&env.servers[second].store, ALICE, "INBOX", message("here", "y")).await;
+        deliver(&env.servers[second].store, ALICE, "Junk", message("junk", "z")).await;
+        let line = a.line().await;
+        assert_eq!(line, "* STATUS \"Junk\" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)");
+
+        // An expunge through the other replica (MessageExpunge); with CONDSTORE on,
+        // HIGHESTMODSEQ comes along.
+        a.cmd("e ENABLE CONDSTORE").await;
+        let mut b = Raw::login(env.servers[second].port, ALICE, ALICE_PASSWORD).await;
+        b.cmd("b1 SELECT Archive").await;
+        b.cmd("b2 STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+        b.cmd("b3 EXPUNGE").await;
+        let line = a.line().await;
+        assert!(
+            line.starts_with("* STATUS \"Archive\" (MESSAGES 0 UIDNEXT 2 UNSEEN 0 HIGHESTMODSEQ "),
+            "{line}"
+        );
+
+        // NOTIFY NONE: nothing more without a command.
+        let r = a.cmd("x NOTIFY NONE").await;
+        assert_eq!(r, vec!["x OK NOTIFY NONE completed".to_string()]);
+        deliver(&env.servers[second].store, ALICE, "Junk", message("junk", "z")).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let r = a.cmd("y NOOP").await;
+        assert!(
+            r.iter().all(|l| !l.starts_with("* STATUS")),
+            "{r:?}"
+        );
+        env
+    })
+    .await;
+}
+
+/// RFC 5465 §6 SELECTED: new messages, flag changes and expunges of the selected mailbox
+/// made on another replica arrive as EXISTS, FETCH and EXPUNGE without a command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_selected_events_arrive_without_a_command() {
+    each_backend(test_limits(), |mut env| async move {
+        let second = env.add_server(test_limits()).await;
+        let mut a = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        a.cmd("e ENABLE IMAP4rev2").await;
+        a.cmd("s SELECT INBOX").await;
+        let r = a
+            .cmd("n NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge FlagChange))")
+            .await;
+        assert_eq!(r, vec!["n OK NOTIFY completed".to_string()]);
+        deliver(
+            &env.servers[second].store,
+            ALICE,
+            "INBOX",
+            message("one", "x"),
+        )
+        .await;
+        assert_eq!(a.line().await, "* 1 EXISTS");
+
+        let mut b = Raw::login(env.servers[second].port, ALICE, ALICE_PASSWORD).await;
+        b.cmd("b1 SELECT INBOX").await;
+        b.cmd("b2 STORE 1 +FLAGS (\\Flagged)").await;
+        let line = a.line().await;
+        assert!(line.starts_with("* 1 FETCH (FLAGS (\\Flagged)"), "{line}");
+        b.cmd("b3 STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+        b.cmd("b4 EXPUNGE").await;
+        let line = line_matching(&mut a, |l| !l.starts_with("* 1 FETCH")).await;
+        assert_eq!(line, "* 1 EXPUNGE");
+
+        // SELECTED-DELAYED keeps the expunge until a command ends.
+        let r = a
+            .cmd("d NOTIFY SET (selected-delayed (MessageNew MessageExpunge FlagChange))")
+            .await;
+        assert_eq!(r, vec!["d OK NOTIFY completed".to_string()]);
+        deliver(
+            &env.servers[second].store,
+            ALICE,
+            "INBOX",
+            message("two", "y"),
+        )
+        .await;
+        assert_eq!(a.line().await, "* 1 EXISTS");
+        b.cmd("b5 UID STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+        let line = a.line().await;
+        assert!(line.starts_with("* 1 FETCH (FLAGS (\\Deleted)"), "{line}");
+        b.cmd("b6 EXPUNGE").await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let r = a.cmd("f NOOP").await;
+        assert_eq!(
+            r,
+            vec!["* 1 EXPUNGE".to_string(), "f OK NOOP completed".to_string()]
+        );
+        env
+    })
+    .await;
+}
+
+/// RFC 5465 §5.4 MailboxName and §5.5 SubscriptionChange: CREATE, RENAME, SUBSCRIBE,
+/// UNSUBSCRIBE and DELETE on another replica show as LIST lines without a command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_reports_mailbox_list_changes_from_another_replica() {
+    each_backend(test_limits(), |mut env| async move {
+        let second = env.add_server(test_limits()).await;
+        let mut a = Raw::login(env.port(), ALICE, ALICE_PASSWORD).await;
+        let r = a
+            .cmd("n NOTIFY SET (personal (MailboxName SubscriptionChange))")
+            .await;
+        assert_eq!(r, vec!["n OK NOTIFY completed".to_string()]);
+        let mut b = Raw::login(env.servers[second].port, ALICE, ALICE_PASSWORD).await;
+        b.cmd("b1 CREATE Projects").await;
+        assert_eq!(a.line().await, "* LIST () \"/\" \"Projects\"");
+        b.cmd("b2 RENAME Projects Work").await;
+        assert_eq!(
+            a.line().await,
+            "* LIST () \"/\" \"Work\" (\"OLDNAME\" (\"Projects\"))"
+        );
+        b.cmd("b3 SUBSCRIBE Work").await;
+        assert_eq!(a.line().await, "* LIST (\\Subscribed) \"/\" \"Work\"");
+        b.cmd("b4 UNSUBSCRIBE Work").await;
+        assert_eq!(a.line().await, "* LIST () \"/\" \"Work\"");
+        b.cmd("b5 DELETE Work").await;
+        assert_eq!(a.line().await, "* LIST (\\NonExistent) \"/\" \"Work\"");
+
+        // In IDLE too.
+        a.send(b"i IDLE\r\n").await;
+        assert!(a.line().await.starts_with("+ "));
+        b.cmd("b6 CREATE Later").await;
+        assert_eq!(a.line().await, "* LIST () \"/\" \"Later\"");
+        a.send(b"DONE\r\n").await;
+        let r = a.until_tag("i").await;
+        assert!(tagged(&r, "i").starts_with("i OK"), "{r:?}");
+
+        // Only MailboxName for a subtree: other names and subscriptions are not reported.
+        let r = a.cmd("m NOTIFY SET (subtree Lists (MailboxName))").await;
+        assert_eq!(r, vec!["m OK NOTIFY completed".to_string()]);
+        b.cmd("b7 CREATE Elsewhere").await;
+        b.cmd("b8 SUBSCRIBE Lists").await;
+        b.cmd("b9 CREATE Lists/rust").await;
+        assert_eq!(a.line().await, "* LIST () \"/\" \"Lists\"");
+        assert_eq!(a.line().await, "* LIST () \"/\" \"Lists/rust\"");
+        let r = a.cmd("x NOTIFY NONE").await;
+        assert_eq!(r, vec!["x OK NOTIFY NONE completed".to_string()]);
+        b.cmd("b10 DELETE Elsewhere").await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let r = a.cmd("y NOOP").await;
+        assert_eq!(r, vec!["y OK NOOP completed".to_string()]);
+        env
+    })
+    .await;
+}
+
+/// RFC 5465 §3.2 and §5: unsupported events get NO [BADEVENT] listing the supported ones;
+/// MessageNew without MessageExpunge, FlagChange without both, fetch items outside
+/// SELECTED and two SELECTED filters are BAD; NOTIFY needs a login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_refuses_unsupported_events_and_wrong_combinations() {
+    each_backend(test_limits(), |env| async move {
+        let (mut c, _) = Raw::connect(env.port()).await;
+        let r = c.cmd("p NOTIFY NONE").await;
+        assert!(tagged(&r, "p").starts_with("p BAD"), "{r:?}");
+        let r = c.cmd("l LOGIN alice@example.test secret").await;
+        assert!(tagged(&r, "l").starts_with("l OK"), "{r:?}");
+        for event in ["AnnotationChange", "MailboxMetadataChange", "ServerMetadataChange"] {
+            let r = c
+                .cmd(&format!("x NOTIFY SET (personal (MessageNew MessageExpunge {event}))"))
+                .await;
+            assert_eq!(
+                tagged(&r, "x"),
+                "x NO [BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)] Unsupported event in NOTIFY",
+                "{r:?}"
+            );
+        }
+        for wrong in [
+            "NOTIFY SET (personal (MessageNew))",
+            "NOTIFY SET (personal (MessageExpunge))",
+            "NOTIFY SET (inboxes (FlagChange))",
+            "NOTIFY SET (selected (FlagChange MessageNew))",
+            "NOTIFY SET (personal (MessageNew (UID) MessageExpunge))",
+            "NOTIFY SET (selected NONE) (selected-delayed NONE)",
+            "NOTIFY SET (personal ())",
+            "NOTIFY SET",
+            "NOTIFY FOO",
+        ] {
+            let r = c.cmd(&format!("y {wrong}")).await;
+            assert!(tagged(&r, "y").starts_with("y BAD"), "{wrong}: {r:?}");
+        }
+        // Names that do not exist are fine (§6).
+        let r = c
+            .cmd("z NOTIFY SET (subtree (Nope \"Not/There\") (MessageNew MessageExpunge FlagChange))")
+            .await;
+        assert_eq!(r, vec!["z OK NOTIFY completed".to_string()]);
+        env
+    })
+    .await;
+}

@@ -6,6 +6,10 @@
 //! how changes made by other replicas arrive. Sessions compare their own position with it
 //! and only read changed rows when it moved; IDLE waits on it instead of polling. Thousands
 //! of idle sessions therefore cost one query per interval, not one each.
+//!
+//! Mailboxes are watched the same way for IMAP NOTIFY (RFC 5465 §5.4, §5.5): a mailbox's
+//! `list_version` (migration 0011) moves with every CREATE, DELETE, RENAME, SUBSCRIBE and
+//! UNSUBSCRIBE, and the same poller reads the watched mailboxes' versions in one query.
 
 use std::collections::HashMap;
 
@@ -31,9 +35,18 @@ struct Watched {
     tx: watch::Sender<Version>,
 }
 
+/// What a watch follows: a folder's modseq, or a mailbox's list version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Folder,
+    List,
+}
+
 #[derive(Default)]
 struct Inner {
     folders: Mutex<HashMap<i64, Watched>>,
+    /// Mailboxes (by id) whose list version some session follows.
+    lists: Mutex<HashMap<i64, Watched>>,
     poller_started: AtomicBool,
     poll_interval_ms: AtomicU64,
 }
@@ -63,8 +76,16 @@ impl ChangeFeed {
     /// Registers interest in `folder_id`, known to be at `modseq` (read in the caller's
     /// snapshot); a later value already known wins.
     pub(crate) fn watch(&self, folder_id: i64, modseq: i64) -> FolderWatch {
-        let mut folders = lock(&self.inner.folders);
-        let entry = folders.entry(folder_id).or_insert_with(|| Watched {
+        self.watch_kind(Kind::Folder, folder_id, modseq)
+    }
+
+    fn map(&self, kind: Kind) -> &Mutex<HashMap<i64, Watched>> {
+        map_of(&self.inner, kind)
+    }
+
+    fn watch_kind(&self, kind: Kind, id: i64, modseq: i64) -> FolderWatch {
+        let mut folders = lock(self.map(kind));
+        let entry = folders.entry(id).or_insert_with(|| Watched {
             watchers: 0,
             tx: watch::channel(Version::At(modseq)).0,
         });
@@ -72,8 +93,16 @@ impl ChangeFeed {
         raise(&entry.tx, Version::At(modseq));
         FolderWatch {
             feed: Arc::downgrade(&self.inner),
-            folder_id,
+            kind,
+            folder_id: id,
             rx: entry.tx.subscribe(),
+        }
+    }
+
+    /// A write through this process committed list version `version` of `mailbox_id`.
+    pub(crate) fn list_committed(&self, mailbox_id: i64, version: i64) {
+        if let Some(w) = lock(&self.inner.lists).get(&mailbox_id) {
+            raise(&w.tx, Version::At(version));
         }
     }
 
@@ -91,8 +120,8 @@ impl ChangeFeed {
         }
     }
 
-    fn watched_ids(&self) -> Vec<i64> {
-        lock(&self.inner.folders).keys().copied().collect()
+    fn watched_ids(&self, kind: Kind) -> Vec<i64> {
+        lock(self.map(kind)).keys().copied().collect()
     }
 
     /// Starts the poller once per process (it stops when the last store handle is gone).
@@ -120,15 +149,29 @@ impl ChangeFeed {
         });
     }
 
-    /// Reads every watched folder's modseq and publishes what moved.
+    /// Reads every watched folder's modseq and every watched mailbox's list version (one
+    /// query each, none when nothing of the kind is watched) and publishes what moved.
     pub(crate) async fn poll_once(
         &self,
         readers: &crate::db::readers::Readers,
     ) -> crate::Result<()> {
-        let ids = self.watched_ids();
+        self.poll_kind(readers, Kind::Folder).await?;
+        self.poll_kind(readers, Kind::List).await
+    }
+
+    async fn poll_kind(
+        &self,
+        readers: &crate::db::readers::Readers,
+        kind: Kind,
+    ) -> crate::Result<()> {
+        let ids = self.watched_ids(kind);
+        let (table, column) = match kind {
+            Kind::Folder => ("folders", "highest_modseq"),
+            Kind::List => ("mailboxes", "list_version"),
+        };
         for chunk in ids.chunks(crate::IN_LIST_CHUNK) {
             let sql = format!(
-                "SELECT id, highest_modseq FROM folders WHERE id IN ({})",
+                "SELECT id, {column} AS v FROM {table} WHERE id IN ({})",
                 crate::placeholders(chunk.len())
             );
             let mut query = sqlx::query(&sql);
@@ -136,11 +179,8 @@ impl ChangeFeed {
                 query = query.bind(*id);
             }
             let rows = query.fetch_all(&mut *readers.get().await?).await?;
-            let found: HashMap<i64, i64> = rows
-                .iter()
-                .map(|r| (r.get("id"), r.get("highest_modseq")))
-                .collect();
-            let folders = lock(&self.inner.folders);
+            let found: HashMap<i64, i64> = rows.iter().map(|r| (r.get("id"), r.get("v"))).collect();
+            let folders = lock(self.map(kind));
             for id in chunk {
                 if let Some(w) = folders.get(id) {
                     let version = found.get(id).map_or(Version::Gone, |m| Version::At(*m));
@@ -168,9 +208,18 @@ fn raise(tx: &watch::Sender<Version>, new: Version) {
     });
 }
 
-/// A session's handle on one folder's version; dropping it ends the interest.
+fn map_of(inner: &Inner, kind: Kind) -> &Mutex<HashMap<i64, Watched>> {
+    match kind {
+        Kind::Folder => &inner.folders,
+        Kind::List => &inner.lists,
+    }
+}
+
+/// A session's handle on one folder's version (or one mailbox's list version, from
+/// [`Store::watch_list`]); dropping it ends the interest.
 pub struct FolderWatch {
     feed: Weak<Inner>,
+    kind: Kind,
     folder_id: i64,
     rx: watch::Receiver<Version>,
 }
@@ -180,6 +229,7 @@ impl FolderWatch {
     pub fn detached(modseq: i64) -> FolderWatch {
         FolderWatch {
             feed: Weak::new(),
+            kind: Kind::Folder,
             folder_id: 0,
             rx: watch::channel(Version::At(modseq)).1,
         }
@@ -209,7 +259,7 @@ impl Drop for FolderWatch {
         let Some(inner) = self.feed.upgrade() else {
             return;
         };
-        let mut folders = lock(&inner.folders);
+        let mut folders = lock(map_of(&inner, self.kind));
         if let Some(w) = folders.get_mut(&self.folder_id) {
             w.watchers -= 1;
             if w.watchers == 0 {
@@ -222,6 +272,7 @@ impl Drop for FolderWatch {
 impl std::fmt::Debug for FolderWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FolderWatch")
+            .field("kind", &self.kind)
             .field("folder_id", &self.folder_id)
             .field("version", &*self.rx.borrow())
             .finish()
@@ -236,6 +287,25 @@ impl Store {
         self.changes.watch(folder_id, modseq)
     }
 
+    /// Follows the list version of `mailbox_id` (RFC 5465 §5.4, §5.5: its folders and
+    /// subscriptions), known to be at `version` ([`Store::list_version`]); it moves with
+    /// every CREATE, DELETE, RENAME, SUBSCRIBE and UNSUBSCRIBE on any replica, and reads as
+    /// [`Version::Gone`] once the mailbox is deleted.
+    pub fn watch_list(&self, mailbox_id: i64, version: i64) -> FolderWatch {
+        self.changes.ensure_poller(&self.readers);
+        self.changes.watch_kind(Kind::List, mailbox_id, version)
+    }
+
+    /// The mailbox's current list version.
+    pub async fn list_version(&self, mailbox_id: i64) -> crate::Result<i64> {
+        let row = sqlx::query("SELECT list_version FROM mailboxes WHERE id = ?")
+            .bind(mailbox_id)
+            .fetch_optional(&mut *self.reader().await?)
+            .await?
+            .ok_or_else(|| crate::Error::NoSuchMailbox(mailbox_id.to_string()))?;
+        Ok(row.get("list_version"))
+    }
+
     /// How often this process reads the modseqs of watched folders, which bounds how late
     /// it notices changes made by other replicas.
     pub fn set_change_poll_interval(&self, interval: std::time::Duration) {
@@ -247,4 +317,23 @@ impl Store {
     pub async fn poll_changes(&self) -> crate::Result<()> {
         self.changes.poll_once(&self.readers).await
     }
+}
+
+/// Within a transaction that changes a mailbox's folders or subscriptions: raises its list
+/// version (which also takes the mailbox row's lock, first, as the other writes of a
+/// mailbox's list do) and returns the new value, to publish once committed.
+pub(crate) async fn bump_list_version(
+    tx: &mut crate::db::write::WriteTx,
+    mailbox_id: i64,
+) -> crate::Result<i64> {
+    sqlx::query("UPDATE mailboxes SET list_version = list_version + 1 WHERE id = ?")
+        .bind(mailbox_id)
+        .execute(&mut **tx)
+        .await?;
+    let row = sqlx::query("SELECT list_version FROM mailboxes WHERE id = ?")
+        .bind(mailbox_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| crate::Error::NoSuchMailbox(mailbox_id.to_string()))?;
+    Ok(row.get("list_version"))
 }

@@ -155,6 +155,8 @@ impl Store {
         name: &str,
         special_use: Option<&str>,
     ) -> Result<FolderInfo> {
+        let mut tx = self.begin_write(Durability::Synced).await?;
+        let version = crate::changes::bump_list_version(&mut tx, mailbox_id).await?;
         let result = sqlx::query(
             "INSERT INTO folders (mailbox_id, name, special_use, uidvalidity, uidnext, highest_modseq) \
              VALUES (?, ?, ?, ?, 1, 1)",
@@ -163,7 +165,7 @@ impl Store {
         .bind(name)
         .bind(special_use)
         .bind(now_unix())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match result {
             Ok(_) => {}
@@ -172,6 +174,8 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
+        tx.commit().await?;
+        self.changes.list_committed(mailbox_id, version);
         self.folder(mailbox_id, name)
             .await?
             .ok_or_else(|| Error::NoSuchFolder(name.to_string()))
@@ -239,6 +243,7 @@ impl Store {
     ) -> Result<FolderInfo> {
         let mut tx = self.begin_write(Durability::Synced).await?;
         let uidvalidity = next_uidvalidity(&mut tx, mailbox_id).await?;
+        let version = crate::changes::bump_list_version(&mut tx, mailbox_id).await?;
         let inserted = sqlx::query(
             "INSERT INTO folders (mailbox_id, name, special_use, uidvalidity, uidnext, highest_modseq) \
              VALUES (?, ?, ?, ?, 1, 1)",
@@ -257,6 +262,7 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         tx.commit().await?;
+        self.changes.list_committed(mailbox_id, version);
         self.folder(mailbox_id, name)
             .await?
             .ok_or_else(|| Error::NoSuchFolder(name.to_string()))
@@ -277,6 +283,7 @@ impl Store {
         .bind(folder.mailbox_id)
         .execute(&mut *tx)
         .await?;
+        let version = crate::changes::bump_list_version(&mut tx, folder.mailbox_id).await?;
         let rows = sqlx::query("SELECT blob_path, size FROM messages WHERE folder_id = ?")
             .bind(folder_id)
             .fetch_all(&mut *tx)
@@ -297,6 +304,7 @@ impl Store {
             .await?;
         tx.commit().await?;
         self.changes.gone(folder_id);
+        self.changes.list_committed(folder.mailbox_id, version);
         for row in rows {
             let blob: String = row.get("blob_path");
             if let Err(e) = self.blobs.remove(&blob).await {
@@ -364,7 +372,9 @@ impl Store {
         }
         crate::subscriptions::rename_subscriptions(&mut tx, mailbox_id, from, to, delimiter)
             .await?;
+        let version = crate::changes::bump_list_version(&mut tx, mailbox_id).await?;
         tx.commit().await?;
+        self.changes.list_committed(mailbox_id, version);
         Ok(())
     }
 }

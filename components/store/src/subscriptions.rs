@@ -6,13 +6,13 @@
 use sqlx::Row;
 
 use crate::db::write::WriteTx;
-use crate::{Error, Result, Store};
+use crate::{Durability, Error, Result, Store};
 
 /// Subscriptions one mailbox may hold: bounds what a client can make LIST and LSUB walk.
 pub const MAX_SUBSCRIPTIONS: i64 = 10_000;
 
 impl Store {
-    /// Subscribes `name`; subscribing twice is not an error.
+    /// Subscribes `name`; subscribing twice is not an error (and moves no list version).
     pub async fn subscribe(&self, mailbox_id: i64, name: &str) -> Result<()> {
         let held: i64 = sqlx::query("SELECT COUNT(*) AS n FROM subscriptions WHERE mailbox_id = ?")
             .bind(mailbox_id)
@@ -22,26 +22,41 @@ impl Store {
         if held >= MAX_SUBSCRIPTIONS {
             return Err(Error::TooManySubscriptions(MAX_SUBSCRIPTIONS));
         }
+        let mut tx = self.begin_write(Durability::Relaxed).await?;
+        // The mailbox row first, as RENAME and DELETE lock it.
+        let version = crate::changes::bump_list_version(&mut tx, mailbox_id).await?;
         let result = sqlx::query("INSERT INTO subscriptions (mailbox_id, name) VALUES (?, ?)")
             .bind(mailbox_id)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(()),
-            Err(e) => Err(e.into()),
+            Ok(_) => {}
+            // Already subscribed: the transaction rolls back, the version stays.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(()),
+            Err(e) => return Err(e.into()),
         }
+        tx.commit().await?;
+        self.changes.list_committed(mailbox_id, version);
+        Ok(())
     }
 
     /// Unsubscribes `name`; returns whether it was subscribed.
     pub async fn unsubscribe(&self, mailbox_id: i64, name: &str) -> Result<bool> {
+        let mut tx = self.begin_write(Durability::Relaxed).await?;
+        let version = crate::changes::bump_list_version(&mut tx, mailbox_id).await?;
         let done = sqlx::query("DELETE FROM subscriptions WHERE mailbox_id = ? AND name = ?")
             .bind(mailbox_id)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            // Nothing changed: roll back rather than move the version.
+            return Ok(false);
+        }
+        tx.commit().await?;
+        self.changes.list_committed(mailbox_id, version);
+        Ok(true)
     }
 
     /// The subscribed names of a mailbox, in name order.

@@ -406,3 +406,90 @@ async fn an_expunged_blob_goes_once_the_expunge_is_on_disk() {
         t.cleanup().await;
     }
 }
+
+/// IMAP NOTIFY's list version (RFC 5465 §5.4, §5.5): CREATE, RENAME, DELETE, SUBSCRIBE and
+/// UNSUBSCRIBE through one store handle move the version another handle's watch follows
+/// after a poll; subscribing twice or unsubscribing a name not subscribed moves nothing.
+#[tokio::test]
+async fn list_changes_through_a_replica_reach_a_list_watch() {
+    for t in common::stores().await {
+        let s = &t.store;
+        seed(s).await;
+        let mailbox = s
+            .mailbox("alice@example.test")
+            .await
+            .expect("mailbox")
+            .expect("alice exists");
+        let replica = Store::open(&t.url, &t.dir.path().join("mail"))
+            .await
+            .unwrap();
+        let start = s.list_version(mailbox.id).await.expect("list version");
+        let mut watch = s.watch_list(mailbox.id, start);
+        assert_eq!(watch.current(), Version::At(start), "{}", t.name);
+
+        let mut expected = start;
+        let steps: [(&str, bool); 7] = [
+            ("create", true),
+            ("rename", true),
+            ("subscribe", true),
+            ("subscribe again", false),
+            ("unsubscribe", true),
+            ("unsubscribe again", false),
+            ("delete", true),
+        ];
+        for (step, moves) in steps {
+            match step {
+                "create" => {
+                    replica
+                        .create_folder_unique(mailbox.id, "Projects", None)
+                        .await
+                        .expect("create");
+                }
+                "rename" => replica
+                    .rename_folder(mailbox.id, "Projects", "Work", '/')
+                    .await
+                    .expect("rename"),
+                "subscribe" | "subscribe again" => replica
+                    .subscribe(mailbox.id, "Work")
+                    .await
+                    .expect("subscribe"),
+                "unsubscribe" | "unsubscribe again" => {
+                    replica
+                        .unsubscribe(mailbox.id, "Work")
+                        .await
+                        .expect("unsubscribe");
+                }
+                _ => {
+                    let work = replica
+                        .folder(mailbox.id, "Work")
+                        .await
+                        .expect("folder")
+                        .expect("Work exists");
+                    replica.delete_folder(work.id).await.expect("delete");
+                }
+            }
+            s.poll_changes().await.expect("poll changes");
+            if moves {
+                let now = s.list_version(mailbox.id).await.expect("list version");
+                assert!(
+                    now > expected,
+                    "{}: {step} did not move the version",
+                    t.name
+                );
+                expected = now;
+            }
+            assert_eq!(watch.current(), Version::At(expected), "{}: {step}", t.name);
+        }
+
+        // A change through the watching handle itself arrives without a poll.
+        s.create_folder_unique(mailbox.id, "Local", None)
+            .await
+            .expect("create");
+        let Version::At(local) = watch.current() else {
+            panic!("{}: list gone", t.name)
+        };
+        assert!(local > expected, "{}", t.name);
+        replica.close().await;
+        t.cleanup().await;
+    }
+}

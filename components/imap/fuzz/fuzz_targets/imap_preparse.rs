@@ -1,7 +1,8 @@
 //! The pre-parser in front of imap-codec (`ext_syntax`) against imap-codec itself as the
 //! oracle: a command imap-codec accepts in full must pass both pre-parse steps unchanged
 //! (same bytes, no extension options, no `$` taken for a saved search); on any other input
-//! they must not panic; a CANCELUPDATE must come out as a NOOP imap-codec parses, and a
+//! they must not panic; a CANCELUPDATE or a NOTIFY (RFC 5465) must come out as a NOOP
+//! imap-codec parses, a NOTIFY within its bounds and the §5 event rules, and a
 //! PARTIAL range must select inside any result. The CATENATE URL parser (RFC 5092 forms) gets the same bytes and
 //! must not panic either.
 #![no_main]
@@ -9,7 +10,10 @@
 use imap_codec::decode::Decoder;
 use imap_codec::CommandCodec;
 use libfuzzer_sys::fuzz_target;
-use postbay_imap::ext_syntax::{find_dollar, preparse, Extras, SearchReturn};
+use postbay_imap::ext_syntax::{
+    find_dollar, preparse, Extras, NotifyFilter, SearchReturn, MAX_NOTIFY_GROUPS,
+    MAX_NOTIFY_MAILBOXES,
+};
 
 fuzz_target!(|data: &[u8]| {
     let accepted = matches!(CommandCodec::default().decode(data), Ok((rest, _)) if rest.is_empty());
@@ -32,6 +36,31 @@ fuzz_target!(|data: &[u8]| {
         if extras.cancel_update.is_some() {
             let noop = CommandCodec::default().decode(&out);
             assert!(matches!(noop, Ok((b"", _))), "CANCELUPDATE became {out:?}");
+        }
+        // NOTIFY (RFC 5465 §8) likewise, within the bounds, and never a group that §5
+        // forbids (MessageNew without MessageExpunge, FlagChange without both).
+        if let Some(notify) = &extras.notify {
+            let noop = CommandCodec::default().decode(&out);
+            assert!(matches!(noop, Ok((b"", _))), "NOTIFY became {out:?}");
+            if let Some(set) = &notify.set {
+                assert!(!set.groups.is_empty() && set.groups.len() <= MAX_NOTIFY_GROUPS);
+                let named: usize = set
+                    .groups
+                    .iter()
+                    .map(|g| match &g.filter {
+                        NotifyFilter::Subtree(n) | NotifyFilter::Mailboxes(n) => n.len(),
+                        _ => 0,
+                    })
+                    .sum();
+                assert!(named <= MAX_NOTIFY_MAILBOXES, "{named} mailboxes");
+                for g in &set.groups {
+                    let e = g.events;
+                    assert_eq!(e.message_new, e.message_expunge, "{g:?}");
+                    assert!(!e.flag_change || e.message_new, "{g:?}");
+                }
+                let selected = set.groups.iter().filter(|g| g.filter.is_selected()).count();
+                assert!(selected <= 1);
+            }
         }
         // PARTIAL ranges (RFC 5267 §4.4, RFC 9394) select inside any result.
         let returns = extras.search_return.iter().chain(extras.sort_return.iter());

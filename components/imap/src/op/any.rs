@@ -42,6 +42,7 @@ const AUTHENTICATED: &[&str] = &[
     "THREAD=ORDEREDSUBJECT",
     "THREAD=REFERENCES",
     "COMPRESS=DEFLATE",
+    "NOTIFY",
 ];
 
 /// The capability list for the session's state (RFC 9051 §6.1.1).

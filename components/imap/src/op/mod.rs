@@ -11,6 +11,7 @@ pub mod expunge;
 pub mod fetch;
 pub mod list;
 pub mod mailbox;
+pub mod notify;
 pub mod quota;
 pub mod search;
 pub mod select;
@@ -118,15 +119,21 @@ pub async fn dispatch<S: Sink>(
     let tag = command.tag.clone();
     // CANCELUPDATE (RFC 5267 §4.3.5) reaches here as the NOOP the pre-parser made of it; it
     // is a selected-state command (§5 `command-select`).
+    // NOTIFY (RFC 5465 §8) arrives the same way; it needs the authenticated state.
     let cancel_update = extras.cancel_update.is_some();
+    let notify = extras.notify.is_some();
     let name = if cancel_update {
         "CANCELUPDATE"
+    } else if notify {
+        "NOTIFY"
     } else {
         command.body.name()
     };
     let body = command.body;
     let needed = if cancel_update {
         Needs::Selected
+    } else if notify {
+        Needs::Authenticated
     } else {
         needs(&body)
     };
@@ -276,9 +283,10 @@ async fn run<S: Sink>(
     use CommandBody as C;
     match body {
         C::Capability => any::capability(p),
-        C::Noop => match &extras.cancel_update {
-            Some(tags) => context::cancel_update(p, tags),
-            None => any::noop(p),
+        C::Noop => match (&extras.cancel_update, extras.notify) {
+            (Some(tags), _) => context::cancel_update(p, tags),
+            (None, Some(request)) => notify::notify(p, request).await,
+            (None, None) => any::noop(p),
         },
         C::Logout => Ok(Outcome::Logout),
         C::Id { parameters } => any::id(p, parameters),
