@@ -198,7 +198,11 @@ class Postbay:
                 try:
                     proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:
+                    # A session still draining (the queue's idle LMTP connection keeps
+                    # `postbay dev` draining for up to 25 s): kill, and wait until the
+                    # process is gone, so its ports are free for a restart.
                     proc.kill()
+                    proc.wait(timeout=10)
         self.procs.clear()
 
     # --- configuration ---------------------------------------------------------------
