@@ -227,9 +227,20 @@ async fn change(spool: &Path, item: &Listed, action: Action, wait: Duration) -> 
     if !carried_out(&request, wait).await {
         return pending(&dir, &item.node, id, action);
     }
-    let still = q::list_all(spool)?
-        .into_iter()
-        .find(|l| &l.envelope.id == id);
+    // The owner takes the request file away when it starts the attempt, which then runs
+    // on: a delete or bounce may still be finishing (the DSN being queued) for a moment.
+    let settle = Instant::now() + SETTLE;
+    let still = loop {
+        let still = q::list_all(spool)?
+            .into_iter()
+            .find(|l| &l.envelope.id == id);
+        let finishing = matches!(action, Action::Delete | Action::Bounce)
+            && still.as_ref().is_some_and(|l| !l.parked);
+        if !finishing || Instant::now() >= settle {
+            break still;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     match (action, still) {
         (Action::Retry, None) => println!("{id}: retried and delivered"),
         (Action::Retry, Some(l)) => println!(
@@ -276,6 +287,9 @@ async fn retry_all(spool: &Path, listed: &[Listed], wait: Duration) -> Result<()
 }
 
 /// Waits until the owner has removed the request file.
+/// How long a carried-out delete or bounce may take to leave the queue.
+const SETTLE: Duration = Duration::from_secs(10);
+
 async fn carried_out(request: &Path, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
