@@ -228,14 +228,19 @@ async fn change(spool: &Path, item: &Listed, action: Action, wait: Duration) -> 
         return pending(&dir, &item.node, id, action);
     }
     // The owner takes the request file away when it starts the attempt, which then runs
-    // on: a delete or bounce may still be finishing (the DSN being queued) for a moment.
+    // on: a delete or bounce may still be finishing (the DSN being queued), a retry still
+    // talking to the remote server, for a moment.
     let settle = Instant::now() + SETTLE;
     let still = loop {
         let still = q::list_all(spool)?
             .into_iter()
             .find(|l| &l.envelope.id == id);
-        let finishing = matches!(action, Action::Delete | Action::Bounce)
-            && still.as_ref().is_some_and(|l| !l.parked);
+        // A retry has finished once the message is gone or its attempt is counted.
+        let finishing = still.as_ref().is_some_and(|l| {
+            !l.parked
+                && (!matches!(action, Action::Retry)
+                    || l.envelope.attempts <= item.envelope.attempts)
+        });
         if !finishing || Instant::now() >= settle {
             break still;
         }
@@ -287,7 +292,7 @@ async fn retry_all(spool: &Path, listed: &[Listed], wait: Duration) -> Result<()
 }
 
 /// Waits until the owner has removed the request file.
-/// How long a carried-out delete or bounce may take to leave the queue.
+/// How long a carried-out request's attempt may take to finish.
 const SETTLE: Duration = Duration::from_secs(10);
 
 async fn carried_out(request: &Path, wait: Duration) -> bool {
